@@ -1,0 +1,173 @@
+"""Wire types: every structure that crosses a process, a file or a public API boundary.
+
+All models are frozen and reject unknown fields, so a typo in a case.toml or a rubric's
+output is an error naming the field, never a silently ignored value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Severity = Literal["block", "warn", "info"]
+CurationClass = Literal["held-out", "rag-corpus-derived"]
+IsolationClass = Literal["subprocess", "microvm"]
+BoundMethod = Literal["bca", "wilson", "none"]
+CaseStatus = Literal["scored", "skipped_cost_cap", "load_error", "crashed"]
+
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+UnitFloat = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FailureMode(_Wire):
+    """One thing that went wrong with a case, with the severity of the task class taxonomy."""
+
+    code: Annotated[str, Field(min_length=1, max_length=200)]
+    severity: Severity
+    detail: str = ""
+
+
+class BenchScore(_Wire):
+    """What a rubric decides about one case."""
+
+    case_id: str
+    score: UnitFloat
+    breakdown: dict[str, UnitFloat] = Field(default_factory=dict)
+    failure_modes: tuple[FailureMode, ...] = ()
+
+
+class BenchCase(_Wire):
+    """A case.toml, validated."""
+
+    case_id: str
+    title: Annotated[str, Field(min_length=1)]
+    curation_class: CurationClass
+    cassette_canary_pin: Annotated[str, Field(min_length=8, max_length=128)]
+    pass_threshold: UnitFloat = 1.0
+    sut_timeout_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 300.0
+    rubric_timeout_s: Annotated[float, Field(gt=0, le=3_600, allow_inf_nan=False)] = 60.0
+    instructions: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("case_id")
+    @classmethod
+    def _case_id_is_safe(cls, value: str) -> str:
+        if not _CASE_ID.match(value):
+            raise ValueError(
+                "case_id must start with a letter or digit and use only letters, digits, "
+                "'.', '_', '+' and '-' (at most 200 characters)"
+            )
+        return value
+
+    @field_validator("cassette_canary_pin")
+    @classmethod
+    def _pin_is_hex(cls, value: str) -> str:
+        if not _HEX.match(value):
+            raise ValueError("cassette_canary_pin must be a hexadecimal string")
+        return value.lower()
+
+
+class CaseResult(_Wire):
+    """The harness's record of one case in one run (what JSONL case lines are made of)."""
+
+    task_class: str
+    case_id: str
+    nodeid: str = ""
+    status: CaseStatus = "scored"
+    score: UnitFloat = 0.0
+    passed: bool = False
+    pass_threshold: UnitFloat = 1.0
+    breakdown: dict[str, UnitFloat] = Field(default_factory=dict)
+    failure_modes: tuple[FailureMode, ...] = ()
+    cost_usd: NonNegFloat = 0.0
+    cached: bool = False
+    duration_s: NonNegFloat = 0.0
+    curation_class: CurationClass | None = None
+    case_digest: str = ""
+    sut_digest: str = ""
+    rubric_digest: str = ""
+    sut_exit_code: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+    @property
+    def block_failures(self) -> tuple[FailureMode, ...]:
+        return tuple(fm for fm in self.failure_modes if fm.severity == "block")
+
+
+class BoundInfo(_Wire):
+    """How lower_bound_95 was obtained, so anyone can recompute it."""
+
+    method: BoundMethod
+    lower_bound_95: UnitFloat
+    confidence: float = 0.95
+    resamples: int = 0
+    seed: int = 0
+    z0: float | None = None
+    acceleration: float | None = None
+    tie_rule: str = ""
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _finite(self) -> BoundInfo:
+        for value in (self.z0, self.acceleration):
+            if value is not None and not math.isfinite(value):
+                raise ValueError("z0 and acceleration must be finite")
+        return self
+
+
+class BenchRunReport(_Wire):
+    """One task class in one session: the evidence a team defends."""
+
+    schema_version: Literal[1] = 1
+    run_id: str
+    task_class: str
+    created_at: str
+    harness_version: str
+    sut: str = ""
+    sut_digest: str = ""
+    rubric_digest: str = ""
+    isolation_class: IsolationClass = "subprocess"
+    complete: bool = True
+    n: int = 0
+    passed_count: int = 0
+    mean: UnitFloat = 0.0
+    stddev: NonNegFloat = 0.0
+    lower_bound_95: UnitFloat = 0.0
+    bound: BoundInfo = BoundInfo(method="none", lower_bound_95=0.0)
+    total_cost_usd: NonNegFloat = 0.0
+    cache_hits: int = 0
+    skipped_count: int = 0
+    block_failure_count: int = 0
+    cases: tuple[CaseResult, ...] = ()
+
+
+class PromotionVerdict(_Wire):
+    """The read-only answer to "has this agent earned TIER on this task class?"."""
+
+    task_class: str
+    tier: str
+    current_tier: str | None = None
+    evidence_sufficient: bool
+    reasons: tuple[str, ...] = ()
+    lower_bound_95: float | None = None
+    threshold: float | None = None
+    passed_count: int = 0
+    min_cases: int | None = None
+    block_failure_count: int = 0
+    chain_verified: bool = False
+    chain_head: str | None = None
+    run_ids: tuple[str, ...] = ()
+    report_digests: tuple[str, ...] = ()
+    isolation_classes: tuple[str, ...] = ()
+    uncalibrated: bool = True

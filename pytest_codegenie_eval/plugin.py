@@ -1,0 +1,3 @@
+"""pytest hooks of pytest-codegenie-eval (work in progress)."""
+
+from __future__ import annotations
