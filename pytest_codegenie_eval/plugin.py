@@ -1,3 +1,188 @@
-"""pytest hooks of pytest-codegenie-eval (work in progress)."""
+"""pytest hooks of pytest-codegenie-eval. Hooks only: the work lives in the modules named
+for it (options, session, collection, execution, reporting)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_codegenie_eval.session import RUN_SCOPE_INPUT, SESSION_KEY, BenchSession
+
+REPORTER_KEY = pytest.StashKey[Any]()
+PLUGIN_NAME = "codegenie_eval"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from pytest_codegenie_eval.options import add_options
+
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_codegenie_eval import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "codegenie_bench(name): a bench case item of task class NAME"
+    )
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.loader import resolve_task_class_dir
+    from pytest_codegenie_eval.options import settings_from_config
+
+    settings = settings_from_config(config)
+    if _is_worker(config):
+        run_scope = str(config.workerinput.get(RUN_SCOPE_INPUT) or BenchSession.new_run_scope())  # type: ignore[attr-defined]
+    else:
+        run_scope = BenchSession.new_run_scope()
+    bench = BenchSession(config, settings, run_scope)
+    config.stash[SESSION_KEY] = bench
+    if settings.fence:
+        return
+    dirs: list[Path] = []
+    for name in settings.benches:
+        try:
+            dirs.append(resolve_task_class_dir(settings.bench_root, name))
+        except CodegenieEvalError as exc:
+            bench.outcome.bench_root_missing = not settings.bench_root.is_dir()
+            bench.outcome.task_class_missing = settings.bench_root.is_dir()
+            raise pytest.UsageError(str(exc)) from exc
+    if dirs and config.args_source != pytest.Config.ArgsSource.ARGS:
+        # `pytest --codegenie-bench=X` runs the bench, not the repository's own tests
+        config.args = [str(d / "cases") for d in dirs]
+    elif dirs:
+        for d in dirs:
+            if not any(t.is_relative_to(d.resolve()) for t in bench.targets):
+                config.args.append(str(d / "cases"))
+    if not _is_worker(config):
+        from pytest_codegenie_eval.reporting import EvalReporter
+
+        reporter = EvalReporter(bench)
+        config.stash[REPORTER_KEY] = reporter
+        config.pluginmanager.register(reporter, "codegenie_eval_reporter")
+
+
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: hand the run scope (cost ledger) to every worker."""
+    bench = node.config.stash.get(SESSION_KEY, None)
+    if bench is not None:
+        node.workerinput[RUN_SCOPE_INPUT] = bench.run_scope
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is None or _is_worker(config) or not bench.settings.benches or bench.settings.fence:
+        return
+    from pytest_codegenie_eval.audit import verify
+
+    check = verify(bench.settings.state_dir)
+    if not check.ok:
+        bench.outcome.chain_tampered = True
+        problems = "\n  ".join(check.problems[:10])
+        raise pytest.UsageError(
+            f"codegenie: the audit chain in {bench.settings.state_dir} does not verify; "
+            f"no case was started:\n  {problems}\n"
+            "Investigate with `codegenie-eval verify` before running again."
+        )
+    if bench.settings.strict:
+        from pytest_codegenie_eval.errors import BenchCaseDigestMismatch, CodegenieEvalError
+
+        bad: list[str] = []
+        for name in bench.settings.benches:
+            try:
+                loaded = bench.load(bench.settings.bench_root / name)
+            except CodegenieEvalError as exc:
+                bad.append(str(exc))
+                continue
+            bad += [
+                str(e.error) for e in loaded.cases if isinstance(e.error, BenchCaseDigestMismatch)
+            ]
+        if bad:
+            bench.outcome.digest_mismatch = True
+            raise pytest.UsageError(
+                "codegenie --codegenie-strict: digest pins do not match; no case was started:\n  "
+                + "\n  ".join(bad)
+            )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is None:
+        return None
+    parts = collection_path.parts
+    if "cases" not in parts:
+        return None
+    idx = len(parts) - 1 - parts[::-1].index("cases")
+    tc_dir = Path(*parts[:idx])
+    if not (tc_dir / "registration.py").is_file():
+        return None
+    depth = len(parts) - idx  # cases=1, cases/<dir>=2, cases/<dir>/<entry>=3
+    if depth == 1:
+        return None if bench.is_selected(tc_dir) else True
+    if depth >= 3:
+        # input/ and expected/ are data; only case.toml and digests.yaml are collected
+        return collection_path.name != "case.toml" or depth != 3
+    return None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    from pytest_codegenie_eval.loader import task_class_dir_of_case
+
+    bench = parent.config.stash.get(SESSION_KEY, None)
+    if bench is None or bench.settings.fence:
+        return None
+    if file_path.name == "case.toml":
+        tc_dir = task_class_dir_of_case(file_path)
+        if tc_dir is not None and bench.is_selected(tc_dir):
+            from pytest_codegenie_eval.collection import CaseFile
+
+            return CaseFile.from_parent(parent, path=file_path)
+    elif file_path.name == "digests.yaml" and file_path.parent.name == "cases":
+        tc_dir = file_path.parent.parent
+        if (tc_dir / "registration.py").is_file() and bench.is_selected(tc_dir):
+            from pytest_codegenie_eval.collection import OrphanPinsFile
+
+            return OrphanPinsFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    from pytest_codegenie_eval.collection import CaseItem
+
+    # cases run in (task class, case_id) order wherever they sit in the item list
+    slots = [i for i, item in enumerate(items) if isinstance(item, CaseItem)]
+    ordered = sorted(
+        (items[i] for i in slots),
+        key=lambda it: (getattr(it, "task_class_name", ""), getattr(it, "case_id", "")),
+    )
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.stash.get(REPORTER_KEY, None)
+    if reporter is not None:
+        reporter.finish(session)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    reporter = terminalreporter.config.stash.get(REPORTER_KEY, None)
+    if reporter is None:
+        return
+    lines = reporter.summary_lines()
+    if lines:
+        terminalreporter.write_sep("=", "codegenie eval summary")
+        for line in lines:
+            terminalreporter.write_line(line)

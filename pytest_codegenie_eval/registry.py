@@ -23,9 +23,7 @@ class TaskClass:
 
     name: str
     qualname: str
-    min_cases_for_promotion: Mapping[str, int] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    min_cases_for_promotion: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     baseline_sut: str | None = None
     directory: Path | None = None
     description: str = ""

@@ -1,0 +1,118 @@
+"""Content-addressed score cache (DESIGN.md §5).
+
+The key is BLAKE3 over the case digest, SUT digest, rubric digest, cassette corpus digest,
+harness version and canary pin, each length-prefixed, so changing any of them (a whitespace
+edit of rubric.py, a new SUT command) is a miss. Entries are written atomically under a
+file lock; an entry that does not parse is a miss with a warning, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+import structlog
+from filelock import FileLock
+from pydantic import ValidationError
+
+from pytest_codegenie_eval.models import CaseResult
+
+log = structlog.get_logger("codegenie_eval.cache")
+
+ENTRY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CacheKeyParts:
+    """What a cached score depends on."""
+
+    case_digest: str
+    sut_digest: str
+    rubric_digest: str
+    cassette_corpus_digest: str
+    harness_version: str
+    cassette_canary_pin: str
+
+    def key(self) -> str:
+        hasher = blake3.blake3(b"pytest-codegenie-eval cache v1\0")
+        for part in (
+            self.case_digest,
+            self.sut_digest,
+            self.rubric_digest,
+            self.cassette_corpus_digest,
+            self.harness_version,
+            self.cassette_canary_pin,
+        ):
+            data = part.encode("utf-8")
+            hasher.update(len(data).to_bytes(8, "little"))
+            hasher.update(data)
+        return str(hasher.hexdigest())
+
+
+class ScoreCache:
+    """get/put/gc over ``<state>/cache/<key[:2]>/<key>.json``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock_path = root / ".lock"
+
+    def path_for(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> CaseResult | None:
+        path = self.path_for(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cache entry unreadable, treated as a miss", path=str(path), error=str(exc))
+            return None
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("version") != ENTRY_VERSION:
+                raise ValueError("unknown entry version")
+            if data.get("key") != key:
+                raise ValueError("entry is stored under the wrong key")
+            return CaseResult.model_validate(data["result"])
+        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+            log.warning("corrupt cache entry, treated as a miss", path=str(path), error=str(exc))
+            return None
+
+    def put(self, key: str, result: CaseResult) -> Path:
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(
+            {"version": ENTRY_VERSION, "key": key, "result": result.model_dump(mode="json")},
+            sort_keys=True,
+        ).encode("utf-8")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with FileLock(str(self._lock_path)):
+            tmp.write_bytes(body)
+            os.replace(tmp, path)
+        return path
+
+    def entries(self) -> Iterable[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(self.root.glob("??/*.json"))
+
+    def gc(self, *, max_age_s: float | None = None, keep: Iterable[str] | None = None) -> int:
+        """Delete entries older than ``max_age_s`` or whose key is not in ``keep``."""
+        keep_set = set(keep) if keep is not None else None
+        now = time.time()
+        removed = 0
+        with FileLock(str(self._lock_path)):
+            for path in self.entries():
+                stale = keep_set is not None and path.stem not in keep_set
+                if max_age_s is not None and now - path.stat().st_mtime > max_age_s:
+                    stale = True
+                if stale:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed

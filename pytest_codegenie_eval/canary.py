@@ -1,0 +1,53 @@
+"""Per-case canaries: a secret string the SUT receives and must never echo back.
+
+The canary is minted deterministically from the case's ``cassette_canary_pin``, so a cached
+score and a fresh run agree on it, and an agent whose output contains it has leaked its
+environment into its work (a sign of prompt-injection or of copying the answer key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import blake3
+
+from pytest_codegenie_eval.models import BenchCase
+
+CANARY_ENV = "CODEGENIE_CANARY"
+_DOMAIN = b"pytest-codegenie-eval canary v1\0"
+
+
+def mint(seed: str) -> str:
+    """The canary for a seed: ``CODEGENIE-CANARY-`` and 32 hex characters."""
+    digest = blake3.blake3(_DOMAIN + seed.strip().lower().encode("utf-8")).hexdigest()
+    return f"CODEGENIE-CANARY-{digest[:32]}"
+
+
+def canary_for(case: BenchCase) -> str:
+    """The canary of a case (minted from its pin)."""
+    return mint(case.cassette_canary_pin)
+
+
+@contextlib.contextmanager
+def with_pinned_canary(case: BenchCase) -> Iterator[str]:
+    """Expose the case's canary as ``CODEGENIE_CANARY`` for the duration of the block.
+
+    Used around in-process (hook) SUTs; subprocess SUTs get it in their environment.
+    """
+    canary = canary_for(case)
+    previous = os.environ.get(CANARY_ENV)
+    os.environ[CANARY_ENV] = canary
+    try:
+        yield canary
+    finally:
+        if previous is None:
+            os.environ.pop(CANARY_ENV, None)
+        else:
+            os.environ[CANARY_ENV] = previous
+
+
+def leaked(canary: str, *texts: str) -> bool:
+    """Whether any of the texts contains the canary."""
+    return any(canary in text for text in texts)

@@ -1,0 +1,225 @@
+"""pytest collectors and items: one item per bench case.
+
+``case.toml`` files of selected task classes become :class:`CaseFile` collectors yielding one
+:class:`CaseItem`. A case that cannot load still yields an item, which fails with the typed
+error: a broken case fails that item and never the run. Pins in ``digests.yaml`` that name
+no directory become failing items too, so a deleted case is never silently lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.execution import load_error_result, run_case
+from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
+from pytest_codegenie_eval.models import CaseResult, FailureMode
+from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, SESSION_KEY, BenchSession
+
+RESULT_KEY = pytest.StashKey[CaseResult]()
+
+
+class CaseFailed(Exception):
+    """Raised by a case item whose result does not pass; rendered by repr_failure."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.case_id)
+        self.result = result
+
+
+def format_result(result: CaseResult) -> str:
+    """The readable failure report of one case."""
+    lines = [
+        f"codegenie case {result.task_class}/{result.case_id}: "
+        f"score {result.score:.3f} vs threshold {result.pass_threshold:.3f}"
+        + (" (cached)" if result.cached else ""),
+    ]
+    if result.breakdown:
+        width = max(len(k) for k in result.breakdown)
+        lines.append("breakdown:")
+        lines += [f"  {k.ljust(width)}  {v:.3f}" for k, v in sorted(result.breakdown.items())]
+    if result.failure_modes:
+        lines.append("failure modes:")
+        lines += [_format_mode(fm) for fm in result.failure_modes]
+    if result.sut_exit_code is not None or result.status == "scored":
+        lines.append(f"SUT exit code: {result.sut_exit_code}")
+    if result.stdout_tail.strip():
+        lines.append("SUT stdout (tail):")
+        lines += ["  " + line for line in result.stdout_tail.rstrip().splitlines()[-20:]]
+    if result.stderr_tail.strip():
+        lines.append("SUT stderr (tail):")
+        lines += ["  " + line for line in result.stderr_tail.rstrip().splitlines()[-20:]]
+    return "\n".join(lines)
+
+
+def _format_mode(fm: FailureMode) -> str:
+    detail = f": {fm.detail}" if fm.detail else ""
+    return f"  [{fm.severity}] {fm.code}{detail}"
+
+
+def attach_result(item: pytest.Item, result: CaseResult) -> None:
+    """Put the result where the controller finds it, even under xdist (builtins only)."""
+    item.stash[RESULT_KEY] = result
+    item.user_properties.append((PAYLOAD_PROPERTY, result.model_dump_json()))
+    item.user_properties.append(("codegenie_score", f"{result.score:.6f}"))
+
+
+class CaseItem(pytest.Item):
+    """One bench case: runs the SUT then the rubric, passes on score and failure modes."""
+
+    def __init__(
+        self,
+        *,
+        task_class: LoadedTaskClass | None,
+        task_class_name: str,
+        entry: CaseEntry | None,
+        error: CodegenieEvalError | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.task_class = task_class
+        self.task_class_name = task_class_name
+        self.entry = entry
+        self.error = error or (entry.error if entry else None)
+        self.add_marker(pytest.mark.codegenie_bench(task_class_name))
+
+    @property
+    def case_id(self) -> str:
+        return self.entry.case_id if self.entry else self.name
+
+    def runtest(self) -> None:
+        bench: BenchSession = self.config.stash[SESSION_KEY]
+        if self.error is not None or self.task_class is None or self.entry is None:
+            result = CaseResult(
+                task_class=self.task_class_name,
+                case_id=self.case_id,
+                nodeid=self.nodeid,
+                status="load_error",
+                failure_modes=(
+                    FailureMode(
+                        code="harness.case_invalid", severity="block", detail=str(self.error)
+                    ),
+                ),
+            )
+            if self.entry is not None and self.error is self.entry.error:
+                result = load_error_result(self.task_class_name, self.entry, self.nodeid)
+            attach_result(self, result)
+            raise CaseFailed(result)
+        settings = bench.run_settings
+        cap = settings.max_cost_usd
+        if cap is not None and settings.ledger is not None:
+            spent = settings.ledger.total_usd()
+            if spent > cap:
+                bench.outcome.cost_cap_hit = True
+                skipped = CaseResult(
+                    task_class=self.task_class_name,
+                    case_id=self.case_id,
+                    nodeid=self.nodeid,
+                    status="skipped_cost_cap",
+                    curation_class=self.entry.case.curation_class if self.entry.case else None,
+                )
+                attach_result(self, skipped)
+                pytest.skip(f"codegenie cost cap reached: spent {spent:.4f} of {cap:.4f} USD")
+        sut = bench.sut_for(self.task_class)
+        hook = self.config.pluginmanager.hook
+
+        def run_hook(case: Any, workspace: Path, env: Any) -> Any:
+            return hook.pytest_codegenie_eval_run_sut(
+                case=case, workspace=workspace, task_class=self.task_class_name, env=env
+            )
+
+        result = run_case(
+            self.task_class,
+            self.entry,
+            sut,
+            settings,
+            nodeid=self.nodeid,
+            hook=run_hook if sut.kind == "hook" else None,
+        )
+        attach_result(self, result)
+        if not result.passed:
+            raise CaseFailed(result)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str:
+        if isinstance(excinfo.value, CaseFailed):
+            return format_result(excinfo.value.result)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, 0, f"codegenie case {self.task_class_name}/{self.case_id}"
+
+
+class CaseFile(pytest.File):
+    """A ``cases/<dir>/case.toml`` of a selected task class."""
+
+    def collect(self) -> Iterator[CaseItem]:
+        bench: BenchSession = self.config.stash[SESSION_KEY]
+        tc_dir = self.path.parent.parent.parent
+        try:
+            loaded = bench.load(tc_dir)
+        except CodegenieEvalError as exc:
+            # the task class itself is broken: every case of it fails with that reason
+            yield CaseItem.from_parent(
+                self,
+                name=self.path.parent.name,
+                task_class=None,
+                task_class_name=tc_dir.name,
+                entry=None,
+                error=exc,
+            )
+            return
+        entry = loaded.by_dir.get(self.path.parent.name)
+        if entry is None:  # appeared after the task class was loaded
+            return
+        yield CaseItem.from_parent(
+            self,
+            name=entry.case_id,
+            task_class=loaded,
+            task_class_name=loaded.name,
+            entry=entry,
+        )
+
+
+class OrphanPinsFile(pytest.File):
+    """``cases/digests.yaml``: pins for directories that no longer exist fail loudly."""
+
+    def collect(self) -> Iterator[CaseItem]:
+        bench: BenchSession = self.config.stash[SESSION_KEY]
+        tc_dir = self.path.parent.parent
+        try:
+            loaded = bench.load(tc_dir)
+        except CodegenieEvalError:
+            return  # reported by every CaseFile of the task class
+        cases_dir = self.path.parent
+        for name in loaded.orphan_pins:
+            error = CodegenieEvalError(
+                f"{self.path}: pins case directory {name!r}, which does not exist under "
+                f"{cases_dir}; restore it or re-pin with "
+                f"`codegenie-eval digests --task-class {loaded.name} --write`"
+            )
+            yield CaseItem.from_parent(
+                self,
+                name=name,
+                task_class=loaded,
+                task_class_name=loaded.name,
+                entry=None,
+                error=error,
+            )
+        for entry in loaded.cases:
+            if not (entry.directory / "case.toml").exists():
+                # a directory without case.toml has no file to collect: report it here
+                yield CaseItem.from_parent(
+                    self,
+                    name=entry.name,
+                    task_class=loaded,
+                    task_class_name=loaded.name,
+                    entry=entry,
+                )

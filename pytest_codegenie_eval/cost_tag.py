@@ -1,0 +1,102 @@
+"""Bench-invocation cost tagging and the run-scoped cost ledger shared by xdist workers.
+
+Every SUT run is marked with ``CODEGENIE_BENCH_INVOCATION_TAG`` so an agent (or the proxy
+in front of its model) can attribute spend to the bench, and its reported cost goes to a
+JSONL ledger guarded by a file lock, so the cost cap holds across all workers of a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+TAG_ENV = "CODEGENIE_BENCH_INVOCATION_TAG"
+
+
+def invocation_tag(run_scope: str, task_class: str, case_id: str) -> str:
+    """The tag value of one SUT invocation."""
+    return f"codegenie-bench/{run_scope}/{task_class}/{case_id}"
+
+
+@dataclass
+class Invocation:
+    """A SUT invocation in progress; the runner sets ``cost_usd`` before the block ends."""
+
+    tag: str
+    task_class: str
+    case_id: str
+    cost_usd: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class CostLedger:
+    """Append-only JSONL of SUT costs for one run, safe across processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = FileLock(str(path) + ".lock")
+
+    def record(self, invocation: Invocation) -> None:
+        entry = {
+            "bench_invocation": True,
+            "tag": invocation.tag,
+            "task_class": invocation.task_class,
+            "case_id": invocation.case_id,
+            "cost_usd": invocation.cost_usd,
+            **invocation.extra,
+        }
+        line = json.dumps(entry, sort_keys=True) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def entries(self) -> list[dict[str, object]]:
+        if not self.path.exists():
+            return []
+        with self._lock:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        out: list[dict[str, object]] = []
+        for line in lines:
+            with contextlib.suppress(json.JSONDecodeError):
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    out.append(item)
+        return out
+
+    def total_usd(self) -> float:
+        total = 0.0
+        for entry in self.entries():
+            value = entry.get("cost_usd")
+            if isinstance(value, int | float) and value > 0:
+                total += float(value)
+        return total
+
+
+@contextlib.contextmanager
+def tag_invocation(
+    ledger: CostLedger | None, run_scope: str, task_class: str, case_id: str
+) -> Iterator[Invocation]:
+    """Tag one SUT invocation and record its cost in the ledger when the block ends.
+
+    The tag is also placed in ``os.environ`` for in-process SUTs and restored afterwards.
+    """
+    invocation = Invocation(invocation_tag(run_scope, task_class, case_id), task_class, case_id)
+    previous = os.environ.get(TAG_ENV)
+    os.environ[TAG_ENV] = invocation.tag
+    try:
+        yield invocation
+    finally:
+        if previous is None:
+            os.environ.pop(TAG_ENV, None)
+        else:
+            os.environ[TAG_ENV] = previous
+        if ledger is not None:
+            ledger.record(invocation)

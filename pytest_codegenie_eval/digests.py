@@ -1,0 +1,127 @@
+"""Content digests of case directories and the ``cases/digests.yaml`` pin file.
+
+The digest is BLAKE3 over the case directory in a canonical order: relative POSIX paths
+sorted, each path and then its bytes, both length-prefixed (8-byte little-endian), so no
+two different trees can produce the same byte stream. Interpreter droppings
+(``__pycache__``, ``*.pyc``) are left out so importing a case's code cannot change it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import blake3
+import yaml
+
+from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
+
+DIGESTS_FILE = "digests.yaml"
+_SKIP_DIRS = frozenset({"__pycache__"})
+_SKIP_SUFFIXES = (".pyc", ".pyo")
+_HEADER = (
+    "# case directory -> BLAKE3 digest of its content (see DESIGN.md §2).\n"
+    "# Re-pin after editing a case: codegenie-eval digests --task-class NAME --write\n"
+)
+
+
+def _iter_files(case_dir: Path) -> Iterator[tuple[str, Path]]:
+    root = case_dir.resolve()
+    for dirpath, dirnames, filenames in os.walk(case_dir, followlinks=False):
+        current = Path(dirpath)
+        keep = []
+        for name in dirnames:
+            if name in _SKIP_DIRS:
+                continue
+            sub = current / name
+            if sub.is_symlink():
+                target = sub.resolve()
+                if not target.is_relative_to(root):
+                    raise BenchCaseLoadError(
+                        sub, f"symlink leaves the case directory (points to {target})"
+                    )
+                # a link to a directory inside the case is hashed as the files it reaches
+                for inner_rel, inner in _iter_files(target):
+                    yield (sub.relative_to(case_dir) / inner_rel).as_posix(), inner
+                continue
+            keep.append(name)
+        dirnames[:] = keep
+        for name in filenames:
+            if name.endswith(_SKIP_SUFFIXES):
+                continue
+            path = current / name
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    raise BenchCaseLoadError(
+                        path, f"symlink leaves the case directory (points to {target})"
+                    )
+            if not path.is_file():
+                continue
+            yield path.relative_to(case_dir).as_posix(), path
+
+
+def case_digest(case_dir: Path) -> str:
+    """BLAKE3 hex digest of a case directory (DESIGN.md §2)."""
+    hasher = blake3.blake3()
+    for rel, path in sorted(_iter_files(case_dir)):
+        name = rel.encode("utf-8")
+        data = path.read_bytes()
+        hasher.update(len(name).to_bytes(8, "little"))
+        hasher.update(name)
+        hasher.update(len(data).to_bytes(8, "little"))
+        hasher.update(data)
+    return str(hasher.hexdigest())
+
+
+def file_digest(path: Path) -> str:
+    """BLAKE3 hex digest of one file's bytes."""
+    return str(blake3.blake3(path.read_bytes()).hexdigest())
+
+
+def read_digests(cases_dir: Path) -> dict[str, str]:
+    """Read ``cases/digests.yaml``; a missing file is an empty pin set."""
+    path = cases_dir / DIGESTS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DigestsFileInvalid(path, f"not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise DigestsFileInvalid(path, "must map case directory names to digests")
+    pins: dict[str, str] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise DigestsFileInvalid(path, f"entry {key!r}: name and digest must be strings")
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise DigestsFileInvalid(path, f"entry {key!r}: digest must be 64 lowercase hex chars")
+        pins[key] = value
+    return pins
+
+
+def render_digests(pins: Mapping[str, str]) -> str:
+    """The canonical text of a digests.yaml for these pins."""
+    body = "".join(f"{name}: {pins[name]}\n" for name in sorted(pins))
+    return _HEADER + body
+
+
+def compute_digests(cases_dir: Path) -> dict[str, str]:
+    """Digest of every case directory (every subdirectory holding a case.toml)."""
+    return {
+        child.name: case_digest(child)
+        for child in sorted(cases_dir.iterdir())
+        if child.is_dir() and (child / "case.toml").exists()
+    }
+
+
+def write_digests(cases_dir: Path) -> Path:
+    """Rewrite ``cases/digests.yaml`` from the directories as they are now (atomic)."""
+    path = cases_dir / DIGESTS_FILE
+    tmp = path.with_name(f".{DIGESTS_FILE}.tmp")
+    tmp.write_text(render_digests(compute_digests(cases_dir)), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

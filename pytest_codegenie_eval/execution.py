@@ -1,0 +1,419 @@
+"""Running one case: workspace, SUT, isolated rubric, validation, cache (DESIGN.md §3).
+
+:func:`run_case` never raises for anything the SUT or the rubric does: every deviation
+becomes a block-severity :class:`FailureMode` on the case and the run goes on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pytest_codegenie_eval import __version__
+from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
+from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, with_pinned_canary
+from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
+from pytest_codegenie_eval.digests import case_digest
+from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
+from pytest_codegenie_eval.models import BenchCase, CaseResult, FailureMode, Severity
+from pytest_codegenie_eval.process import ResourceLimits, run_process, tail
+from pytest_codegenie_eval.sut import HookRunner, SutRun, SutSpec, run_sut
+
+HARNESS_VERSION = __version__
+CODEGENIE_DIR = ".codegenie"
+MAX_DIFF_BYTES = 4 * 1024 * 1024
+MAX_RUBRIC_STDOUT = 1024 * 1024
+# The rubric's whole environment: nothing that could carry a credential or a user identity.
+RUBRIC_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL")
+_NOT_CACHED = frozenset({"sut.timeout", "rubric.timeout", "harness.worker_crashed"})
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Per-session settings every case run needs (built once by the plugin)."""
+
+    cache: ScoreCache | None
+    ledger: CostLedger | None
+    run_scope: str
+    max_cost_usd: float | None = None
+    cassette_dir: Path | None = None
+    cassette_digest: str = ""
+    rubric_limits: ResourceLimits | None = None
+    keep_workspaces: bool = False
+
+
+def rubric_env() -> dict[str, str]:
+    """The explicit allowlist environment of the rubric subprocess."""
+    env = {name: os.environ[name] for name in RUBRIC_ENV_ALLOWLIST if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env["TZ"] = "UTC"
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def default_rubric_limits(timeout_s: float) -> ResourceLimits:
+    """CPU a little past the wall-clock timeout, 4 GiB of address space, 64 MiB files."""
+    return ResourceLimits(
+        cpu_seconds=math.ceil(timeout_s) + 1,
+        address_space_bytes=4 * 1024**3,
+        file_size_bytes=64 * 1024**2,
+    )
+
+
+def _files(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if not root.is_dir():
+        return found
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if rel.parts[0] == CODEGENIE_DIR or not path.is_file():
+            continue
+        found[rel.as_posix()] = path
+    return found
+
+
+def unified_diff(before: Path, after: Path, limit: int = MAX_DIFF_BYTES) -> str:
+    """A git-style unified diff of two trees (``.codegenie/`` left out), capped in size."""
+    old, new = _files(before), _files(after)
+    chunks: list[str] = []
+    size = 0
+    for rel in sorted(set(old) | set(new)):
+        a = old[rel].read_bytes() if rel in old else b""
+        b = new[rel].read_bytes() if rel in new else b""
+        if a == b:
+            continue
+        try:
+            a_lines = a.decode("utf-8").splitlines(keepends=True)
+            b_lines = b.decode("utf-8").splitlines(keepends=True)
+        except UnicodeDecodeError:
+            text = f"Binary files a/{rel} and b/{rel} differ\n"
+        else:
+            text = "".join(
+                difflib.unified_diff(
+                    a_lines,
+                    b_lines,
+                    fromfile=f"a/{rel}" if rel in old else "/dev/null",
+                    tofile=f"b/{rel}" if rel in new else "/dev/null",
+                )
+            )
+            if text and not text.endswith("\n"):
+                text += "\n\\ No newline at end of file\n"
+        size += len(text)
+        if size > limit:
+            chunks.append(f"[diff truncated at {limit} bytes]\n")
+            break
+        chunks.append(text)
+    return "".join(chunks)
+
+
+class _RubricFailure(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    code: str = Field(min_length=1)
+    detail: str = ""
+    severity: Severity | None = None
+
+
+class _RubricOutput(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    case_id: str | None = None
+    score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    breakdown: dict[str, float] = Field(default_factory=dict)
+    failure_modes: list[_RubricFailure] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RubricVerdict:
+    """The rubric's output after validation against the task class."""
+
+    score: float
+    breakdown: dict[str, float]
+    failure_modes: tuple[FailureMode, ...]
+
+
+def _block(code: str, detail: str) -> FailureMode:
+    return FailureMode(code=code, severity="block", detail=detail)
+
+
+def validate_rubric_output(
+    stdout: bytes, *, case_id: str, task_class: LoadedTaskClass
+) -> RubricVerdict:
+    """Check the rubric's stdout against the protocol, the keys and the taxonomy."""
+    try:
+        text = stdout.decode("utf-8")
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        shown = tail(stdout, 200) or "<empty>"
+        return RubricVerdict(
+            0.0, {}, (_block("rubric.malformed_output", f"not one JSON object: {exc}: {shown}"),)
+        )
+    if not isinstance(data, dict):
+        return RubricVerdict(
+            0.0, {}, (_block("rubric.malformed_output", "stdout is JSON but not an object"),)
+        )
+    try:
+        parsed = _RubricOutput.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+        )
+        return RubricVerdict(0.0, {}, (_block("rubric.malformed_output", problems),))
+    if parsed.case_id is not None and parsed.case_id != case_id:
+        return RubricVerdict(
+            0.0,
+            {},
+            (
+                _block(
+                    "rubric.malformed_output", f"scored case {parsed.case_id!r}, not {case_id!r}"
+                ),
+            ),
+        )
+    modes: list[FailureMode] = []
+    breakdown: dict[str, float] = {}
+    for key, value in sorted(parsed.breakdown.items()):
+        if key not in task_class.breakdown_keys:
+            modes.append(_block("rubric.unknown_breakdown_key", f"{key!r} is not a BreakdownKey"))
+        elif not (0.0 <= value <= 1.0) or not math.isfinite(value):
+            modes.append(
+                _block("rubric.malformed_output", f"breakdown {key!r}={value} not in [0, 1]")
+            )
+        else:
+            breakdown[key] = value
+    for fm in parsed.failure_modes:
+        severity = task_class.failure_modes.get(fm.code)
+        if severity is None:
+            modes.append(
+                _block("rubric.unknown_failure_mode", f"{fm.code!r} is not in failure_modes.yaml")
+            )
+        else:
+            # the taxonomy's severity always wins over whatever the rubric claimed
+            modes.append(FailureMode(code=fm.code, severity=severity[0], detail=fm.detail))
+    harness_problem = any(m.code.startswith("rubric.") for m in modes)
+    score = 0.0 if harness_problem else parsed.score
+    return RubricVerdict(score, breakdown, tuple(modes))
+
+
+def run_rubric(
+    task_class: LoadedTaskClass,
+    case: BenchCase,
+    case_dir: Path,
+    harness_output: Mapping[str, Any],
+    limits: ResourceLimits | None,
+) -> RubricVerdict:
+    """Run ``python -I rubric.py`` isolated: temp cwd, allowlisted env, limits, timeout."""
+    payload = json.dumps(
+        {
+            "case": case.model_dump(mode="json"),
+            "case_dir": str(case_dir.resolve()),
+            "harness_output": dict(harness_output),
+        }
+    ).encode("utf-8")
+    with tempfile.TemporaryDirectory(prefix="codegenie-rubric-") as cwd:
+        result = run_process(
+            [sys.executable, "-I", str(task_class.rubric_path)],
+            cwd=Path(cwd),
+            env=rubric_env(),
+            stdin=payload,
+            timeout_s=case.rubric_timeout_s,
+            max_stdout=MAX_RUBRIC_STDOUT,
+            limits=limits or default_rubric_limits(case.rubric_timeout_s),
+        )
+    if result.timed_out:
+        return RubricVerdict(
+            0.0,
+            {},
+            (_block("rubric.timeout", f"killed after {case.rubric_timeout_s:g} s"),),
+        )
+    if result.stdout_truncated:
+        return RubricVerdict(
+            0.0,
+            {},
+            (_block("rubric.malformed_output", f"stdout exceeded {MAX_RUBRIC_STDOUT} bytes"),),
+        )
+    if result.spawn_error or result.returncode != 0:
+        why = result.spawn_error or f"exit code {result.returncode}"
+        return RubricVerdict(
+            0.0,
+            {},
+            (_block("rubric.malformed_output", f"{why}; stderr: {tail(result.stderr, 1500)}"),),
+        )
+    return validate_rubric_output(result.stdout, case_id=case.case_id, task_class=task_class)
+
+
+def cache_key(
+    entry: CaseEntry, task_class: LoadedTaskClass, sut: SutSpec, settings: RunSettings
+) -> str:
+    if entry.case is None:
+        raise ValueError(f"case {entry.name} did not load")
+    return CacheKeyParts(
+        case_digest=entry.digest,
+        sut_digest=sut.digest,
+        rubric_digest=task_class.rubric_digest,
+        cassette_corpus_digest=settings.cassette_digest,
+        harness_version=HARNESS_VERSION,
+        cassette_canary_pin=entry.case.cassette_canary_pin,
+    ).key()
+
+
+def _sut_env(
+    case: BenchCase, workspace: Path, tmp: Path, tag: str, settings: RunSettings
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            CANARY_ENV: canary_for(case),
+            TAG_ENV: tag,
+            "CODEGENIE_CASE_ID": case.case_id,
+            "CODEGENIE_WORKSPACE": str(workspace),
+            "CODEGENIE_TASK_FILE": str(workspace / CODEGENIE_DIR / "task.md"),
+            "TMPDIR": str(tmp),
+        }
+    )
+    if settings.cassette_dir is not None:
+        env["CODEGENIE_CASSETTE_DIR"] = str(settings.cassette_dir)
+    return env
+
+
+def _prepare_workspace(task_class: LoadedTaskClass, entry: CaseEntry, run_dir: Path) -> Path:
+    workspace = run_dir / "workspace"
+    source = entry.directory / "input"
+    if source.is_dir():
+        shutil.copytree(source, workspace, symlinks=False)
+    else:
+        workspace.mkdir()
+    meta = workspace / CODEGENIE_DIR
+    meta.mkdir(exist_ok=True)
+    task_text = (entry.case.instructions if entry.case else None) or task_class.task_md
+    (meta / "task.md").write_text(task_text, encoding="utf-8")
+    (run_dir / "tmp").mkdir()
+    return workspace
+
+
+def _escape_failures(run_dir: Path, entry: CaseEntry) -> list[FailureMode]:
+    modes = []
+    stray = sorted(p.name for p in run_dir.iterdir() if p.name not in ("workspace", "tmp"))
+    if stray:
+        modes.append(
+            _block("sut.escaped_workspace", f"wrote outside its workspace: {', '.join(stray)}")
+        )
+    try:
+        changed = case_digest(entry.directory) != entry.digest
+    except Exception:  # the SUT may have left the case unreadable
+        changed = True
+    if changed:
+        modes.append(
+            _block("sut.escaped_workspace", f"changed the case directory {entry.directory}")
+        )
+    return modes
+
+
+def run_case(
+    task_class: LoadedTaskClass,
+    entry: CaseEntry,
+    sut: SutSpec,
+    settings: RunSettings,
+    *,
+    nodeid: str = "",
+    hook: HookRunner | None = None,
+) -> CaseResult:
+    """Run one loaded case end to end (or return its cached result)."""
+    case = entry.case
+    if case is None or entry.error is not None:
+        raise ValueError(f"case {entry.name} did not load: {entry.error}")
+    key = cache_key(entry, task_class, sut, settings)
+    if settings.cache is not None:
+        hit = settings.cache.get(key)
+        if hit is not None:
+            return hit.model_copy(update={"cached": True, "cost_usd": 0.0, "nodeid": nodeid})
+    started = time.monotonic()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
+    try:
+        workspace = _prepare_workspace(task_class, entry, run_dir)
+        with tag_invocation(
+            settings.ledger, settings.run_scope, task_class.name, case.case_id
+        ) as invocation:
+            env = _sut_env(case, workspace, run_dir / "tmp", invocation.tag, settings)
+            with with_pinned_canary(case):
+                sut_run = run_sut(sut, case=case, workspace=workspace, env=env, hook=hook)
+            invocation.cost_usd = sut_run.cost_usd
+        modes = _sut_failures(sut_run, case)
+        modes += _escape_failures(run_dir, entry)
+        diff = unified_diff(entry.directory / "input", workspace)
+        if leaked(canary_for(case), sut_run.stdout, sut_run.stderr, diff):
+            modes.append(_block("canary.leaked", "the SUT's output contains the case's canary"))
+        harness_output = {
+            "workspace": str(workspace),
+            "diff": diff,
+            "sut_exit_code": sut_run.exit_code,
+            "stdout_tail": sut_run.stdout_tail,
+            "stderr_tail": sut_run.stderr_tail,
+            "cost_usd": sut_run.cost_usd,
+            "duration_s": round(sut_run.duration_s, 6),
+        }
+        verdict = run_rubric(
+            task_class, case, entry.directory, harness_output, settings.rubric_limits
+        )
+        all_modes = tuple(modes) + verdict.failure_modes
+        blocked = any(m.severity == "block" for m in all_modes)
+        passed = not blocked and verdict.score >= case.pass_threshold - 1e-12
+        result = CaseResult(
+            task_class=task_class.name,
+            case_id=case.case_id,
+            nodeid=nodeid,
+            pass_threshold=case.pass_threshold,
+            curation_class=case.curation_class,
+            case_digest=entry.digest,
+            sut_digest=sut.digest,
+            rubric_digest=task_class.rubric_digest,
+            score=verdict.score,
+            passed=passed,
+            breakdown=verdict.breakdown,
+            failure_modes=all_modes,
+            cost_usd=sut_run.cost_usd,
+            cached=False,
+            duration_s=time.monotonic() - started,
+            sut_exit_code=sut_run.exit_code,
+            stdout_tail=sut_run.stdout_tail,
+            stderr_tail=sut_run.stderr_tail,
+        )
+    finally:
+        if not settings.keep_workspaces:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    if settings.cache is not None and not any(m.code in _NOT_CACHED for m in result.failure_modes):
+        settings.cache.put(key, result.model_copy(update={"nodeid": ""}))
+    return result
+
+
+def _sut_failures(run: SutRun, case: BenchCase) -> list[FailureMode]:
+    if run.timed_out:
+        return [_block("sut.timeout", f"killed after {case.sut_timeout_s:g} s")]
+    modes = []
+    if run.exit_code != 0:
+        detail = run.error or f"exit code {run.exit_code}; stderr: {tail(run.stderr, 1500)}"
+        modes.append(_block("sut.exception", detail))
+    elif run.error:
+        modes.append(_block("sut.exception", run.error))
+    return modes
+
+
+def load_error_result(task_class: str, entry: CaseEntry, nodeid: str) -> CaseResult:
+    """The record of a case that could not be loaded: a failed case, never a lost one."""
+    return CaseResult(
+        task_class=task_class,
+        case_id=entry.case_id,
+        nodeid=nodeid,
+        status="load_error",
+        failure_modes=(_block("harness.case_invalid", str(entry.error)),),
+        curation_class=entry.case.curation_class if entry.case else None,
+    )

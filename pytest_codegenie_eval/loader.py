@@ -1,0 +1,356 @@
+"""Loading a task class directory: registration, taxonomy, breakdown keys and cases.
+
+Nothing here raises for a single broken case: every case directory becomes a
+:class:`CaseEntry` holding either the validated :class:`BenchCase` or the typed error that
+keeps it from running, so one bad case fails one item and never the run.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+import blake3
+import yaml
+from pydantic import ValidationError
+
+from pytest_codegenie_eval.digests import case_digest, file_digest, read_digests
+from pytest_codegenie_eval.errors import (
+    BenchCaseDigestMismatch,
+    BenchCaseIDCollision,
+    BenchCaseLoadError,
+    BenchRootMissing,
+    CodegenieEvalError,
+    DigestsFileInvalid,
+    TaskClassInvalid,
+    TaskClassNotFound,
+)
+from pytest_codegenie_eval.models import BenchCase, Severity
+from pytest_codegenie_eval.registry import TaskClass, capture_registrations
+
+REGISTRATION = "registration.py"
+BREAKDOWN_KEYS = "breakdown_keys.py"
+FAILURE_MODES = "failure_modes.yaml"
+RUBRIC = "rubric.py"
+TASK_MD = "task.md"
+CASE_TOML = "case.toml"
+
+RESERVED_PREFIXES = ("sut.", "rubric.", "canary.", "harness.")
+
+# Failure modes the harness itself raises; always block severity, never in a taxonomy file.
+HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
+    {
+        "sut.exception": "the SUT exited non-zero or raised",
+        "sut.timeout": "the SUT ran past the case's sut_timeout_s and was killed",
+        "sut.escaped_workspace": "the SUT wrote outside its workspace or changed the case",
+        "rubric.malformed_output": "the rubric did not print exactly one valid BenchScore JSON",
+        "rubric.timeout": "the rubric ran past the case's rubric_timeout_s and was killed",
+        "rubric.unknown_breakdown_key": "the rubric emitted a key not in BreakdownKey",
+        "rubric.unknown_failure_mode": "the rubric emitted a code not in failure_modes.yaml",
+        "canary.leaked": "the SUT's output contains the case's canary",
+        "harness.case_invalid": "the case could not be loaded or its digest pin does not match",
+        "harness.worker_crashed": "the pytest worker running the case crashed",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CaseEntry:
+    """One case directory of a task class, loaded or not."""
+
+    directory: Path
+    name: str
+    case: BenchCase | None = None
+    digest: str = ""
+    error: CodegenieEvalError | None = None
+
+    @property
+    def case_id(self) -> str:
+        return self.case.case_id if self.case is not None else self.name
+
+
+@dataclass(frozen=True)
+class LoadedTaskClass:
+    """Everything the harness needs about a task class, read once per session."""
+
+    task_class: TaskClass
+    directory: Path
+    breakdown_keys: frozenset[str]
+    failure_modes: Mapping[str, tuple[Severity, str]]
+    rubric_path: Path
+    rubric_digest: str
+    task_md: str
+    cases: tuple[CaseEntry, ...]
+    orphan_pins: tuple[str, ...] = ()
+    by_dir: Mapping[str, CaseEntry] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.task_class.name
+
+    def severity_of(self, code: str) -> Severity | None:
+        if code in HARNESS_FAILURE_MODES:
+            return "block"
+        entry = self.failure_modes.get(code)
+        return entry[0] if entry else None
+
+
+# registration.py is imported once per process per content: re-running collection in the same
+# process (pytester, IDE re-runs) reuses the captured TaskClass instead of importing again.
+_REGISTRATION_CACHE: dict[tuple[Path, str], tuple[TaskClass, ...]] = {}
+
+
+def _import_file(path: Path, module_name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TaskClassInvalid(path, "cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except CodegenieEvalError:
+        sys.modules.pop(module_name, None)
+        raise
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise TaskClassInvalid(path, f"import failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _module_name(directory: Path, stem: str) -> str:
+    tag = blake3.blake3(str(directory).encode()).hexdigest()[:12]
+    safe = "".join(c if c.isalnum() else "_" for c in directory.name)
+    return f"_codegenie_bench_{safe}_{tag}_{stem}"
+
+
+def load_registration(directory: Path) -> TaskClass:
+    """Import ``registration.py`` (once per content) and return its single task class."""
+    path = directory / REGISTRATION
+    if not path.is_file():
+        raise TaskClassInvalid(path, "missing: every task class needs a registration.py")
+    key = (path.resolve(), file_digest(path))
+    registered = _REGISTRATION_CACHE.get(key)
+    if registered is None:
+        with capture_registrations() as captured:
+            _import_file(path, _module_name(directory.resolve(), "registration"))
+        registered = tuple(captured)
+        _REGISTRATION_CACHE[key] = registered
+    if len(registered) != 1:
+        raise TaskClassInvalid(
+            path, f"must register exactly one task class, registered {len(registered)}"
+        )
+    task_class = registered[0]
+    if task_class.name != directory.name:
+        raise TaskClassInvalid(
+            path,
+            f"registers {task_class.name!r} but lives in directory {directory.name!r}; "
+            "the name and the directory must match",
+        )
+    if task_class.directory != directory.resolve():
+        task_class = TaskClass(
+            name=task_class.name,
+            qualname=task_class.qualname,
+            min_cases_for_promotion=task_class.min_cases_for_promotion,
+            baseline_sut=task_class.baseline_sut,
+            directory=directory.resolve(),
+            description=task_class.description,
+        )
+    return task_class
+
+
+def load_breakdown_keys(directory: Path) -> frozenset[str]:
+    """The values of ``BreakdownKey`` in ``breakdown_keys.py``."""
+    path = directory / BREAKDOWN_KEYS
+    if not path.is_file():
+        raise TaskClassInvalid(path, "missing: every task class needs breakdown_keys.py")
+    module = _import_file(path, _module_name(directory.resolve(), f"bk_{file_digest(path)[:12]}"))
+    enum_cls: Any = getattr(module, "BreakdownKey", None)
+    if not (isinstance(enum_cls, type) and issubclass(enum_cls, enum.Enum)):
+        raise TaskClassInvalid(path, "must define `class BreakdownKey(StrEnum)`")
+    keys = frozenset(str(member.value) for member in enum_cls)
+    if not keys:
+        raise TaskClassInvalid(path, "BreakdownKey has no members")
+    return keys
+
+
+def load_failure_modes(directory: Path) -> dict[str, tuple[Severity, str]]:
+    """Parse and validate ``failure_modes.yaml`` into code → (severity, description)."""
+    path = directory / FAILURE_MODES
+    if not path.is_file():
+        raise TaskClassInvalid(path, "missing: every task class needs failure_modes.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise TaskClassInvalid(path, f"not valid YAML: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise TaskClassInvalid(path, "must be a mapping with `version` and `failure_modes`")
+    unknown = set(data) - {"version", "failure_modes"}
+    if unknown:
+        raise TaskClassInvalid(path, f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+    if data.get("version") != 1:
+        raise TaskClassInvalid(path, f"[version] must be 1, got {data.get('version')!r}")
+    modes = data.get("failure_modes")
+    if not isinstance(modes, Mapping):
+        raise TaskClassInvalid(path, "[failure_modes] must map codes to {severity, description}")
+    result: dict[str, tuple[Severity, str]] = {}
+    for code, spec in modes.items():
+        where = f"[failure_modes.{code}]"
+        if not isinstance(code, str) or not code:
+            raise TaskClassInvalid(path, f"{where} code must be a non-empty string")
+        if code.startswith(RESERVED_PREFIXES):
+            raise TaskClassInvalid(path, f"{where} the prefixes {RESERVED_PREFIXES} are reserved")
+        if not isinstance(spec, Mapping):
+            raise TaskClassInvalid(path, f"{where} must be {{severity, description}}")
+        extra = set(spec) - {"severity", "description"}
+        if extra:
+            raise TaskClassInvalid(path, f"{where} unknown key(s): {', '.join(sorted(extra))}")
+        severity = spec.get("severity")
+        if severity not in ("block", "warn", "info"):
+            raise TaskClassInvalid(
+                path, f"{where}.severity must be block, warn or info, got {severity!r}"
+            )
+        description = spec.get("description")
+        if not isinstance(description, str) or not description.strip():
+            raise TaskClassInvalid(path, f"{where}.description must be a non-empty string")
+        result[code] = (severity, description)
+    return result
+
+
+def rubric_digest(directory: Path) -> str:
+    """Digest of everything that decides a score: rubric, breakdown keys and taxonomy."""
+    hasher = blake3.blake3()
+    for name in (RUBRIC, BREAKDOWN_KEYS, FAILURE_MODES):
+        data = (directory / name).read_bytes()
+        hasher.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+    return str(hasher.hexdigest())
+
+
+def _format_validation_error(exc: ValidationError) -> tuple[str | None, str]:
+    parts = []
+    first_field: str | None = None
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        first_field = first_field or loc
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {loc!r}")
+        elif err["type"] == "missing":
+            parts.append(f"missing required key {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return first_field, "; ".join(parts)
+
+
+def parse_case_toml(path: Path) -> BenchCase:
+    """Read and validate one case.toml; every problem is a BenchCaseLoadError naming it."""
+    if not path.is_file():
+        raise BenchCaseLoadError(path, "missing: every case directory needs a case.toml")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchCaseLoadError(path, f"not UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    if not text.strip():
+        raise BenchCaseLoadError(path, "is empty")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchCaseLoadError(path, f"not valid TOML: {exc}") from exc
+    try:
+        return BenchCase.model_validate(data)
+    except ValidationError as exc:
+        fld, message = _format_validation_error(exc)
+        raise BenchCaseLoadError(path, message, field=fld) from exc
+
+
+def load_cases(cases_dir: Path) -> tuple[tuple[CaseEntry, ...], tuple[str, ...]]:
+    """Load every case directory; returns the entries and pins naming no directory."""
+    try:
+        pins = read_digests(cases_dir)
+        pins_error: CodegenieEvalError | None = None
+    except DigestsFileInvalid as exc:
+        pins, pins_error = {}, exc
+    entries: list[CaseEntry] = []
+    seen: dict[str, Path] = {}
+    children = sorted(p for p in cases_dir.iterdir() if p.is_dir() and p.name != "__pycache__")
+    for child in children:
+        case: BenchCase | None = None
+        try:
+            case = parse_case_toml(child / CASE_TOML)
+            digest = case_digest(child)
+            if pins_error is not None:
+                raise pins_error
+            if pins.get(child.name) != digest:
+                raise BenchCaseDigestMismatch(child, pins.get(child.name), digest)
+            if case.case_id in seen:
+                raise BenchCaseIDCollision(case.case_id, seen[case.case_id], child)
+        except CodegenieEvalError as exc:
+            # a colliding entry is named by its directory, so both stay distinguishable
+            keep = None if isinstance(exc, BenchCaseIDCollision) else case
+            entries.append(CaseEntry(child, child.name, keep, "", exc))
+            continue
+        seen[case.case_id] = child
+        entries.append(CaseEntry(child, child.name, case, digest))
+    present = {child.name for child in children}
+    orphans = tuple(sorted(name for name in pins if name not in present))
+    return tuple(entries), orphans
+
+
+def load_task_class(directory: Path) -> LoadedTaskClass:
+    """Load a task class directory (raises TaskClassInvalid when the contract is broken)."""
+    directory = directory.resolve()
+    task_class = load_registration(directory)
+    keys = load_breakdown_keys(directory)
+    modes = load_failure_modes(directory)
+    rubric = directory / RUBRIC
+    if not rubric.is_file():
+        raise TaskClassInvalid(rubric, "missing: every task class needs rubric.py")
+    cases_dir = directory / "cases"
+    if not cases_dir.is_dir():
+        raise TaskClassInvalid(cases_dir, "missing: every task class needs a cases/ directory")
+    task_md_path = directory / TASK_MD
+    task_md = task_md_path.read_text(encoding="utf-8") if task_md_path.is_file() else ""
+    cases, orphans = load_cases(cases_dir)
+    return LoadedTaskClass(
+        task_class=task_class,
+        directory=directory,
+        breakdown_keys=keys,
+        failure_modes=MappingProxyType(modes),
+        rubric_path=rubric,
+        rubric_digest=rubric_digest(directory),
+        task_md=task_md,
+        cases=cases,
+        orphan_pins=orphans,
+        by_dir=MappingProxyType({entry.name: entry for entry in cases}),
+    )
+
+
+def available_task_classes(bench_root: Path) -> list[str]:
+    """Names of the directories under the bench root that hold a registration.py."""
+    if not bench_root.is_dir():
+        return []
+    return sorted(p.name for p in bench_root.iterdir() if (p / REGISTRATION).is_file())
+
+
+def resolve_task_class_dir(bench_root: Path, name: str) -> Path:
+    """The directory of a task class, or the typed error saying what exists instead."""
+    if not bench_root.is_dir():
+        raise BenchRootMissing(bench_root)
+    candidate = bench_root / name
+    if not (candidate / REGISTRATION).is_file():
+        raise TaskClassNotFound(name, bench_root, available_task_classes(bench_root))
+    return candidate
+
+
+def task_class_dir_of_case(case_toml: Path) -> Path | None:
+    """``<tc>/cases/<dir>/case.toml`` → ``<tc>`` when that directory is a task class."""
+    if case_toml.name != CASE_TOML or case_toml.parent.parent.name != "cases":
+        return None
+    tc_dir = case_toml.parent.parent.parent
+    return tc_dir if (tc_dir / REGISTRATION).is_file() else None

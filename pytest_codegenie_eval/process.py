@@ -1,0 +1,183 @@
+"""Running a child process the harness does not trust: timeout, process-group kill, bounded
+output, resource limits.
+
+Both the SUT and the rubric go through :func:`run_process`. The child starts in its own
+session, so a timeout (or its normal exit) kills every process it left behind, and stdout is
+read with a hard cap so a runaway child cannot exhaust the harness's memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """rlimits applied in the child before exec (None leaves a limit as inherited)."""
+
+    cpu_seconds: int | None = None
+    address_space_bytes: int | None = None
+    file_size_bytes: int | None = None
+
+    def preexec(self) -> Callable[[], None]:
+        def apply() -> None:
+            for which, value in (
+                (resource.RLIMIT_CPU, self.cpu_seconds),
+                (resource.RLIMIT_AS, self.address_space_bytes),
+                (resource.RLIMIT_FSIZE, self.file_size_bytes),
+            ):
+                if value is not None:
+                    _soft, hard = resource.getrlimit(which)
+                    cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+                    resource.setrlimit(which, (cap, cap))
+
+        return apply
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What a child process did."""
+
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    stdout_truncated: bool
+    duration_s: float
+    spawn_error: str | None = None
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: bytes = b"",
+    timeout_s: float,
+    max_stdout: int = 16 * 1024 * 1024,
+    max_stderr: int = 64 * 1024,
+    limits: ResourceLimits | None = None,
+) -> ProcessResult:
+    """Run ``argv`` to completion or timeout; never raises for the child's behaviour.
+
+    stdout beyond ``max_stdout`` kills the child and sets ``stdout_truncated``; stderr keeps
+    only its last ``max_stderr`` bytes. On exit or timeout the whole process group is killed.
+    """
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=limits.preexec() if limits else None,
+        )
+    except OSError as exc:
+        return ProcessResult(None, b"", b"", False, False, 0.0, f"{type(exc).__name__}: {exc}")
+    if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # pragma: no cover
+        raise RuntimeError("pipes were not created")
+    deadline = started + timeout_s
+    out = bytearray()
+    err = bytearray()
+    truncated = False
+    timed_out = False
+    pending = memoryview(stdin)
+    sel = selectors.DefaultSelector()
+    os.set_blocking(proc.stdout.fileno(), False)
+    os.set_blocking(proc.stderr.fileno(), False)
+    sel.register(proc.stdout, selectors.EVENT_READ, "out")
+    sel.register(proc.stderr, selectors.EVENT_READ, "err")
+    if pending:
+        os.set_blocking(proc.stdin.fileno(), False)
+        sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
+    else:
+        proc.stdin.close()
+    exited_at: float | None = None
+    try:
+        while sel.get_map() and not truncated:
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = proc.poll() is None
+                break
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+                # the child is gone: anything still holding its pipes is a straggler
+                _kill_group(proc)
+            wait = min(deadline - now, 0.05 if exited_at is None else 0.5)
+            events = sel.select(wait)
+            if not events and exited_at is not None and now - exited_at > 0.5:
+                break
+            for key, _mask in events:
+                if key.data == "in":
+                    try:
+                        written = os.write(key.fd, pending[:_CHUNK])
+                        pending = pending[written:]
+                    except (BrokenPipeError, BlockingIOError) as exc:
+                        if isinstance(exc, BrokenPipeError):
+                            pending = pending[len(pending) :]
+                    if not pending:
+                        sel.unregister(key.fileobj)
+                        with contextlib.suppress(BrokenPipeError):
+                            proc.stdin.close()
+                    continue
+                try:
+                    chunk = os.read(key.fd, _CHUNK)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                if key.data == "out":
+                    out += chunk
+                    if len(out) > max_stdout:
+                        truncated = True
+                        del out[max_stdout:]
+                        break
+                else:
+                    err += chunk
+                    if len(err) > 2 * max_stderr:
+                        del err[: len(err) - max_stderr]
+    finally:
+        sel.close()
+        _kill_group(proc)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+        returncode = proc.wait()
+    if timed_out or truncated:
+        returncode_out: int | None = None
+    else:
+        returncode_out = returncode
+    return ProcessResult(
+        returncode=returncode_out,
+        stdout=bytes(out),
+        stderr=bytes(err[-max_stderr:]),
+        timed_out=timed_out,
+        stdout_truncated=truncated,
+        duration_s=time.monotonic() - started,
+    )
+
+
+def tail(data: bytes | str, limit: int = 4000) -> str:
+    """The last ``limit`` characters of a stream, decoded leniently."""
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    return text if len(text) <= limit else "…" + text[-limit:]

@@ -1,0 +1,340 @@
+"""The promotion gate: a read-only answer to "has this agent earned TIER on this task class?".
+
+The gate judges evidence and says why it falls short; it never grants a tier. Granting is a
+human edit of ``current_tiers`` in ``docs/trust-tiers.yaml`` through review, which is why
+:meth:`PromotionGate.apply` always raises and :func:`write_recommendation` only ever writes a
+new file under the state directory (see ``docs/adr/0003-uncalibrated-trust-tiers.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+from pytest_codegenie_eval.errors import CodegenieEvalError, PromotionMustBeHumanAuthorized
+from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
+from pytest_codegenie_eval.registry import TaskClass
+from pytest_codegenie_eval.tiers import TierConfig, UnknownTier
+
+__all__ = [
+    "EvidenceTaskClassMismatch",
+    "PromotionGate",
+    "UnknownTier",
+    "format_verdict",
+    "write_recommendation",
+]
+
+RECOMMENDATION_NOTE = (
+    "read-only: current_tiers is never changed by the harness; "
+    "a human must edit docs/trust-tiers.yaml"
+)
+
+# Reason texts are a stable, user-visible surface (terminal verdict, recommendation JSON):
+# keep them and their order as they are.
+REASON_NO_REPORTS = "no run reports in evidence window"
+REASON_CHAIN = "audit chain does not verify"
+REASON_INCOMPLETE = "report incomplete (cost cap)"
+REASON_MIXED_ISOLATION = "mixed isolation classes in evidence window"
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+class EvidenceTaskClassMismatch(CodegenieEvalError, ValueError):
+    """A report of another task class was offered as evidence: a caller bug, never a reason."""
+
+    def __init__(self, run_id: str, report_task_class: str, task_class: str) -> None:
+        self.run_id = run_id
+        self.report_task_class = report_task_class
+        self.task_class = task_class
+        super().__init__(
+            f"run {run_id} belongs to task class {report_task_class!r} and cannot be "
+            f"evidence for {task_class!r}"
+        )
+
+
+def _format_pair(value: float, threshold: float) -> tuple[str, str]:
+    # Two decimals read best, but 0.699 vs 0.70 would print "0.70 < 0.70": add digits until
+    # the two numbers visibly differ.
+    for digits in range(2, 7):
+        left, right = f"{value:.{digits}f}", f"{threshold:.{digits}f}"
+        if left != right:
+            return left, right
+    return repr(value), repr(threshold)
+
+
+def _block_failures(report: BenchRunReport) -> int:
+    # A report may carry only its aggregate (cases trimmed) or only its cases; trust the
+    # larger count so that neither shape can hide a block failure.
+    from_cases = sum(len(case.block_failures) for case in report.cases)
+    return max(from_cases, report.block_failure_count)
+
+
+class PromotionGate:
+    """Judges a task class's evidence window against a tier of a :class:`TierConfig`.
+
+    The gate is pure: :meth:`evaluate` reads no file and no clock, so the same inputs always
+    give the same verdict. It is also read-only: :meth:`apply` always raises.
+    """
+
+    def __init__(self, config: TierConfig) -> None:
+        self._config = config
+
+    @property
+    def config(self) -> TierConfig:
+        """The tier configuration the gate judges against."""
+        return self._config
+
+    def evidence_window(
+        self, reports: Sequence[BenchRunReport], *, task_class: str
+    ) -> tuple[BenchRunReport, ...]:
+        """The last ``config.evidence_window`` reports of *task_class* in *reports*.
+
+        *reports* must be ordered oldest first (the order of the run directory's names); the
+        result keeps that order, so its last report is the newest.
+        """
+        own = [report for report in reports if report.task_class == task_class]
+        return tuple(own[-self._config.evidence_window :])
+
+    def _floor(self, task_class: TaskClass, tier: str) -> int:
+        """The task class's case floor for *tier*, once the tier is known to the config too."""
+        if tier not in self._config.thresholds:
+            raise UnknownTier(
+                tier,
+                declared=self._config.tiers,
+                where="the thresholds of the trust tier config",
+                task_class=task_class.name,
+            )
+        floors = task_class.min_cases_for_promotion
+        if tier not in floors:
+            raise UnknownTier(
+                tier,
+                declared=sorted(floors),
+                where=f"min_cases_for_promotion of {task_class.qualname}",
+                task_class=task_class.name,
+                hint="add a floor for it to @register_task_class(..., min_cases_for_promotion=...)",
+            )
+        return floors[tier]
+
+    def evaluate(
+        self,
+        *,
+        task_class: TaskClass,
+        tier: str,
+        reports: Sequence[BenchRunReport],
+        chain_verified: bool,
+        chain_head: str | None = None,
+        report_digests: Sequence[str] = (),
+    ) -> PromotionVerdict:
+        """Judge *reports* (the evidence window, newest last) for promotion to *tier*.
+
+        Evidence is sufficient only when all hold: the newest report's ``lower_bound_95``
+        reaches the tier threshold; its ``passed_count`` reaches the task class's floor for
+        the tier; no case of any report in the window has a block-severity failure mode; the
+        audit chain verifies; every report in the window is complete; and the window uses
+        one isolation class. ``reasons`` names every condition that fails, in that order.
+
+        Raises :class:`UnknownTier` when *tier* has no threshold in the config or no floor in
+        ``task_class.min_cases_for_promotion``, and :class:`EvidenceTaskClassMismatch` when a
+        report belongs to another task class.
+        """
+        floor = self._floor(task_class, tier)  # raises UnknownTier before anything is judged
+        threshold = self._config.threshold(tier)
+        for report in reports:
+            if report.task_class != task_class.name:
+                raise EvidenceTaskClassMismatch(report.run_id, report.task_class, task_class.name)
+
+        reasons: list[str] = []
+        newest = reports[-1] if reports else None
+        if newest is None:
+            reasons.append(REASON_NO_REPORTS)
+        else:
+            if newest.lower_bound_95 < threshold:
+                shown, needed = _format_pair(newest.lower_bound_95, threshold)
+                reasons.append(f"lower_bound_95 {shown} < {tier} threshold {needed}")
+            if newest.passed_count < floor:
+                reasons.append(f"case count below floor ({newest.passed_count} < {floor})")
+        block_count = sum(_block_failures(report) for report in reports)
+        if block_count:
+            noun = "mode" if block_count == 1 else "modes"
+            reasons.append(f"{block_count} block-severity failure {noun}")
+        if not chain_verified:
+            reasons.append(REASON_CHAIN)
+        if any(not report.complete for report in reports):
+            reasons.append(REASON_INCOMPLETE)
+        isolation_classes = tuple(sorted({report.isolation_class for report in reports}))
+        if len(isolation_classes) > 1:
+            reasons.append(REASON_MIXED_ISOLATION)
+
+        return PromotionVerdict(
+            task_class=task_class.name,
+            tier=tier,
+            current_tier=self._config.current_tier(task_class.name),
+            evidence_sufficient=not reasons,
+            reasons=tuple(reasons),
+            lower_bound_95=newest.lower_bound_95 if newest is not None else None,
+            threshold=threshold,
+            passed_count=newest.passed_count if newest is not None else 0,
+            min_cases=floor,
+            block_failure_count=block_count,
+            chain_verified=chain_verified,
+            chain_head=chain_head,
+            run_ids=tuple(report.run_id for report in reports),
+            report_digests=tuple(report_digests),
+            isolation_classes=isolation_classes,
+            uncalibrated=self._config.uncalibrated,
+        )
+
+    def highest_sufficient_tier(
+        self,
+        *,
+        task_class: TaskClass,
+        reports: Sequence[BenchRunReport],
+        chain_verified: bool,
+        chain_head: str | None = None,
+        report_digests: Sequence[str] = (),
+    ) -> str | None:
+        """The highest configured tier the evidence is sufficient for, or ``None``.
+
+        Tiers the task class declares no floor for are skipped (they cannot be earned), so
+        this never raises :class:`UnknownTier`.
+        """
+        verdict = self.best_verdict(
+            task_class=task_class,
+            reports=reports,
+            chain_verified=chain_verified,
+            chain_head=chain_head,
+            report_digests=report_digests,
+        )
+        return verdict.tier if verdict is not None else None
+
+    def best_verdict(
+        self,
+        *,
+        task_class: TaskClass,
+        reports: Sequence[BenchRunReport],
+        chain_verified: bool,
+        chain_head: str | None = None,
+        report_digests: Sequence[str] = (),
+    ) -> PromotionVerdict | None:
+        """The sufficient verdict of the highest earnable tier, or ``None`` (see above)."""
+        for tier in reversed(self._config.tiers):
+            if tier not in task_class.min_cases_for_promotion:
+                continue
+            verdict = self.evaluate(
+                task_class=task_class,
+                tier=tier,
+                reports=reports,
+                chain_verified=chain_verified,
+                chain_head=chain_head,
+                report_digests=report_digests,
+            )
+            if verdict.evidence_sufficient:
+                return verdict
+        return None
+
+    def recommendation(
+        self,
+        *,
+        task_class: TaskClass,
+        reports: Sequence[BenchRunReport],
+        chain_verified: bool,
+        chain_head: str | None = None,
+        report_digests: Sequence[str] = (),
+    ) -> PromotionVerdict | None:
+        """The verdict worth recommending to a human, or ``None``.
+
+        That is the sufficient verdict of the highest earnable tier when it lies above the
+        task class's current tier: evidence for a tier already held changes nothing.
+        """
+        verdict = self.best_verdict(
+            task_class=task_class,
+            reports=reports,
+            chain_verified=chain_verified,
+            chain_head=chain_head,
+            report_digests=report_digests,
+        )
+        if verdict is None:
+            return None
+        current = self._config.current_tier(task_class.name)
+        if self._config.rank(verdict.tier) <= self._config.rank(current):
+            return None
+        return verdict
+
+    def apply(self, verdict: PromotionVerdict) -> NoReturn:
+        """Refuse, always: promotion is a human edit of ``docs/trust-tiers.yaml``.
+
+        Raises :class:`~pytest_codegenie_eval.errors.PromotionMustBeHumanAuthorized` even
+        for a sufficient verdict, so no code path can turn evidence into trust on its own.
+        """
+        raise PromotionMustBeHumanAuthorized(verdict.task_class, verdict.tier)
+
+
+def format_verdict(verdict: PromotionVerdict) -> str:
+    """Human-readable verdict: a headline, then one ``  - reason`` line per failing check."""
+    outcome = "SUFFICIENT" if verdict.evidence_sufficient else "INSUFFICIENT"
+    lines = [f"codegenie verdict {verdict.task_class} → {verdict.tier}: evidence {outcome}"]
+    lines.extend(f"  - {reason}" for reason in verdict.reasons)
+    return "\n".join(lines)
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None or now.utcoffset() is None:
+        # A naive time would be silently read as local time and misname the file.
+        raise ValueError("write_recommendation needs a timezone-aware datetime for now")
+    return now.astimezone(UTC)
+
+
+def write_recommendation(
+    verdict: PromotionVerdict, state_dir: Path, *, now: datetime | None = None
+) -> Path:
+    """Write *verdict* as a promotion recommendation JSON and return its path.
+
+    The file goes to ``state_dir/recommendations/<YYYYmmddTHHMMSSZ>-<task_class>-<tier>.json``
+    (``-2``, ``-3``… before ``.json`` when that name exists: a recommendation is never
+    overwritten). It is written to a temporary file in the same directory and moved into
+    place with :func:`os.replace`, so a reader never sees half a file. Nothing else is
+    touched: in particular never the tier config, whose ``current_tiers`` only a human edits.
+    """
+    moment = _utc(now)
+    directory = state_dir / "recommendations"
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "schema_version": 1,
+        "kind": "promotion-recommendation",
+        "created_at": moment.isoformat(timespec="seconds"),
+        "verdict": verdict.model_dump(mode="json"),
+        "note": RECOMMENDATION_NOTE,
+    }
+    text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    task_class = _UNSAFE_NAME_CHARS.sub("_", verdict.task_class)
+    tier = _UNSAFE_NAME_CHARS.sub("_", verdict.tier)
+    stem = f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{task_class}-{tier}"
+
+    fd, tmp_name = tempfile.mkstemp(prefix=".recommendation-", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # Only the session controller writes recommendations, so checking for a free name
+        # and then replacing into it does not race with another writer.
+        target = directory / f"{stem}.json"
+        counter = 2
+        while target.exists():
+            target = directory / f"{stem}-{counter}.json"
+            counter += 1
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,218 @@
+"""The controller-side reporter: per-case results in, evidence out (DESIGN.md §6).
+
+Created only where pytest is not an xdist worker. It reads each case's JSON payload from the
+test report's ``user_properties`` (so it works whether cases ran here or on workers), treats
+a crashed worker's case as a failed case, and at session end writes, per task class, the
+run report, the audit record, the JSONL stream and the optional promotion verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import structlog
+
+from pytest_codegenie_eval.aggregate import build_report
+from pytest_codegenie_eval.audit import write_run_record
+from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.execution import HARNESS_VERSION
+from pytest_codegenie_eval.models import BenchRunReport, CaseResult, FailureMode, PromotionVerdict
+from pytest_codegenie_eval.promotion import format_verdict
+from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
+
+log = structlog.get_logger("codegenie_eval.reporting")
+
+
+@dataclass(frozen=True)
+class TaskClassOutcome:
+    """What session end produced for one task class."""
+
+    report: BenchRunReport
+    report_path: Path | None
+    chain_head: str | None
+    verdict: PromotionVerdict | None = None
+    recommendation: Path | None = None
+    error: str | None = None
+
+
+def _case_from_nodeid(nodeid: str) -> tuple[str, str] | None:
+    """``…/<tc>/cases/<dir>/case.toml::<case_id>`` → (tc, case_id)."""
+    path, sep, name = nodeid.partition("::")
+    parts = path.split("/")
+    if not sep or len(parts) < 4 or parts[-3] != "cases":
+        return None
+    return parts[-4], name
+
+
+class EvalReporter:
+    """Collects case payloads during the run and turns them into evidence at the end."""
+
+    def __init__(self, bench: BenchSession) -> None:
+        self.bench = bench
+        self.results: dict[str, CaseResult] = {}
+        self.outcomes: list[TaskClassOutcome] = []
+        self.jsonl_path: str | None = None
+
+    # -- collection of results -----------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == PAYLOAD_PROPERTY and isinstance(value, str):
+                self.results[report.nodeid] = CaseResult.model_validate_json(value)
+                return
+        if str(report.when) == "???" and report.nodeid not in self.results:
+            # xdist reports a worker that died mid-case this way, with no payload
+            where = _case_from_nodeid(report.nodeid)
+            if where is not None:
+                self.results[report.nodeid] = CaseResult(
+                    task_class=where[0],
+                    case_id=where[1],
+                    nodeid=report.nodeid,
+                    status="crashed",
+                    failure_modes=(
+                        FailureMode(
+                            code="harness.worker_crashed",
+                            severity="block",
+                            detail=str(report.longrepr)[-500:],
+                        ),
+                    ),
+                )
+
+    # -- session end ---------------------------------------------------------------------
+    def finish(self, session: pytest.Session) -> None:
+        by_class: dict[str, list[CaseResult]] = {}
+        for result in self.results.values():
+            by_class.setdefault(result.task_class, []).append(result)
+        settings = self.bench.settings
+        for task_class in sorted(by_class):
+            report = build_report(
+                task_class,
+                by_class[task_class],
+                harness_version=HARNESS_VERSION,
+                sut=self._sut_display(task_class),
+            )
+            if not report.complete:
+                self.bench.outcome.cost_cap_hit = True
+            try:
+                path, head = write_run_record(report, settings.state_dir)
+            except CodegenieEvalError as exc:
+                self.bench.outcome.chain_tampered = True
+                self.outcomes.append(TaskClassOutcome(report, None, None, error=str(exc)))
+                continue
+            verdict, rec = self._verdict(task_class)
+            self.outcomes.append(TaskClassOutcome(report, path, head, verdict, rec))
+        if settings.jsonl:
+            self._write_jsonl(settings.jsonl)
+
+    def _sut_display(self, task_class: str) -> str:
+        for spec_name, spec in self.bench.known_suts().items():
+            if spec_name == task_class:
+                return spec.display
+        return self.bench.settings.sut or "baseline"
+
+    def _verdict(self, task_class: str) -> tuple[PromotionVerdict | None, Path | None]:
+        from pytest_codegenie_eval.verdicts import recommend
+
+        settings = self.bench.settings
+        loaded = self.bench.loaded(task_class)
+        if loaded is None:
+            return None, None
+        if settings.verdict_tier is None and not settings.tiers_path.is_file():
+            return None, None
+        try:
+            verdict, path = recommend(
+                state_dir=settings.state_dir,
+                tiers_path=settings.tiers_path,
+                task_class=loaded.task_class,
+                tier=settings.verdict_tier,
+            )
+        except CodegenieEvalError as exc:
+            if settings.verdict_tier is not None:
+                raise pytest.UsageError(f"--codegenie-verdict: {exc}") from exc
+            log.warning("no recommendation", task_class=task_class, error=str(exc))
+            return None, None
+        if verdict is not None:
+            self.bench.outcome.verdicts.append(verdict)
+        return verdict, path
+
+    def _write_jsonl(self, target: str) -> None:
+        lines: list[str] = []
+        for outcome in self.outcomes:
+            report = outcome.report
+            for case in report.cases:
+                lines.append(
+                    json.dumps(
+                        {
+                            "type": "case",
+                            "task_class": case.task_class,
+                            "case_id": case.case_id,
+                            "score": case.score,
+                            "passed": case.passed,
+                            "status": case.status,
+                            "breakdown": case.breakdown,
+                            "failure_modes": [fm.model_dump() for fm in case.failure_modes],
+                            "cost_usd": case.cost_usd,
+                            "cached": case.cached,
+                            "duration_s": round(case.duration_s, 6),
+                        },
+                        sort_keys=True,
+                    )
+                )
+            lines.append(
+                json.dumps(
+                    {
+                        "type": "aggregate",
+                        "task_class": report.task_class,
+                        "run_id": report.run_id,
+                        "n": report.n,
+                        "passed_count": report.passed_count,
+                        "mean": report.mean,
+                        "stddev": report.stddev,
+                        "lower_bound_95": report.lower_bound_95,
+                        "bound_method": report.bound.method,
+                        "total_cost_usd": report.total_cost_usd,
+                        "complete": report.complete,
+                        "chain_head": outcome.chain_head,
+                    },
+                    sort_keys=True,
+                )
+            )
+        text = "".join(line + "\n" for line in lines)
+        if target == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            self.jsonl_path = "-"
+            return
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        self.jsonl_path = str(path)
+
+    # -- terminal ------------------------------------------------------------------------
+    def summary_lines(self) -> list[str]:
+        lines: list[str] = []
+        for outcome in self.outcomes:
+            r = outcome.report
+            state = "complete" if r.complete else f"PARTIAL ({r.skipped_count} skipped: cost cap)"
+            lines.append(
+                f"{r.task_class}: {r.n} cases, {r.passed_count} passed, mean {r.mean:.3f}, "
+                f"stddev {r.stddev:.3f}, lower_bound_95 {r.lower_bound_95:.3f} "
+                f"({r.bound.method}), cost {r.total_cost_usd:.4f} USD, "
+                f"cache hits {r.cache_hits}/{len(r.cases)}, {state}"
+            )
+            lines.append(f"  sut: {r.sut}  run id: {r.run_id}")
+            if outcome.error:
+                lines.append(f"  AUDIT CHAIN ERROR: {outcome.error}")
+            else:
+                lines.append(f"  report: {outcome.report_path}")
+                lines.append(f"  chain head: {outcome.chain_head}")
+            if outcome.verdict is not None:
+                lines += ["  " + line for line in format_verdict(outcome.verdict).splitlines()]
+            if outcome.recommendation is not None:
+                lines.append(f"  recommendation: {outcome.recommendation}")
+        if self.jsonl_path and self.jsonl_path != "-":
+            lines.append(f"jsonl: {self.jsonl_path}")
+        return lines

@@ -1,0 +1,133 @@
+"""One pytest session's view of the benches: what is selected, loaded and how cases run.
+
+Kept in ``config.stash`` so hooks stay thin; each task class directory is loaded at most once
+per session, whichever collector asks first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_codegenie_eval.cache import ScoreCache
+from pytest_codegenie_eval.cost_tag import CostLedger
+from pytest_codegenie_eval.digests import case_digest
+from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.execution import RunSettings
+from pytest_codegenie_eval.loader import LoadedTaskClass, load_task_class
+from pytest_codegenie_eval.options import Settings
+from pytest_codegenie_eval.sut import SutSpec, hook_identity, resolve_sut
+
+SESSION_KEY = pytest.StashKey["BenchSession"]()
+RUN_SCOPE_INPUT = "codegenie_run_scope"
+PAYLOAD_PROPERTY = "codegenie_eval"
+
+
+@dataclass
+class Outcome:
+    """What the CLI needs to choose its exit code (filled in by the hooks)."""
+
+    cost_cap_hit: bool = False
+    chain_tampered: bool = False
+    digest_mismatch: bool = False
+    task_class_missing: bool = False
+    bench_root_missing: bool = False
+    verdicts: list[Any] = field(default_factory=list)
+
+
+class BenchSession:
+    """Selected task classes, their loaded contents, the SUT and the shared run settings."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, run_scope: str) -> None:
+        self.config = config
+        self.settings = settings
+        self.run_scope = run_scope
+        self.outcome = Outcome()
+        self._loaded: dict[Path, LoadedTaskClass | CodegenieEvalError] = {}
+        self._suts: dict[str, SutSpec] = {}
+        self.targets = self._explicit_targets(config)
+        cassette_digest = case_digest(settings.cassettes) if settings.cassettes else ""
+        self.run_settings = RunSettings(
+            cache=None if settings.no_cache else ScoreCache(settings.state_dir / "cache"),
+            ledger=CostLedger(settings.state_dir / "ledger" / f"{run_scope}.jsonl"),
+            run_scope=run_scope,
+            max_cost_usd=settings.max_cost_usd,
+            cassette_dir=settings.cassettes,
+            cassette_digest=cassette_digest,
+            keep_workspaces=settings.keep_workspaces,
+        )
+
+    @staticmethod
+    def new_run_scope() -> str:
+        return uuid.uuid4().hex
+
+    @staticmethod
+    def _explicit_targets(config: pytest.Config) -> tuple[Path, ...]:
+        if config.args_source != pytest.Config.ArgsSource.ARGS:
+            return ()
+        found = []
+        for arg in config.args:
+            path = Path(arg.split("::", 1)[0])
+            if not path.is_absolute():
+                path = config.invocation_params.dir / path
+            found.append(path.resolve())
+        return tuple(found)
+
+    def is_selected(self, task_class_dir: Path) -> bool:
+        """Whether a task class's cases should be collected in this session."""
+        if task_class_dir.name in self.settings.benches:
+            return True
+        resolved = task_class_dir.resolve()
+        # an IDE or `pytest path/to/case.toml::id` names a case without --codegenie-bench
+        return any(t == resolved or t.is_relative_to(resolved) for t in self.targets)
+
+    def load(self, task_class_dir: Path) -> LoadedTaskClass:
+        """Load a task class once per session; the typed error is cached and re-raised."""
+        key = task_class_dir.resolve()
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = load_task_class(key)
+            except CodegenieEvalError as exc:
+                self._loaded[key] = exc
+        value = self._loaded[key]
+        if isinstance(value, CodegenieEvalError):
+            raise value
+        return value
+
+    def loaded(self, name: str) -> LoadedTaskClass | None:
+        """The loaded task class of that name (loading it from the bench root if needed)."""
+        for value in self._loaded.values():
+            if isinstance(value, LoadedTaskClass) and value.name == name:
+                return value
+        candidate = self.settings.bench_root / name
+        try:
+            return self.load(candidate) if candidate.is_dir() else None
+        except CodegenieEvalError:
+            return None
+
+    def known_suts(self) -> dict[str, SutSpec]:
+        """The SUTs resolved so far, by task class name."""
+        return dict(self._suts)
+
+    def sut_for(self, task_class: LoadedTaskClass) -> SutSpec:
+        spec = self._suts.get(task_class.name)
+        if spec is None:
+            hook = self.config.pluginmanager.hook
+            impls = [
+                impl.function
+                for impl in hook.pytest_codegenie_eval_run_sut.get_hookimpls()
+                if impl.plugin_name != "codegenie_eval"
+            ]
+            extra = hook.pytest_codegenie_eval_sut_digest(task_class=task_class.name)
+            spec = resolve_sut(
+                self.settings.sut,
+                baseline_script=task_class.task_class.baseline_sut_path,
+                rootdir=self.config.rootpath,
+                hook_identity=hook_identity(impls, extra),
+            )
+            self._suts[task_class.name] = spec
+        return spec
