@@ -26,6 +26,7 @@ from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
 from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, with_pinned_canary
 from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
 from pytest_codegenie_eval.digests import case_digest
+from pytest_codegenie_eval.errors import BenchCaseDigestMismatch
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import BenchCase, CaseResult, FailureMode, Severity
 from pytest_codegenie_eval.process import ResourceLimits, run_process, tail
@@ -409,11 +410,16 @@ def _sut_failures(run: SutRun, case: BenchCase) -> list[FailureMode]:
 
 def load_error_result(task_class: str, entry: CaseEntry, nodeid: str) -> CaseResult:
     """The record of a case that could not be loaded: a failed case, never a lost one."""
+    code = (
+        "harness.digest_mismatch"
+        if isinstance(entry.error, BenchCaseDigestMismatch)
+        else "harness.case_invalid"
+    )
     return CaseResult(
         task_class=task_class,
         case_id=entry.case_id,
         nodeid=nodeid,
         status="load_error",
-        failure_modes=(_block("harness.case_invalid", str(entry.error)),),
+        failure_modes=(_block(code, str(entry.error)),),
         curation_class=entry.case.curation_class if entry.case else None,
     )

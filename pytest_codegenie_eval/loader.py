@@ -55,7 +55,8 @@ HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
         "rubric.unknown_breakdown_key": "the rubric emitted a key not in BreakdownKey",
         "rubric.unknown_failure_mode": "the rubric emitted a code not in failure_modes.yaml",
         "canary.leaked": "the SUT's output contains the case's canary",
-        "harness.case_invalid": "the case could not be loaded or its digest pin does not match",
+        "harness.case_invalid": "the case could not be loaded",
+        "harness.digest_mismatch": "the case's content does not match its digests.yaml pin",
         "harness.worker_crashed": "the pytest worker running the case crashed",
     }
 )

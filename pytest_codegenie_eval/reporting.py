@@ -87,6 +87,12 @@ class EvalReporter:
         for result in self.results.values():
             by_class.setdefault(result.task_class, []).append(result)
         settings = self.bench.settings
+        if any(
+            fm.code == "harness.digest_mismatch"
+            for result in self.results.values()
+            for fm in result.failure_modes
+        ):
+            self.bench.outcome.digest_mismatch = True
         for task_class in sorted(by_class):
             report = build_report(
                 task_class,

@@ -373,15 +373,18 @@ def _acceleration(x: npt.NDArray[np.float64]) -> float | None:
     ``θ_(i) = (S - x_i)/(n - 1)``; their average ``θ_dot`` is the mean, so ``U_i = x_i - mean``
     and ``a = (ΣU³/n³) / (6 (ΣU²/n²)^1.5)``: the same value and sign, in O(n) not O(n²).
     """
-    d = x - math.fsum(x.tolist()) / x.size
-    largest = float(np.abs(d).max())
+    # math.fsum iterates the array directly: exact rounding without an n-element list.
+    d = x - math.fsum(x) / x.size
+    largest = max(float(d.max()), -float(d.min()))
     if largest == 0.0:
         return None
     # a is scale-free; rescaling by a power of two is exact and keeps d², d³ from underflowing
     # when scores differ only in their last bits.
-    d = np.ldexp(d, -math.frexp(largest)[1])
-    sum2 = math.fsum((d * d).tolist())
-    sum3 = math.fsum((d * d * d).tolist())
+    np.ldexp(d, -math.frexp(largest)[1], out=d)
+    power = d * d
+    sum2 = math.fsum(power)
+    power *= d
+    sum3 = math.fsum(power)
     acceleration = sum3 / (6.0 * sum2**1.5)
     return acceleration if math.isfinite(acceleration) else None
 
@@ -409,6 +412,8 @@ def _resample_sums(
         np.take(x, index, out=gathered, mode="clip")
         # Summing along the contiguous last axis is the same pairwise reduction np.mean uses.
         np.sum(gathered, axis=1, out=sums[done : done + rows])
+        # Free the indices now, or the next draw allocates while this batch's are still alive.
+        del index
         done += rows
     return sums
 
@@ -427,7 +432,7 @@ def _count_below_and_ties(
     worst-case rounding error of any summation order, ``(n + 2)·n·max|x|·2u``.
     """
     n = int(x.size)
-    largest = float(np.abs(x).max())
+    largest = max(float(x.max()), -float(x.min()))
     for decimals in range(_MAX_DECIMALS + 1):
         scale = 10.0**decimals
         with np.errstate(over="ignore"):  # huge scores overflow to inf and fail the check
@@ -435,15 +440,15 @@ def _count_below_and_ties(
         if not np.array_equal(steps / scale, x):
             continue
         # |float sum · scale - exact steps| <= (n + 2)·Σ|steps|·u; keep it under a quarter step.
-        if (n + 2) * n * float(np.abs(steps).max()) * _UNIT_ROUNDOFF >= 0.25:
+        if (n + 2) * n * max(float(steps.max()), -float(steps.min())) * _UNIT_ROUNDOFF >= 0.25:
             break
-        target = math.fsum(steps.tolist())  # an exact integer below 2**53 by the test above
+        target = math.fsum(steps)  # an exact integer below 2**53 by the test above
         resample_steps = np.rint(sums * scale) if decimals else np.rint(sums)
         below = int(np.count_nonzero(resample_steps < target))
         ties = int(np.count_nonzero(resample_steps == target))
         grid = f"1e-{decimals} grid" if decimals else "integer grid"
         return below, ties, f"compared exactly on the {grid}"
-    observed = math.fsum(x.tolist())
+    observed = math.fsum(x)
     tolerance = (n + 2) * n * largest * 2.0 * _UNIT_ROUNDOFF
     below = int(np.count_nonzero(sums < observed - tolerance))
     ties = int(np.count_nonzero(np.abs(sums - observed) <= tolerance))

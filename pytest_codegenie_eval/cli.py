@@ -1,0 +1,222 @@
+"""The ``codegenie-eval`` console script: run, verify, digests, promote-verdict.
+
+Exit codes (DESIGN.md §9): 0 success, 1 generic failure (failing cases, insufficient
+evidence), 2 cost cap hit, 3 task class not registered, 4 bench directory missing, 5 audit
+chain tamper, 6 digest mismatch. Heavy imports (pytest, pydantic, numpy) are deferred into
+the subcommands so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_GENERIC = 1
+EXIT_COST_CAP = 2
+EXIT_TASK_CLASS_NOT_REGISTERED = 3
+EXIT_BENCH_DIR_MISSING = 4
+EXIT_CHAIN_TAMPER = 5
+EXIT_DIGEST_MISMATCH = 6
+
+DEFAULT_STATE_DIR = ".codegenie/eval"
+DEFAULT_BENCH_ROOT = "bench"
+DEFAULT_TIERS = "docs/trust-tiers.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codegenie-eval",
+        description="Score coding agents on benches with pytest; verify and judge the evidence.",
+        epilog="exit codes: 0 ok, 1 generic, 2 cost cap hit, 3 task class not registered, "
+        "4 bench directory missing, 5 audit chain tamper, 6 digest mismatch",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run pytest with the plugin (all further arguments go to pytest)",
+        description="Run pytest, e.g. `codegenie-eval run --codegenie-bench=vuln-remediation -n 2`,"
+        " and map the harness outcome to the exit codes above.",
+    )
+    run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest")
+    ver = sub.add_parser("verify", help="walk the audit chain and every report it names")
+    ver.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
+    ver.add_argument("--since", default=None, help="check reports recorded at or after ISO time")
+    ver.add_argument("--strict", action="store_true", help="also fail on unrecorded reports")
+    ver.add_argument(
+        "--expected-head", default=None, metavar="HEX", help="fail unless this head is in the chain"
+    )
+    dig = sub.add_parser("digests", help="print, check or rewrite a task class's digests.yaml")
+    dig.add_argument("--task-class", required=True)
+    dig.add_argument("--bench-root", default=DEFAULT_BENCH_ROOT, help="default: %(default)s")
+    mode = dig.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="rewrite cases/digests.yaml")
+    mode.add_argument("--check", action="store_true", help="exit 6 if any pin is stale")
+    pv = sub.add_parser("promote-verdict", help="judge recorded evidence for a trust tier")
+    pv.add_argument("--task-class", required=True)
+    pv.add_argument("--tier", required=True)
+    pv.add_argument("--bench-root", default=DEFAULT_BENCH_ROOT, help="default: %(default)s")
+    pv.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
+    pv.add_argument("--tiers", default=DEFAULT_TIERS, help="default: %(default)s")
+    return parser
+
+
+def _task_class_dir(bench_root: str, name: str) -> Path | int:
+    from pytest_codegenie_eval.errors import BenchRootMissing, TaskClassNotFound
+    from pytest_codegenie_eval.loader import resolve_task_class_dir
+
+    try:
+        return resolve_task_class_dir(Path(bench_root), name)
+    except BenchRootMissing as exc:
+        print(f"codegenie-eval: {exc}", file=sys.stderr)
+        return EXIT_BENCH_DIR_MISSING
+    except TaskClassNotFound as exc:
+        print(f"codegenie-eval: {exc}", file=sys.stderr)
+        return EXIT_TASK_CLASS_NOT_REGISTERED
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.audit import format_verify_summary, verify
+
+    try:
+        result = verify(
+            Path(args.state_dir), args.since, expected_head=args.expected_head, strict=args.strict
+        )
+    except ValueError as exc:
+        print(f"codegenie-eval verify: {exc}", file=sys.stderr)
+        return EXIT_GENERIC
+    for problem in result.problems:
+        print(f"TAMPER: {problem}")
+    print(format_verify_summary(result))
+    print(f"records {result.records}, head {result.head or 'none (empty chain)'}")
+    return EXIT_OK if result.ok else EXIT_CHAIN_TAMPER
+
+
+def cmd_digests(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.digests import (
+        compute_digests,
+        read_digests,
+        render_digests,
+        write_digests,
+    )
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+
+    tc_dir = _task_class_dir(args.bench_root, args.task_class)
+    if isinstance(tc_dir, int):
+        return tc_dir
+    cases = tc_dir / "cases"
+    if not cases.is_dir():
+        print(f"codegenie-eval: {cases} does not exist", file=sys.stderr)
+        return EXIT_BENCH_DIR_MISSING
+    try:
+        current = compute_digests(cases)
+        pinned = read_digests(cases)
+    except CodegenieEvalError as exc:
+        print(f"codegenie-eval: {exc}", file=sys.stderr)
+        return EXIT_DIGEST_MISMATCH
+    if args.write:
+        path = write_digests(cases)
+        changed = sorted(k for k in set(current) | set(pinned) if current.get(k) != pinned.get(k))
+        print(f"wrote {path} ({len(current)} cases; re-pinned: {', '.join(changed) or 'none'})")
+        return EXIT_OK
+    stale = sorted(k for k in set(current) | set(pinned) if current.get(k) != pinned.get(k))
+    if args.check:
+        for name in stale:
+            print(f"stale pin: {name}: pinned {pinned.get(name)} actual {current.get(name)}")
+        return EXIT_DIGEST_MISMATCH if stale else EXIT_OK
+    sys.stdout.write(render_digests(current))
+    return EXIT_OK
+
+
+def cmd_promote_verdict(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.loader import load_registration
+    from pytest_codegenie_eval.promotion import format_verdict
+    from pytest_codegenie_eval.verdicts import evaluate_recorded, recommend
+
+    tc_dir = _task_class_dir(args.bench_root, args.task_class)
+    if isinstance(tc_dir, int):
+        return tc_dir
+    try:
+        task_class = load_registration(tc_dir)
+        evaluate_recorded(
+            state_dir=Path(args.state_dir),
+            tiers_path=Path(args.tiers),
+            task_class=task_class,
+            tier=args.tier,
+        )
+        verdict, path = recommend(
+            state_dir=Path(args.state_dir),
+            tiers_path=Path(args.tiers),
+            task_class=task_class,
+            tier=args.tier,
+        )
+    except CodegenieEvalError as exc:
+        print(f"codegenie-eval promote-verdict: {exc}", file=sys.stderr)
+        return EXIT_GENERIC
+    assert verdict is not None
+    print(format_verdict(verdict))
+    print(f"recommendation: {path}")
+    if not verdict.chain_verified:
+        return EXIT_CHAIN_TAMPER
+    return EXIT_OK if verdict.evidence_sufficient else EXIT_GENERIC
+
+
+class _OutcomeProbe:
+    """Registered into the pytest run to read the harness outcome before it is torn down."""
+
+    def __init__(self) -> None:
+        self.outcome: Any = None
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        from pytest_codegenie_eval.session import SESSION_KEY
+
+        bench = config.stash.get(SESSION_KEY, None)
+        if bench is not None:
+            self.outcome = bench.outcome
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    pytest_args = list(args.pytest_args)
+    if pytest_args and pytest_args[0] == "--":
+        pytest_args = pytest_args[1:]
+    probe = _OutcomeProbe()
+    code = pytest.main(pytest_args, plugins=[probe])
+    outcome = probe.outcome
+    if outcome is not None:
+        if outcome.chain_tampered:
+            return EXIT_CHAIN_TAMPER
+        if outcome.digest_mismatch:
+            return EXIT_DIGEST_MISMATCH
+        if outcome.bench_root_missing:
+            return EXIT_BENCH_DIR_MISSING
+        if outcome.task_class_missing:
+            return EXIT_TASK_CLASS_NOT_REGISTERED
+        if outcome.cost_cap_hit:
+            return EXIT_COST_CAP
+    return EXIT_OK if int(code) == 0 else EXIT_GENERIC
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``codegenie-eval`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "run" and not {"-h", "--help"} & set(argv[1:2]):
+        # everything after `run` belongs to pytest, options included
+        return cmd_run(argparse.Namespace(pytest_args=argv[1:]))
+    args = _parser().parse_args(argv)
+    handlers = {
+        "run": cmd_run,
+        "verify": cmd_verify,
+        "digests": cmd_digests,
+        "promote-verdict": cmd_promote_verdict,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
