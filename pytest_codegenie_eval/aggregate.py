@@ -47,7 +47,6 @@ def build_report(
     results: Iterable[CaseResult],
     *,
     harness_version: str,
-    sut: str = "",
     created_at: datetime | None = None,
 ) -> BenchRunReport:
     """Aggregate one task class's case results (any order) into its run report."""
@@ -70,7 +69,7 @@ def build_report(
         task_class=task_class,
         created_at=when.isoformat(),
         harness_version=harness_version,
-        sut=sut,
+        sut=_single({r.sut for r in scored if r.sut}),
         sut_digest=_single({r.sut_digest for r in scored if r.sut_digest}),
         rubric_digest=_single({r.rubric_digest for r in scored if r.rubric_digest}),
         complete=complete,

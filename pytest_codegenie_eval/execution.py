@@ -375,6 +375,7 @@ def run_case(
             pass_threshold=case.pass_threshold,
             curation_class=case.curation_class,
             case_digest=entry.digest,
+            sut=sut.display,
             sut_digest=sut.digest,
             rubric_digest=task_class.rubric_digest,
             score=verdict.score,

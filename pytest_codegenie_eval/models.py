@@ -94,6 +94,7 @@ class CaseResult(_Wire):
     duration_s: NonNegFloat = 0.0
     curation_class: CurationClass | None = None
     case_digest: str = ""
+    sut: str = ""
     sut_digest: str = ""
     rubric_digest: str = ""
     sut_exit_code: int | None = None

@@ -26,6 +26,26 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``--codegenie-fence``: check every task class directory statically, run nothing."""
+    if not config.getoption("codegenie_fence", False):
+        return None
+    from pytest_codegenie_eval.fence import check_bench_root
+    from pytest_codegenie_eval.options import settings_from_config
+
+    root = settings_from_config(config).bench_root
+    violations = check_bench_root(root)
+    # runs before pytest_configure, so there is no terminal reporter yet: plain stdout
+    for violation in violations:
+        print(violation.format(root))
+    if violations:
+        print(f"codegenie fence: {len(violations)} violation(s) under {root}")
+        return int(pytest.ExitCode.TESTS_FAILED)
+    print(f"codegenie fence: every task class under {root} meets the contract")
+    return int(pytest.ExitCode.OK)
+
+
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 

@@ -98,7 +98,6 @@ class EvalReporter:
                 task_class,
                 by_class[task_class],
                 harness_version=HARNESS_VERSION,
-                sut=self._sut_display(task_class),
             )
             if not report.complete:
                 self.bench.outcome.cost_cap_hit = True
@@ -112,12 +111,6 @@ class EvalReporter:
             self.outcomes.append(TaskClassOutcome(report, path, head, verdict, rec))
         if settings.jsonl:
             self._write_jsonl(settings.jsonl)
-
-    def _sut_display(self, task_class: str) -> str:
-        for spec_name, spec in self.bench.known_suts().items():
-            if spec_name == task_class:
-                return spec.display
-        return self.bench.settings.sut or "baseline"
 
     def _verdict(self, task_class: str) -> tuple[PromotionVerdict | None, Path | None]:
         from pytest_codegenie_eval.verdicts import recommend

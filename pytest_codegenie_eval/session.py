@@ -109,10 +109,6 @@ class BenchSession:
         except CodegenieEvalError:
             return None
 
-    def known_suts(self) -> dict[str, SutSpec]:
-        """The SUTs resolved so far, by task class name."""
-        return dict(self._suts)
-
     def sut_for(self, task_class: LoadedTaskClass) -> SutSpec:
         spec = self._suts.get(task_class.name)
         if spec is None:

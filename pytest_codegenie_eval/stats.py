@@ -102,8 +102,8 @@ def seed_from_run_id(run_id: str) -> int:
     """Derive the bootstrap seed from a content-derived run id.
 
     The seed is the first eight hex digits of the run id read as an integer (0 to 2**32 - 1),
-    after stripping an optional ``partial:`` prefix (cost-capped runs keep the seed of the
-    content they covered). Raises :class:`ValueError` when those eight characters are not
+    after stripping an optional ``partial:`` prefix (which marks a partial run and is not part
+    of the hex id). Raises :class:`ValueError` when those eight characters are not
     hex digits, because ``int(..., 16)`` alone would also accept ``0x``, signs, ``_`` and
     whitespace and so map different ids to one seed.
     """
@@ -426,33 +426,55 @@ def _count_below_and_ties(
     Two resamples with the same multiset of scores can have float sums that differ in the
     last bits (summation order), so raw ``==`` on means would split true ties at random.
     When every score is a decimal with at most six places (0/1, halves, rubric points) and the
-    rounding error bound is below half a grid step, each float sum is rounded back to its
+    rounding error bound is below a quarter grid step, each float sum is rounded back to its
     exact integer number of grid steps and compared exactly. Otherwise the observed sum is
     taken exactly rounded (``math.fsum``) and a resample ties when it lies within the
     worst-case rounding error of any summation order, ``(n + 2)·n·max|x|·2u``.
     """
     n = int(x.size)
+    grid = _decimal_grid(x)
+    if grid is not None:
+        decimals, target, largest_steps = grid
+        # |float sum · scale - exact steps| <= (n + 2)·Σ|steps|·u; keep it under a quarter step
+        # so rounding recovers the exact step count (this also keeps every sum below 2**53).
+        if (n + 2) * n * largest_steps * _UNIT_ROUNDOFF < 0.25:
+            resample_steps = np.rint(sums * 10.0**decimals) if decimals else sums
+            below = int(np.count_nonzero(resample_steps < target))
+            ties = int(np.count_nonzero(resample_steps == target))
+            name = f"1e-{decimals} grid" if decimals else "integer grid"
+            return below, ties, f"compared exactly on the {name}"
     largest = max(float(x.max()), -float(x.min()))
-    for decimals in range(_MAX_DECIMALS + 1):
-        scale = 10.0**decimals
-        with np.errstate(over="ignore"):  # huge scores overflow to inf and fail the check
-            steps = np.rint(x * scale)
-        if not np.array_equal(steps / scale, x):
-            continue
-        # |float sum · scale - exact steps| <= (n + 2)·Σ|steps|·u; keep it under a quarter step.
-        if (n + 2) * n * max(float(steps.max()), -float(steps.min())) * _UNIT_ROUNDOFF >= 0.25:
-            break
-        target = math.fsum(steps)  # an exact integer below 2**53 by the test above
-        resample_steps = np.rint(sums * scale) if decimals else np.rint(sums)
-        below = int(np.count_nonzero(resample_steps < target))
-        ties = int(np.count_nonzero(resample_steps == target))
-        grid = f"1e-{decimals} grid" if decimals else "integer grid"
-        return below, ties, f"compared exactly on the {grid}"
     observed = math.fsum(x)
     tolerance = (n + 2) * n * largest * 2.0 * _UNIT_ROUNDOFF
     below = int(np.count_nonzero(sums < observed - tolerance))
     ties = int(np.count_nonzero(np.abs(sums - observed) <= tolerance))
     return below, ties, f"within {tolerance:.3g} of the exact sum"
+
+
+def _decimal_grid(x: npt.NDArray[np.float64]) -> tuple[int, float, float] | None:
+    """The fewest decimals (at most six) that write every score exactly, or ``None``.
+
+    Returns ``(decimals, Σ steps, max |steps|)`` where ``steps = x · 10**decimals`` are the
+    integers the scores stand for. A score "is" the decimal ``q / 10**k`` when it is the
+    double nearest to it, i.e. when ``rint(x · 10**k) / 10**k`` gives ``x`` back. Works in
+    chunks of :data:`BATCH_VALUES` so the check costs no more memory than a resample batch.
+    """
+    for decimals in range(_MAX_DECIMALS + 1):
+        scale = 10.0**decimals
+        total = 0.0
+        largest = 0.0
+        for start in range(0, x.size, BATCH_VALUES):
+            chunk = x[start : start + BATCH_VALUES]
+            with np.errstate(over="ignore"):  # huge scores overflow to inf and fail the check
+                steps = np.rint(chunk * scale)
+            if not np.array_equal(steps / scale, chunk):
+                break
+            # Integer partial sums are exact while below 2**53, which the caller's bound checks.
+            total += math.fsum(steps)
+            largest = max(largest, float(steps.max()), -float(steps.min()))
+        else:
+            return decimals, total, largest
+    return None
 
 
 def _quantile_linear(sorted_values: npt.NDArray[np.float64], p: float) -> float:

@@ -1,0 +1,56 @@
+"""Shared fixtures: a copy of the stub task class inside a pytester directory, and the
+three execution modes (no xdist, ``-n 0``, ``-n 2``) every plugin integration test runs in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+STUB = REPO / "tests" / "fixtures" / "bench" / "stub"
+
+RunBench = Callable[..., pytest.RunResult]
+
+
+def copy_stub(dest_root: Path, name: str = "stub") -> Path:
+    """Copy the stub task class to ``dest_root/bench/<name>`` and return that directory."""
+    dest = dest_root / "bench" / name
+    shutil.copytree(STUB, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def repin(task_class_dir: Path) -> None:
+    """Rewrite cases/digests.yaml after a test edited a case on purpose."""
+    from pytest_codegenie_eval.digests import write_digests
+
+    write_digests(task_class_dir / "cases")
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def stub_bench(pytester: pytest.Pytester) -> Path:
+    return copy_stub(pytester.path)
+
+
+@pytest.fixture(params=["no-xdist", "n0", "n2"])
+def xdist_args(request: pytest.FixtureRequest) -> list[str]:
+    return {"no-xdist": [], "n0": ["-n", "0"], "n2": ["-n", "2"]}[str(request.param)]
+
+
+@pytest.fixture
+def run_bench(pytester: pytest.Pytester, stub_bench: Path, xdist_args: list[str]) -> RunBench:
+    """Run pytest in the pytester directory on the stub bench, in the parametrized mode."""
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(
+            *xdist_args, "--codegenie-bench=stub", "-p", "no:cacheprovider", *args
+        )
+
+    return run
