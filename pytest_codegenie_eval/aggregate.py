@@ -81,7 +81,7 @@ def build_report(
         bound=BoundInfo(
             method=bound.method,
             lower_bound_95=bound.value,
-            confidence=0.95,
+            level=0.95,
             resamples=bound.resamples,
             seed=bound.seed,
             z0=bound.z0,

@@ -8,6 +8,7 @@ two different trees can produce the same byte stream. Interpreter droppings
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -105,7 +106,8 @@ def read_digests(cases_dir: Path) -> dict[str, str]:
 
 def render_digests(pins: Mapping[str, str]) -> str:
     """The canonical text of a digests.yaml for these pins."""
-    body = "".join(f"{name}: {pins[name]}\n" for name in sorted(pins))
+    # quoted: an all-digit digest would otherwise load as a YAML integer
+    body = "".join(f"{json.dumps(name)}: {json.dumps(pins[name])}\n" for name in sorted(pins))
     return _HEADER + body
 
 

@@ -111,7 +111,7 @@ class BoundInfo(_Wire):
 
     method: BoundMethod
     lower_bound_95: UnitFloat
-    confidence: float = 0.95
+    level: float = 0.95  # one-sided coverage of the bound
     resamples: int = 0
     seed: int = 0
     z0: float | None = None
