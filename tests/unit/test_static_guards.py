@@ -111,8 +111,8 @@ def test_runner_never_imports_a_rubric_module(
     result = pytester.runpytest_inprocess("--codegenie-bench=stub", "-q")
     result.assert_outcomes(passed=3)
     loaded = {
-        Path(m.__file__).resolve()
+        Path(file).resolve()
         for m in list(sys.modules.values())
-        if getattr(m, "__file__", None)
+        if (file := getattr(m, "__file__", None))
     }
     assert rubric not in loaded
