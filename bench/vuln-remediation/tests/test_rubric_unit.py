@@ -1,0 +1,587 @@
+"""In-process unit tests of the vuln-remediation rubric (offline, fast).
+
+The rubric is loaded from its file under a unique module name (the harness never imports a
+rubric; these tests do, to call ``score`` directly on temporary workspaces).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_codegenie_eval.rubric import CaseInfo, HarnessOutput
+
+BENCH = Path(__file__).resolve().parent.parent
+CASES = BENCH / "cases"
+CASE_DIRS = sorted(p for p in CASES.iterdir() if (p / "case.toml").is_file())
+CASE_IDS = [p.name for p in CASE_DIRS]
+
+
+def load_module(filename: str, module_name: str) -> ModuleType:
+    """Import a bench script by path under a name no other bench uses."""
+    spec = importlib.util.spec_from_file_location(module_name, BENCH / filename)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+RUBRIC = load_module("rubric.py", "_vuln_remediation_rubric_under_test")
+KEYS = load_module("breakdown_keys.py", "_vuln_remediation_keys_under_test")
+
+
+def case_info(case_dir: Path) -> CaseInfo:
+    """CaseInfo as the harness would send it."""
+    raw = tomllib.loads((case_dir / "case.toml").read_text(encoding="utf-8"))
+    return CaseInfo(
+        case_id=raw["case_id"],
+        case_dir=case_dir,
+        title=raw["title"],
+        curation_class=raw["curation_class"],
+        metadata=raw.get("metadata", {}),
+        raw=raw,
+    )
+
+
+def workspace(tmp_path: Path, case_dir: Path, *, fixed: bool) -> Path:
+    """A copy of ``input/``; with ``fixed`` the expected/ files are laid over it."""
+    ws = tmp_path / "ws"
+    shutil.copytree(case_dir / "input", ws)
+    if fixed:
+        for path in (case_dir / "expected").iterdir():
+            if path.name != "fix.diff":
+                shutil.copy2(path, ws / path.name)
+    return ws
+
+
+def run(case_dir: Path, ws: Path) -> dict[str, Any]:
+    """Score a workspace in process."""
+    result: dict[str, Any] = RUBRIC.score(case_info(case_dir), HarnessOutput(workspace=ws))
+    return result
+
+
+def codes(result: dict[str, Any]) -> set[str]:
+    """The failure mode codes of a result."""
+    return {fm["code"] for fm in result["failure_modes"]}
+
+
+def edit_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Load, change and rewrite a JSON file in npm's formatting."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def semver_case() -> Path:
+    return CASES / "npm-semver-CVE-2022-25883"
+
+
+@pytest.fixture
+def minimist_case() -> Path:
+    return CASES / "npm-minimist-CVE-2021-44906"
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+def test_ten_cases_with_both_curation_classes() -> None:
+    classes = [case_info(p).curation_class for p in CASE_DIRS]
+    assert len(CASE_DIRS) == 10
+    assert classes.count("rag-corpus-derived") == 5
+    assert classes.count("held-out") == 5
+    for case_dir in CASE_DIRS:
+        info = case_info(case_dir)
+        assert info.case_id == case_dir.name
+        assert info.metadata["kind"] in ("direct", "transitive")
+        advisory = json.loads((case_dir / "input" / "advisory.json").read_text("utf-8"))
+        assert advisory["id"] == info.metadata["advisory"]
+        assert info.metadata["cve"] in advisory["aliases"]
+    pins = [case_info(p).raw["cassette_canary_pin"] for p in CASE_DIRS]
+    assert len(set(pins)) == len(pins)
+
+
+@pytest.mark.parametrize("case_dir", CASE_DIRS, ids=CASE_IDS)
+def test_reference_fix_scores_one(tmp_path: Path, case_dir: Path) -> None:
+    result = run(case_dir, workspace(tmp_path, case_dir, fixed=True))
+    assert result["score"] == 1.0, result
+    assert result["failure_modes"] == []
+    assert set(result["breakdown"].values()) == {1.0}
+
+
+@pytest.mark.parametrize("case_dir", CASE_DIRS, ids=CASE_IDS)
+def test_untouched_input_scores_zero(tmp_path: Path, case_dir: Path) -> None:
+    result = run(case_dir, workspace(tmp_path, case_dir, fixed=False))
+    assert result["score"] == 0.0
+    assert "vuln.still_present" in codes(result)
+    assert result["breakdown"]["VULN_RESOLVED"] == 0.0
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def test_wrong_branch_upgrade_is_a_major_bump(tmp_path: Path, semver_case: Path) -> None:
+    ws = workspace(tmp_path, semver_case, fixed=True)
+
+    def to_7(lock: dict[str, Any]) -> None:
+        lock["packages"][""]["dependencies"]["semver"] = "7.5.2"
+        entry = lock["packages"]["node_modules/semver"]
+        entry["version"] = "7.5.2"
+        entry["resolved"] = "https://registry.npmjs.org/semver/-/semver-7.5.2.tgz"
+        del entry["integrity"]
+
+    edit_json(ws / "package-lock.json", to_7)
+    edit_json(ws / "package.json", lambda p: p["dependencies"].update(semver="7.5.2"))
+    result = run(semver_case, ws)
+    assert "upgrade.major_bump" in codes(result)
+    assert result["breakdown"]["VULN_RESOLVED"] == 1.0
+    assert result["breakdown"]["MINIMAL_UPGRADE"] < 1.0
+    assert 0.0 < result["score"] < 1.0
+
+
+def test_forced_jump_is_not_punished(tmp_path: Path) -> None:
+    case_dir = CASES / "pypi-django-CVE-2023-36053"
+    result = run(case_dir, workspace(tmp_path, case_dir, fixed=True))
+    assert result["breakdown"]["MINIMAL_UPGRADE"] == 1.0
+    assert not codes(result) & {"upgrade.major_bump", "upgrade.not_minimal"}
+
+
+def test_past_the_forced_fix_is_not_minimal(tmp_path: Path) -> None:
+    case_dir = CASES / "pypi-django-CVE-2023-36053"
+    ws = workspace(tmp_path, case_dir, fixed=False)
+    text = (ws / "requirements.txt").read_text(encoding="utf-8")
+    (ws / "requirements.txt").write_text(text.replace("django==4.0.10", "django==4.2.3"), "utf-8")
+    result = run(case_dir, ws)
+    assert codes(result) == {"upgrade.not_minimal"}
+    assert result["breakdown"]["MINIMAL_UPGRADE"] == 0.5
+
+
+def _synthetic_case(root: Path, advisory: dict[str, Any], files: dict[str, str]) -> Path:
+    case_dir = root / "case"
+    (case_dir / "input").mkdir(parents=True)
+    (case_dir / "expected").mkdir()
+    (case_dir / "case.toml").write_text(
+        'case_id = "synthetic"\ntitle = "t"\ncuration_class = "held-out"\n'
+        'cassette_canary_pin = "00112233445566778899"\n',
+        encoding="utf-8",
+    )
+    (case_dir / "input" / "advisory.json").write_text(json.dumps(advisory), encoding="utf-8")
+    for name, text in files.items():
+        (case_dir / "input" / name).write_text(text, encoding="utf-8")
+    return case_dir
+
+
+CRYPTOGRAPHY = {
+    "id": "GHSA-6vqw-3v5j-54x4",
+    "aliases": ["CVE-2024-26130"],
+    "affected": [
+        {
+            "package": {"ecosystem": "PyPI", "name": "cryptography"},
+            "ranges": [
+                {"type": "ECOSYSTEM", "events": [{"introduced": "38.0.0"}, {"fixed": "42.0.4"}]}
+            ],
+        }
+    ],
+}
+PYPROJECT = '[project]\nname = "svc"\nversion = "1"\ndependencies = ["cryptography=={v}"]\n'
+
+
+@pytest.mark.parametrize(
+    ("new", "expected_codes", "minimal"),
+    [
+        ("42.0.4", set(), 1.0),
+        ("42.0.5", {"upgrade.not_minimal"}, 0.5),
+        ("43.0.0", {"upgrade.major_bump"}, 0.0),
+        ("41.0.7", {"vuln.still_present"}, 0.0),
+    ],
+)
+def test_cryptography_38_to_42_is_forced(
+    tmp_path: Path, new: str, expected_codes: set[str], minimal: float
+) -> None:
+    case_dir = _synthetic_case(
+        tmp_path, CRYPTOGRAPHY, {"pyproject.toml": PYPROJECT.format(v="38.0.4")}
+    )
+    ws = tmp_path / "ws"
+    shutil.copytree(case_dir / "input", ws)
+    (ws / "pyproject.toml").write_text(PYPROJECT.format(v=new), encoding="utf-8")
+    result = run(case_dir, ws)
+    assert codes(result) == expected_codes
+    assert result["breakdown"]["MINIMAL_UPGRADE"] == minimal
+
+
+def test_osv_range_semantics() -> None:
+    npm, pypi = RUBRIC.NPM, RUBRIC.PYPI
+    express_5 = [{"introduced": "5.0.0-alpha.1"}, {"fixed": "5.0.0-beta.3"}]
+    assert RUBRIC.range_affects(express_5, "5.0.0-beta.1", npm)
+    assert not RUBRIC.range_affects(express_5, "5.0.0-beta.3", npm)
+    assert not RUBRIC.range_affects(express_5, "5.0.0", npm)
+    assert not RUBRIC.range_affects(express_5, "4.19.2", npm)
+    last = [{"introduced": "0"}, {"last_affected": "4.5.0"}]
+    assert RUBRIC.range_affects(last, "4.5.0", npm)
+    assert not RUBRIC.range_affects(last, "4.5.1", npm)
+    assert RUBRIC.range_affects([{"introduced": "0"}, {"fixed": "5.4"}], "5.3.1", pypi)
+    assert not RUBRIC.range_affects([{"introduced": "0"}, {"fixed": "5.4"}], "5.4", pypi)
+    # PEP 440, not string order: 1.26.9 < 1.26.18
+    assert RUBRIC.range_affects([{"introduced": "0"}, {"fixed": "1.26.18"}], "1.26.9", pypi)
+
+
+@pytest.mark.parametrize(
+    ("case_id", "ecosystem", "package", "pinned", "fix"),
+    [
+        ("npm-semver-CVE-2022-25883", "npm", "semver", "6.2.0", "6.3.1"),
+        ("npm-semver-CVE-2022-25883", "npm", "semver", "7.0.0", "7.5.2"),
+        ("npm-semver-CVE-2022-25883", "npm", "semver", "5.7.1", "5.7.2"),
+        ("npm-json5-CVE-2022-46175", "npm", "json5", "1.0.1", "1.0.2"),
+        ("pypi-django-CVE-2023-36053", "PyPI", "django", "4.0.10", "4.1.10"),
+        ("pypi-django-CVE-2023-36053", "PyPI", "django", "3.2.19", "3.2.20"),
+        ("pypi-urllib3-CVE-2023-45803", "PyPI", "urllib3", "1.26.17", "1.26.18"),
+        ("pypi-urllib3-CVE-2023-45803", "PyPI", "urllib3", "2.0.6", "2.0.7"),
+        ("pypi-urllib3-CVE-2023-45803", "PyPI", "urllib3", "1.26.18", "1.26.18"),
+    ],
+)
+def test_minimal_fix_per_release_line(
+    case_id: str, ecosystem: str, package: str, pinned: str, fix: str
+) -> None:
+    advisory = json.loads((CASES / case_id / "input" / "advisory.json").read_text("utf-8"))
+    entries = RUBRIC.affected_packages(advisory, ecosystem)[package]
+    scheme = RUBRIC.NPM if ecosystem == "npm" else RUBRIC.PYPI
+    assert RUBRIC.minimal_fix(pinned, entries, scheme) == fix
+
+
+# --------------------------------------------------------------------------- collateral
+
+
+def test_collateral_dependency_change_is_flagged(tmp_path: Path) -> None:
+    case_dir = CASES / "pypi-jinja2-CVE-2024-22195"
+    ws = workspace(tmp_path, case_dir, fixed=True)
+    text = (ws / "requirements.txt").read_text(encoding="utf-8")
+    (ws / "requirements.txt").write_text(text.replace("click==8.1.7", "click==8.1.8"), "utf-8")
+    result = run(case_dir, ws)
+    assert "deps.collateral_change" in codes(result)
+    assert result["breakdown"]["NO_COLLATERAL_CHANGES"] == 0.0
+    assert result["breakdown"]["VULN_RESOLVED"] == 1.0
+    assert result["score"] < 1.0
+
+
+@pytest.mark.parametrize("victim", ["templates/card.html", "advisory.json", "NEW_FILE.txt"])
+def test_collateral_file_change_is_flagged(tmp_path: Path, victim: str) -> None:
+    case_dir = CASES / "pypi-jinja2-CVE-2024-22195"
+    ws = workspace(tmp_path, case_dir, fixed=True)
+    with (ws / victim).open("a", encoding="utf-8") as handle:
+        handle.write("\n# touched\n")
+    result = run(case_dir, ws)
+    assert codes(result) == {"deps.collateral_change"}
+    assert victim in result["failure_modes"][0]["detail"]
+
+
+def test_collateral_npm_lock_entry_is_flagged(tmp_path: Path, minimist_case: Path) -> None:
+    ws = workspace(tmp_path, minimist_case, fixed=True)
+    edit_json(
+        ws / "package-lock.json",
+        lambda lock: lock["packages"]["node_modules/mkdirp"].update(version="0.5.6"),
+    )
+    result = run(minimist_case, ws)
+    assert "deps.collateral_change" in codes(result)
+
+
+def test_harness_and_installer_folders_are_ignored(tmp_path: Path, minimist_case: Path) -> None:
+    ws = workspace(tmp_path, minimist_case, fixed=True)
+    (ws / ".codegenie").mkdir()
+    (ws / ".codegenie" / "task.md").write_text("do it", encoding="utf-8")
+    (ws / "node_modules" / "minimist").mkdir(parents=True)
+    (ws / "node_modules" / "minimist" / "index.js").write_text("", encoding="utf-8")
+    assert run(minimist_case, ws)["score"] == 1.0
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+@pytest.mark.parametrize(
+    ("case_id", "filename", "garbage"),
+    [
+        ("npm-lodash-CVE-2021-23337", "package.json", '{"name": "x",'),
+        ("npm-lodash-CVE-2021-23337", "package-lock.json", "[]"),
+        ("pypi-requests-CVE-2023-32681", "requirements.txt", "requests==2.31.0\nidna=3.4\n"),
+        ("pypi-requests-CVE-2023-32681", "requirements.txt", "requests==2.31.0\nidna===\n"),
+        ("pypi-pyyaml-CVE-2020-14343", "pyproject.toml", "[project\ndependencies = ["),
+    ],
+)
+def test_corrupt_manifest_is_unparseable(
+    tmp_path: Path, case_id: str, filename: str, garbage: str
+) -> None:
+    case_dir = CASES / case_id
+    ws = workspace(tmp_path, case_dir, fixed=True)
+    (ws / filename).write_text(garbage, encoding="utf-8")
+    result = run(case_dir, ws)
+    assert "manifest.unparseable" in codes(result)
+    assert result["score"] == 0.0
+    assert result["breakdown"]["MANIFEST_VALID"] == 0.0
+
+
+def test_deleted_manifest_is_unparseable(tmp_path: Path, minimist_case: Path) -> None:
+    ws = workspace(tmp_path, minimist_case, fixed=True)
+    (ws / "package-lock.json").unlink()
+    assert "manifest.unparseable" in codes(run(minimist_case, ws))
+
+
+def test_pep503_names(tmp_path: Path) -> None:
+    assert RUBRIC.normalize_name("PyPI", "PyYAML") == "pyyaml"
+    assert RUBRIC.normalize_name("PyPI", "Jinja2") == RUBRIC.normalize_name("PyPI", "jinja2")
+    case_dir = CASES / "pypi-pyyaml-CVE-2020-14343"  # advisory says "PyYAML"
+    for spelling, fixed in (("PyYAML==5.4", True), ("PyYaml==5.3.1", False)):
+        ws = workspace(tmp_path / spelling, case_dir, fixed=False)
+        text = (ws / "pyproject.toml").read_text(encoding="utf-8")
+        (ws / "pyproject.toml").write_text(text.replace("pyyaml==5.3.1", spelling), "utf-8")
+        result = run(case_dir, ws)
+        assert (result["score"] == 1.0) is fixed, result
+
+
+def test_unpinned_requirement_cannot_prove_a_fix(tmp_path: Path) -> None:
+    case_dir = CASES / "pypi-requests-CVE-2023-32681"
+    ws = workspace(tmp_path, case_dir, fixed=False)
+    text = (ws / "requirements.txt").read_text(encoding="utf-8")
+    (ws / "requirements.txt").write_text(text.replace("requests==2.28.2", "requests"), "utf-8")
+    assert "vuln.still_present" in codes(run(case_dir, ws))
+
+
+def test_removing_the_package_is_not_a_fix(tmp_path: Path) -> None:
+    case_dir = CASES / "pypi-requests-CVE-2023-32681"
+    ws = workspace(tmp_path, case_dir, fixed=False)
+    text = (ws / "requirements.txt").read_text(encoding="utf-8")
+    (ws / "requirements.txt").write_text(text.replace("requests==2.28.2\n", ""), "utf-8")
+    result = run(case_dir, ws)
+    assert "vuln.package_removed" in codes(result)
+    assert result["score"] == 0.0
+
+
+# --------------------------------------------------------------------------- lockfile
+
+
+def test_lock_outside_the_direct_range_is_out_of_sync(tmp_path: Path, semver_case: Path) -> None:
+    ws = workspace(tmp_path, semver_case, fixed=True)
+    shutil.copy2(semver_case / "input" / "package.json", ws / "package.json")  # still "6.2.0"
+    edit_json(
+        ws / "package-lock.json",
+        lambda lock: lock["packages"][""]["dependencies"].update(semver="6.2.0"),
+    )
+    result = run(semver_case, ws)
+    assert codes(result) == {"lockfile.out_of_sync"}
+    assert result["breakdown"]["LOCKFILE_CONSISTENT"] == 0.0
+    assert result["breakdown"]["VULN_RESOLVED"] == 1.0
+
+
+def test_lock_root_not_mirroring_package_json(tmp_path: Path, semver_case: Path) -> None:
+    ws = workspace(tmp_path, semver_case, fixed=True)
+    shutil.copy2(semver_case / "input" / "package-lock.json", ws / "package-lock.json")
+    result = run(semver_case, ws)
+    assert {"lockfile.out_of_sync", "vuln.still_present"} <= codes(result)
+
+
+def _bump_minimist(lock: dict[str, Any], *, resolved: str, keep_integrity: bool) -> None:
+    entry = lock["packages"]["node_modules/minimist"]
+    entry["version"] = "1.2.6"
+    entry["resolved"] = resolved
+    if not keep_integrity:
+        del entry["integrity"]
+
+
+@pytest.mark.parametrize(
+    ("resolved", "keep_integrity", "in_sync"),
+    [
+        ("https://registry.npmjs.org/minimist/-/minimist-1.2.6.tgz", False, True),
+        ("https://registry.npmjs.org/minimist/-/minimist-1.2.6.tgz", True, False),
+        ("https://registry.npmjs.org/minimist/-/minimist-1.2.5.tgz", False, False),
+    ],
+    ids=["integrity-dropped", "stale-integrity", "stale-resolved"],
+)
+def test_lock_entry_of_the_new_version(
+    tmp_path: Path, minimist_case: Path, resolved: str, keep_integrity: bool, in_sync: bool
+) -> None:
+    ws = workspace(tmp_path, minimist_case, fixed=False)
+    shutil.copy2(minimist_case / "expected" / "package.json", ws / "package.json")
+    edit_json(
+        ws / "package-lock.json",
+        lambda lock: _bump_minimist(lock, resolved=resolved, keep_integrity=keep_integrity),
+    )
+    result = run(minimist_case, ws)
+    assert (result["score"] == 1.0) is in_sync, result
+    assert ("lockfile.out_of_sync" in codes(result)) is not in_sync
+
+
+def test_wrong_integrity_for_a_known_tarball(tmp_path: Path, minimist_case: Path) -> None:
+    ws = workspace(tmp_path, minimist_case, fixed=True)
+    bogus = "sha512-" + "A" * 86 + "=="
+    edit_json(
+        ws / "package-lock.json",
+        lambda lock: lock["packages"]["node_modules/minimist"].update(integrity=bogus),
+    )
+    assert codes(run(minimist_case, ws)) == {"lockfile.out_of_sync"}
+
+
+def test_pypi_duplicate_pin_is_out_of_sync(tmp_path: Path) -> None:
+    case_dir = CASES / "pypi-requests-CVE-2023-32681"
+    ws = workspace(tmp_path, case_dir, fixed=True)
+    with (ws / "requirements.txt").open("a", encoding="utf-8") as handle:
+        handle.write("requests==2.32.0\n")
+    assert "lockfile.out_of_sync" in codes(run(case_dir, ws))
+
+
+# --------------------------------------------------------------------------- nested npm copies
+
+
+def _nested(lock: dict[str, Any], version: str) -> None:
+    packages = lock["packages"]
+    packages["node_modules/mkdirp/node_modules/minimist"] = {
+        "version": version,
+        "resolved": f"https://registry.npmjs.org/minimist/-/minimist-{version}.tgz",
+        "license": "MIT",
+    }
+    lock["packages"] = dict(sorted(packages.items()))
+
+
+@pytest.mark.parametrize(("version", "fixed"), [("1.2.5", False), ("1.2.6", True)])
+def test_every_nested_copy_counts(
+    tmp_path: Path, minimist_case: Path, version: str, fixed: bool
+) -> None:
+    ws = workspace(tmp_path, minimist_case, fixed=True)
+    edit_json(ws / "package-lock.json", lambda lock: _nested(lock, version))
+    result = run(minimist_case, ws)
+    assert ("vuln.still_present" in codes(result)) is not fixed
+    assert (result["score"] == 1.0) is fixed, result
+
+
+def test_node_resolution_walks_up() -> None:
+    packages: dict[str, dict[str, Any]] = {
+        "": {},
+        "node_modules/a": {},
+        "node_modules/a/node_modules/b": {},
+        "node_modules/c": {},
+    }
+    resolve = RUBRIC.resolve_node_path
+    assert resolve(packages, "node_modules/a", "b") == "node_modules/a/node_modules/b"
+    assert resolve(packages, "node_modules/a/node_modules/b", "c") == "node_modules/c"
+    assert resolve(packages, "", "b") is None
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def test_keys_and_failure_modes_follow_the_contract() -> None:
+    keys = [k.value for k in KEYS.BreakdownKey]
+    assert keys == [k.name for k in KEYS.BreakdownKey]
+    assert set(RUBRIC.WEIGHTS) == set(keys)
+    assert sum(RUBRIC.WEIGHTS.values()) == 100
+    for key in keys:
+        lowered = key.lower()
+        for banned in ("confidence", "llm", "self_reported", "model_says"):
+            assert banned not in lowered
+    taxonomy = yaml.safe_load((BENCH / "failure_modes.yaml").read_text(encoding="utf-8"))
+    assert taxonomy["version"] == 1
+    modes = taxonomy["failure_modes"]
+    for code, spec in modes.items():
+        assert not code.startswith(("sut.", "rubric.", "canary."))
+        assert spec["severity"] in ("block", "warn", "info")
+        assert spec["description"]
+    assert modes["vuln.still_present"]["severity"] == "block"
+    assert modes["manifest.unparseable"]["severity"] == "block"
+    assert modes["lockfile.out_of_sync"]["severity"] == "block"
+    assert modes["upgrade.major_bump"]["severity"] == "warn"
+    rubric_source = (BENCH / "rubric.py").read_text(encoding="utf-8")
+    emitted = {
+        code for code in modes if f'"{code}"' in rubric_source
+    }  # every code the rubric can emit is in the taxonomy and vice versa
+    assert emitted == set(modes)
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL") if k in os.environ}
+    env.update(TZ="UTC", PYTHONHASHSEED="0")
+    return env
+
+
+def test_rubric_runs_as_an_isolated_subprocess(tmp_path: Path) -> None:
+    case_dir = CASES / "npm-json5-CVE-2022-46175"
+    ws = workspace(tmp_path, case_dir, fixed=True)
+    raw = tomllib.loads((case_dir / "case.toml").read_text(encoding="utf-8"))
+    request = {
+        "case": raw,
+        "case_dir": str(case_dir),
+        "harness_output": {
+            "workspace": str(ws),
+            "diff": "",
+            "sut_exit_code": 0,
+            "stdout_tail": "",
+            "stderr_tail": "",
+            "cost_usd": 0.0,
+            "duration_s": 1.2,
+        },
+    }
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-I", str(BENCH / "rubric.py")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_clean_env(),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["case_id"] == "npm-json5-CVE-2022-46175"
+    assert result["score"] == 1.0
+    assert set(result["breakdown"]) == {k.value for k in KEYS.BreakdownKey}
+
+
+def run_baseline(ws: Path) -> subprocess.CompletedProcess[str]:
+    """The baseline SUT as the harness runs it."""
+    return subprocess.run(
+        [sys.executable, "-I", str(BENCH / "baseline_sut.py"), str(ws)],
+        capture_output=True,
+        text=True,
+        cwd=ws,
+        env=_clean_env(),
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("case_dir", CASE_DIRS, ids=CASE_IDS)
+def test_baseline_end_to_end(tmp_path: Path, case_dir: Path) -> None:
+    ws = workspace(tmp_path, case_dir, fixed=False)
+    proc = run_baseline(ws)
+    assert proc.returncode == 0, proc.stderr
+    result = run(case_dir, ws)
+    assert result["score"] == 1.0, result
+    assert result["failure_modes"] == []
+
+
+def iter_case_files() -> Iterator[Path]:
+    """Every file of every case (used to keep the cases free of interpreter droppings)."""
+    for case_dir in CASE_DIRS:
+        yield from (p for p in case_dir.rglob("*") if p.is_file())
+
+
+def test_cases_hold_no_bytecode() -> None:
+    assert not [p for p in iter_case_files() if p.suffix in (".pyc", ".pyo")]

@@ -1,0 +1,145 @@
+"""Session end: identical aggregates across xdist modes, the audit chain, verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_codegenie_eval.audit import verify
+from tests.conftest import RunBench, read_jsonl
+
+TIERS = """# UNCALIBRATED thresholds for tests
+schema_version: 1
+uncalibrated: true
+thresholds: {bronze: 0.5, silver: 0.8}
+current_tiers: {stub: none}
+"""
+
+
+def _aggregate(path: Path) -> dict[str, object]:
+    return next(line for line in read_jsonl(path) if line["type"] == "aggregate")
+
+
+def test_aggregate_is_identical_with_and_without_xdist(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    # beta fails, so the bound comes from BCa, not the degenerate fallback
+    (stub_bench / "cases" / "beta" / "expected" / "answer.txt").write_text("999\n")
+    from tests.conftest import repin
+
+    repin(stub_bench)
+    seen: list[dict[str, object]] = []
+    for mode in ([], ["-n", "0"], ["-n", "2"]):
+        out = f"out{len(seen)}.jsonl"
+        pytester.runpytest_subprocess(
+            *mode, "--codegenie-bench=stub", "--codegenie-no-cache", f"--codegenie-jsonl={out}"
+        ).assert_outcomes(passed=2, failed=1)
+        agg = _aggregate(pytester.path / out)
+        seen.append({k: v for k, v in agg.items() if k != "chain_head"})
+    assert seen[0] == seen[1] == seen[2]
+    assert seen[0]["bound_method"] == "bca"
+    assert isinstance(seen[0]["lower_bound_95"], float)
+
+
+def test_three_runs_make_a_chain_of_three_that_verifies(
+    run_bench: RunBench, pytester: pytest.Pytester
+) -> None:
+    for _ in range(3):
+        run_bench().assert_outcomes(passed=3)
+    state = pytester.path / ".codegenie" / "eval"
+    result = verify(state)
+    assert result.ok, result.problems
+    assert result.records == 3
+    assert result.verified_complete == 3
+    records = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
+    assert [r["seq"] for r in records] == [0, 1, 2]
+    assert records[0]["prev_hash"] == "0" * 64
+    assert records[1]["prev_hash"] == records[0]["hash"]
+
+
+def test_a_tampered_chain_stops_the_next_run_before_any_sut(
+    run_bench: RunBench, pytester: pytest.Pytester
+) -> None:
+    run_bench().assert_outcomes(passed=3)
+    report = next((pytester.path / ".codegenie" / "eval" / "runs").glob("*.json"))
+    report.write_text(report.read_text().replace('"passed_count": 3', '"passed_count": 9'))
+    marker = pytester.path / "sut-ran.txt"
+    agent = pytester.path / "agent.py"
+    agent.write_text(f"open({str(marker)!r}, 'a').write('x')\n")
+    import sys
+
+    result = run_bench(f"--codegenie-sut={sys.executable} {agent}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*audit chain*does not verify; no case was started*"])
+    assert not marker.exists()
+
+
+def test_verdict_at_session_end_writes_a_recommendation(
+    run_bench: RunBench, pytester: pytest.Pytester
+) -> None:
+    (pytester.path / "docs").mkdir()
+    tiers = pytester.path / "docs" / "trust-tiers.yaml"
+    tiers.write_text(TIERS)
+    result = run_bench("--codegenie-verdict=silver")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*codegenie verdict stub → silver: evidence INSUFFICIENT*",
+            "*lower_bound_95 0.53 < silver threshold 0.80*",
+            "*recommendation: *recommendations*",
+        ]
+    )
+    recs = list((pytester.path / ".codegenie" / "eval" / "recommendations").glob("*.json"))
+    assert len(recs) == 1
+    rec = json.loads(recs[0].read_text())
+    assert rec["verdict"]["evidence_sufficient"] is False
+    assert tiers.read_text() == TIERS
+    bronze = run_bench("--codegenie-verdict=bronze")
+    bronze.stdout.fnmatch_lines(["*codegenie verdict stub → bronze: evidence SUFFICIENT*"])
+
+
+def test_unknown_verdict_tier_is_a_usage_error(
+    run_bench: RunBench, pytester: pytest.Pytester
+) -> None:
+    (pytester.path / "docs").mkdir()
+    (pytester.path / "docs" / "trust-tiers.yaml").write_text(TIERS)
+    result = run_bench("--codegenie-verdict=diamond")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*diamond*"])
+
+
+def test_strict_mode_aborts_on_a_digest_mismatch(run_bench: RunBench, stub_bench: Path) -> None:
+    (stub_bench / "cases" / "alpha" / "input" / "question.txt").write_text("tampered 5\n")
+    lenient = run_bench()
+    lenient.assert_outcomes(passed=2, failed=1)
+    lenient.stdout.fnmatch_lines(["*harness.digest_mismatch*"])
+    strict = run_bench("--codegenie-strict")
+    assert strict.ret == pytest.ExitCode.USAGE_ERROR
+    strict.stderr.fnmatch_lines(["*digest pins do not match; no case was started*"])
+
+
+def test_worker_crash_counts_as_a_failed_case(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_codegenie_eval_run_sut(case, workspace, task_class, env):
+            if case.case_id == "beta":
+                os._exit(3)
+            n = int((workspace / "question.txt").read_text().split()[-1])
+            (workspace / "answer.txt").write_text(str(n + 1))
+            return {}
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--codegenie-bench=stub", "--codegenie-jsonl=out.jsonl"
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    cases = {
+        c["case_id"]: c for c in read_jsonl(pytester.path / "out.jsonl") if c["type"] == "case"
+    }
+    assert cases["beta"]["status"] == "crashed"
+    assert cases["beta"]["failure_modes"][0]["code"] == "harness.worker_crashed"  # type: ignore[index]
+    assert _aggregate(pytester.path / "out.jsonl")["n"] == 3
