@@ -53,7 +53,7 @@ def test_vuln_remediation_noop_scores_zero_with_vuln_still_present(
     assert len(cases) == 10
     for case in cases:
         assert case["score"] == 0.0
-        codes = {fm["code"] for fm in case["failure_modes"]}  # type: ignore[attr-defined]
+        codes = {fm["code"] for fm in case["failure_modes"]}
         assert "vuln.still_present" in codes, case["case_id"]
 
 
@@ -101,7 +101,7 @@ def test_warm_rerun_hits_the_cache_for_every_case(
     lines = read_jsonl(pytester.path / "warm.jsonl")
     cases = [c for c in lines if c["type"] == "case"]
     assert all(c["cached"] is True for c in cases)
-    assert sum(float(c["cost_usd"]) for c in cases) == 0.0  # type: ignore[arg-type]
+    assert sum(float(c["cost_usd"]) for c in cases) == 0.0
     assert lines[-1]["total_cost_usd"] == 0.0
     warm.stdout.fnmatch_lines(["*cache hits 10/10*"])
     bypass = pytester.runpytest_inprocess(f"--codegenie-bench={VULN}", "--codegenie-no-cache")

@@ -141,5 +141,5 @@ def test_worker_crash_counts_as_a_failed_case(pytester: pytest.Pytester, stub_be
         c["case_id"]: c for c in read_jsonl(pytester.path / "out.jsonl") if c["type"] == "case"
     }
     assert cases["beta"]["status"] == "crashed"
-    assert cases["beta"]["failure_modes"][0]["code"] == "harness.worker_crashed"  # type: ignore[index]
+    assert cases["beta"]["failure_modes"][0]["code"] == "harness.worker_crashed"
     assert _aggregate(pytester.path / "out.jsonl")["n"] == 3

@@ -1,0 +1,77 @@
+"""Per-case harness overhead and warm-cache reruns. Prints figures, asserts nothing.
+
+1. 200 cases with the no-op SUT and a trivial rubric, cache off, against the floor: a bare
+   loop spawning the same ``python -I rubric.py`` 200 times (target ratio <= 1.3).
+2. A warm-cache rerun of 1,000 cases (target < 5 s on 2 cores).
+
+    .venv/bin/python benchmarks/bench_harness_overhead.py [--cases 200] [--warm-cases 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _generate import generate
+
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--codegenie-bench=gen"]
+
+
+def _run(cmd: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def floor_loop(rubric: Path, n: int, case_dir: Path) -> float:
+    payload = json.dumps(
+        {
+            "case": {"case_id": "case-00000", "title": "t", "curation_class": "held-out"},
+            "case_dir": str(case_dir),
+            "harness_output": {"workspace": str(case_dir / "input")},
+        }
+    ).encode()
+    env = {"PATH": os.environ.get("PATH", ""), "TZ": "UTC", "PYTHONHASHSEED": "0"}
+    started = time.perf_counter()
+    for _ in range(n):
+        subprocess.run(
+            [sys.executable, "-I", str(rubric)], input=payload, env=env, check=True,
+            capture_output=True,
+        )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--warm-cases", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "overhead"
+        rubric = generate(root, args.cases)
+        floor = floor_loop(rubric, args.cases, rubric.parent / "cases" / "case-00000")
+        harness = _run([*PYTEST, "--codegenie-sut=noop", "--codegenie-no-cache"], root)
+        print(f"floor: {args.cases} bare `python -I rubric.py` spawns: {floor:.2f} s "
+              f"({floor / args.cases * 1000:.1f} ms each)")  # fmt: skip
+        print(f"harness: {args.cases} cases, noop SUT, cache off:   {harness:.2f} s "
+              f"({harness / args.cases * 1000:.1f} ms each)")  # fmt: skip
+        print(f"ratio harness/floor: {harness / floor:.2f} (target <= 1.3)")
+        warm_root = Path(tmp) / "warm"
+        generate(warm_root, args.warm_cases)
+        cold = _run([*PYTEST, "--codegenie-sut=noop", "-n", "2"], warm_root)
+        warm = _run([*PYTEST, "--codegenie-sut=noop"], warm_root)
+        warm_n2 = _run([*PYTEST, "--codegenie-sut=noop", "-n", "2"], warm_root)
+        print(f"cold run of {args.warm_cases} cases (-n 2): {cold:.2f} s")
+        print(f"warm rerun of {args.warm_cases} cases: {warm:.2f} s (-n 2: {warm_n2:.2f} s; "
+              f"target < 5 s); ratio warm/cold {warm / cold:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

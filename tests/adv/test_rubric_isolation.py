@@ -1,0 +1,227 @@
+"""A hostile rubric cannot see the harness's secrets, outlive its timeout, leave processes
+behind, or blow up the harness's memory (DESIGN.md §3 step 3, process.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_codegenie_eval.digests import write_digests
+
+Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
+BENCH = "adversarial-task-class"
+ALLOWED_ENV = {"PATH", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "LC_CTYPE"}
+SECRET_VARS = (
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "HOME",
+    "USER",
+)
+
+
+@pytest.fixture
+def secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Credential-like variables in the harness's environment, each with a unique value."""
+    values = {name: f"adv-sentinel-{name.lower()}-{uuid.uuid4().hex}" for name in SECRET_VARS}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def _env_report(case: dict[str, Any]) -> dict[str, Any]:
+    (mode,) = case["failure_modes"]
+    assert mode["code"] == "adv.report"
+    report: dict[str, Any] = json.loads(mode["detail"])
+    return report
+
+
+def test_rubric_sees_only_the_allowlisted_environment(
+    run_bench: Runner, secrets: dict[str, str], pytester: pytest.Pytester
+) -> None:
+    result, cases = run_bench(BENCH, "-k", "env-probe", subprocess=True)
+    result.assert_outcomes(passed=1)
+    case = cases["env-probe"]
+    report = _env_report(case)
+    assert set(report["environ"]) <= ALLOWED_ENV
+    assert report["environ"]["TZ"] == "UTC"
+    assert report["environ"]["PYTHONHASHSEED"] == "0"
+    assert report["secret_names_seen"] == []
+    assert case["breakdown"]["SECRETS_ABSENT"] == 1.0
+    # no sentinel value reached the rubric under any name
+    line = json.dumps(case)
+    assert not [name for name, value in secrets.items() if value in line]
+    # cwd is a fresh temporary directory, not the invocation directory, removed afterwards
+    cwd = Path(report["cwd"])
+    assert cwd != pytester.path
+    assert cwd.name.startswith("codegenie-rubric-")
+    assert not cwd.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BUG: the rubric env is scrubbed but the rubric can read the harness's own "
+        "environment from /proc/<ppid>/environ (execution.py run_rubric / process.py "
+        "run_process), so ANTHROPIC_API_KEY, AWS_* etc. are one file read away"
+    ),
+)
+def test_rubric_cannot_read_secrets_from_the_harness_process(
+    run_bench: Runner, secrets: dict[str, str]
+) -> None:
+    result, cases = run_bench(BENCH, "-k", "env-probe", subprocess=True)
+    result.assert_outcomes(passed=1)
+    assert _env_report(cases["env-probe"])["parent_environ_secret_names"] == []
+
+
+# -- processes left behind -----------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid is a live (not zombie) process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _survivors(pids: list[int], within_s: float = 2.0) -> list[int]:
+    """The pids still alive once the deadline passes (returns early when all are gone)."""
+    deadline = time.monotonic() + within_s
+    alive = [pid for pid in pids if _alive(pid)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a process table: there is nothing to wait on
+        alive = [pid for pid in alive if _alive(pid)]
+    return alive
+
+
+@pytest.fixture
+def recorded_pids() -> Iterator[list[int]]:
+    """Pids read from the hostile processes' pid files; any left alive are killed at teardown."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            if b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes() and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+
+
+def _arm(task_class: Path, case: str, pid_file: Path, child_mode: str) -> None:
+    """Point a case's pid_file at pid_file and choose how the rubric starts its child."""
+    toml = task_class / "cases" / case / "case.toml"
+    text = toml.read_text(encoding="utf-8")
+    text = text.replace('pid_file = ""', f"pid_file = {json.dumps(str(pid_file))}")
+    text = text.replace('child_mode = "group"', f"child_mode = {json.dumps(child_mode)}")
+    toml.write_text(text, encoding="utf-8")
+
+
+def _read_pids(pid_file: Path) -> list[int]:
+    return [int(p) for p in pid_file.read_text().split()]
+
+
+@pytest.mark.parametrize(
+    "child_mode",
+    [
+        "group",
+        pytest.param(
+            "setsid",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "BUG: process.py run_process only kills the child's process group "
+                    "(os.killpg); a grandchild that calls setsid() escapes and keeps running "
+                    "after rubric.timeout / after the rubric exits"
+                ),
+            ),
+        ),
+    ],
+)
+def test_rubric_timeout_and_orphans_leave_no_process_behind(
+    run_bench: Runner,
+    copy_task_class: Callable[[str], Path],
+    tmp_path: Path,
+    recorded_pids: list[int],
+    child_mode: str,
+) -> None:
+    task_class = copy_task_class(BENCH)
+    timeout_pids, orphan_pids = tmp_path / "timeout.pids", tmp_path / "orphan.pids"
+    _arm(task_class, "sleep-past-timeout", timeout_pids, child_mode)
+    _arm(task_class, "orphan-child", orphan_pids, child_mode)
+    write_digests(task_class / "cases")
+
+    started = time.monotonic()
+    result, cases = run_bench(
+        BENCH,
+        "-k",
+        "sleep-past-timeout or orphan-child",
+        root=task_class.parent,
+        subprocess=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    recorded_pids += _read_pids(timeout_pids) + _read_pids(orphan_pids)
+
+    result.assert_outcomes(failed=1, passed=1)
+    timed_out = cases["sleep-past-timeout"]
+    assert [fm["code"] for fm in timed_out["failure_modes"]] == ["rubric.timeout"]
+    assert timed_out["failure_modes"][0]["detail"] == "killed after 2 s"
+    result.stdout.fnmatch_lines(["*[[]block[]] rubric.timeout: killed after 2 s"])
+    assert cases["orphan-child"]["passed"] is True
+    # the rubric sleeps 600 s: the session must end soon after its 2 s timeout
+    assert elapsed < 30
+    assert _survivors(recorded_pids) == []
+
+
+# -- memory ------------------------------------------------------------------------------
+
+_RSS_PROBE = """\
+import resource, sys
+import pytest
+code = pytest.main(sys.argv[1:])
+print("ADV-MAXRSS-KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(int(code))
+"""
+
+
+def _harness_peak_rss_kb(pytester: pytest.Pytester, case: str, tag: str) -> int:
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
+    result = pytester.run(
+        sys.executable,
+        "-c",
+        _RSS_PROBE,
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+        f"--codegenie-bench={BENCH}",
+        f"--codegenie-bench-root={root}",
+        f"--codegenie-state-dir={pytester.path / tag}",
+        "--codegenie-no-cache",
+        "-k",
+        case,
+        timeout=60,
+    )
+    (line,) = [ln for ln in result.outlines if ln.startswith("ADV-MAXRSS-KB ")]
+    return int(line.split()[1])
+
+
+def test_50_mb_of_rubric_stdout_does_not_grow_the_harness(pytester: pytest.Pytester) -> None:
+    control = _harness_peak_rss_kb(pytester, "garbage", "control")
+    huge = _harness_peak_rss_kb(pytester, "huge-stdout", "huge")
+    # the rubric writes 50 MiB; the harness keeps at most 1 MiB of it
+    assert huge - control < 24 * 1024, (control, huge)
