@@ -9,11 +9,14 @@ read with a hard cap so a runaway child cannot exhaust the harness's memory.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import selectors
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +66,97 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+_subreaper: bool | None = None
+
+
+def _become_subreaper() -> bool:
+    """Make this process the subreaper of its descendants (Linux), once.
+
+    A grandchild that calls ``setsid()`` leaves the child's process group, so killing the
+    group misses it. As a subreaper, such orphans are re-parented to this process when
+    their parent dies, where :func:`_kill_orphans` finds and kills them.
+    """
+    global _subreaper
+    if _subreaper is None:
+        _subreaper = False
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    return _subreaper
+
+
+_UNSHARE = (
+    "--user",
+    "--map-root-user",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--kill-child",
+)
+_sandbox_prefix: tuple[str, ...] | None = None
+
+
+def sandbox_prefix() -> tuple[str, ...]:
+    """A command prefix that runs a child in fresh user, PID and mount namespaces, or ``()``.
+
+    Inside them the child sees its own ``/proc`` holding only its own processes, so it
+    cannot read the harness's environment through ``/proc/<ppid>/environ``, and everything
+    it starts dies with it. Probed once; where unprivileged namespaces are unavailable the
+    prefix is empty and isolation falls back to the scrubbed environment alone.
+    """
+    global _sandbox_prefix
+    if _sandbox_prefix is None:
+        _sandbox_prefix = ()
+        unshare = shutil.which("unshare")
+        if unshare and sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                probe = subprocess.run(
+                    [unshare, *_UNSHARE, "true"], capture_output=True, timeout=10, check=False
+                )
+                if probe.returncode == 0:
+                    _sandbox_prefix = (unshare, *_UNSHARE)
+    return _sandbox_prefix
+
+
+def _children() -> set[int]:
+    """PIDs whose parent is this process (from /proc; empty where there is no /proc)."""
+    me = os.getpid()
+    found: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: fields start after the last ')'
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def _kill_orphans(before: set[int]) -> None:
+    """Kill and reap every child that appeared during the run (re-parented orphans)."""
+    for _ in range(20):  # each round may re-parent the next generation
+        strays = _children() - before
+        if not strays:
+            return
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in strays:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -80,6 +174,8 @@ def run_process(
     only its last ``max_stderr`` bytes. On exit or timeout the whole process group is killed.
     """
     started = time.monotonic()
+    reaping = _become_subreaper()
+    before = _children() if reaping else set()
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -163,6 +259,8 @@ def run_process(
             with contextlib.suppress(OSError):
                 stream.close()
         returncode = proc.wait()
+        if reaping:
+            _kill_orphans(before)
     if timed_out or truncated:
         returncode_out: int | None = None
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets as secrets_module
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_codegenie_eval.digests import write_digests
+from pytest_codegenie_eval.process import sandbox_prefix
 
 Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
 BENCH = "adversarial-task-class"
@@ -70,14 +72,7 @@ def test_rubric_sees_only_the_allowlisted_environment(
     assert not cwd.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the rubric env is scrubbed but the rubric can read the harness's own "
-        "environment from /proc/<ppid>/environ (execution.py run_rubric / process.py "
-        "run_process), so ANTHROPIC_API_KEY, AWS_* etc. are one file read away"
-    ),
-)
+@pytest.mark.skipif(not sandbox_prefix(), reason="no unprivileged namespaces on this machine")
 def test_rubric_cannot_read_secrets_from_the_harness_process(
     run_bench: Runner, secrets: dict[str, str]
 ) -> None:
@@ -121,13 +116,48 @@ def recorded_pids() -> Iterator[list[int]]:
             pass
 
 
-def _arm(task_class: Path, case: str, pid_file: Path, child_mode: str) -> None:
-    """Point a case's pid_file at pid_file and choose how the rubric starts its child."""
+def _arm(task_class: Path, case: str, pid_file: Path, child_mode: str) -> str:
+    """Point a case's pid_file at pid_file, choose how the rubric starts its child, and give
+    the child a unique ``sleep`` argument; returns that argument."""
+    token = f"300.{secrets_module.randbelow(10**9):09d}"
     toml = task_class / "cases" / case / "case.toml"
     text = toml.read_text(encoding="utf-8")
-    text = text.replace('pid_file = ""', f"pid_file = {json.dumps(str(pid_file))}")
+    text = text.replace(
+        'pid_file = ""',
+        f"pid_file = {json.dumps(str(pid_file))}\nsleep_token = {json.dumps(token)}",
+    )
     text = text.replace('child_mode = "group"', f"child_mode = {json.dumps(child_mode)}")
     toml.write_text(text, encoding="utf-8")
+    return token
+
+
+def _sleepers(tokens: list[str]) -> list[int]:
+    """Host pids of live `sleep TOKEN` processes (pids recorded inside a PID namespace
+    mean nothing out here, so the children are found by their unique argument)."""
+    wanted = {b"sleep\0" + token.encode() + b"\0" for token in tokens}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "cmdline").read_bytes() in wanted and _alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_sleeper_scan_finds_a_live_child() -> None:
+    import subprocess
+
+    token = f"300.{secrets_module.randbelow(10**9):09d}"
+    child = subprocess.Popen(["sleep", token])
+    try:
+        assert _sleepers([token]) == [child.pid]
+    finally:
+        child.kill()
+        child.wait()
+    assert _sleepers([token]) == []
 
 
 def _read_pids(pid_file: Path) -> list[int]:
@@ -138,17 +168,7 @@ def _read_pids(pid_file: Path) -> list[int]:
     "child_mode",
     [
         "group",
-        pytest.param(
-            "setsid",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: process.py run_process only kills the child's process group "
-                    "(os.killpg); a grandchild that calls setsid() escapes and keeps running "
-                    "after rubric.timeout / after the rubric exits"
-                ),
-            ),
-        ),
+        "setsid",
     ],
 )
 def test_rubric_timeout_and_orphans_leave_no_process_behind(
@@ -160,8 +180,10 @@ def test_rubric_timeout_and_orphans_leave_no_process_behind(
 ) -> None:
     task_class = copy_task_class(BENCH)
     timeout_pids, orphan_pids = tmp_path / "timeout.pids", tmp_path / "orphan.pids"
-    _arm(task_class, "sleep-past-timeout", timeout_pids, child_mode)
-    _arm(task_class, "orphan-child", orphan_pids, child_mode)
+    tokens = [
+        _arm(task_class, "sleep-past-timeout", timeout_pids, child_mode),
+        _arm(task_class, "orphan-child", orphan_pids, child_mode),
+    ]
     write_digests(task_class / "cases")
 
     started = time.monotonic()
@@ -174,7 +196,8 @@ def test_rubric_timeout_and_orphans_leave_no_process_behind(
         timeout=60,
     )
     elapsed = time.monotonic() - started
-    recorded_pids += _read_pids(timeout_pids) + _read_pids(orphan_pids)
+    assert _read_pids(timeout_pids)
+    assert _read_pids(orphan_pids)
 
     result.assert_outcomes(failed=1, passed=1)
     timed_out = cases["sleep-past-timeout"]
@@ -184,7 +207,13 @@ def test_rubric_timeout_and_orphans_leave_no_process_behind(
     assert cases["orphan-child"]["passed"] is True
     # the rubric sleeps 600 s: the session must end soon after its 2 s timeout
     assert elapsed < 30
-    assert _survivors(recorded_pids) == []
+    deadline = time.monotonic() + 2.0
+    survivors = _sleepers(tokens)
+    while survivors and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a process table: there is nothing to wait on
+        survivors = _sleepers(tokens)
+    recorded_pids += survivors  # killed at teardown if the assertion fails
+    assert survivors == []
 
 
 # -- memory ------------------------------------------------------------------------------

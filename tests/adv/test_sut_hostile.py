@@ -85,16 +85,7 @@ def recorded_pids() -> Iterator[list[int]]:
     "child_mode",
     [
         "group",
-        pytest.param(
-            "setsid",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: process.py run_process only kills the SUT's process group; a child "
-                    "that calls setsid() survives sut.timeout"
-                ),
-            ),
-        ),
+        "setsid",
     ],
 )
 def test_hanging_sut_is_killed_with_its_children(
