@@ -1,9 +1,9 @@
 """The ``codegenie-eval`` console script: run, verify, digests, promote-verdict.
 
-Exit codes (DESIGN.md §9): 0 success, 1 generic failure (failing cases, insufficient
-evidence), 2 cost cap hit, 3 task class not registered, 4 bench directory missing, 5 audit
-chain tamper, 6 digest mismatch. Heavy imports (pytest, pydantic, numpy) are deferred into
-the subcommands so ``--help`` stays fast.
+Exit codes (DESIGN.md §9): 0 success, 1 generic failure (failing cases, bad arguments, and
+for ``promote-verdict`` insufficient evidence), 2 cost cap hit, 3 task class not registered,
+4 bench directory missing, 5 audit chain tamper, 6 digest mismatch. Heavy imports (pytest,
+pydantic, numpy) are deferred into the subcommands so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_OK = 0
 EXIT_GENERIC = 1
@@ -27,14 +27,22 @@ DEFAULT_BENCH_ROOT = "bench"
 DEFAULT_TIERS = "docs/trust-tiers.yaml"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad arguments, which here means "cost cap hit": use 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_GENERIC, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="codegenie-eval",
         description="Score coding agents on benches with pytest; verify and judge the evidence.",
         epilog="exit codes: 0 ok, 1 generic, 2 cost cap hit, 3 task class not registered, "
         "4 bench directory missing, 5 audit chain tamper, 6 digest mismatch",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
         "run",
         help="run pytest with the plugin (all further arguments go to pytest)",

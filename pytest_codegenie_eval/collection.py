@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -124,7 +124,10 @@ class CaseItem(pytest.Item):
                 )
                 attach_result(self, skipped)
                 pytest.skip(f"codegenie cost cap reached: spent {spent:.4f} of {cap:.4f} USD")
-        sut = bench.sut_for(self.task_class)
+        try:
+            sut = bench.sut_for(self.task_class)
+        except CodegenieEvalError as exc:
+            self._fail_with("harness.case_invalid", str(exc))
         hook = self.config.pluginmanager.hook
 
         def run_hook(case: Any, workspace: Path, env: Any) -> Any:
@@ -132,17 +135,32 @@ class CaseItem(pytest.Item):
                 case=case, workspace=workspace, task_class=self.task_class_name, env=env
             )
 
-        result = run_case(
-            self.task_class,
-            self.entry,
-            sut,
-            settings,
-            nodeid=self.nodeid,
-            hook=run_hook if sut.kind == "hook" else None,
-        )
+        try:
+            result = run_case(
+                self.task_class,
+                self.entry,
+                sut,
+                settings,
+                nodeid=self.nodeid,
+                hook=run_hook if sut.kind == "hook" else None,
+            )
+        except Exception as exc:
+            # a harness bug still yields a recorded, failed case rather than a lost one
+            self._fail_with("harness.internal_error", f"{type(exc).__name__}: {exc}")
         attach_result(self, result)
         if not result.passed:
             raise CaseFailed(result)
+
+    def _fail_with(self, code: str, detail: str) -> NoReturn:
+        result = CaseResult(
+            task_class=self.task_class_name,
+            case_id=self.case_id,
+            nodeid=self.nodeid,
+            status="crashed",
+            failure_modes=(FailureMode(code=code, severity="block", detail=detail),),
+        )
+        attach_result(self, result)
+        raise CaseFailed(result)
 
     def repr_failure(
         self,

@@ -26,7 +26,7 @@ from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
 from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, with_pinned_canary
 from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
 from pytest_codegenie_eval.digests import case_digest
-from pytest_codegenie_eval.errors import BenchCaseDigestMismatch
+from pytest_codegenie_eval.errors import BenchCaseDigestMismatch, DigestsFileInvalid
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import BenchCase, CaseResult, FailureMode, Severity
 from pytest_codegenie_eval.process import ResourceLimits, run_process, sandbox_prefix, tail
@@ -413,7 +413,7 @@ def load_error_result(task_class: str, entry: CaseEntry, nodeid: str) -> CaseRes
     """The record of a case that could not be loaded: a failed case, never a lost one."""
     code = (
         "harness.digest_mismatch"
-        if isinstance(entry.error, BenchCaseDigestMismatch)
+        if isinstance(entry.error, BenchCaseDigestMismatch | DigestsFileInvalid)
         else "harness.case_invalid"
     )
     return CaseResult(

@@ -18,11 +18,13 @@ def pytest_codegenie_eval_run_sut(
     """Run an in-process agent on ``workspace`` (a copy of the case's ``input/``).
 
     Edit the workspace in place and return a mapping (``{"cost_usd": 0.12}``; optional keys
-    ``exit_code``, ``stdout``, ``stderr``) or ``None`` to let the next implementation (or the
-    configured ``--codegenie-sut``) run. ``env`` holds the canary and the invocation tag,
-    which are also set in ``os.environ`` while the hook runs. An exception is recorded as
-    the case's ``sut.exception`` failure mode. The hook is used only when no
-    ``--codegenie-sut`` option or ``codegenie_sut`` ini value is given.
+    ``exit_code``, ``stdout``, ``stderr``) or ``None`` to let the next implementation run;
+    when every implementation returns ``None`` the agent is taken to have exited 0 without
+    reporting a cost (a ``.codegenie/sut-result.json`` it wrote is still read). ``env``
+    holds the canary and the invocation tag, which are also set in ``os.environ`` while the
+    hook runs. An exception is recorded as the case's ``sut.exception`` failure mode. The
+    hook is used only when no ``--codegenie-sut`` option or ``codegenie_sut`` ini value is
+    given.
     """
     raise NotImplementedError  # pragma: no cover - specification only
 

@@ -58,6 +58,7 @@ HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
         "harness.case_invalid": "the case could not be loaded",
         "harness.digest_mismatch": "the case's content does not match its digests.yaml pin",
         "harness.worker_crashed": "the pytest worker running the case crashed",
+        "harness.internal_error": "the harness itself failed while running the case",
     }
 )
 

@@ -115,7 +115,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "Investigate with `codegenie-eval verify` before running again."
         )
     if bench.settings.strict:
-        from pytest_codegenie_eval.errors import BenchCaseDigestMismatch, CodegenieEvalError
+        from pytest_codegenie_eval.errors import (
+            BenchCaseDigestMismatch,
+            CodegenieEvalError,
+            DigestsFileInvalid,
+        )
 
         bad: list[str] = []
         for name in bench.settings.benches:
@@ -124,9 +128,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             except CodegenieEvalError as exc:
                 bad.append(str(exc))
                 continue
-            bad += [
-                str(e.error) for e in loaded.cases if isinstance(e.error, BenchCaseDigestMismatch)
-            ]
+            pin_errors = (BenchCaseDigestMismatch, DigestsFileInvalid)
+            bad += [str(e.error) for e in loaded.cases if isinstance(e.error, pin_errors)]
+            bad += [f"{name}: pinned but missing" for name in loaded.orphan_pins]
         if bad:
             bench.outcome.digest_mismatch = True
             raise pytest.UsageError(

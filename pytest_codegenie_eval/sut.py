@@ -126,7 +126,23 @@ def resolve_sut(
     if not tokens:
         raise SutConfigError("--codegenie-sut is empty")
     files = _referenced_file_bytes(tokens, rootdir)
-    return SutSpec("command", choice, _digest(b"command", choice.encode(), *files), tokens)
+    # the command runs with the workspace as cwd, so a relative path to the agent's script
+    # (as typed on the command line, relative to the rootdir) is made absolute here
+    resolved = tuple(
+        _absolute_if_file(token, rootdir) if i or "/" in token else token
+        for i, token in enumerate(tokens)
+    )
+    return SutSpec("command", choice, _digest(b"command", choice.encode(), *files), resolved)
+
+
+def _absolute_if_file(token: str, base: Path) -> str:
+    if "{" in token or token.startswith("-") or Path(token).is_absolute():
+        return token
+    candidate = base / token
+    try:
+        return str(candidate.resolve()) if candidate.is_file() else token
+    except OSError:
+        return token
 
 
 def hook_identity(functions: list[Callable[..., Any]], extra: str | None) -> str | None:

@@ -1,0 +1,149 @@
+"""The codegenie-eval console script and its exit codes (DESIGN.md §9)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_codegenie_eval import cli
+from tests.conftest import repin
+
+TIERS = """# UNCALIBRATED
+schema_version: 1
+uncalibrated: true
+thresholds: {bronze: 0.5, silver: 0.8}
+current_tiers: {stub: none}
+"""
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_codegenie_eval.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "from pytest_codegenie_eval.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "print(sorted(m for m in ('pytest', 'pydantic', 'numpy', 'scipy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_bad_arguments_exit_1_not_the_cost_cap_code(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, "verify", "--nope").returncode == cli.EXIT_GENERIC
+
+
+def test_run_exit_codes(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    path = pytester.path
+    assert run_cli(path, "run", "--codegenie-bench=stub", "-q").returncode == cli.EXIT_OK
+    missing = run_cli(path, "run", "--codegenie-bench=nope", "-q")
+    assert missing.returncode == cli.EXIT_TASK_CLASS_NOT_REGISTERED
+    assert "available: stub" in missing.stderr
+    no_root = run_cli(path, "run", "--codegenie-bench=stub", "--codegenie-bench-root=gone")
+    assert no_root.returncode == cli.EXIT_BENCH_DIR_MISSING
+    failing = run_cli(path, "run", "--codegenie-bench=stub", "--codegenie-sut=noop", "-q")
+    assert failing.returncode == cli.EXIT_GENERIC
+    agent = path / "costly.py"
+    agent.write_text(
+        "import json, pathlib, sys\n"
+        "p = pathlib.Path(sys.argv[1]) / '.codegenie' / 'sut-result.json'\n"
+        "p.write_text(json.dumps({'cost_usd': 1.0}))\n"
+        "n = int((pathlib.Path(sys.argv[1]) / 'question.txt').read_text().split()[-1])\n"
+        "(pathlib.Path(sys.argv[1]) / 'answer.txt').write_text(str(n + 1))\n"
+    )
+    capped = run_cli(
+        path,
+        "run",
+        "--codegenie-bench=stub",
+        f"--codegenie-sut={sys.executable} costly.py {{workspace}}",  # relative to rootdir
+        "--codegenie-max-cost-usd=0.5",
+        "--codegenie-no-cache",
+    )
+    assert capped.returncode == cli.EXIT_COST_CAP, capped.stdout
+    (stub_bench / "cases" / "alpha" / "input" / "question.txt").write_text("changed 1\n")
+    mismatch = run_cli(path, "run", "--codegenie-bench=stub", "-q")
+    assert mismatch.returncode == cli.EXIT_DIGEST_MISMATCH
+    strict = run_cli(path, "run", "--codegenie-bench=stub", "--codegenie-strict", "-q")
+    assert strict.returncode == cli.EXIT_DIGEST_MISMATCH
+    repin(stub_bench)
+    report = next((path / ".codegenie" / "eval" / "runs").glob("*.json"))
+    report.write_bytes(report.read_bytes() + b" ")
+    tampered = run_cli(path, "run", "--codegenie-bench=stub", "-q")
+    assert tampered.returncode == cli.EXIT_CHAIN_TAMPER
+    assert "does not verify" in tampered.stderr
+
+
+def test_verify_and_expected_head(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    path = pytester.path
+    assert run_cli(path, "run", "--codegenie-bench=stub", "-q").returncode == 0
+    first = json.loads((path / ".codegenie" / "eval" / "audit.jsonl").read_text())["hash"]
+    assert run_cli(path, "run", "--codegenie-bench=stub", "-q").returncode == 0
+    clean = run_cli(path, "verify")
+    assert clean.returncode == cli.EXIT_OK
+    assert "verified-complete 2 / verified-incomplete 0" in clean.stdout
+    assert run_cli(path, "verify", "--expected-head", first).returncode == cli.EXIT_OK
+    assert run_cli(path, "verify", "--expected-head", "f" * 64).returncode == cli.EXIT_CHAIN_TAMPER
+    chain = path / ".codegenie" / "eval" / "audit.jsonl"
+    lines = chain.read_text().splitlines()
+    chain.write_text("\n".join(reversed(lines)) + "\n")
+    reordered = run_cli(path, "verify")
+    assert reordered.returncode == cli.EXIT_CHAIN_TAMPER
+    assert "TAMPER:" in reordered.stdout
+
+
+def test_digests_print_check_write(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    path = pytester.path
+    printed = run_cli(path, "digests", "--task-class", "stub")
+    assert printed.returncode == 0
+    assert printed.stdout == (stub_bench / "cases" / "digests.yaml").read_text()
+    assert run_cli(path, "digests", "--task-class", "stub", "--check").returncode == 0
+    (stub_bench / "cases" / "beta" / "input" / "question.txt").write_text("edited 2\n")
+    stale = run_cli(path, "digests", "--task-class", "stub", "--check")
+    assert stale.returncode == cli.EXIT_DIGEST_MISMATCH
+    assert "stale pin: beta" in stale.stdout
+    wrote = run_cli(path, "digests", "--task-class", "stub", "--write")
+    assert "re-pinned: beta" in wrote.stdout
+    assert run_cli(path, "digests", "--task-class", "stub", "--check").returncode == 0
+    unknown = run_cli(path, "digests", "--task-class", "nope")
+    assert unknown.returncode == cli.EXIT_TASK_CLASS_NOT_REGISTERED
+
+
+def test_promote_verdict(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    path = pytester.path
+    (path / "docs").mkdir()
+    (path / "docs" / "trust-tiers.yaml").write_text(TIERS)
+    assert run_cli(path, "run", "--codegenie-bench=stub", "-q").returncode == 0
+    bronze = run_cli(path, "promote-verdict", "--task-class", "stub", "--tier", "bronze")
+    assert bronze.returncode == cli.EXIT_OK, bronze.stdout + bronze.stderr
+    assert "evidence SUFFICIENT" in bronze.stdout
+    silver = run_cli(path, "promote-verdict", "--task-class", "stub", "--tier", "silver")
+    assert silver.returncode == cli.EXIT_GENERIC
+    assert "lower_bound_95 0.53 < silver threshold 0.80" in silver.stdout
+    assert "recommendation:" in silver.stdout
+    gold = run_cli(path, "promote-verdict", "--task-class", "stub", "--tier", "gold")
+    assert gold.returncode == cli.EXIT_GENERIC
+    assert "gold" in gold.stderr
+
+
+def test_task_class_without_baseline_fails_each_case_but_reports(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    (stub_bench / "baseline_sut.py").unlink()
+    result = pytester.runpytest_subprocess("--codegenie-bench=stub")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        ["*[[]block[]] harness.case_invalid: *no baseline SUT*", "stub: 3 cases, 0 passed*"]
+    )
