@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Literal
 
 import blake3
 
@@ -48,12 +49,23 @@ def build_report(
     *,
     harness_version: str,
     created_at: datetime | None = None,
+    cases_total: int | None = None,
 ) -> BenchRunReport:
-    """Aggregate one task class's case results (any order) into its run report."""
+    """Aggregate one task class's case results (any order) into its run report.
+
+    ``cases_total`` is how many cases the task class has; a run covering fewer (``-k``, a
+    node id) is incomplete as evidence, like one stopped by the cost cap.
+    """
     ordered = sorted(results, key=lambda r: r.case_id)
     scored = [r for r in ordered if r.status != "skipped_cost_cap"]
     skipped = len(ordered) - len(scored)
-    complete = skipped == 0
+    total = cases_total if cases_total is not None else len(ordered)
+    reason: Literal["cost_cap", "subset"] | None = None
+    if skipped:
+        reason = "cost_cap"
+    elif len(ordered) < total:
+        reason = "subset"
+    complete = reason is None
     run_id = content_run_id(task_class, ordered, complete=complete)
     acc = Welford()
     for r in scored:
@@ -73,6 +85,8 @@ def build_report(
         sut_digest=_single({r.sut_digest for r in scored if r.sut_digest}),
         rubric_digest=_single({r.rubric_digest for r in scored if r.rubric_digest}),
         complete=complete,
+        incomplete_reason=reason,
+        cases_total=total,
         n=len(scored),
         passed_count=sum(1 for r in scored if r.passed),
         mean=min(1.0, max(0.0, acc.mean)) if scored else 0.0,

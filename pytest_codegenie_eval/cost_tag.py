@@ -54,9 +54,10 @@ class CostLedger:
         line = json.dumps(entry, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock, self.path.open("a", encoding="utf-8") as fh:
+            # flushed under the lock, so every worker's next total sees it; the ledger only
+            # lives as long as the run, so it is not worth an fsync per case
             fh.write(line)
             fh.flush()
-            os.fsync(fh.fileno())
 
     def entries(self) -> list[dict[str, object]]:
         if not self.path.exists():

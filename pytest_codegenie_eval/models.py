@@ -140,6 +140,8 @@ class BenchRunReport(_Wire):
     rubric_digest: str = ""
     isolation_class: IsolationClass = "subprocess"
     complete: bool = True
+    incomplete_reason: Literal["cost_cap", "subset"] | None = None
+    cases_total: int = 0
     n: int = 0
     passed_count: int = 0
     mean: UnitFloat = 0.0

@@ -121,25 +121,19 @@ def sandbox_prefix() -> tuple[str, ...]:
 
 
 def _children() -> set[int]:
-    """PIDs whose parent is this process (from /proc; empty where there is no /proc)."""
-    me = os.getpid()
+    """PIDs whose parent is this process (empty where /proc does not tell)."""
     found: set[int] = set()
     try:
-        entries = os.listdir("/proc")
+        tasks = os.listdir("/proc/self/task")
     except OSError:
         return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    for task in tasks:
+        # /proc/<pid>/task/<tid>/children: direct children started by that thread
         try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
+            with open(f"/proc/self/task/{task}/children", "rb") as fh:
+                found.update(int(pid) for pid in fh.read().split())
         except OSError:
             continue
-        # the command name may hold spaces and parentheses: fields start after the last ')'
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == me:
-            found.add(int(entry))
     return found
 
 

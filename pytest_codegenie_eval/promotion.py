@@ -40,6 +40,7 @@ RECOMMENDATION_NOTE = (
 REASON_NO_REPORTS = "no run reports in evidence window"
 REASON_CHAIN = "audit chain does not verify"
 REASON_INCOMPLETE = "report incomplete (cost cap)"
+REASON_SUBSET = "report incomplete (subset of cases selected)"
 REASON_MIXED_ISOLATION = "mixed isolation classes in evidence window"
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
@@ -165,8 +166,12 @@ class PromotionGate:
             reasons.append(f"{block_count} block-severity failure {noun}")
         if not chain_verified:
             reasons.append(REASON_CHAIN)
-        if any(not report.complete for report in reports):
-            reasons.append(REASON_INCOMPLETE)
+        incomplete = [report for report in reports if not report.complete]
+        if incomplete:
+            # a run stopped by the cost cap and one that selected a subset (-k, node ids)
+            # are both partial evidence; name the cap whenever it is involved
+            subset_only = all(r.incomplete_reason == "subset" for r in incomplete)
+            reasons.append(REASON_SUBSET if subset_only else REASON_INCOMPLETE)
         isolation_classes = tuple(sorted({report.isolation_class for report in reports}))
         if len(isolation_classes) > 1:
             reasons.append(REASON_MIXED_ISOLATION)

@@ -94,12 +94,14 @@ class EvalReporter:
         ):
             self.bench.outcome.digest_mismatch = True
         for task_class in sorted(by_class):
+            loaded = self.bench.loaded(task_class)
             report = build_report(
                 task_class,
                 by_class[task_class],
                 harness_version=HARNESS_VERSION,
+                cases_total=len(loaded.cases) + len(loaded.orphan_pins) if loaded else None,
             )
-            if not report.complete:
+            if report.incomplete_reason == "cost_cap":
                 self.bench.outcome.cost_cap_hit = True
             try:
                 path, head = write_run_record(report, settings.state_dir)
@@ -195,7 +197,12 @@ class EvalReporter:
         lines: list[str] = []
         for outcome in self.outcomes:
             r = outcome.report
-            state = "complete" if r.complete else f"PARTIAL ({r.skipped_count} skipped: cost cap)"
+            if r.complete:
+                state = "complete"
+            elif r.incomplete_reason == "cost_cap":
+                state = f"PARTIAL ({r.skipped_count} skipped: cost cap)"
+            else:
+                state = f"PARTIAL (subset: {len(r.cases)} of {r.cases_total} cases selected)"
             lines.append(
                 f"{r.task_class}: {r.n} cases, {r.passed_count} passed, mean {r.mean:.3f}, "
                 f"stddev {r.stddev:.3f}, lower_bound_95 {r.lower_bound_95:.3f} "

@@ -150,3 +150,12 @@ def test_broken_case_fails_only_its_item(run_bench: RunBench, stub_bench: Path) 
     result = run_bench()
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*harness.case_invalid*beta*case.toml*"])
+
+
+def test_a_subset_of_cases_is_partial_evidence(
+    run_bench: RunBench, pytester: pytest.Pytester
+) -> None:
+    result = run_bench("-k", "alpha", "--codegenie-jsonl=out.jsonl")
+    assert result.parseoutcomes()["passed"] == 1  # xdist does not report deselections
+    result.stdout.fnmatch_lines(["*PARTIAL (subset: 1 of 3 cases selected)*", "*run id: partial:*"])
+    assert _aggregate(pytester.path / "out.jsonl")["complete"] is False

@@ -120,7 +120,14 @@ def broken_chain(reports: list[BenchRunReport], chain: bool) -> tuple[list[Bench
 
 def incomplete(reports: list[BenchRunReport], chain: bool) -> tuple[list[BenchRunReport], bool]:
     # The older report was cost-capped: the window as a whole is not complete evidence.
-    return [reports[0].model_copy(update={"complete": False}), *reports[1:]], chain
+    capped = reports[0].model_copy(update={"complete": False, "incomplete_reason": "cost_cap"})
+    return [capped, *reports[1:]], chain
+
+
+def subset(reports: list[BenchRunReport], chain: bool) -> tuple[list[BenchRunReport], bool]:
+    # The newest run selected only some cases (-k or node ids): partial evidence.
+    part = reports[-1].model_copy(update={"complete": False, "incomplete_reason": "subset"})
+    return [*reports[:-1], part], chain
 
 
 def mixed_isolation(
@@ -137,6 +144,7 @@ CONDITIONS: list[tuple[str, Breaker, str]] = [
     ("block-failures", block_failures, "2 block-severity failure modes"),
     ("chain", broken_chain, "audit chain does not verify"),
     ("incomplete", incomplete, "report incomplete (cost cap)"),
+    ("subset", subset, "report incomplete (subset of cases selected)"),
     ("isolation", mixed_isolation, "mixed isolation classes in evidence window"),
 ]
 
@@ -184,8 +192,10 @@ def test_all_conditions_together_give_all_reasons_in_order() -> None:
 
     verdict = evaluate(reports, chain_verified=chain)
 
+    # a cost-capped and a subset report together are named once, by the cost cap
+    expected = tuple(reason for name, _, reason in CONDITIONS if name != "subset")
     assert verdict.evidence_sufficient is False
-    assert verdict.reasons == tuple(reason for _, _, reason in CONDITIONS)
+    assert verdict.reasons == expected
     assert verdict.block_failure_count == 2
     assert verdict.isolation_classes == ("microvm", "subprocess")
 
