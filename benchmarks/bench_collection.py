@@ -38,7 +38,8 @@ def main() -> None:
             f"@pytest.mark.parametrize('i', range({args.cases}))\n"
             "def test_trivial(i):\n    assert i >= 0\n"
         )
-        base = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        base = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                "-p", "no:hypothesispytest"]  # fmt: skip
         ours = min(
             _time([*base, "--codegenie-bench=gen"], root / "bench-run") for _ in range(args.repeat)
         )

@@ -21,7 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _generate import generate
 
-PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--codegenie-bench=gen"]
+# hypothesis's pytest plugin imports all of hypothesis at session end (~1 s): not ours to time
+PYTEST = [
+    sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+    "--codegenie-bench=gen",
+]  # fmt: skip
 
 
 def _run(cmd: list[str], cwd: Path) -> float:

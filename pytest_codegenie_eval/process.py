@@ -33,6 +33,26 @@ class ResourceLimits:
     address_space_bytes: int | None = None
     file_size_bytes: int | None = None
 
+    def command_prefix(self) -> tuple[str, ...] | None:
+        """``prlimit`` arguments applying these limits, or ``None`` without util-linux.
+
+        Setting limits through a ``preexec_fn`` forces a full ``fork()`` of the harness
+        (about 3.5 ms for a process with numpy loaded, against 0.7 ms for the ``vfork``
+        path); exec'ing ``prlimit`` first costs about 0.8 ms.
+        """
+        tool = shutil.which("prlimit")
+        if tool is None:
+            return None
+        args = [tool]
+        for flag, value in (
+            ("--cpu", self.cpu_seconds),
+            ("--as", self.address_space_bytes),
+            ("--fsize", self.file_size_bytes),
+        ):
+            if value is not None:
+                args.append(f"{flag}={value}:{value}")
+        return (*args, "--")
+
     def preexec(self) -> Callable[[], None]:
         def apply() -> None:
             for which, value in (
@@ -120,6 +140,15 @@ def sandbox_prefix() -> tuple[str, ...]:
     return _sandbox_prefix
 
 
+def _insert_before_program(argv: Sequence[str], prefix: tuple[str, ...]) -> list[str]:
+    """Put ``prefix`` after a sandbox prefix (so limits apply inside it) and before the
+    program itself."""
+    sandbox = _sandbox_prefix or ()
+    if sandbox and tuple(argv[: len(sandbox)]) == sandbox:
+        return [*sandbox, *prefix, *argv[len(sandbox) :]]
+    return [*prefix, *argv]
+
+
 def _children() -> set[int]:
     """PIDs whose parent is this process (empty where /proc does not tell)."""
     found: set[int] = set()
@@ -170,6 +199,13 @@ def run_process(
     started = time.monotonic()
     reaping = _become_subreaper()
     before = _children() if reaping else set()
+    preexec = None
+    if limits is not None:
+        prefix = limits.command_prefix()
+        if prefix is None:
+            preexec = limits.preexec()
+        else:
+            argv = _insert_before_program(argv, prefix)
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -179,7 +215,7 @@ def run_process(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=limits.preexec() if limits else None,
+            preexec_fn=preexec,
         )
     except OSError as exc:
         return ProcessResult(None, b"", b"", False, False, 0.0, f"{type(exc).__name__}: {exc}")
