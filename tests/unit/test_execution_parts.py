@@ -1,0 +1,228 @@
+"""Unit tests of the execution pieces: cache, canary, cost ledger, SUT digests, processes,
+rubric output validation, diffs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import structlog
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
+from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, mint, with_pinned_canary
+from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
+from pytest_codegenie_eval.execution import (
+    rubric_env,
+    unified_diff,
+    validate_rubric_output,
+)
+from pytest_codegenie_eval.loader import load_task_class
+from pytest_codegenie_eval.models import BenchCase, CaseResult
+from pytest_codegenie_eval.process import ResourceLimits, run_process
+from pytest_codegenie_eval.sut import SutConfigError, resolve_sut
+from tests.conftest import copy_stub
+
+CASE = BenchCase(
+    case_id="c1", title="t", curation_class="held-out", cassette_canary_pin="00ff00ff00ff00ff"
+)
+PARTS = CacheKeyParts("a" * 64, "b" * 64, "c" * 64, "", "0.1.0", "00ff")
+
+
+def test_cache_round_trip_and_key_sensitivity(tmp_path: Path) -> None:
+    cache = ScoreCache(tmp_path)
+    key = PARTS.key()
+    assert cache.get(key) is None
+    result = CaseResult(task_class="t", case_id="c1", score=0.5, breakdown={"K": 0.5})
+    cache.put(key, result)
+    assert cache.get(key) == result
+    fields = ["case_digest", "sut_digest", "rubric_digest", "cassette_corpus_digest"]
+    fields += ["harness_version", "cassette_canary_pin"]
+    keys = {PARTS.key()}
+    for name in fields:
+        changed = CacheKeyParts(**{**PARTS.__dict__, name: "different"})
+        keys.add(changed.key())
+    assert len(keys) == len(fields) + 1
+
+
+def test_length_prefix_keeps_field_boundaries() -> None:
+    a = CacheKeyParts("ab", "c", "", "", "", "")
+    b = CacheKeyParts("a", "bc", "", "", "", "")
+    assert a.key() != b.key()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{not json", b'{"version": 99}', b'{"version": 1, "key": "wrong", "result": {}}'],
+)
+def test_corrupt_entry_is_a_miss_with_a_warning(tmp_path: Path, content: bytes) -> None:
+    cache = ScoreCache(tmp_path)
+    key = PARTS.key()
+    path = cache.path_for(key)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with structlog.testing.capture_logs() as logs:
+        assert cache.get(key) is None
+    assert any("treated as a miss" in entry["event"] for entry in logs)
+
+
+def test_truncated_entry_is_a_miss(tmp_path: Path) -> None:
+    cache = ScoreCache(tmp_path)
+    key = PARTS.key()
+    cache.put(key, CaseResult(task_class="t", case_id="c1"))
+    path = cache.path_for(key)
+    path.write_bytes(path.read_bytes()[:-10])
+    assert cache.get(key) is None
+
+
+def test_gc_by_keep_set_and_age(tmp_path: Path) -> None:
+    cache = ScoreCache(tmp_path)
+    for name in ("a", "b", "c"):
+        cache.put(name * 64, CaseResult(task_class="t", case_id=name))
+    assert cache.gc(keep=["a" * 64]) == 2
+    assert [p.stem for p in cache.entries()] == ["a" * 64]
+    old = cache.path_for("a" * 64)
+    os.utime(old, (1, 1))
+    assert cache.gc(max_age_s=3600) == 1
+
+
+def test_canary_is_deterministic_and_pinned() -> None:
+    assert mint("00FF") == mint("00ff")
+    assert canary_for(CASE) == mint("00ff00ff00ff00ff")
+    assert mint("00ff") != mint("00fe")
+    assert canary_for(CASE).startswith("CODEGENIE-CANARY-")
+    assert leaked(canary_for(CASE), "x", f"...{canary_for(CASE)}...")
+    assert not leaked(canary_for(CASE), "nothing here")
+    before = os.environ.get(CANARY_ENV)
+    with with_pinned_canary(CASE) as canary:
+        assert os.environ[CANARY_ENV] == canary
+    assert os.environ.get(CANARY_ENV) == before
+
+
+def test_ledger_records_every_invocation_across_threads(tmp_path: Path) -> None:
+    ledger = CostLedger(tmp_path / "ledger.jsonl")
+
+    def spend(i: int) -> None:
+        with tag_invocation(ledger, "scope", "t", f"c{i}") as invocation:
+            invocation.cost_usd = 0.25
+
+    threads = [threading.Thread(target=spend, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    entries = ledger.entries()
+    assert len(entries) == 8
+    assert all(entry["bench_invocation"] is True for entry in entries)
+    assert ledger.total_usd() == pytest.approx(2.0)
+
+
+def test_tag_is_set_only_inside_the_block(tmp_path: Path) -> None:
+    with tag_invocation(None, "scope", "t", "c1") as invocation:
+        assert os.environ[TAG_ENV] == invocation.tag == "codegenie-bench/scope/t/c1"
+    assert TAG_ENV not in os.environ
+
+
+def test_sut_digests_change_with_code_and_command(tmp_path: Path) -> None:
+    agent = tmp_path / "agent.py"
+    agent.write_text("print(1)\n")
+    one = resolve_sut(f"python {agent} {{workspace}}", baseline_script=None, rootdir=tmp_path,
+                      hook_identity=None)  # fmt: skip
+    agent.write_text("print(2)\n")
+    two = resolve_sut(f"python {agent} {{workspace}}", baseline_script=None, rootdir=tmp_path,
+                      hook_identity=None)  # fmt: skip
+    other = resolve_sut(f"python {agent} --fast {{workspace}}", baseline_script=None,
+                        rootdir=tmp_path, hook_identity=None)  # fmt: skip
+    noop = resolve_sut("noop", baseline_script=None, rootdir=tmp_path, hook_identity=None)
+    hook = resolve_sut(None, baseline_script=None, rootdir=tmp_path, hook_identity="m.f\nabc")
+    assert len({one.digest, two.digest, other.digest, noop.digest, hook.digest}) == 5
+    assert hook.kind == "hook"
+    relative = resolve_sut("python agent.py {workspace}", baseline_script=None, rootdir=tmp_path,
+                           hook_identity=None)  # fmt: skip
+    assert relative.argv_template == ("python", str(agent), "{workspace}")
+    with pytest.raises(SutConfigError, match="no baseline SUT"):
+        resolve_sut(None, baseline_script=None, rootdir=tmp_path, hook_identity=None)
+    with pytest.raises(SutConfigError):
+        resolve_sut("python 'unclosed", baseline_script=None, rootdir=tmp_path, hook_identity=None)
+
+
+def test_rubric_env_is_an_allowlist(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("HOME", "/root")
+    env = rubric_env()
+    assert set(env) <= {"PATH", "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED"}
+    assert env["TZ"] == "UTC"
+    assert env["PYTHONHASHSEED"] == "0"
+
+
+def test_run_process_limits_apply_to_the_child(tmp_path: Path) -> None:
+    code = "import resource; print(resource.getrlimit(resource.RLIMIT_FSIZE)[0])"
+    result = run_process(
+        [sys.executable, "-I", "-c", code],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        timeout_s=30,
+        limits=ResourceLimits(file_size_bytes=12345),
+    )
+    assert result.stdout.strip() == b"12345"
+
+
+def test_run_process_reports_a_missing_program(tmp_path: Path) -> None:
+    result = run_process(["/nonexistent/program"], cwd=tmp_path, env={}, timeout_s=5)
+    assert result.spawn_error is not None
+    assert result.returncode is None
+
+
+@pytest.fixture(scope="module")
+def stub_loaded(tmp_path_factory: pytest.TempPathFactory) -> object:
+    return load_task_class(copy_stub(tmp_path_factory.mktemp("stub")))
+
+
+@given(st.binary(max_size=200))
+def test_validate_never_raises_on_arbitrary_bytes(stub_loaded: object, data: bytes) -> None:
+    verdict = validate_rubric_output(data, case_id="alpha", task_class=stub_loaded)  # type: ignore[arg-type]
+    assert 0.0 <= verdict.score <= 1.0
+
+
+def test_validate_taxonomy_wins_and_unknowns_block(stub_loaded: object) -> None:
+    out = {
+        "score": 0.5,
+        "breakdown": {"ANSWER_CORRECT": 0.5, "BOGUS": 1.0},
+        "failure_modes": [
+            {"code": "answer.extra_files", "severity": "block", "detail": "x"},
+            {"code": "made.up"},
+        ],
+    }
+    verdict = validate_rubric_output(
+        json.dumps(out).encode(),
+        case_id="alpha",
+        task_class=stub_loaded,  # type: ignore[arg-type]
+    )
+    codes = {(fm.code, fm.severity) for fm in verdict.failure_modes}
+    assert ("answer.extra_files", "warn") in codes  # the taxonomy says warn
+    assert ("rubric.unknown_breakdown_key", "block") in codes
+    assert ("rubric.unknown_failure_mode", "block") in codes
+    assert verdict.breakdown == {"ANSWER_CORRECT": 0.5}
+    assert verdict.score == 0.0
+
+
+def test_unified_diff_ignores_codegenie_dir_and_marks_binary(tmp_path: Path) -> None:
+    before, after = tmp_path / "a", tmp_path / "b"
+    for root in (before, after):
+        (root / ".codegenie").mkdir(parents=True)
+    (before / "x.txt").write_text("one\n")
+    (after / "x.txt").write_text("two\n")
+    (after / "new.bin").write_bytes(b"\xff\x00")
+    (after / ".codegenie" / "task.md").write_text("ignored")
+    diff = unified_diff(before, after)
+    assert "--- a/x.txt\n+++ b/x.txt" in diff
+    assert "-one\n+two\n" in diff
+    assert "Binary files a/new.bin and b/new.bin differ" in diff
+    assert "task.md" not in diff
+    assert unified_diff(before, before) == ""
