@@ -1,0 +1,50 @@
+"""What invalidates cached scores: rubric edits, case edits (after re-pinning), SUT changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.spawns import count_spawns
+from tests.integration.test_benches_e2e import VULN, copy_bench
+
+
+def test_cache_invalidation(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = copy_bench(pytester.path, VULN)
+    spawned = count_spawns(monkeypatch)
+    pytester.runpytest_inprocess(f"--codegenie-bench={VULN}").assert_outcomes(passed=10)
+
+    def rerun() -> pytest.RunResult:
+        spawned.clear()
+        return pytester.runpytest_inprocess(f"--codegenie-bench={VULN}")
+
+    # a whitespace edit of rubric.py invalidates every entry of the task class
+    rubric = bench / "rubric.py"
+    rubric.write_text(rubric.read_text() + "\n")
+    rerun().stdout.fnmatch_lines(["*cache hits 0/10*"])
+    assert rerun().stdout.str().count("cache hits 10/10") == 1
+
+    # a whitespace edit of one case.toml: refused until re-pinned, then exactly one miss
+    case_dir = sorted(p for p in (bench / "cases").iterdir() if p.is_dir())[0]
+    toml = case_dir / "case.toml"
+    toml.write_text(toml.read_text() + "\n")
+    refused = rerun()
+    refused.assert_outcomes(passed=9, failed=1)
+    refused.stdout.fnmatch_lines(["*harness.digest_mismatch*"])
+    from pytest_codegenie_eval.digests import write_digests
+
+    write_digests(bench / "cases")
+    repinned = rerun()
+    repinned.assert_outcomes(passed=10)
+    repinned.stdout.fnmatch_lines(["*cache hits 9/10*"])
+    assert len(spawned) == 2
+
+    # another SUT command invalidates everything
+    other = pytester.runpytest_inprocess(f"--codegenie-bench={VULN}", "--codegenie-sut=noop")
+    other.stdout.fnmatch_lines(["*cache hits 0/10*"])
+
+    # so does an edit of the SUT's code (here the baseline script, by one blank line)
+    assert rerun().stdout.str().count("cache hits 10/10") == 1
+    script = bench / "baseline_sut.py"
+    script.write_text(script.read_text() + "\n")
+    rerun().stdout.fnmatch_lines(["*cache hits 0/10*"])
+    assert len(spawned) == 20
