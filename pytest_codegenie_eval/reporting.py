@@ -183,6 +183,9 @@ class EvalReporter:
             )
         text = "".join(line + "\n" for line in lines)
         if target == "-":
+            terminal = self.bench.config.pluginmanager.get_plugin("terminalreporter")
+            if terminal is not None:
+                terminal.write_line("")  # progress output may have left a partial line
             sys.stdout.write(text)
             sys.stdout.flush()
             self.jsonl_path = "-"

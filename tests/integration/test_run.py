@@ -159,3 +159,9 @@ def test_a_subset_of_cases_is_partial_evidence(
     assert result.parseoutcomes()["passed"] == 1  # xdist does not report deselections
     result.stdout.fnmatch_lines(["*PARTIAL (subset: 1 of 3 cases selected)*", "*run id: partial:*"])
     assert _aggregate(pytester.path / "out.jsonl")["complete"] is False
+
+
+def test_jsonl_to_stdout_starts_on_its_own_line(run_bench: RunBench) -> None:
+    result = run_bench("--codegenie-jsonl=-", "-q")
+    lines = [line for line in result.stdout.lines if line.startswith("{")]
+    assert [json.loads(line)["type"] for line in lines] == ["case", "case", "case", "aggregate"]
