@@ -8,11 +8,11 @@ environment into its work (a sign of prompt-injection or of copying the answer k
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import blake3
 
+from pytest_codegenie_eval.environment import scoped_env
 from pytest_codegenie_eval.models import BenchCase
 
 CANARY_ENV = "CODEGENIE_CANARY"
@@ -37,15 +37,8 @@ def with_pinned_canary(case: BenchCase) -> Iterator[str]:
     Used around in-process (hook) SUTs; subprocess SUTs get it in their environment.
     """
     canary = canary_for(case)
-    previous = os.environ.get(CANARY_ENV)
-    os.environ[CANARY_ENV] = canary
-    try:
+    with scoped_env(CANARY_ENV, canary):
         yield canary
-    finally:
-        if previous is None:
-            os.environ.pop(CANARY_ENV, None)
-        else:
-            os.environ[CANARY_ENV] = previous
 
 
 def leaked(canary: str, *texts: str) -> bool:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
+
+from pytest_codegenie_eval.environment import scoped_env
 
 TAG_ENV = "CODEGENIE_BENCH_INVOCATION_TAG"
 
@@ -90,14 +91,9 @@ def tag_invocation(
     The tag is also placed in ``os.environ`` for in-process SUTs and restored afterwards.
     """
     invocation = Invocation(invocation_tag(run_scope, task_class, case_id), task_class, case_id)
-    previous = os.environ.get(TAG_ENV)
-    os.environ[TAG_ENV] = invocation.tag
     try:
-        yield invocation
+        with scoped_env(TAG_ENV, invocation.tag):
+            yield invocation
     finally:
-        if previous is None:
-            os.environ.pop(TAG_ENV, None)
-        else:
-            os.environ[TAG_ENV] = previous
         if ledger is not None:
             ledger.record(invocation)

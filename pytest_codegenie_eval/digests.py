@@ -27,8 +27,19 @@ _HEADER = (
 )
 
 
-def _iter_files(case_dir: Path) -> Iterator[tuple[str, Path]]:
-    root = case_dir.resolve()
+def _checked_target(link: Path, root: Path) -> Path:
+    """Where a symlink points, refused when that is outside the case directory."""
+    target = link.resolve()
+    if not target.is_relative_to(root):
+        raise BenchCaseLoadError(link, f"symlink leaves the case directory (points to {target})")
+    return target
+
+
+def _iter_files(
+    case_dir: Path, root: Path | None = None, ancestors: frozenset[Path] = frozenset()
+) -> Iterator[tuple[str, Path]]:
+    root = root or case_dir.resolve()
+    ancestors = ancestors | {case_dir.resolve()}
     for dirpath, dirnames, filenames in os.walk(case_dir, followlinks=False):
         current = Path(dirpath)
         keep = []
@@ -37,13 +48,11 @@ def _iter_files(case_dir: Path) -> Iterator[tuple[str, Path]]:
                 continue
             sub = current / name
             if sub.is_symlink():
-                target = sub.resolve()
-                if not target.is_relative_to(root):
-                    raise BenchCaseLoadError(
-                        sub, f"symlink leaves the case directory (points to {target})"
-                    )
+                target = _checked_target(sub, root)
+                if any(target == a or a.is_relative_to(target) for a in ancestors | {current}):
+                    raise BenchCaseLoadError(sub, f"symlink loops back to {target}")
                 # a link to a directory inside the case is hashed as the files it reaches
-                for inner_rel, inner in _iter_files(target):
+                for inner_rel, inner in _iter_files(target, root, ancestors):
                     yield (sub.relative_to(case_dir) / inner_rel).as_posix(), inner
                 continue
             keep.append(name)
@@ -53,11 +62,7 @@ def _iter_files(case_dir: Path) -> Iterator[tuple[str, Path]]:
                 continue
             path = current / name
             if path.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(root):
-                    raise BenchCaseLoadError(
-                        path, f"symlink leaves the case directory (points to {target})"
-                    )
+                _checked_target(path, root)
             if not path.is_file():
                 continue
             yield path.relative_to(case_dir).as_posix(), path

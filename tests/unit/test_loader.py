@@ -298,3 +298,21 @@ def test_decorator_returns_the_class_unchanged_and_validates_floors() -> None:
     assert captured[0].baseline_sut == "b.py"
     with pytest.raises(TypeError):
         register_task_class("bad", min_cases_for_promotion={"bronze": -1})
+
+
+def test_symlink_loop_is_refused_not_followed_forever(tmp_path: Path) -> None:
+    case = tmp_path / "c"
+    _write(case / "input" / "a.txt", "x")
+    os.symlink("..", case / "input" / "loop")
+    with pytest.raises(BenchCaseLoadError, match="loops back"):
+        case_digest(case)
+
+
+def test_symlinked_directory_inside_the_case_is_hashed_once(tmp_path: Path) -> None:
+    case = tmp_path / "c"
+    _write(case / "shared" / "a.txt", "x")
+    (case / "input").mkdir()
+    os.symlink("../shared", case / "input" / "link")
+    before = case_digest(case)
+    (case / "shared" / "a.txt").write_text("y")
+    assert case_digest(case) != before
