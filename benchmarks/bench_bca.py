@@ -6,7 +6,7 @@ tracing) and the peak traced allocation (one run under :mod:`tracemalloc`) of
 :func:`pytest_codegenie_eval.stats.lower_bound_95` and of scipy's BCa interval with the
 same generator, the scipy/ours ratios and the difference between the two bounds.
 
-scipy's BCa jackknife materialises an ``n x (n - 1)`` index array (about 80 GB at
+scipy's BCa jackknife materialises an ``n x (n - 1)`` index array (a 9.3 GiB bool array at
 n = 100,000), so scipy is skipped at 100,000 unless ``--scipy-100k`` is given; even then
 its address space is capped (``--scipy-memory-gib``) so the attempt ends in a MemoryError
 instead of waking the OOM killer. Nothing is asserted: this is a report.

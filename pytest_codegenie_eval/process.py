@@ -25,6 +25,12 @@ from pathlib import Path
 _CHUNK = 65536
 
 
+def _within_hard_limit(which: int, value: int) -> int:
+    """An unprivileged process cannot raise a hard limit it inherited: never ask to."""
+    _soft, hard = resource.getrlimit(which)
+    return value if hard == resource.RLIM_INFINITY else min(value, hard)
+
+
 @dataclass(frozen=True)
 class ResourceLimits:
     """rlimits applied in the child before exec (None leaves a limit as inherited)."""
@@ -44,13 +50,14 @@ class ResourceLimits:
         if tool is None:
             return None
         args = [tool]
-        for flag, value in (
-            ("--cpu", self.cpu_seconds),
-            ("--as", self.address_space_bytes),
-            ("--fsize", self.file_size_bytes),
+        for flag, which, value in (
+            ("--cpu", resource.RLIMIT_CPU, self.cpu_seconds),
+            ("--as", resource.RLIMIT_AS, self.address_space_bytes),
+            ("--fsize", resource.RLIMIT_FSIZE, self.file_size_bytes),
         ):
             if value is not None:
-                args.append(f"{flag}={value}:{value}")
+                capped = _within_hard_limit(which, value)
+                args.append(f"{flag}={capped}:{capped}")
         return (*args, "--")
 
     def preexec(self) -> Callable[[], None]:
@@ -61,8 +68,7 @@ class ResourceLimits:
                 (resource.RLIMIT_FSIZE, self.file_size_bytes),
             ):
                 if value is not None:
-                    _soft, hard = resource.getrlimit(which)
-                    cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+                    cap = _within_hard_limit(which, value)
                     resource.setrlimit(which, (cap, cap))
 
         return apply

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shlex
 import sys
 import threading
@@ -140,7 +141,8 @@ def _absolute_if_file(token: str, base: Path) -> str:
         return token
     candidate = base / token
     try:
-        return str(candidate.resolve()) if candidate.is_file() else token
+        # absolute, not resolved: a venv's python is a symlink that must stay one
+        return os.path.abspath(candidate) if candidate.is_file() else token
     except OSError:
         return token
 

@@ -226,3 +226,37 @@ def test_unified_diff_ignores_codegenie_dir_and_marks_binary(tmp_path: Path) -> 
     assert "Binary files a/new.bin and b/new.bin differ" in diff
     assert "task.md" not in diff
     assert unified_diff(before, before) == ""
+
+
+def test_limits_never_exceed_an_inherited_hard_limit(tmp_path: Path) -> None:
+    import resource
+
+    code = (
+        "import resource, subprocess, sys\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, (50, 50))\n"
+        "from pathlib import Path\n"
+        "from pytest_codegenie_eval.process import ResourceLimits, run_process\n"
+        "r = run_process([sys.executable, '-I', '-c', 'import resource; "
+        "print(resource.getrlimit(resource.RLIMIT_CPU))'], cwd=Path('.'), env={}, "
+        "timeout_s=30, limits=ResourceLimits(cpu_seconds=61))\n"
+        "print(r.returncode, r.stdout.decode().strip(), r.stderr.decode().strip())\n"
+    )
+    assert resource.getrlimit(resource.RLIMIT_CPU)[1] != 50  # the child lowers its own
+    out = subprocess_run([sys.executable, "-c", code], tmp_path)
+    assert out.strip() == "0 (50, 50)"
+
+
+def test_relative_venv_interpreter_keeps_its_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "real-python"
+    real.write_text("")
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    os.symlink(real, tmp_path / "venv" / "bin" / "python")
+    spec = resolve_sut("venv/bin/python agent {workspace}", baseline_script=None,
+                       rootdir=tmp_path, hook_identity=None)  # fmt: skip
+    assert spec.argv_template[0] == str(tmp_path / "venv" / "bin" / "python")
+
+
+def subprocess_run(argv: list[str], cwd: Path) -> str:
+    import subprocess
+
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=True).stdout
