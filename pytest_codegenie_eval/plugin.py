@@ -114,6 +114,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             f"no case was started:\n  {problems}\n"
             "Investigate with `codegenie-eval verify` before running again."
         )
+    if bench.settings.verdict_tier is not None:
+        _check_verdict_request(bench)
     if bench.settings.strict:
         from pytest_codegenie_eval.errors import (
             BenchCaseDigestMismatch,
@@ -137,6 +139,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 "codegenie --codegenie-strict: digest pins do not match; no case was started:\n  "
                 + "\n  ".join(bad)
             )
+
+
+def _check_verdict_request(bench: BenchSession) -> None:
+    """Fail before any case runs when --codegenie-verdict cannot be answered."""
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.loader import load_registration
+    from pytest_codegenie_eval.tiers import load_tier_config
+
+    tier = bench.settings.verdict_tier
+    try:
+        config = load_tier_config(bench.settings.tiers_path)
+        for name in bench.settings.benches:
+            task_class = load_registration(bench.settings.bench_root / name)
+            floors = task_class.min_cases_for_promotion
+            if tier not in config.thresholds or tier not in floors:
+                raise pytest.UsageError(
+                    f"--codegenie-verdict={tier}: {bench.settings.tiers_path} defines tiers "
+                    f"{', '.join(config.tiers)}; task class {name!r} declares floors for "
+                    f"{', '.join(sorted(floors)) or 'no tier'}"
+                )
+    except CodegenieEvalError as exc:
+        raise pytest.UsageError(f"--codegenie-verdict={tier}: {exc}") from exc
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

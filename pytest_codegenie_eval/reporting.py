@@ -56,6 +56,7 @@ class EvalReporter:
         self.results: dict[str, CaseResult] = {}
         self.outcomes: list[TaskClassOutcome] = []
         self.jsonl_path: str | None = None
+        self.verdict_errors: list[str] = []
 
     # -- collection of results -----------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -131,9 +132,9 @@ class EvalReporter:
                 tier=settings.verdict_tier,
             )
         except CodegenieEvalError as exc:
-            if settings.verdict_tier is not None:
-                raise pytest.UsageError(f"--codegenie-verdict: {exc}") from exc
-            log.warning("no recommendation", task_class=task_class, error=str(exc))
+            # checked before the run started; reaching here means the files changed since
+            log.warning("no verdict", task_class=task_class, error=str(exc))
+            self.verdict_errors.append(f"{task_class}: no verdict: {exc}")
             return None, None
         if verdict is not None:
             self.bench.outcome.verdicts.append(verdict)
@@ -222,6 +223,7 @@ class EvalReporter:
                 lines += ["  " + line for line in format_verdict(outcome.verdict).splitlines()]
             if outcome.recommendation is not None:
                 lines.append(f"  recommendation: {outcome.recommendation}")
+        lines += [f"VERDICT ERROR: {error}" for error in self.verdict_errors]
         if self.jsonl_path and self.jsonl_path != "-":
             lines.append(f"jsonl: {self.jsonl_path}")
         return lines

@@ -143,3 +143,19 @@ def test_worker_crash_counts_as_a_failed_case(pytester: pytest.Pytester, stub_be
     assert cases["beta"]["status"] == "crashed"
     assert cases["beta"]["failure_modes"][0]["code"] == "harness.worker_crashed"
     assert _aggregate(pytester.path / "out.jsonl")["n"] == 3
+
+
+def test_unanswerable_verdict_fails_before_any_case_runs(
+    run_bench: RunBench, pytester: pytest.Pytester
+) -> None:
+    result = run_bench("--codegenie-verdict=bronze")  # no docs/trust-tiers.yaml here
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--codegenie-verdict=bronze: *trust-tiers.yaml*does not exist*"])
+    assert not (pytester.path / ".codegenie" / "eval" / "runs").exists()
+    (pytester.path / "docs").mkdir()
+    (pytester.path / "docs" / "trust-tiers.yaml").write_text(
+        TIERS.replace("{bronze: 0.5, silver: 0.8}", "{bronze: 0.5, silver: 0.8, gold: 0.9}")
+    )
+    gold = run_bench("--codegenie-verdict=gold")
+    assert gold.ret == pytest.ExitCode.USAGE_ERROR
+    gold.stderr.fnmatch_lines(["*task class 'stub' declares floors for bronze, silver*"])
