@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
 from pytest_codegenie_eval.execution import load_error_result, run_case
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import CaseResult, FailureMode
@@ -123,7 +123,7 @@ class CaseItem(pytest.Item):
                     curation_class=self.entry.case.curation_class if self.entry.case else None,
                 )
                 attach_result(self, skipped)
-                pytest.skip(f"codegenie cost cap reached: spent {spent:.4f} of {cap:.4f} USD")
+                pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
         try:
             sut = bench.sut_for(self.task_class)
         except CodegenieEvalError as exc:

@@ -153,6 +153,10 @@ def test_sleeper_scan_finds_a_live_child() -> None:
     token = f"300.{secrets_module.randbelow(10**9):09d}"
     child = subprocess.Popen(["sleep", token])
     try:
+        # Popen can return before the child has exec'd sleep: poll the process table
+        deadline = time.monotonic() + 5.0
+        while _sleepers([token]) != [child.pid] and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert _sleepers([token]) == [child.pid]
     finally:
         child.kill()
