@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -29,7 +28,13 @@ from pytest_codegenie_eval.digests import case_digest
 from pytest_codegenie_eval.errors import BenchCaseDigestMismatch, DigestsFileInvalid
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import BenchCase, CaseResult, FailureMode, Severity
-from pytest_codegenie_eval.process import ResourceLimits, run_process, sandbox_prefix, tail
+from pytest_codegenie_eval.process import (
+    ResourceLimits,
+    isolated_script,
+    run_process,
+    sandbox_prefix,
+    tail,
+)
 from pytest_codegenie_eval.sut import HookRunner, SutRun, SutSpec, run_sut
 
 HARNESS_VERSION = __version__
@@ -222,7 +227,7 @@ def run_rubric(
     ).encode("utf-8")
     with tempfile.TemporaryDirectory(prefix="codegenie-rubric-") as cwd:
         result = run_process(
-            [*sandbox_prefix(), sys.executable, "-I", str(task_class.rubric_path)],
+            [*sandbox_prefix(), *isolated_script(task_class.rubric_path)],
             cwd=Path(cwd),
             env=rubric_env(),
             stdin=payload,

@@ -225,12 +225,34 @@ def load_failure_modes(directory: Path) -> dict[str, tuple[Severity, str]]:
     return result
 
 
+_NOT_TASK_DEFINITION = frozenset({"cases", "tests", "__pycache__"})
+
+
 def rubric_digest(directory: Path) -> str:
-    """Digest of everything that decides a score: rubric, breakdown keys and taxonomy."""
-    hasher = blake3.blake3()
-    for name in (RUBRIC, BREAKDOWN_KEYS, FAILURE_MODES):
-        data = (directory / name).read_bytes()
-        hasher.update(name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+    """Digest of the task class definition: every file of its directory except the cases
+    (digested one by one), the author's tests and READMEs.
+
+    That covers the rubric, the helper modules it may import, the breakdown keys, the
+    taxonomy and task.md (what the agent is told), so editing any of them misses the
+    cache; over-invalidating on a baseline edit is the safe direction.
+    """
+    hasher = blake3.blake3(b"pytest-codegenie-eval task class v1\0")
+    files = []
+    for path in directory.rglob("*"):
+        rel = path.relative_to(directory)
+        if rel.parts[0] in _NOT_TASK_DEFINITION or "__pycache__" in rel.parts:
+            continue
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        if len(rel.parts) == 1 and rel.name.lower().startswith("readme"):
+            continue
+        if path.suffix in (".pyc", ".pyo"):
+            continue
+        files.append((rel.as_posix(), path))
+    for rel_name, path in sorted(files):
+        name, data = rel_name.encode(), path.read_bytes()
+        hasher.update(len(name).to_bytes(8, "little") + name)
+        hasher.update(len(data).to_bytes(8, "little") + data)
     return str(hasher.hexdigest())
 
 

@@ -25,6 +25,22 @@ from pathlib import Path
 _CHUNK = 65536
 
 
+# `python -I` keeps the environment out but also drops the script's own directory from
+# sys.path (it implies -P), so a rubric could not import the helper module next to it.
+# This bootstrap runs the script as __main__ with only that directory added back.
+_SCRIPT_BOOTSTRAP = (
+    "import os, runpy, sys; "
+    "script = sys.argv[1]; sys.argv = sys.argv[1:]; "
+    "sys.path.insert(0, os.path.dirname(os.path.abspath(script))); "
+    "runpy.run_path(script, run_name='__main__')"
+)
+
+
+def isolated_script(script: Path | str, *args: str) -> list[str]:
+    """argv running ``script`` under ``python -I`` with its own directory importable."""
+    return [sys.executable, "-I", "-c", _SCRIPT_BOOTSTRAP, str(script), *args]
+
+
 def _within_hard_limit(which: int, value: int) -> int:
     """An unprivileged process cannot raise a hard limit it inherited: never ask to."""
     _soft, hard = resource.getrlimit(which)

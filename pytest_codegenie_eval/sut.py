@@ -12,7 +12,6 @@ import inspect
 import json
 import os
 import shlex
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ import blake3
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.models import BenchCase
-from pytest_codegenie_eval.process import run_process, tail
+from pytest_codegenie_eval.process import isolated_script, run_process, tail
 
 SutKind = Literal["baseline", "noop", "command", "hook"]
 RESULT_FILE = ".codegenie/sut-result.json"
@@ -118,7 +117,7 @@ def resolve_sut(
             "baseline",
             f"baseline:{baseline_script.name}",
             _digest(b"baseline", baseline_script.read_bytes()),
-            (sys.executable, "-I", str(baseline_script), "{workspace}"),
+            tuple(isolated_script(baseline_script, "{workspace}")),
         )
     try:
         tokens = tuple(shlex.split(choice))

@@ -48,3 +48,21 @@ def test_cache_invalidation(pytester: pytest.Pytester, monkeypatch: pytest.Monke
     script.write_text(script.read_text() + "\n")
     rerun().stdout.fnmatch_lines(["*cache hits 0/10*"])
     assert len(spawned) == 20
+
+
+@pytest.mark.parametrize("edited", ["task.md", "helper.py"])
+def test_task_definition_edits_miss_the_cache(pytester: pytest.Pytester, edited: str) -> None:
+    from tests.conftest import copy_stub
+
+    bench = copy_stub(pytester.path)
+    (bench / "helper.py").write_text("X = 1\n")
+    pytester.runpytest_subprocess("--codegenie-bench=stub").assert_outcomes(passed=3)
+    warm = pytester.runpytest_subprocess("--codegenie-bench=stub")
+    warm.stdout.fnmatch_lines(["*cache hits 3/3*"])
+    path = bench / edited
+    path.write_text(path.read_text() + "\n")
+    cold = pytester.runpytest_subprocess("--codegenie-bench=stub")
+    cold.stdout.fnmatch_lines(["*cache hits 0/3*"])
+    (bench / "README.md").write_text("notes do not change a score\n")
+    readme = pytester.runpytest_subprocess("--codegenie-bench=stub")
+    readme.stdout.fnmatch_lines(["*cache hits 3/3*"])

@@ -165,3 +165,23 @@ def test_jsonl_to_stdout_starts_on_its_own_line(run_bench: RunBench) -> None:
     result = run_bench("--codegenie-jsonl=-", "-q")
     lines = [line for line in result.stdout.lines if line.startswith("{")]
     assert [json.loads(line)["type"] for line in lines] == ["case", "case", "case", "aggregate"]
+
+
+def test_rubric_and_baseline_can_import_modules_beside_them(
+    run_bench: RunBench, stub_bench: Path
+) -> None:
+    (stub_bench / "answers.py").write_text("def plus_one(n: int) -> int:\n    return n + 1\n")
+    baseline = stub_bench / "baseline_sut.py"
+    baseline.write_text(
+        baseline.read_text()
+        .replace("import sys\n", "import sys\n\nfrom answers import plus_one\n")
+        .replace('f"{n + 1}\\n"', 'f"{plus_one(n)}\\n"')
+    )
+    rubric = stub_bench / "rubric.py"
+    rubric.write_text(
+        rubric.read_text().replace(
+            "import serve\n", "import serve\n\nimport answers  # noqa: F401\n"
+        )
+    )
+    result = run_bench()
+    result.assert_outcomes(passed=3)
