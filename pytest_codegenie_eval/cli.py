@@ -143,19 +143,13 @@ def cmd_promote_verdict(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.errors import CodegenieEvalError
     from pytest_codegenie_eval.loader import load_registration
     from pytest_codegenie_eval.promotion import format_verdict
-    from pytest_codegenie_eval.verdicts import evaluate_recorded, recommend
+    from pytest_codegenie_eval.verdicts import recommend
 
     tc_dir = _task_class_dir(args.bench_root, args.task_class)
     if isinstance(tc_dir, int):
         return tc_dir
     try:
         task_class = load_registration(tc_dir)
-        evaluate_recorded(
-            state_dir=Path(args.state_dir),
-            tiers_path=Path(args.tiers),
-            task_class=task_class,
-            tier=args.tier,
-        )
         verdict, path = recommend(
             state_dir=Path(args.state_dir),
             tiers_path=Path(args.tiers),
@@ -165,7 +159,8 @@ def cmd_promote_verdict(args: argparse.Namespace) -> int:
     except CodegenieEvalError as exc:
         print(f"codegenie-eval promote-verdict: {exc}", file=sys.stderr)
         return EXIT_GENERIC
-    assert verdict is not None
+    if verdict is None:  # pragma: no cover - recommend() always answers an explicit tier
+        return EXIT_GENERIC
     print(format_verdict(verdict))
     print(f"recommendation: {path}")
     if not verdict.chain_verified:

@@ -8,7 +8,6 @@ and writes a recommendation file. It never edits the tier configuration.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,29 +51,37 @@ def recorded_evidence(state_dir: Path, task_class: str) -> Evidence:
     return Evidence(tuple(reports), tuple(digests))
 
 
-def evaluate_recorded(
-    *,
-    state_dir: Path,
-    tiers_path: Path,
-    task_class: TaskClass,
-    tier: str,
-    extra_reports: Sequence[BenchRunReport] = (),
-) -> PromotionVerdict:
-    """Verify the chain and judge the task class's evidence window for ``tier``."""
-    config = load_tier_config(tiers_path)
-    gate = PromotionGate(config)
+@dataclass(frozen=True)
+class _Window:
+    gate: PromotionGate
+    reports: tuple[BenchRunReport, ...]
+    digests: tuple[str, ...]
+    chain_verified: bool
+    chain_head: str | None
+
+
+def _window(state_dir: Path, tiers_path: Path, task_class: TaskClass) -> _Window:
+    """Load the tiers, verify the chain and cut the task class's evidence window."""
+    gate = PromotionGate(load_tier_config(tiers_path))
     check = verify(state_dir)
     evidence = recorded_evidence(state_dir, task_class.name)
-    reports = list(evidence.reports) + [r for r in extra_reports if r not in evidence.reports]
-    window = gate.evidence_window(reports, task_class=task_class.name)
-    digests = evidence.digests[-len(window) :] if window else ()
-    return gate.evaluate(
+    reports = gate.evidence_window(evidence.reports, task_class=task_class.name)
+    digests = evidence.digests[-len(reports) :] if reports else ()
+    return _Window(gate, reports, digests, check.ok, check.head)
+
+
+def evaluate_recorded(
+    *, state_dir: Path, tiers_path: Path, task_class: TaskClass, tier: str
+) -> PromotionVerdict:
+    """Verify the chain and judge the task class's evidence window for ``tier``."""
+    w = _window(state_dir, tiers_path, task_class)
+    return w.gate.evaluate(
         task_class=task_class,
         tier=tier,
-        reports=window,
-        chain_verified=check.ok,
-        chain_head=check.head,
-        report_digests=digests,
+        reports=w.reports,
+        chain_verified=w.chain_verified,
+        chain_head=w.chain_head,
+        report_digests=w.digests,
     )
 
 
@@ -95,17 +102,13 @@ def recommend(
             state_dir=state_dir, tiers_path=tiers_path, task_class=task_class, tier=tier
         )
         return verdict, write_recommendation(verdict, state_dir)
-    config = load_tier_config(tiers_path)
-    gate = PromotionGate(config)
-    check = verify(state_dir)
-    evidence = recorded_evidence(state_dir, task_class.name)
-    window = gate.evidence_window(evidence.reports, task_class=task_class.name)
-    best = gate.recommendation(
+    w = _window(state_dir, tiers_path, task_class)
+    best = w.gate.recommendation(
         task_class=task_class,
-        reports=window,
-        chain_verified=check.ok,
-        chain_head=check.head,
-        report_digests=evidence.digests[-len(window) :] if window else (),
+        reports=w.reports,
+        chain_verified=w.chain_verified,
+        chain_head=w.chain_head,
+        report_digests=w.digests,
     )
     if best is None:
         return None, None
