@@ -56,7 +56,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "codegenie_bench(name): a bench case item of task class NAME"
     )
     from pytest_codegenie_eval.errors import CodegenieEvalError
-    from pytest_codegenie_eval.loader import resolve_task_class_dir
     from pytest_codegenie_eval.options import settings_from_config
 
     settings = settings_from_config(config)
@@ -68,21 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = bench
     if settings.fence:
         return
-    dirs: list[Path] = []
-    for name in settings.benches:
-        try:
-            dirs.append(resolve_task_class_dir(settings.bench_root, name))
-        except CodegenieEvalError as exc:
-            bench.outcome.bench_root_missing = not settings.bench_root.is_dir()
-            bench.outcome.task_class_missing = settings.bench_root.is_dir()
-            raise pytest.UsageError(str(exc)) from exc
-    if dirs and config.args_source != pytest.Config.ArgsSource.ARGS:
-        # `pytest --codegenie-bench=X` runs the bench, not the repository's own tests
-        config.args = [str(d / "cases") for d in dirs]
-    elif dirs:
-        for d in dirs:
-            if not any(t.is_relative_to(d.resolve()) for t in bench.targets):
-                config.args.append(str(d / "cases"))
+    try:
+        bench.select_benches()
+    except CodegenieEvalError as exc:
+        raise pytest.UsageError(str(exc)) from exc
     if not _is_worker(config):
         from pytest_codegenie_eval.reporting import EvalReporter
 
@@ -91,6 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(reporter, "codegenie_eval_reporter")
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest must load without xdist too
 def pytest_configure_node(node: Any) -> None:
     """xdist controller: hand the run scope (cost ledger) to every worker."""
     bench = node.config.stash.get(SESSION_KEY, None)
@@ -103,64 +92,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     bench = config.stash.get(SESSION_KEY, None)
     if bench is None or _is_worker(config) or not bench.settings.benches or bench.settings.fence:
         return
-    from pytest_codegenie_eval.audit import verify
+    from pytest_codegenie_eval.preflight import run_all
 
-    check = verify(bench.settings.state_dir)
-    if not check.ok:
-        bench.outcome.chain_tampered = True
-        problems = "\n  ".join(check.problems[:10])
-        raise pytest.UsageError(
-            f"codegenie: the audit chain in {bench.settings.state_dir} does not verify; "
-            f"no case was started:\n  {problems}\n"
-            "Investigate with `codegenie-eval verify` before running again."
-        )
-    if bench.settings.verdict_tier is not None:
-        _check_verdict_request(bench)
-    if bench.settings.strict:
-        from pytest_codegenie_eval.errors import (
-            BenchCaseDigestMismatch,
-            CodegenieEvalError,
-            DigestsFileInvalid,
-        )
-
-        bad: list[str] = []
-        for name in bench.settings.benches:
-            try:
-                loaded = bench.load(bench.settings.bench_root / name)
-            except CodegenieEvalError as exc:
-                bad.append(str(exc))
-                continue
-            pin_errors = (BenchCaseDigestMismatch, DigestsFileInvalid)
-            bad += [str(e.error) for e in loaded.cases if isinstance(e.error, pin_errors)]
-            bad += [f"{name}: pinned but missing" for name in loaded.orphan_pins]
-        if bad:
-            bench.outcome.digest_mismatch = True
-            raise pytest.UsageError(
-                "codegenie --codegenie-strict: digest pins do not match; no case was started:\n  "
-                + "\n  ".join(bad)
-            )
-
-
-def _check_verdict_request(bench: BenchSession) -> None:
-    """Fail before any case runs when --codegenie-verdict cannot be answered."""
-    from pytest_codegenie_eval.errors import CodegenieEvalError
-    from pytest_codegenie_eval.loader import load_registration
-    from pytest_codegenie_eval.tiers import load_tier_config
-
-    tier = bench.settings.verdict_tier
-    try:
-        config = load_tier_config(bench.settings.tiers_path)
-        for name in bench.settings.benches:
-            task_class = load_registration(bench.settings.bench_root / name)
-            floors = task_class.min_cases_for_promotion
-            if tier not in config.thresholds or tier not in floors:
-                raise pytest.UsageError(
-                    f"--codegenie-verdict={tier}: {bench.settings.tiers_path} defines tiers "
-                    f"{', '.join(config.tiers)}; task class {name!r} declares floors for "
-                    f"{', '.join(sorted(floors)) or 'no tier'}"
-                )
-    except CodegenieEvalError as exc:
-        raise pytest.UsageError(f"--codegenie-verdict={tier}: {exc}") from exc
+    run_all(bench)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

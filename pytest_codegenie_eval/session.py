@@ -18,7 +18,11 @@ from pytest_codegenie_eval.cost_tag import CostLedger
 from pytest_codegenie_eval.digests import case_digest
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution import RunSettings
-from pytest_codegenie_eval.loader import LoadedTaskClass, load_task_class
+from pytest_codegenie_eval.loader import (
+    LoadedTaskClass,
+    load_task_class,
+    resolve_task_class_dir,
+)
 from pytest_codegenie_eval.options import Settings
 from pytest_codegenie_eval.sut import SutSpec, hook_identity, resolve_sut
 
@@ -76,6 +80,31 @@ class BenchSession:
                 path = config.invocation_params.dir / path
             found.append(path.resolve())
         return tuple(found)
+
+    def select_benches(self) -> None:
+        """Resolve --codegenie-bench names and make their cases the run's arguments.
+
+        Without explicit paths, ``pytest --codegenie-bench=X`` runs the bench, not the
+        repository's own tests; with explicit paths, the bench's cases are added unless a
+        path already points inside the task class (an IDE selecting one case).
+        """
+        dirs: list[Path] = []
+        root = self.settings.bench_root
+        for name in self.settings.benches:
+            try:
+                dirs.append(resolve_task_class_dir(root, name))
+            except CodegenieEvalError:
+                self.outcome.bench_root_missing = not root.is_dir()
+                self.outcome.task_class_missing = root.is_dir()
+                raise
+        if not dirs:
+            return
+        if self.config.args_source != pytest.Config.ArgsSource.ARGS:
+            self.config.args = [str(d / "cases") for d in dirs]
+            return
+        for d in dirs:
+            if not any(t.is_relative_to(d.resolve()) for t in self.targets):
+                self.config.args.append(str(d / "cases"))
 
     def is_selected(self, task_class_dir: Path) -> bool:
         """Whether a task class's cases should be collected in this session."""

@@ -126,3 +126,8 @@ def test_python_files_inside_case_inputs_are_not_collected(
     repin(stub_bench)
     result = pytester.runpytest("--codegenie-bench=stub", "-q")
     result.assert_outcomes(passed=3)
+
+
+def test_plugin_loads_without_xdist(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "--codegenie-bench=stub", "-q")
+    result.assert_outcomes(passed=3)

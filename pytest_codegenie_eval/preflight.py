@@ -1,0 +1,79 @@
+"""Checks that must pass before any case of a run starts (controller side).
+
+A run that would produce evidence nobody can trust, or a question nobody can answer, stops
+here as a usage error: a broken audit chain, stale digest pins under ``--codegenie-strict``,
+or a ``--codegenie-verdict`` tier that the tier file or the task class does not define.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_codegenie_eval.audit import verify
+from pytest_codegenie_eval.errors import (
+    BenchCaseDigestMismatch,
+    CodegenieEvalError,
+    DigestsFileInvalid,
+)
+from pytest_codegenie_eval.loader import load_registration
+from pytest_codegenie_eval.session import BenchSession
+from pytest_codegenie_eval.tiers import load_tier_config
+
+
+def check_chain(bench: BenchSession) -> None:
+    """The audit chain must verify before more evidence is appended to it."""
+    check = verify(bench.settings.state_dir)
+    if not check.ok:
+        bench.outcome.chain_tampered = True
+        problems = "\n  ".join(check.problems[:10])
+        raise pytest.UsageError(
+            f"codegenie: the audit chain in {bench.settings.state_dir} does not verify; "
+            f"no case was started:\n  {problems}\n"
+            "Investigate with `codegenie-eval verify` before running again."
+        )
+
+
+def check_pins(bench: BenchSession) -> None:
+    """Under --codegenie-strict, every case's digest pin must match."""
+    bad: list[str] = []
+    pin_errors = (BenchCaseDigestMismatch, DigestsFileInvalid)
+    for name in bench.settings.benches:
+        try:
+            loaded = bench.load(bench.settings.bench_root / name)
+        except CodegenieEvalError as exc:
+            bad.append(str(exc))
+            continue
+        bad += [str(e.error) for e in loaded.cases if isinstance(e.error, pin_errors)]
+        bad += [f"{name}: pinned but missing" for name in loaded.orphan_pins]
+    if bad:
+        bench.outcome.digest_mismatch = True
+        raise pytest.UsageError(
+            "codegenie --codegenie-strict: digest pins do not match; no case was started:\n  "
+            + "\n  ".join(bad)
+        )
+
+
+def check_verdict_request(bench: BenchSession) -> None:
+    """--codegenie-verdict=TIER must be answerable for every selected task class."""
+    tier = bench.settings.verdict_tier
+    try:
+        config = load_tier_config(bench.settings.tiers_path)
+        for name in bench.settings.benches:
+            floors = load_registration(bench.settings.bench_root / name).min_cases_for_promotion
+            if tier not in config.thresholds or tier not in floors:
+                raise pytest.UsageError(
+                    f"--codegenie-verdict={tier}: {bench.settings.tiers_path} defines tiers "
+                    f"{', '.join(config.tiers)}; task class {name!r} declares floors for "
+                    f"{', '.join(sorted(floors)) or 'no tier'}"
+                )
+    except CodegenieEvalError as exc:
+        raise pytest.UsageError(f"--codegenie-verdict={tier}: {exc}") from exc
+
+
+def run_all(bench: BenchSession) -> None:
+    """Every preflight check that applies to this session."""
+    check_chain(bench)
+    if bench.settings.verdict_tier is not None:
+        check_verdict_request(bench)
+    if bench.settings.strict:
+        check_pins(bench)
