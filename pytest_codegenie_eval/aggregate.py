@@ -84,6 +84,7 @@ def build_report(
         sut=_single({r.sut for r in scored if r.sut}),
         sut_digest=_single({r.sut_digest for r in scored if r.sut_digest}),
         rubric_digest=_single({r.rubric_digest for r in scored if r.rubric_digest}),
+        rubric_sandbox=_single({r.rubric_sandbox for r in scored if r.rubric_sandbox}),
         complete=complete,
         incomplete_reason=reason,
         cases_total=total,

@@ -391,6 +391,7 @@ def run_case(
             cached=False,
             duration_s=time.monotonic() - started,
             sut_exit_code=sut_run.exit_code,
+            rubric_sandbox="namespaces" if sandbox_prefix() else "env-only",
             stdout_tail=sut_run.stdout_tail,
             stderr_tail=sut_run.stderr_tail,
         )

@@ -98,6 +98,7 @@ class CaseResult(_Wire):
     sut_digest: str = ""
     rubric_digest: str = ""
     sut_exit_code: int | None = None
+    rubric_sandbox: str = ""  # "namespaces" or "env-only": how the rubric was isolated
     stdout_tail: str = ""
     stderr_tail: str = ""
 
@@ -139,6 +140,7 @@ class BenchRunReport(_Wire):
     sut_digest: str = ""
     rubric_digest: str = ""
     isolation_class: IsolationClass = "subprocess"
+    rubric_sandbox: str = ""
     complete: bool = True
     incomplete_reason: Literal["cost_cap", "subset"] | None = None
     cases_total: int = 0

@@ -214,6 +214,8 @@ class EvalReporter:
                 f"cache hits {r.cache_hits}/{len(r.cases)}, {state}"
             )
             lines.append(f"  sut: {r.sut}  run id: {r.run_id}")
+            if r.rubric_sandbox:
+                lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_sandbox})")
             if outcome.error:
                 lines.append(f"  AUDIT CHAIN ERROR: {outcome.error}")
             else:

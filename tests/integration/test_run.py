@@ -54,6 +54,10 @@ def test_baseline_passes_and_writes_the_evidence(
     report = json.loads(runs[0].read_text())
     assert report["run_id"] == agg["run_id"]
     assert [c["case_id"] for c in report["cases"]] == ["alpha", "beta", "gamma"]
+    from pytest_codegenie_eval.process import sandbox_prefix
+
+    assert report["rubric_sandbox"] == ("namespaces" if sandbox_prefix() else "env-only")
+    result.stdout.fnmatch_lines([f"*rubric isolation: subprocess ({report['rubric_sandbox']})"])
 
 
 def test_noop_sut_fails_every_case_readably(run_bench: RunBench) -> None:
