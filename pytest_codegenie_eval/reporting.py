@@ -132,12 +132,11 @@ class EvalReporter:
                 tier=settings.verdict_tier,
             )
         except CodegenieEvalError as exc:
-            # checked before the run started; reaching here means the files changed since
+            # an asked-for tier was checked before the run; this is a broken tier file met
+            # while looking for an automatic recommendation (or files changed mid-run)
             log.warning("no verdict", task_class=task_class, error=str(exc))
             self.verdict_errors.append(f"{task_class}: no verdict: {exc}")
             return None, None
-        if verdict is not None:
-            self.bench.outcome.verdicts.append(verdict)
         return verdict, path
 
     def _write_jsonl(self, target: str) -> None:

@@ -7,9 +7,8 @@ per session, whichever collector asks first.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -40,7 +39,6 @@ class Outcome:
     digest_mismatch: bool = False
     task_class_missing: bool = False
     bench_root_missing: bool = False
-    verdicts: list[Any] = field(default_factory=list)
 
 
 class BenchSession:
