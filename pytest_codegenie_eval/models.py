@@ -52,7 +52,7 @@ class BenchCase(_Wire):
     case_id: str
     title: Annotated[str, Field(min_length=1)]
     curation_class: CurationClass
-    cassette_canary_pin: Annotated[str, Field(min_length=8, max_length=128)]
+    cassette_canary_pin: Annotated[str, Field(min_length=1, max_length=128)]
     pass_threshold: UnitFloat = 1.0
     sut_timeout_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 300.0
     rubric_timeout_s: Annotated[float, Field(gt=0, le=3_600, allow_inf_nan=False)] = 60.0
