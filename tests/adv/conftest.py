@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.adv.procs import alive
 
 FIXTURE_BENCH_ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
 
@@ -78,3 +82,18 @@ def copy_task_class(tmp_path: Path) -> Callable[[str], Path]:
         return target
 
     return copy
+
+
+@pytest.fixture
+def recorded_pids() -> Iterator[list[int]]:
+    """Pids of hostile processes a test recorded; any still alive at teardown are killed
+    (only if they still look like ours: a pid may have been reused)."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if alive(pid) and (b"hangs.py" in cmdline or b"sleep" in cmdline):
+                os.kill(pid, signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass

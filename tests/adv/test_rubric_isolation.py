@@ -4,13 +4,11 @@ behind, or blow up the harness's memory (DESIGN.md §3 step 3, process.py)."""
 from __future__ import annotations
 
 import json
-import os
 import secrets as secrets_module
-import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from pytest_codegenie_eval.digests import write_digests
 from pytest_codegenie_eval.process import sandbox_prefix
+from tests.adv.procs import alive
 
 Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
 BENCH = "adversarial-task-class"
@@ -84,38 +83,6 @@ def test_rubric_cannot_read_secrets_from_the_harness_process(
 # -- processes left behind -----------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    """Whether pid is a live (not zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _survivors(pids: list[int], within_s: float = 2.0) -> list[int]:
-    """The pids still alive once the deadline passes (returns early when all are gone)."""
-    deadline = time.monotonic() + within_s
-    alive = [pid for pid in pids if _alive(pid)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a process table: there is nothing to wait on
-        alive = [pid for pid in alive if _alive(pid)]
-    return alive
-
-
-@pytest.fixture
-def recorded_pids() -> Iterator[list[int]]:
-    """Pids read from the hostile processes' pid files; any left alive are killed at teardown."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        try:
-            if b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes() and _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-
-
 def _arm(task_class: Path, case: str, pid_file: Path, child_mode: str) -> str:
     """Point a case's pid_file at pid_file, choose how the rubric starts its child, and give
     the child a unique ``sleep`` argument; returns that argument."""
@@ -140,7 +107,7 @@ def _sleepers(tokens: list[str]) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "cmdline").read_bytes() in wanted and _alive(int(entry.name)):
+            if (entry / "cmdline").read_bytes() in wanted and alive(int(entry.name)):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -212,12 +179,12 @@ def test_rubric_timeout_and_orphans_leave_no_process_behind(
     # the rubric sleeps 600 s: the session must end soon after its 2 s timeout
     assert elapsed < 30
     deadline = time.monotonic() + 2.0
-    survivors = _sleepers(tokens)
-    while survivors and time.monotonic() < deadline:
+    left = _sleepers(tokens)
+    while left and time.monotonic() < deadline:
         time.sleep(0.05)  # polling a process table: there is nothing to wait on
-        survivors = _sleepers(tokens)
-    recorded_pids += survivors  # killed at teardown if the assertion fails
-    assert survivors == []
+        left = _sleepers(tokens)
+    recorded_pids += left  # killed at teardown if the assertion fails
+    assert left == []
 
 
 # -- memory ------------------------------------------------------------------------------

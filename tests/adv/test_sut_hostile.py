@@ -7,16 +7,16 @@ rubric would give 1.0: only the harness's own checks can fail these cases.
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.adv.procs import survivors
 
 Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
 BENCH = "adversarial-task-class"
@@ -59,28 +59,6 @@ def test_sut_that_raises_is_sut_exception_with_its_traceback(run_bench: Runner) 
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-@pytest.fixture
-def recorded_pids() -> Iterator[list[int]]:
-    """Pids the hanging SUT recorded; any still alive at teardown are killed."""
-    pids: list[int] = []
-    yield pids
-    for pid in pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if _alive(pid) and (b"hangs.py" in cmdline or b"sleep" in cmdline):
-                os.kill(pid, signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-
-
 @pytest.mark.parametrize(
     "child_mode",
     [
@@ -103,12 +81,7 @@ def test_hanging_sut_is_killed_with_its_children(
     assert _codes(cases[TARGET]) == ["sut.timeout"]
     result.stdout.fnmatch_lines(["*[[]block[]] sut.timeout: killed after 2 s"])
     assert elapsed < 30  # the SUT never ends by itself
-    deadline = time.monotonic() + 2.0
-    alive = [pid for pid in recorded_pids if _alive(pid)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a process table: there is nothing to wait on
-        alive = [pid for pid in alive if _alive(pid)]
-    assert alive == []
+    assert survivors(recorded_pids) == []
 
 
 def test_sut_writing_outside_its_workspace_is_escaped_workspace(run_bench: Runner) -> None:

@@ -1,0 +1,25 @@
+"""Reading the process table: are the processes a hostile case started gone?"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def alive(pid: int) -> bool:
+    """Whether pid is a live (not zombie) process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def survivors(pids: list[int], within_s: float = 2.0) -> list[int]:
+    """The pids still alive once the deadline passes (returns early when all are gone)."""
+    deadline = time.monotonic() + within_s
+    living = [pid for pid in pids if alive(pid)]
+    while living and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a process table: there is nothing to wait on
+        living = [pid for pid in living if alive(pid)]
+    return living
