@@ -17,7 +17,7 @@ import pytest
 from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
 from pytest_codegenie_eval.execution import load_error_result, run_case
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
-from pytest_codegenie_eval.models import CaseResult, FailureMode
+from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, SESSION_KEY, BenchSession
 
 RESULT_KEY = pytest.StashKey[CaseResult]()
@@ -94,21 +94,12 @@ class CaseItem(pytest.Item):
     def runtest(self) -> None:
         bench: BenchSession = self.config.stash[SESSION_KEY]
         if self.error is not None or self.task_class is None or self.entry is None:
-            result = CaseResult(
-                task_class=self.task_class_name,
-                case_id=self.case_id,
-                nodeid=self.nodeid,
-                status="load_error",
-                failure_modes=(
-                    FailureMode(
-                        code="harness.case_invalid", severity="block", detail=str(self.error)
-                    ),
-                ),
-            )
             if self.entry is not None and self.error is self.entry.error:
                 result = load_error_result(self.task_class_name, self.entry, self.nodeid)
-            attach_result(self, result)
-            raise CaseFailed(result)
+                attach_result(self, result)
+                raise CaseFailed(result)
+            # the task class itself is broken, or a pin names a missing directory
+            self._fail_with("harness.case_invalid", str(self.error), status="load_error")
         settings = bench.run_settings
         cap = settings.max_cost_usd
         if cap is not None and settings.ledger is not None:
@@ -151,12 +142,12 @@ class CaseItem(pytest.Item):
         if not result.passed:
             raise CaseFailed(result)
 
-    def _fail_with(self, code: str, detail: str) -> NoReturn:
+    def _fail_with(self, code: str, detail: str, *, status: CaseStatus = "crashed") -> NoReturn:
         result = CaseResult(
             task_class=self.task_class_name,
             case_id=self.case_id,
             nodeid=self.nodeid,
-            status="crashed",
+            status=status,
             failure_modes=(FailureMode(code=code, severity="block", detail=detail),),
         )
         attach_result(self, result)

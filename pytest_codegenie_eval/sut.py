@@ -74,19 +74,29 @@ def _digest(*parts: bytes) -> str:
     return str(hasher.hexdigest())
 
 
+def _named_file(token: str, base: Path) -> Path | None:
+    """The existing file a command-line token names (relative tokens against ``base``)."""
+    if "{" in token:
+        return None
+    candidate = Path(token)
+    if not candidate.is_absolute():
+        candidate = base / candidate
+    try:
+        return candidate if candidate.is_file() else None
+    except OSError:
+        return None
+
+
 def _referenced_file_bytes(tokens: tuple[str, ...], base: Path) -> list[bytes]:
     """Bytes of every token that names an existing file, so editing the agent's script
     changes the digest even when the command line does not."""
     found: list[bytes] = []
     for token in tokens:
-        if "{" in token:
+        path = _named_file(token, base)
+        if path is None:
             continue
-        candidate = Path(token)
-        if not candidate.is_absolute():
-            candidate = base / candidate
         try:
-            if candidate.is_file():
-                found.append(candidate.name.encode() + b"\0" + candidate.read_bytes())
+            found.append(path.name.encode() + b"\0" + path.read_bytes())
         except OSError:
             continue
     return found
@@ -136,14 +146,11 @@ def resolve_sut(
 
 
 def _absolute_if_file(token: str, base: Path) -> str:
-    if "{" in token or token.startswith("-") or Path(token).is_absolute():
+    if token.startswith("-") or Path(token).is_absolute():
         return token
-    candidate = base / token
-    try:
-        # absolute, not resolved: a venv's python is a symlink that must stay one
-        return os.path.abspath(candidate) if candidate.is_file() else token
-    except OSError:
-        return token
+    path = _named_file(token, base)
+    # absolute, not resolved: a venv's python is a symlink that must stay one
+    return os.path.abspath(path) if path is not None else token
 
 
 def hook_identity(functions: list[Callable[..., Any]], extra: str | None) -> str | None:
