@@ -84,6 +84,8 @@ def build_report(
         sut=_single({r.sut for r in scored if r.sut}),
         sut_digest=_single({r.sut_digest for r in scored if r.sut_digest}),
         rubric_digest=_single({r.rubric_digest for r in scored if r.rubric_digest}),
+        sut_isolation=_single({r.sut_isolation for r in scored if r.sut_isolation}),
+        sut_network=_single({r.sut_network for r in scored if r.sut_network}),
         rubric_sandbox=_single({r.rubric_sandbox for r in scored if r.rubric_sandbox}),
         complete=complete,
         incomplete_reason=reason,

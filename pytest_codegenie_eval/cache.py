@@ -37,6 +37,7 @@ class CacheKeyParts:
     cassette_corpus_digest: str
     harness_version: str
     cassette_canary_pin: str
+    sut_policy: str = ""  # the SUT's confinement (sandbox, network, paths, env, limits)
 
     def key(self) -> str:
         hasher = blake3.blake3(b"pytest-codegenie-eval cache v1\0")
@@ -47,6 +48,7 @@ class CacheKeyParts:
             self.cassette_corpus_digest,
             self.harness_version,
             self.cassette_canary_pin,
+            self.sut_policy,
         ):
             data = part.encode("utf-8")
             hasher.update(len(data).to_bytes(8, "little"))

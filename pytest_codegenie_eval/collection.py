@@ -47,6 +47,13 @@ def format_result(result: CaseResult) -> str:
         lines += [_format_mode(fm) for fm in result.failure_modes]
     if result.sut_exit_code is not None or result.status == "scored":
         lines.append(f"SUT exit code: {result.sut_exit_code}")
+    if result.sut_network == "none" and any(
+        fm.code in ("sut.exception", "sut.timeout") for fm in result.failure_modes
+    ):
+        lines.append(
+            "hint: the SUT ran with the network off (--codegenie-sut-network=none); an agent "
+            "that calls a model API needs --codegenie-sut-network=host"
+        )
     if result.stdout_tail.strip():
         lines.append("SUT stdout (tail):")
         lines += ["  " + line for line in result.stdout_tail.rstrip().splitlines()[-20:]]

@@ -68,6 +68,23 @@ def _iter_files(
             yield path.relative_to(case_dir).as_posix(), path
 
 
+def check_input_links(input_dir: Path) -> None:
+    """A symlink in ``input/`` may only point inside ``input/``: the workspace is a copy of
+    it, and ``input/answer -> ../expected`` would hand the SUT the answer key."""
+    if not input_dir.is_dir():
+        return
+    root = input_dir.resolve()
+    for dirpath, dirnames, filenames in os.walk(input_dir, followlinks=False):
+        for name in (*dirnames, *filenames):
+            path = Path(dirpath) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise BenchCaseLoadError(
+                    path,
+                    f"symlink leaves input/ (points to {path.resolve()}); the SUT's workspace "
+                    "is a copy of input/ and must not reach the rest of the case",
+                )
+
+
 def case_digest(case_dir: Path) -> str:
     """BLAKE3 hex digest of a case directory (DESIGN.md §2)."""
     hasher = blake3.blake3()

@@ -11,13 +11,16 @@ import json
 import math
 import os
 import shutil
+import stat
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import blake3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pytest_codegenie_eval import __version__
@@ -25,8 +28,12 @@ from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
 from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, with_pinned_canary
 from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
 from pytest_codegenie_eval.digests import case_digest
-from pytest_codegenie_eval.errors import BenchCaseDigestMismatch, DigestsFileInvalid
-from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
+from pytest_codegenie_eval.errors import (
+    BenchCaseDigestMismatch,
+    BenchCaseLoadError,
+    DigestsFileInvalid,
+)
+from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass, rubric_digest
 from pytest_codegenie_eval.models import BenchCase, CaseResult, FailureMode, Severity
 from pytest_codegenie_eval.process import (
     ResourceLimits,
@@ -35,15 +42,27 @@ from pytest_codegenie_eval.process import (
     sandbox_prefix,
     tail,
 )
-from pytest_codegenie_eval.sut import HookRunner, SutRun, SutSpec, run_sut
+from pytest_codegenie_eval.sandbox import (
+    Jail,
+    bwrap_status,
+    harness_package_dir,
+    python_prefixes,
+    ro_sources_that_exist,
+    sandbox_path,
+)
+from pytest_codegenie_eval.sut import HookRunner, SutPolicy, SutRun, SutSpec, run_sut
 
 HARNESS_VERSION = __version__
 CODEGENIE_DIR = ".codegenie"
 MAX_DIFF_BYTES = 4 * 1024 * 1024
+# Files larger than this are compared by streamed hash and summarised, never loaded.
+MAX_DIFF_FILE_BYTES = 1024 * 1024
 MAX_RUBRIC_STDOUT = 1024 * 1024
 # The rubric's whole environment: nothing that could carry a credential or a user identity.
 RUBRIC_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL")
-_NOT_CACHED = frozenset({"sut.timeout", "rubric.timeout", "harness.worker_crashed"})
+_NOT_CACHED = frozenset(
+    {"sut.timeout", "rubric.timeout", "harness.worker_crashed", "sut.tampered_bench"}
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,8 @@ class RunSettings:
     cassette_digest: str = ""
     rubric_limits: ResourceLimits | None = None
     keep_workspaces: bool = False
+    sut_policy: SutPolicy = field(default_factory=SutPolicy)
+    rubric_sandbox: str = "auto"
 
 
 def rubric_env() -> dict[str, str]:
@@ -79,43 +100,82 @@ def default_rubric_limits(timeout_s: float) -> ResourceLimits:
 
 
 def _files(root: Path) -> dict[str, Path]:
+    """Regular files under ``root`` (``.codegenie/`` left out), found without following a
+    link: a link the SUT planted is reported by the harness, never read through."""
     found: dict[str, Path] = {}
     if not root.is_dir():
         return found
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        if rel.parts[0] == CODEGENIE_DIR or not path.is_file():
-            continue
-        found[rel.as_posix()] = path
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        current = Path(dirpath)
+        if current == root:
+            dirnames[:] = [d for d in dirnames if d != CODEGENIE_DIR]
+        for name in filenames:
+            path = current / name
+            try:
+                regular = stat.S_ISREG(path.lstat().st_mode)
+            except OSError:
+                continue
+            if regular:
+                found[path.relative_to(root).as_posix()] = path
     return found
 
 
+def _stream_digest(path: Path) -> tuple[int, str]:
+    hasher = blake3.blake3()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            size += len(chunk)
+            hasher.update(chunk)
+    return size, str(hasher.hexdigest())
+
+
+def _file_diff(rel: str, old: Path | None, new: Path | None) -> str:
+    """One file's part of the diff, reading at most ``MAX_DIFF_FILE_BYTES`` of each side."""
+    sizes = [p.stat().st_size if p is not None else 0 for p in (old, new)]
+    if max(sizes) > MAX_DIFF_FILE_BYTES:
+        digests = [_stream_digest(p)[1] if p is not None else "" for p in (old, new)]
+        if old is not None and new is not None and digests[0] == digests[1]:
+            return ""
+        return f"Large files a/{rel} and b/{rel} differ ({sizes[0]} -> {sizes[1]} bytes)\n"
+    a = old.read_bytes() if old is not None else b""
+    b = new.read_bytes() if new is not None else b""
+    if a == b and (old is None) == (new is None):
+        return ""
+    try:
+        a_lines = a.decode("utf-8").splitlines(keepends=True)
+        b_lines = b.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return f"Binary files a/{rel} and b/{rel} differ\n"
+    text = "".join(
+        difflib.unified_diff(
+            a_lines,
+            b_lines,
+            fromfile=f"a/{rel}" if old is not None else "/dev/null",
+            tofile=f"b/{rel}" if new is not None else "/dev/null",
+        )
+    )
+    if text and not text.endswith("\n"):
+        text += "\n\\ No newline at end of file\n"
+    return text
+
+
 def unified_diff(before: Path, after: Path, limit: int = MAX_DIFF_BYTES) -> str:
-    """A git-style unified diff of two trees (``.codegenie/`` left out), capped in size."""
+    """A git-style unified diff of two trees (``.codegenie/`` left out), capped in size.
+
+    The harness's memory stays bounded whatever the SUT wrote: files past
+    ``MAX_DIFF_FILE_BYTES`` are compared by a streamed hash and summarised in one line.
+    """
     old, new = _files(before), _files(after)
     chunks: list[str] = []
     size = 0
     for rel in sorted(set(old) | set(new)):
-        a = old[rel].read_bytes() if rel in old else b""
-        b = new[rel].read_bytes() if rel in new else b""
-        if a == b:
-            continue
         try:
-            a_lines = a.decode("utf-8").splitlines(keepends=True)
-            b_lines = b.decode("utf-8").splitlines(keepends=True)
-        except UnicodeDecodeError:
-            text = f"Binary files a/{rel} and b/{rel} differ\n"
-        else:
-            text = "".join(
-                difflib.unified_diff(
-                    a_lines,
-                    b_lines,
-                    fromfile=f"a/{rel}" if rel in old else "/dev/null",
-                    tofile=f"b/{rel}" if rel in new else "/dev/null",
-                )
-            )
-            if text and not text.endswith("\n"):
-                text += "\n\\ No newline at end of file\n"
+            text = _file_diff(rel, old.get(rel), new.get(rel))
+        except OSError as exc:
+            text = f"Unreadable file b/{rel}: {exc}\n"
+        if not text:
+            continue
         size += len(text)
         if size > limit:
             chunks.append(f"[diff truncated at {limit} bytes]\n")
@@ -210,14 +270,50 @@ def validate_rubric_output(
     return RubricVerdict(score, breakdown, tuple(modes))
 
 
+def rubric_isolation(mode: str = "auto") -> str:
+    """How a rubric runs under ``mode`` on this machine: ``bwrap``, ``namespaces`` or
+    ``env-only`` (the environment allowlist, temporary cwd and limits apply to all)."""
+    if mode in ("auto", "bwrap") and bwrap_status().usable:
+        return "bwrap"
+    if mode in ("auto", "bwrap", "namespaces") and sandbox_prefix():
+        return "namespaces"
+    return "env-only"
+
+
+def _rubric_jail(
+    task_class: LoadedTaskClass, case_dir: Path, workspace: Path, cwd: Path, env: dict[str, str]
+) -> Jail:
+    """The rubric's sandbox: no network; the task class (its ``cases/`` hidden but for this
+    case), the case and the workspace read-only; its own scratch directory read-write."""
+    visible = ro_sources_that_exist(
+        [
+            *python_prefixes(),
+            harness_package_dir(),
+            task_class.directory,
+            case_dir.resolve(),
+            workspace,
+        ]
+    )
+    return Jail(
+        ro=visible,
+        rw=(cwd,),
+        chdir=cwd,
+        env={**env, "PATH": sandbox_path([Path(sys.executable).parent], visible)},
+        network="none",
+        masks=(task_class.directory / "cases",),
+    )
+
+
 def run_rubric(
     task_class: LoadedTaskClass,
     case: BenchCase,
     case_dir: Path,
     harness_output: Mapping[str, Any],
     limits: ResourceLimits | None,
+    mode: str = "auto",
 ) -> RubricVerdict:
-    """Run ``python -I rubric.py`` isolated: temp cwd, allowlisted env, limits, timeout."""
+    """Run ``python -I rubric.py`` isolated: temp cwd, allowlisted env, limits, timeout,
+    inside bubblewrap (or namespaces) as ``mode`` and the machine allow."""
     payload = json.dumps(
         {
             "case": case.model_dump(mode="json"),
@@ -225,11 +321,21 @@ def run_rubric(
             "harness_output": dict(harness_output),
         }
     ).encode("utf-8")
+    isolation = rubric_isolation(mode)
     with tempfile.TemporaryDirectory(prefix="codegenie-rubric-") as cwd:
+        argv = isolated_script(task_class.rubric_path)
+        env = rubric_env()
+        if isolation == "bwrap":
+            bwrap = bwrap_status().path
+            assert bwrap is not None
+            workspace = Path(str(harness_output["workspace"]))
+            argv = _rubric_jail(task_class, case_dir, workspace, Path(cwd), env).argv(bwrap, argv)
+        elif isolation == "namespaces":
+            argv = [*sandbox_prefix(), *argv]
         result = run_process(
-            [*sandbox_prefix(), *isolated_script(task_class.rubric_path)],
+            argv,
             cwd=Path(cwd),
-            env=rubric_env(),
+            env=env,
             stdin=payload,
             timeout_s=case.rubric_timeout_s,
             max_stdout=MAX_RUBRIC_STDOUT,
@@ -269,33 +375,49 @@ def cache_key(
         cassette_corpus_digest=settings.cassette_digest,
         harness_version=HARNESS_VERSION,
         cassette_canary_pin=entry.case.cassette_canary_pin,
+        sut_policy=settings.sut_policy.describe(sut),
     ).key()
 
 
-def _sut_env(
-    case: BenchCase, workspace: Path, tmp: Path, tag: str, settings: RunSettings
+def _contract_env(
+    case: BenchCase, workspace: Path, tag: str, settings: RunSettings
 ) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            CANARY_ENV: canary_for(case),
-            TAG_ENV: tag,
-            "CODEGENIE_CASE_ID": case.case_id,
-            "CODEGENIE_WORKSPACE": str(workspace),
-            "CODEGENIE_TASK_FILE": str(workspace / CODEGENIE_DIR / "task.md"),
-            "TMPDIR": str(tmp),
-        }
-    )
+    """The ``CODEGENIE_*`` variables of the SUT contract (the SUT gets these and the
+    allowlist, nothing else of the harness's environment)."""
+    env = {
+        CANARY_ENV: canary_for(case),
+        TAG_ENV: tag,
+        "CODEGENIE_CASE_ID": case.case_id,
+        "CODEGENIE_WORKSPACE": str(workspace),
+        "CODEGENIE_TASK_FILE": str(workspace / CODEGENIE_DIR / "task.md"),
+    }
     if settings.cassette_dir is not None:
         env["CODEGENIE_CASSETTE_DIR"] = str(settings.cassette_dir)
     return env
+
+
+def _copy_input(source: Path, workspace: Path) -> None:
+    """Copy ``input/`` into the workspace, links as links (never followed out of it: the
+    loader refuses a link that leaves ``input/``, and this re-checks at copy time)."""
+    root = source.resolve()
+
+    def check(directory: str, names: list[str]) -> list[str]:
+        for name in names:
+            path = Path(directory) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise BenchCaseLoadError(
+                    path, f"symlink leaves input/ (points to {path.resolve()})"
+                )
+        return []
+
+    shutil.copytree(source, workspace, symlinks=True, ignore=check)
 
 
 def _prepare_workspace(task_class: LoadedTaskClass, entry: CaseEntry, run_dir: Path) -> Path:
     workspace = run_dir / "workspace"
     source = entry.directory / "input"
     if source.is_dir():
-        shutil.copytree(source, workspace, symlinks=False)
+        _copy_input(source, workspace)
     else:
         workspace.mkdir()
     meta = workspace / CODEGENIE_DIR
@@ -306,22 +428,97 @@ def _prepare_workspace(task_class: LoadedTaskClass, entry: CaseEntry, run_dir: P
     return workspace
 
 
-def _escape_failures(run_dir: Path, entry: CaseEntry) -> list[FailureMode]:
+# What an env-only SUT's run directory may hold besides the workspace.
+_RUN_DIR_ENTRIES = frozenset({"workspace", "tmp", "home"})
+
+
+def _escape_failures(run_dir: Path, workspace: Path) -> list[FailureMode]:
+    """Writes next to the workspace, and links in it that lead out of it (removed, so the
+    rubric never reads through them)."""
     modes = []
-    stray = sorted(p.name for p in run_dir.iterdir() if p.name not in ("workspace", "tmp"))
+    stray = sorted(p.name for p in run_dir.iterdir() if p.name not in _RUN_DIR_ENTRIES)
     if stray:
         modes.append(
             _block("sut.escaped_workspace", f"wrote outside its workspace: {', '.join(stray)}")
         )
-    try:
-        changed = case_digest(entry.directory) != entry.digest
-    except Exception:  # the SUT may have left the case unreadable
-        changed = True
-    if changed:
+    root = workspace.resolve()
+    leaving: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(workspace, followlinks=False):
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                continue
+            target = Path(os.path.normpath(Path(dirpath) / os.readlink(path)))
+            try:
+                inside = path.resolve().is_relative_to(root) and target.is_relative_to(root)
+            except (OSError, RuntimeError):  # a loop
+                inside = False
+            if not inside:
+                leaving.append(f"{path.relative_to(workspace).as_posix()} -> {os.readlink(path)}")
+                path.unlink()
+    if leaving:
         modes.append(
-            _block("sut.escaped_workspace", f"changed the case directory {entry.directory}")
+            _block(
+                "sut.escaped_workspace",
+                "symlink(s) leading out of the workspace (removed before scoring): "
+                + ", ".join(sorted(leaving)[:20]),
+            )
         )
     return modes
+
+
+def tamper_failures(task_class: LoadedTaskClass, entry: CaseEntry) -> list[FailureMode]:
+    """The task class definition and this case, re-digested: anything the SUT changed
+    (rubric, registration, helper modules, taxonomy, the case itself) blocks the case."""
+    changed: list[str] = []
+    try:
+        if rubric_digest(task_class.directory) != task_class.rubric_digest:
+            changed.append(f"the task class definition under {task_class.directory}")
+    except OSError:
+        changed.append(f"the task class definition under {task_class.directory} (unreadable)")
+    try:
+        if case_digest(entry.directory) != entry.digest:
+            changed.append(f"the case directory {entry.directory}")
+    except Exception:  # the SUT may have left the case unreadable or full of bad links
+        changed.append(f"the case directory {entry.directory} (unreadable)")
+    if not changed:
+        return []
+    return [_block("sut.tampered_bench", "changed " + " and ".join(changed))]
+
+
+def recheck_at_session_end(
+    task_class: LoadedTaskClass, results: list[CaseResult]
+) -> list[CaseResult]:
+    """Re-digest the task class definition and every case once more when the session ends:
+    a result whose rubric or case changed after it was loaded gets ``sut.tampered_bench``
+    (a SUT may have edited another case, or the rubric after its own check)."""
+    try:
+        definition_now = rubric_digest(task_class.directory)
+    except OSError:
+        definition_now = ""
+    directories = {entry.case_id: entry.directory for entry in task_class.cases}
+    checked: list[CaseResult] = []
+    for result in results:
+        changed: list[str] = []
+        if result.status == "scored" and result.rubric_digest:
+            if result.rubric_digest != definition_now:
+                changed.append(f"the task class definition under {task_class.directory}")
+            directory = directories.get(result.case_id)
+            try:
+                now = case_digest(directory) if directory is not None else ""
+            except Exception:  # unreadable, or a bad link planted in it
+                now = ""
+            if result.case_digest and now != result.case_digest:
+                changed.append(f"the case directory {directory}")
+        if changed and not any(fm.code == "sut.tampered_bench" for fm in result.failure_modes):
+            mode = _block(
+                "sut.tampered_bench", "changed during the session: " + " and ".join(changed)
+            )
+            result = result.model_copy(
+                update={"failure_modes": (*result.failure_modes, mode), "passed": False}
+            )
+        checked.append(result)
+    return checked
 
 
 def run_case(
@@ -349,27 +546,51 @@ def run_case(
         with tag_invocation(
             settings.ledger, settings.run_scope, task_class.name, case.case_id
         ) as invocation:
-            env = _sut_env(case, workspace, run_dir / "tmp", invocation.tag, settings)
+            env = _contract_env(case, workspace, invocation.tag, settings)
+            extra_ro = (settings.cassette_dir,) if settings.cassette_dir is not None else ()
             with with_pinned_canary(case):
-                sut_run = run_sut(sut, case=case, workspace=workspace, env=env, hook=hook)
+                sut_run = run_sut(
+                    sut,
+                    case=case,
+                    workspace=workspace,
+                    env=env,
+                    policy=settings.sut_policy,
+                    run_dir=run_dir,
+                    extra_ro=extra_ro,
+                    hook=hook,
+                )
             invocation.cost_usd = sut_run.cost_usd
         modes = _sut_failures(sut_run, case)
-        modes += _escape_failures(run_dir, entry)
-        diff = unified_diff(entry.directory / "input", workspace)
+        modes += tamper_failures(task_class, entry)
+        modes += _escape_failures(run_dir, workspace)
+        rubric_mode = rubric_isolation(settings.rubric_sandbox)
+        if sut_run.workspace_overflow is not None:
+            # nothing of an oversized workspace is read: no diff, no rubric
+            modes.append(_block("sut.workspace_too_large", sut_run.workspace_overflow))
+            diff = ""
+            verdict = RubricVerdict(0.0, {}, ())
+        else:
+            diff = unified_diff(entry.directory / "input", workspace)
         if leaked(canary_for(case), sut_run.stdout, sut_run.stderr, diff):
             modes.append(_block("canary.leaked", "the SUT's output contains the case's canary"))
-        harness_output = {
-            "workspace": str(workspace),
-            "diff": diff,
-            "sut_exit_code": sut_run.exit_code,
-            "stdout_tail": sut_run.stdout_tail,
-            "stderr_tail": sut_run.stderr_tail,
-            "cost_usd": sut_run.cost_usd,
-            "duration_s": round(sut_run.duration_s, 6),
-        }
-        verdict = run_rubric(
-            task_class, case, entry.directory, harness_output, settings.rubric_limits
-        )
+        if sut_run.workspace_overflow is None:
+            harness_output = {
+                "workspace": str(workspace),
+                "diff": diff,
+                "sut_exit_code": sut_run.exit_code,
+                "stdout_tail": sut_run.stdout_tail,
+                "stderr_tail": sut_run.stderr_tail,
+                "cost_usd": sut_run.cost_usd,
+                "duration_s": round(sut_run.duration_s, 6),
+            }
+            verdict = run_rubric(
+                task_class,
+                case,
+                entry.directory,
+                harness_output,
+                settings.rubric_limits,
+                settings.rubric_sandbox,
+            )
         all_modes = tuple(modes) + verdict.failure_modes
         blocked = any(m.severity == "block" for m in all_modes)
         passed = not blocked and verdict.score >= case.pass_threshold - 1e-12
@@ -391,7 +612,9 @@ def run_case(
             cached=False,
             duration_s=time.monotonic() - started,
             sut_exit_code=sut_run.exit_code,
-            rubric_sandbox="namespaces" if sandbox_prefix() else "env-only",
+            sut_isolation=sut_run.isolation,
+            sut_network=sut_run.network,
+            rubric_sandbox=rubric_mode,
             stdout_tail=sut_run.stdout_tail,
             stderr_tail=sut_run.stderr_tail,
         )

@@ -53,7 +53,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pytest_codegenie_eval.digests import DIGESTS_FILE, case_digest, read_digests
+from pytest_codegenie_eval.digests import (
+    DIGESTS_FILE,
+    case_digest,
+    check_input_links,
+    read_digests,
+)
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.models import BenchCase
 from pytest_codegenie_eval.registry import KNOWN_TIERS
@@ -643,6 +648,10 @@ def _check_digests(cases_dir: Path, cases: Sequence[_Case], out: list[Violation]
         except BenchCaseLoadError as exc:
             out.append(Violation(exc.path, "digest-pins", exc.problem))
             continue
+        try:
+            check_input_links(case.directory / "input")
+        except BenchCaseLoadError as exc:
+            out.append(Violation(exc.path, "input-links", exc.problem))
         pinned = pins.get(name)
         if pinned is None:
             out.append(

@@ -21,7 +21,12 @@ import blake3
 import yaml
 from pydantic import ValidationError
 
-from pytest_codegenie_eval.digests import case_digest, file_digest, read_digests
+from pytest_codegenie_eval.digests import (
+    case_digest,
+    check_input_links,
+    file_digest,
+    read_digests,
+)
 from pytest_codegenie_eval.errors import (
     BenchCaseDigestMismatch,
     BenchCaseIDCollision,
@@ -49,7 +54,9 @@ HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
     {
         "sut.exception": "the SUT exited non-zero or raised",
         "sut.timeout": "the SUT ran past the case's sut_timeout_s and was killed",
-        "sut.escaped_workspace": "the SUT wrote outside its workspace or changed the case",
+        "sut.escaped_workspace": "the SUT wrote outside its workspace or left a link out of it",
+        "sut.tampered_bench": "the task class definition or the case changed during the SUT run",
+        "sut.workspace_too_large": "the workspace grew past --codegenie-sut-max-workspace-mb",
         "rubric.malformed_output": "the rubric did not print exactly one valid BenchScore JSON",
         "rubric.timeout": "the rubric ran past the case's rubric_timeout_s and was killed",
         "rubric.unknown_breakdown_key": "the rubric emitted a key not in BreakdownKey",
@@ -308,6 +315,7 @@ def load_cases(cases_dir: Path) -> tuple[tuple[CaseEntry, ...], tuple[str, ...]]
         try:
             case = parse_case_toml(child / CASE_TOML)
             digest = case_digest(child)
+            check_input_links(child / "input")
             if pins_error is not None:
                 raise pins_error
             if pins.get(child.name) != digest:

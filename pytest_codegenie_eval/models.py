@@ -98,7 +98,10 @@ class CaseResult(_Wire):
     sut_digest: str = ""
     rubric_digest: str = ""
     sut_exit_code: int | None = None
-    rubric_sandbox: str = ""  # "namespaces" or "env-only": how the rubric was isolated
+    # how the SUT really ran: "bwrap", "env-only" or "in-process" (the pluggy hook)
+    sut_isolation: str = ""
+    sut_network: str = ""  # "none" (sandboxed, network off) or "host"
+    rubric_sandbox: str = ""  # "bwrap", "namespaces" or "env-only": how the rubric ran
     stdout_tail: str = ""
     stderr_tail: str = ""
 
@@ -140,6 +143,8 @@ class BenchRunReport(_Wire):
     sut_digest: str = ""
     rubric_digest: str = ""
     isolation_class: IsolationClass = "subprocess"
+    sut_isolation: str = ""  # one value, or "mixed" when cases differ
+    sut_network: str = ""
     rubric_sandbox: str = ""
     complete: bool = True
     incomplete_reason: Literal["cost_cap", "subset"] | None = None

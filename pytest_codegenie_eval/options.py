@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from pytest_codegenie_eval.sandbox import NetworkMode, SandboxMode
+from pytest_codegenie_eval.sut import SutLimits, SutPolicy
+
 GROUP = "codegenie-eval"
+RUBRIC_SANDBOXES = ("auto", "bwrap", "namespaces", "none")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# (option dest, ini name, SutLimits field, flag)
+_LIMIT_OPTIONS = (
+    ("codegenie_sut_max_workspace_mb", "max_workspace_mb", "--codegenie-sut-max-workspace-mb"),
+    ("codegenie_sut_max_memory_mb", "memory_mb", "--codegenie-sut-max-memory-mb"),
+    ("codegenie_sut_max_procs", "max_procs", "--codegenie-sut-max-procs"),
+    ("codegenie_sut_max_file_mb", "max_file_mb", "--codegenie-sut-max-file-mb"),
+)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -94,12 +108,80 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="keep each case's workspace directory for inspection",
     )
+    group.addoption(
+        "--codegenie-sut-sandbox",
+        default=None,
+        choices=("bwrap", "none"),
+        help="confine command and baseline SUTs with bubblewrap (default: bwrap) or run "
+        "them with only an environment allowlist (none)",
+    )
+    group.addoption(
+        "--codegenie-sut-network",
+        default=None,
+        choices=("none", "host"),
+        help="the sandboxed SUT's network: none (default) or the host's (an agent that "
+        "calls a model API needs host)",
+    )
+    group.addoption(
+        "--codegenie-sut-ro",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="an extra path the sandboxed SUT may read, e.g. an agent's installation (repeatable)",
+    )
+    group.addoption(
+        "--codegenie-sut-env",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="pass the harness's environment variable NAME to the SUT, e.g. an API key "
+        "(repeatable)",
+    )
+    defaults = SutLimits()
+    for dest, attr, flag in _LIMIT_OPTIONS:
+        group.addoption(
+            flag,
+            dest=dest,
+            default=None,
+            metavar="N",
+            help=f"SUT limit: {attr.replace('_', ' ')} (default {getattr(defaults, attr)})",
+        )
+    group.addoption(
+        "--codegenie-require-sandbox",
+        action="store_true",
+        default=False,
+        help="refuse to start when the SUT sandbox (bubblewrap) is unavailable",
+    )
+    group.addoption(
+        "--codegenie-rubric-sandbox",
+        default=None,
+        choices=RUBRIC_SANDBOXES,
+        help="how rubrics are isolated: auto (default: bwrap, else namespaces, else "
+        "environment only), bwrap, namespaces or none",
+    )
     parser.addini("codegenie_bench", "default task class(es) to run", type="args", default=[])
     parser.addini("codegenie_bench_root", "bench root directory", default="bench")
     parser.addini("codegenie_sut", "default SUT (baseline, noop or a command)", default="")
     parser.addini("codegenie_max_cost_usd", "default cost cap in USD", default="")
     parser.addini("codegenie_state_dir", "state directory", default=".codegenie/eval")
     parser.addini("codegenie_tiers", "trust tier configuration", default="docs/trust-tiers.yaml")
+    parser.addini("codegenie_sut_sandbox", "SUT sandbox: bwrap or none", default="")
+    parser.addini("codegenie_sut_network", "sandboxed SUT network: none or host", default="")
+    parser.addini("codegenie_sut_ro", "extra read-only paths for the SUT", type="args", default=[])
+    parser.addini(
+        "codegenie_sut_env", "environment variables passed to the SUT", type="args", default=[]
+    )
+    for dest, attr, _flag in _LIMIT_OPTIONS:
+        parser.addini(dest, f"SUT limit: {attr}", default="")
+    parser.addini(
+        "codegenie_require_sandbox",
+        "refuse to run without the SUT sandbox",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "codegenie_rubric_sandbox", "rubric isolation: auto, bwrap, namespaces, none", default=""
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +201,9 @@ class Settings:
     strict: bool
     fence: bool
     keep_workspaces: bool
+    sut_policy: SutPolicy = field(default_factory=SutPolicy)
+    require_sandbox: bool = False
+    rubric_sandbox: str = "auto"
 
 
 def _path(root: Path, value: str) -> Path:
@@ -159,6 +244,17 @@ def settings_from_config(config: pytest.Config) -> Settings:
         root, config.getoption("codegenie_state_dir") or config.getini("codegenie_state_dir")
     )
     tiers = _path(root, config.getoption("codegenie_tiers") or config.getini("codegenie_tiers"))
+    policy = _sut_policy(config, root, bench_root=bench_root, state_dir=state_dir)
+    rubric_sandbox = str(
+        config.getoption("codegenie_rubric_sandbox")
+        or config.getini("codegenie_rubric_sandbox")
+        or "auto"
+    )
+    if rubric_sandbox not in RUBRIC_SANDBOXES:
+        raise pytest.UsageError(
+            f"codegenie_rubric_sandbox must be one of {', '.join(RUBRIC_SANDBOXES)}, "
+            f"got {rubric_sandbox!r}"
+        )
     return Settings(
         benches=tuple(benches),
         bench_root=bench_root,
@@ -173,4 +269,80 @@ def settings_from_config(config: pytest.Config) -> Settings:
         strict=bool(config.getoption("codegenie_strict")),
         fence=bool(config.getoption("codegenie_fence")),
         keep_workspaces=bool(config.getoption("codegenie_keep_workspaces")),
+        sut_policy=policy,
+        require_sandbox=bool(
+            config.getoption("codegenie_require_sandbox")
+            or config.getini("codegenie_require_sandbox")
+        ),
+        rubric_sandbox=rubric_sandbox,
+    )
+
+
+def _choice(config: pytest.Config, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = str(config.getoption(name) or config.getini(name) or default)
+    if value not in allowed:
+        raise pytest.UsageError(
+            f"{name} must be one of {', '.join(allowed)}, got {value!r} "
+            f"(--{name.replace('_', '-')} / ini {name})"
+        )
+    return value
+
+
+def _sut_policy(
+    config: pytest.Config, root: Path, *, bench_root: Path, state_dir: Path
+) -> SutPolicy:
+    """The SUT's confinement from the options, every value checked once."""
+    sandbox = cast(
+        SandboxMode, _choice(config, "codegenie_sut_sandbox", ("bwrap", "none"), "bwrap")
+    )
+    network = cast(NetworkMode, _choice(config, "codegenie_sut_network", ("none", "host"), "none"))
+    limits: dict[str, int] = {}
+    for dest, attr, flag in _LIMIT_OPTIONS:
+        raw = config.getoption(dest) or config.getini(dest)
+        if raw in (None, ""):
+            continue
+        try:
+            value = int(str(raw))
+        except ValueError:
+            raise pytest.UsageError(f"{flag} must be a whole number, got {raw!r}") from None
+        if value < 1:
+            raise pytest.UsageError(f"{flag} must be at least 1, got {raw!r}")
+        limits[attr] = value
+    env_names: list[str] = []
+    for name in config.getoption("codegenie_sut_env") or config.getini("codegenie_sut_env") or []:
+        if not _ENV_NAME.match(str(name)):
+            raise pytest.UsageError(
+                f"--codegenie-sut-env takes a variable name (letters, digits, _), got {name!r}"
+            )
+        if name not in env_names:
+            env_names.append(str(name))
+    ro_paths: list[Path] = []
+    for raw in config.getoption("codegenie_sut_ro") or config.getini("codegenie_sut_ro") or []:
+        path = _path(root, str(raw)).resolve()
+        if not path.exists():
+            raise pytest.UsageError(f"--codegenie-sut-ro {raw!r}: {path} does not exist")
+        guarded = {
+            "the pytest rootdir": root.resolve(),
+            "the bench root (it holds every answer key)": bench_root.resolve(),
+            "the state directory (cache, reports, audit chain)": state_dir.resolve(),
+        }
+        for what, guarded_path in guarded.items():
+            if guarded_path == path or guarded_path.is_relative_to(path):
+                raise pytest.UsageError(
+                    f"--codegenie-sut-ro {raw!r} would show the SUT {what} ({guarded_path}); "
+                    "name the agent's own directory instead"
+                )
+        if path.is_relative_to(bench_root.resolve()) or path.is_relative_to(state_dir.resolve()):
+            raise pytest.UsageError(
+                f"--codegenie-sut-ro {raw!r} lies inside the bench root or the state "
+                "directory, which the SUT must never see"
+            )
+        if path not in ro_paths:
+            ro_paths.append(path)
+    return SutPolicy(
+        sandbox=sandbox,
+        network=network,
+        ro_paths=tuple(ro_paths),
+        env_names=tuple(env_names),
+        limits=SutLimits(**limits),
     )

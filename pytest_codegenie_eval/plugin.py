@@ -57,8 +57,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     from pytest_codegenie_eval.errors import CodegenieEvalError
     from pytest_codegenie_eval.options import settings_from_config
+    from pytest_codegenie_eval.preflight import check_sandbox
 
     settings = settings_from_config(config)
+    if not settings.fence:
+        check_sandbox(settings)
     if _is_worker(config):
         run_scope = str(config.workerinput.get(RUN_SCOPE_INPUT) or BenchSession.new_run_scope())  # type: ignore[attr-defined]
     else:

@@ -16,6 +16,8 @@ from pytest_codegenie_eval.errors import (
     DigestsFileInvalid,
 )
 from pytest_codegenie_eval.loader import load_registration
+from pytest_codegenie_eval.options import Settings
+from pytest_codegenie_eval.sandbox import bwrap_status
 from pytest_codegenie_eval.session import BenchSession
 from pytest_codegenie_eval.tiers import load_tier_config
 
@@ -68,6 +70,22 @@ def check_verdict_request(bench: BenchSession) -> None:
                 )
     except CodegenieEvalError as exc:
         raise pytest.UsageError(f"--codegenie-verdict={tier}: {exc}") from exc
+
+
+def check_sandbox(settings: Settings) -> None:
+    """--codegenie-require-sandbox: refuse to start unless the SUT sandbox works here."""
+    if not settings.require_sandbox:
+        return
+    if settings.sut_policy.sandbox == "none":
+        raise pytest.UsageError(
+            "--codegenie-require-sandbox contradicts --codegenie-sut-sandbox=none; drop one"
+        )
+    status = bwrap_status()
+    if not status.usable:
+        raise pytest.UsageError(
+            f"--codegenie-require-sandbox: the SUT sandbox is unavailable, no case was "
+            f"started: {status.reason}"
+        )
 
 
 def run_all(bench: BenchSession) -> None:

@@ -54,6 +54,15 @@ class ResourceLimits:
     cpu_seconds: int | None = None
     address_space_bytes: int | None = None
     file_size_bytes: int | None = None
+    processes: int | None = None
+
+    def _values(self) -> tuple[tuple[str, int, int | None], ...]:
+        return (
+            ("--cpu", resource.RLIMIT_CPU, self.cpu_seconds),
+            ("--as", resource.RLIMIT_AS, self.address_space_bytes),
+            ("--fsize", resource.RLIMIT_FSIZE, self.file_size_bytes),
+            ("--nproc", resource.RLIMIT_NPROC, self.processes),
+        )
 
     def command_prefix(self) -> tuple[str, ...] | None:
         """``prlimit`` arguments applying these limits, or ``None`` without util-linux.
@@ -66,11 +75,7 @@ class ResourceLimits:
         if tool is None:
             return None
         args = [tool]
-        for flag, which, value in (
-            ("--cpu", resource.RLIMIT_CPU, self.cpu_seconds),
-            ("--as", resource.RLIMIT_AS, self.address_space_bytes),
-            ("--fsize", resource.RLIMIT_FSIZE, self.file_size_bytes),
-        ):
+        for flag, which, value in self._values():
             if value is not None:
                 capped = _within_hard_limit(which, value)
                 args.append(f"{flag}={capped}:{capped}")
@@ -78,11 +83,7 @@ class ResourceLimits:
 
     def preexec(self) -> Callable[[], None]:
         def apply() -> None:
-            for which, value in (
-                (resource.RLIMIT_CPU, self.cpu_seconds),
-                (resource.RLIMIT_AS, self.address_space_bytes),
-                (resource.RLIMIT_FSIZE, self.file_size_bytes),
-            ):
+            for _flag, which, value in self._values():
                 if value is not None:
                     cap = _within_hard_limit(which, value)
                     resource.setrlimit(which, (cap, cap))
@@ -101,6 +102,7 @@ class ProcessResult:
     stdout_truncated: bool
     duration_s: float
     spawn_error: str | None = None
+    stopped: str | None = None  # why ``watch`` stopped the child, if it did
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -212,11 +214,15 @@ def run_process(
     max_stdout: int = 16 * 1024 * 1024,
     max_stderr: int = 64 * 1024,
     limits: ResourceLimits | None = None,
+    watch: Callable[[], str | None] | None = None,
+    watch_every_s: float = 1.0,
 ) -> ProcessResult:
     """Run ``argv`` to completion or timeout; never raises for the child's behaviour.
 
     stdout beyond ``max_stdout`` kills the child and sets ``stdout_truncated``; stderr keeps
     only its last ``max_stderr`` bytes. On exit or timeout the whole process group is killed.
+    ``watch`` is called about every ``watch_every_s`` while the child runs; a message it
+    returns kills the child and becomes ``stopped`` (a workspace growing past its cap).
     """
     started = time.monotonic()
     reaping = _become_subreaper()
@@ -260,12 +266,19 @@ def run_process(
     else:
         proc.stdin.close()
     exited_at: float | None = None
+    stopped: str | None = None
+    next_watch = started + watch_every_s
     try:
         while sel.get_map() and not truncated:
             now = time.monotonic()
             if now >= deadline:
                 timed_out = proc.poll() is None
                 break
+            if watch is not None and exited_at is None and now >= next_watch:
+                next_watch = now + watch_every_s
+                stopped = watch()
+                if stopped is not None:
+                    break
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
                 # the child is gone: anything still holding its pipes is a straggler
@@ -313,7 +326,7 @@ def run_process(
         returncode = proc.wait()
         if reaping:
             _kill_orphans(before)
-    if timed_out or truncated:
+    if timed_out or truncated or stopped is not None:
         returncode_out: int | None = None
     else:
         returncode_out = returncode
@@ -324,6 +337,7 @@ def run_process(
         timed_out=timed_out,
         stdout_truncated=truncated,
         duration_s=time.monotonic() - started,
+        stopped=stopped,
     )
 
 

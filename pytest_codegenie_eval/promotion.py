@@ -42,6 +42,7 @@ REASON_CHAIN = "audit chain does not verify"
 REASON_INCOMPLETE = "report incomplete (cost cap)"
 REASON_SUBSET = "report incomplete (subset of cases selected)"
 REASON_MIXED_ISOLATION = "mixed isolation classes in evidence window"
+_NAMED_CASES = 10  # how many short-falling cases a reason names before "and N more"
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -122,6 +123,24 @@ class PromotionGate:
             )
         return floors[tier]
 
+    def _weakly_isolated(self, reports: Sequence[BenchRunReport], tier: str) -> list[str]:
+        """``case_id (isolation)`` of every scored case in the window whose SUT ran with
+        less isolation than the tier requires."""
+        weak: list[str] = []
+        for report in reports:
+            if not report.cases and report.n:
+                # a report trimmed to its aggregate: its one recorded isolation decides
+                if not self._config.isolation_suffices(tier, report.sut_isolation):
+                    shown = report.sut_isolation or "unrecorded"
+                    weak.append(f"run {report.run_id[:16]} ({shown}, cases not listed)")
+                continue
+            for case in report.cases:
+                if case.status != "scored":
+                    continue
+                if not self._config.isolation_suffices(tier, case.sut_isolation):
+                    weak.append(f"{case.case_id} ({case.sut_isolation or 'unrecorded'})")
+        return sorted(set(weak))
+
     def evaluate(
         self,
         *,
@@ -137,8 +156,10 @@ class PromotionGate:
         Evidence is sufficient only when all hold: the newest report's ``lower_bound_95``
         reaches the tier threshold; its ``passed_count`` reaches the task class's floor for
         the tier; no case of any report in the window has a block-severity failure mode; the
-        audit chain verifies; every report in the window is complete; and the window uses
-        one isolation class. ``reasons`` names every condition that fails, in that order.
+        audit chain verifies; every report in the window is complete; the window uses
+        one isolation class; and every scored case's SUT ran with at least the isolation
+        the tier requires (``required_sut_isolation``, ``bwrap`` by default). ``reasons``
+        names every condition that fails, in that order.
 
         Raises :class:`UnknownTier` when *tier* has no threshold in the config or no floor in
         ``task_class.min_cases_for_promotion``, and :class:`EvidenceTaskClassMismatch` when a
@@ -175,6 +196,12 @@ class PromotionGate:
         isolation_classes = tuple(sorted({report.isolation_class for report in reports}))
         if len(isolation_classes) > 1:
             reasons.append(REASON_MIXED_ISOLATION)
+        weak = self._weakly_isolated(reports, tier)
+        if weak:
+            required = self._config.required_isolation(tier)
+            shown = ", ".join(weak[:_NAMED_CASES])
+            more = f" and {len(weak) - _NAMED_CASES} more" if len(weak) > _NAMED_CASES else ""
+            reasons.append(f"SUT isolation below {required} required for {tier}: {shown}{more}")
 
         return PromotionVerdict(
             task_class=task_class.name,

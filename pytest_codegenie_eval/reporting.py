@@ -19,7 +19,7 @@ import structlog
 from pytest_codegenie_eval.aggregate import build_report
 from pytest_codegenie_eval.audit import write_run_record
 from pytest_codegenie_eval.errors import CodegenieEvalError
-from pytest_codegenie_eval.execution import HARNESS_VERSION
+from pytest_codegenie_eval.execution import HARNESS_VERSION, recheck_at_session_end
 from pytest_codegenie_eval.models import BenchRunReport, CaseResult, FailureMode, PromotionVerdict
 from pytest_codegenie_eval.promotion import format_verdict
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
@@ -96,6 +96,8 @@ class EvalReporter:
             self.bench.outcome.digest_mismatch = True
         for task_class in sorted(by_class):
             loaded = self.bench.loaded(task_class)
+            if loaded is not None:
+                by_class[task_class] = recheck_at_session_end(loaded, by_class[task_class])
             report = build_report(
                 task_class,
                 by_class[task_class],
@@ -196,6 +198,21 @@ class EvalReporter:
         self.jsonl_path = str(path)
 
     # -- terminal ------------------------------------------------------------------------
+    def _sandbox_warning(self) -> str:
+        from pytest_codegenie_eval.sandbox import bwrap_status
+
+        policy = self.bench.settings.sut_policy
+        why = (
+            "--codegenie-sut-sandbox=none was given"
+            if policy.sandbox == "none"
+            else bwrap_status().reason or "the sandbox was unavailable for some cases"
+        )
+        return (
+            f"the SUT ran without its sandbox, environment allowlist only ({why}); it could "
+            "read the answer keys, so tiers requiring bwrap refuse this evidence "
+            "(--codegenie-require-sandbox makes this an error)"
+        )
+
     def summary_lines(self) -> list[str]:
         lines: list[str] = []
         for outcome in self.outcomes:
@@ -213,6 +230,10 @@ class EvalReporter:
                 f"cache hits {r.cache_hits}/{len(r.cases)}, {state}"
             )
             lines.append(f"  sut: {r.sut}  run id: {r.run_id}")
+            if r.sut_isolation:
+                lines.append(f"  sut isolation: {r.sut_isolation} (network {r.sut_network})")
+            if r.sut_isolation in ("env-only", "mixed"):
+                lines.append(f"  WARNING: {self._sandbox_warning()}")
             if r.rubric_sandbox:
                 lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_sandbox})")
             if outcome.error:

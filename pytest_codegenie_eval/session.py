@@ -61,6 +61,8 @@ class BenchSession:
             cassette_dir=settings.cassettes,
             cassette_digest=cassette_digest,
             keep_workspaces=settings.keep_workspaces,
+            sut_policy=settings.sut_policy,
+            rubric_sandbox=settings.rubric_sandbox,
         )
 
     @staticmethod

@@ -8,14 +8,18 @@ changes whenever its code or command changes, so cached scores never outlive the
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
 import shlex
+import shutil
+import stat
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,10 +27,28 @@ import blake3
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.models import BenchCase
-from pytest_codegenie_eval.process import isolated_script, run_process, tail
+from pytest_codegenie_eval.process import ResourceLimits, isolated_script, run_process, tail
+from pytest_codegenie_eval.sandbox import (
+    SANDBOX_HOME,
+    SANDBOX_TMP,
+    Isolation,
+    Jail,
+    NetworkMode,
+    PidsCgroup,
+    SandboxMode,
+    bwrap_status,
+    program_mounts,
+    python_prefixes,
+    ro_sources_that_exist,
+    sandbox_path,
+)
 
 SutKind = Literal["baseline", "noop", "command", "hook"]
 RESULT_FILE = ".codegenie/sut-result.json"
+MAX_RESULT_FILE_BYTES = 64 * 1024
+# What a subprocess SUT inherits of the harness's environment without being told to.
+SUT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ")
+MiB = 1024 * 1024
 
 HookRunner = Callable[[BenchCase, Path, Mapping[str, str]], Mapping[str, Any] | None]
 
@@ -36,13 +58,71 @@ class SutConfigError(CodegenieEvalError):
 
 
 @dataclass(frozen=True)
+class SutLimits:
+    """Resource limits of a subprocess SUT (the wall timeout is the case's sut_timeout_s)."""
+
+    memory_mb: int = 8192
+    max_procs: int = 512
+    max_file_mb: int = 1024
+    max_workspace_mb: int = 1024
+
+    @property
+    def max_workspace_bytes(self) -> int:
+        return self.max_workspace_mb * MiB
+
+
+@dataclass(frozen=True)
+class SutPolicy:
+    """How subprocess SUTs are confined: sandbox, network, what else they may see."""
+
+    sandbox: SandboxMode = "bwrap"
+    network: NetworkMode = "none"
+    ro_paths: tuple[Path, ...] = ()
+    env_names: tuple[str, ...] = ()
+    limits: SutLimits = field(default_factory=SutLimits)
+
+    def isolation(self, spec: SutSpec) -> Isolation:
+        """The isolation a run of ``spec`` really gets on this machine."""
+        if spec.kind == "hook":
+            return "in-process"
+        if self.sandbox == "bwrap" and bwrap_status().usable:
+            return "bwrap"
+        return "env-only"
+
+    def effective_network(self, spec: SutSpec) -> NetworkMode:
+        """``none`` only where a sandbox enforces it: env-only and in-process SUTs share the
+        harness's network whatever was asked."""
+        return self.network if self.isolation(spec) == "bwrap" else "host"
+
+    def describe(self, spec: SutSpec) -> str:
+        """Everything about the confinement that can change a result (part of the cache key)."""
+        limits = self.limits
+        return json.dumps(
+            {
+                "isolation": self.isolation(spec),
+                "network": self.effective_network(spec),
+                "ro": sorted(str(p) for p in self.ro_paths),
+                "env": sorted(self.env_names),
+                "limits": [
+                    limits.memory_mb,
+                    limits.max_procs,
+                    limits.max_file_mb,
+                    limits.max_workspace_mb,
+                ],
+            },
+            sort_keys=True,
+        )
+
+
+@dataclass(frozen=True)
 class SutSpec:
-    """A resolved SUT: what runs and its digest."""
+    """A resolved SUT: what runs, its digest, and the files its command needs to see."""
 
     kind: SutKind
     display: str
     digest: str
     argv_template: tuple[str, ...] = ()
+    mounts: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +136,9 @@ class SutRun:
     duration_s: float
     cost_usd: float = 0.0
     error: str | None = None
+    isolation: Isolation = "in-process"
+    network: NetworkMode = "host"
+    workspace_overflow: str | None = None
 
     @property
     def stdout_tail(self) -> str:
@@ -128,6 +211,7 @@ def resolve_sut(
             f"baseline:{baseline_script.name}",
             _digest(b"baseline", baseline_script.read_bytes()),
             tuple(isolated_script(baseline_script, "{workspace}")),
+            tuple(baseline_mounts(baseline_script)),
         )
     try:
         tokens = tuple(shlex.split(choice))
@@ -142,7 +226,66 @@ def resolve_sut(
         _absolute_if_file(token, rootdir) if i or "/" in token else token
         for i, token in enumerate(tokens)
     )
-    return SutSpec("command", choice, _digest(b"command", choice.encode(), *files), resolved)
+    return SutSpec(
+        "command",
+        choice,
+        _digest(b"command", choice.encode(), *files),
+        resolved,
+        tuple(command_mounts(resolved)),
+    )
+
+
+# Never bound for a baseline SUT, although they sit beside its script: the answer keys and
+# the bench author's tests.
+_NOT_FOR_THE_BASELINE = frozenset({"cases", "tests", "__pycache__"})
+
+
+def baseline_mounts(script: Path) -> list[Path]:
+    """The baseline script and the helper modules beside it (``*.py`` files and packages),
+    never the task class's ``cases/``."""
+    script = Path(os.path.abspath(script))
+    mounts = [script]
+    for entry in sorted(script.parent.iterdir()):
+        if entry.name in _NOT_FOR_THE_BASELINE or entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            continue  # a link could lead anywhere, cases/ included
+        if (entry.is_file() and entry.suffix == ".py") or (
+            entry.is_dir() and (entry / "__init__.py").is_file()
+        ):
+            mounts.append(entry)
+    return mounts
+
+
+def command_mounts(tokens: tuple[str, ...]) -> list[Path]:
+    """What a command SUT needs to see: every token that names an existing file (that file,
+    never its folder) and the program, looked up on ``PATH`` as the sandbox will."""
+    mounts: list[Path] = []
+    for i, token in enumerate(tokens):
+        if "{" in token:
+            continue
+        if i == 0 and "/" not in token:
+            found = _which_in_sandbox(token)
+            if found is not None:
+                mounts += program_mounts(found)
+            continue
+        path = Path(token)
+        if path.is_absolute() and path.is_file():
+            mounts += program_mounts(path) if os.access(path, os.X_OK) else [path]
+    return mounts
+
+
+def _sandbox_bins() -> list[Path]:
+    """``bin`` directories of the harness's interpreter, first on a sandbox's ``PATH``."""
+    return [Path(os.path.abspath(sys.executable)).parent]
+
+
+def _which_in_sandbox(program: str) -> Path | None:
+    visible = python_prefixes()
+    found = shutil.which(program, path=sandbox_path(_sandbox_bins(), visible))
+    if found is None:
+        found = shutil.which(program)
+    return Path(os.path.abspath(found)) if found else None
 
 
 def _absolute_if_file(token: str, base: Path) -> str:
@@ -173,16 +316,96 @@ def hook_identity(functions: list[Callable[..., Any]], extra: str | None) -> str
 
 def _read_cost(workspace: Path) -> tuple[float, str | None]:
     path = workspace / RESULT_FILE
-    if not path.is_file():
-        return 0.0, None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # never through a link the SUT planted, never more than a small file's worth
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return 0.0, None
+    except OSError as exc:
+        return 0.0, f"{RESULT_FILE} cannot be read (a symlink or not a file?): {exc}"
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return 0.0, f"{RESULT_FILE} is not a regular file"
+            raw = handle.read(MAX_RESULT_FILE_BYTES + 1)
+        if len(raw) > MAX_RESULT_FILE_BYTES:
+            return 0.0, f"{RESULT_FILE} is larger than {MAX_RESULT_FILE_BYTES} bytes"
+        data = json.loads(raw.decode("utf-8"))
         cost = float(data.get("cost_usd", 0.0)) if isinstance(data, dict) else 0.0
     except (ValueError, TypeError, OSError) as exc:
         return 0.0, f"{RESULT_FILE} is not valid JSON with a numeric cost_usd: {exc}"
-    if not cost >= 0.0:
+    if not cost >= 0.0 or cost == float("inf"):
         return 0.0, f"{RESULT_FILE} reports a negative or non-finite cost_usd"
     return cost, None
+
+
+def workspace_usage(root: Path, stop_above: int | None = None) -> tuple[int, int]:
+    """Bytes and entries under ``root``, counted from ``lstat`` (no file is read, no link
+    followed); stops counting once ``stop_above`` bytes are passed."""
+    total = entries = 0
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as listing:
+                for entry in listing:
+                    entries += 1
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += info.st_size
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    if stop_above is not None and total > stop_above:
+                        return total, entries
+        except OSError:
+            continue
+    return total, entries
+
+
+def _overflow_message(used: int, limits: SutLimits) -> str:
+    return (
+        f"the workspace grew to {used / MiB:.1f} MiB, past the "
+        f"{limits.max_workspace_mb} MiB limit (--codegenie-sut-max-workspace-mb)"
+    )
+
+
+def sut_environment(
+    contract: Mapping[str, str], policy: SutPolicy, *, home: str, tmpdir: str, path: str | None
+) -> dict[str, str]:
+    """The SUT's whole environment: the allowlist, the contract variables, and only the
+    variables the user named with ``--codegenie-sut-env``."""
+    env = {name: os.environ[name] for name in SUT_ENV_ALLOWLIST if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    for name in policy.env_names:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(contract)
+    env["HOME"] = home
+    env["TMPDIR"] = tmpdir
+    if path is not None:
+        env["PATH"] = path
+    return env
+
+
+def _limits(policy: SutPolicy, case: BenchCase, *, nproc: bool) -> ResourceLimits:
+    limits = policy.limits
+    return ResourceLimits(
+        cpu_seconds=int(case.sut_timeout_s) + 2,
+        address_space_bytes=limits.memory_mb * MiB,
+        file_size_bytes=limits.max_file_mb * MiB,
+        processes=limits.max_procs if nproc else None,
+    )
+
+
+@contextlib.contextmanager
+def _process_cap(policy: SutPolicy) -> Iterator[PidsCgroup | None]:
+    cgroup = PidsCgroup.create(policy.limits.max_procs)
+    try:
+        yield cgroup
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
 
 
 def run_sut(
@@ -191,27 +414,86 @@ def run_sut(
     case: BenchCase,
     workspace: Path,
     env: Mapping[str, str],
+    policy: SutPolicy | None = None,
+    run_dir: Path | None = None,
+    extra_ro: tuple[Path, ...] = (),
     hook: HookRunner | None = None,
 ) -> SutRun:
-    """Run the SUT on the workspace under the case's timeout; never raises for its behaviour."""
+    """Run the SUT on the workspace under the case's timeout; never raises for its behaviour.
+
+    ``env`` holds the contract's ``CODEGENIE_*`` variables. A subprocess SUT gets them,
+    the allowlist and the variables ``policy`` names, and nothing else of the harness's
+    environment; inside bubblewrap where the policy asks for it and the machine allows it.
+    """
+    policy = policy or SutPolicy()
+    isolation = policy.isolation(spec)
+    network = policy.effective_network(spec)
     if spec.kind == "noop":
-        return SutRun(0, "", "", False, 0.0)
+        return SutRun(0, "", "", False, 0.0, isolation=isolation, network=network)
     if spec.kind == "hook":
         if hook is None:  # pragma: no cover - resolve_sut only picks hook when one exists
             raise SutConfigError("hook SUT selected but no implementation is registered")
-        return _run_hook(hook, case=case, workspace=workspace, env=env)
+        hook_env = {**os.environ, **env}
+        return _run_hook(hook, case=case, workspace=workspace, env=hook_env)
+    run_dir = run_dir or workspace.parent
     argv = [
         token.replace("{workspace}", str(workspace)).replace("{case_id}", case.case_id)
         for token in spec.argv_template
     ]
-    result = run_process(
-        argv,
-        cwd=workspace,
-        env=env,
-        timeout_s=case.sut_timeout_s,
-        max_stdout=8 * 1024 * 1024,
-        max_stderr=256 * 1024,
-    )
+    if isolation == "bwrap":
+        status = bwrap_status()
+        assert status.path is not None  # isolation() said it is usable
+        visible = ro_sources_that_exist(
+            [*python_prefixes(), *spec.mounts, *policy.ro_paths, *extra_ro]
+        )
+        bins = [*_sandbox_bins(), *(m.parent for m in spec.mounts if m.is_file())]
+        jail_env = sut_environment(
+            env,
+            policy,
+            home=SANDBOX_HOME,
+            tmpdir=SANDBOX_TMP,
+            path=sandbox_path(bins, visible),
+        )
+        jail = Jail(
+            ro=visible,
+            rw=(workspace,),
+            chdir=workspace,
+            env=jail_env,
+            network=policy.network,
+            scratch_bytes=policy.limits.max_workspace_bytes,
+        )
+        argv = jail.argv(status.path, argv)
+        child_env: Mapping[str, str] = {"PATH": os.environ.get("PATH", os.defpath)}
+    else:
+        home, tmp = run_dir / "home", run_dir / "tmp"
+        home.mkdir(exist_ok=True)
+        tmp.mkdir(exist_ok=True)
+        child_env = sut_environment(env, policy, home=str(home), tmpdir=str(tmp), path=None)
+
+    def watch() -> str | None:
+        used, _ = workspace_usage(workspace, stop_above=policy.limits.max_workspace_bytes)
+        if used > policy.limits.max_workspace_bytes:
+            return _overflow_message(used, policy.limits)
+        return None
+
+    with _process_cap(policy) as cgroup:
+        if cgroup is not None:
+            argv = cgroup.wrap(argv)
+        result = run_process(
+            argv,
+            cwd=workspace,
+            env=child_env,
+            timeout_s=case.sut_timeout_s,
+            max_stdout=8 * MiB,
+            max_stderr=256 * 1024,
+            limits=_limits(policy, case, nproc=cgroup is None),
+            watch=watch,
+        )
+    overflow = result.stopped
+    if overflow is None:
+        used, _ = workspace_usage(workspace, stop_above=policy.limits.max_workspace_bytes)
+        if used > policy.limits.max_workspace_bytes:
+            overflow = _overflow_message(used, policy.limits)
     cost, cost_error = _read_cost(workspace)
     error = result.spawn_error or cost_error
     if result.stdout_truncated:
@@ -224,6 +506,9 @@ def run_sut(
         duration_s=result.duration_s,
         cost_usd=cost,
         error=error,
+        isolation=isolation,
+        network=network,
+        workspace_overflow=overflow,
     )
 
 

@@ -38,7 +38,12 @@ _TOP_LEVEL_KEYS = (
     "thresholds",
     "current_tiers",
     "evidence_window",
+    "required_sut_isolation",
 )
+# How a SUT may have been isolated, strongest first; a tier requiring one accepts any
+# stronger. "in-process" (the pluggy hook) counts only where a tier names it explicitly.
+SUT_ISOLATIONS = ("bwrap", "env-only", "in-process")
+DEFAULT_SUT_ISOLATION = "bwrap"
 _REQUIRED_KEYS = ("schema_version", "thresholds")
 _NO_TIER = "none"
 
@@ -156,6 +161,27 @@ def _check(data: Mapping[str, Any]) -> None:
                 f"or {_NO_TIER})",
             )
 
+    if "required_sut_isolation" in data:
+        required = data["required_sut_isolation"]
+        allowed = ", ".join(SUT_ISOLATIONS)
+        if isinstance(required, str):
+            if required not in SUT_ISOLATIONS:
+                raise _Problem(
+                    "required_sut_isolation", f"must be one of {allowed}, got {required!r}"
+                )
+        elif isinstance(required, Mapping):
+            for tier, value in required.items():
+                key = f"required_sut_isolation.{tier}"
+                if tier not in thresholds:
+                    raise _Problem(key, f"tier {tier!r} has no threshold in thresholds")
+                if value not in SUT_ISOLATIONS:
+                    raise _Problem(key, f"must be one of {allowed}, got {value!r}")
+        else:
+            raise _Problem(
+                "required_sut_isolation",
+                f"must be one of {allowed}, or a mapping of tier to one of them",
+            )
+
     if "evidence_window" in data:
         window = data["evidence_window"]
         if not isinstance(window, int) or isinstance(window, bool) or window < 1:
@@ -178,6 +204,7 @@ class TierConfig(BaseModel):
     thresholds: dict[str, _Threshold]
     current_tiers: dict[str, str | None] = Field(default_factory=dict)
     evidence_window: Annotated[int, Field(strict=True, ge=1)] = 1
+    required_sut_isolation: str | dict[str, str] = DEFAULT_SUT_ISOLATION
 
     @field_validator("current_tiers", mode="before")
     @classmethod
@@ -213,6 +240,21 @@ class TierConfig(BaseModel):
             raise UnknownTier(
                 tier, declared=self.tiers, where="the thresholds of the trust tier config"
             ) from None
+
+    def required_isolation(self, tier: str) -> str:
+        """The weakest SUT isolation a case may have had to count as evidence for *tier*
+        (``bwrap`` unless the file says otherwise)."""
+        required = self.required_sut_isolation
+        if isinstance(required, str):
+            return required
+        return required.get(tier, DEFAULT_SUT_ISOLATION)
+
+    def isolation_suffices(self, tier: str, isolation: str) -> bool:
+        """Whether a case run with *isolation* counts for *tier*."""
+        if isolation not in SUT_ISOLATIONS:
+            return False  # unrecorded (older reports) or unknown: never evidence
+        needed = SUT_ISOLATIONS.index(self.required_isolation(tier))
+        return SUT_ISOLATIONS.index(isolation) <= needed
 
     def current_tier(self, task_class: str) -> str | None:
         """The tier a human has granted *task_class*, or ``None``."""

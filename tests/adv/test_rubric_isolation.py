@@ -162,6 +162,9 @@ def test_rubric_timeout_and_orphans_leave_no_process_behind(
         BENCH,
         "-k",
         "sleep-past-timeout or orphan-child",
+        # the rubric records its pids in a host file, which a bwrap jail could not write;
+        # bwrap's own PID namespace is covered in tests/adv/test_sut_sandbox.py
+        "--codegenie-rubric-sandbox=namespaces",
         root=task_class.parent,
         subprocess=True,
         timeout=60,

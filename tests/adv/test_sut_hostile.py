@@ -71,8 +71,15 @@ def test_hanging_sut_is_killed_with_its_children(
 ) -> None:
     pid_file = tmp_path / "sut.pids"
     started = time.monotonic()
+    # env-only, so the SUT can record its pids on the host: this is the harness's own
+    # process-group and subreaper defence, which holds without the sandbox too
     result, cases = run_bench(
-        BENCH, "-k", TARGET, _sut("hangs.py", str(pid_file), child_mode), subprocess=True
+        BENCH,
+        "-k",
+        TARGET,
+        _sut("hangs.py", str(pid_file), child_mode),
+        "--codegenie-sut-sandbox=none",
+        subprocess=True,
     )
     elapsed = time.monotonic() - started
     recorded_pids += [int(p) for p in pid_file.read_text().split()]
@@ -85,7 +92,10 @@ def test_hanging_sut_is_killed_with_its_children(
 
 
 def test_sut_writing_outside_its_workspace_is_escaped_workspace(run_bench: Runner) -> None:
-    result, cases = run_bench(BENCH, "-k", TARGET, _sut("escapes.py"))
+    # without the sandbox the write lands next to the workspace and is detected
+    result, cases = run_bench(
+        BENCH, "-k", TARGET, _sut("escapes.py"), "--codegenie-sut-sandbox=none"
+    )
     result.assert_outcomes(failed=1)
     case = cases[TARGET]
     assert _codes(case) == ["sut.escaped_workspace"]

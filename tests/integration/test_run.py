@@ -54,9 +54,9 @@ def test_baseline_passes_and_writes_the_evidence(
     report = json.loads(runs[0].read_text())
     assert report["run_id"] == agg["run_id"]
     assert [c["case_id"] for c in report["cases"]] == ["alpha", "beta", "gamma"]
-    from pytest_codegenie_eval.process import sandbox_prefix
+    from pytest_codegenie_eval.execution import rubric_isolation
 
-    assert report["rubric_sandbox"] == ("namespaces" if sandbox_prefix() else "env-only")
+    assert report["rubric_sandbox"] == rubric_isolation()
     result.stdout.fnmatch_lines([f"*rubric isolation: subprocess ({report['rubric_sandbox']})"])
 
 

@@ -51,6 +51,7 @@ def case(index: int, *failure_modes: FailureMode) -> CaseResult:
         score=1.0,
         passed=not any(fm.severity == "block" for fm in failure_modes),
         failure_modes=failure_modes,
+        sut_isolation="bwrap",
     )
 
 
@@ -74,6 +75,7 @@ def report(
         lower_bound_95=lower_bound_95,
         complete=complete,
         isolation_class=isolation_class,
+        sut_isolation="bwrap",
         cases=cases if cases is not None else (case(0, WARN), case(1)),
     )
 
