@@ -329,7 +329,8 @@ def run_rubric(
             bwrap = bwrap_status().path
             assert bwrap is not None
             workspace = Path(str(harness_output["workspace"]))
-            argv = _rubric_jail(task_class, case_dir, workspace, Path(cwd), env).argv(bwrap, argv)
+            jail = _rubric_jail(task_class, case_dir, workspace, Path(cwd), env)
+            argv, env = jail.argv(bwrap, argv), jail.spawn_env()
         elif isolation == "namespaces":
             argv = [*sandbox_prefix(), *argv]
         result = run_process(

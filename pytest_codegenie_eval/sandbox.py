@@ -144,6 +144,10 @@ class Jail:
     masks: tuple[Path, ...] = ()
     scratch_bytes: int = 256 * 1024 * 1024
 
+    def spawn_env(self) -> dict[str, str]:
+        """The environment to start ``bwrap`` with: it passes it on unchanged."""
+        return dict(self.env)
+
     def argv(self, bwrap: str, command: Sequence[str]) -> list[str]:
         """The ``bwrap`` command line running ``command`` inside this jail."""
         args = [
@@ -155,12 +159,11 @@ class Jail:
             "ALL",
             "--die-with-parent",
             "--new-session",
-            "--clearenv",
         ]
+        # the environment is bwrap's own (exactly ``env``, see :meth:`spawn_env`), never
+        # --setenv: values on a command line are readable by every user of the host
         if self.network == "host":
             args.append("--share-net")
-        for name, value in sorted(self.env.items()):
-            args += ["--setenv", name, value]
         systems = system_dirs()
         for sysdir in systems:
             if os.path.islink(sysdir):  # merged /usr: /bin -> usr/bin

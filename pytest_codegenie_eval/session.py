@@ -23,7 +23,12 @@ from pytest_codegenie_eval.loader import (
     resolve_task_class_dir,
 )
 from pytest_codegenie_eval.options import Settings
-from pytest_codegenie_eval.sut import SutSpec, hook_identity, resolve_sut
+from pytest_codegenie_eval.sut import (
+    SutSpec,
+    hook_identity,
+    refuse_guarded_mounts,
+    resolve_sut,
+)
 
 SESSION_KEY = pytest.StashKey["BenchSession"]()
 RUN_SCOPE_INPUT = "codegenie_run_scope"
@@ -154,5 +159,6 @@ class BenchSession:
                 rootdir=self.config.rootpath,
                 hook_identity=hook_identity(impls, extra),
             )
+            refuse_guarded_mounts(spec, (task_class.directory / "cases", self.settings.state_dir))
             self._suts[task_class.name] = spec
         return spec

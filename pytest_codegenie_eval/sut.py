@@ -235,6 +235,20 @@ def resolve_sut(
     )
 
 
+def refuse_guarded_mounts(spec: SutSpec, guarded: tuple[Path, ...]) -> None:
+    """A command that names a file under a task class's ``cases/`` or the state directory
+    would hand that file to the sandboxed SUT: refuse it."""
+    roots = [g.resolve() for g in guarded]
+    for mount in spec.mounts:
+        real = mount.resolve()
+        for root in roots:
+            if real == root or real.is_relative_to(root):
+                raise SutConfigError(
+                    f"--codegenie-sut names {mount}, which lies under {root}: the SUT must "
+                    "never see the cases or the state directory"
+                )
+
+
 # Never bound for a baseline SUT, although they sit beside its script: the answer keys and
 # the bench author's tests.
 _NOT_FOR_THE_BASELINE = frozenset({"cases", "tests", "__pycache__"})
@@ -463,7 +477,7 @@ def run_sut(
             scratch_bytes=policy.limits.max_workspace_bytes,
         )
         argv = jail.argv(status.path, argv)
-        child_env: Mapping[str, str] = {"PATH": os.environ.get("PATH", os.defpath)}
+        child_env: Mapping[str, str] = jail.spawn_env()
     else:
         home, tmp = run_dir / "home", run_dir / "tmp"
         home.mkdir(exist_ok=True)
