@@ -1,7 +1,9 @@
 """Per-case harness overhead and warm-cache reruns. Prints figures, asserts nothing.
 
-1. 200 cases with the no-op SUT and a trivial rubric, cache off, against the floor: a bare
-   loop spawning the same ``python -I rubric.py`` 200 times (target ratio <= 1.3).
+1. 200 cases with a trivial rubric, cache off, against the floor: a bare loop spawning the
+   same ``python -I rubric.py`` 200 times. Measured with the no-op SUT, and with a command
+   SUT (``/bin/true``) in the bubblewrap sandbox, both sandboxes on (target ratio <= 1.5).
+   The cost of one ``bwrap`` start is printed beside it.
 2. A warm-cache rerun of 1,000 cases (target < 5 s on 2 cores).
 
     .venv/bin/python benchmarks/bench_harness_overhead.py [--cases 200] [--warm-cases 1000]
@@ -52,6 +54,27 @@ def floor_loop(rubric: Path, n: int, case_dir: Path) -> float:
     return time.perf_counter() - started
 
 
+def bwrap_start_cost(n: int = 100) -> tuple[float, float] | None:
+    """Seconds per start of ``/bin/true`` bare and inside the SUT's jail, or None."""
+    from pytest_codegenie_eval.sandbox import Jail, bwrap_status
+
+    status = bwrap_status()
+    if not status.usable or status.path is None:
+        return None
+    with tempfile.TemporaryDirectory() as ws:
+        jail = Jail(ro=(), rw=(Path(ws),), chdir=Path(ws), env={"PATH": "/usr/bin:/bin"})
+        argv = jail.argv(status.path, ["/bin/true"])
+        started = time.perf_counter()
+        for _ in range(n):
+            subprocess.run(["/bin/true"], check=True)
+        bare = (time.perf_counter() - started) / n
+        started = time.perf_counter()
+        for _ in range(n):
+            subprocess.run(argv, check=True, env=jail.spawn_env())
+        jailed = (time.perf_counter() - started) / n
+    return bare, jailed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=200)
@@ -62,11 +85,23 @@ def main() -> None:
         rubric = generate(root, args.cases)
         floor = floor_loop(rubric, args.cases, rubric.parent / "cases" / "case-00000")
         harness = _run([*PYTEST, "--codegenie-sut=noop", "--codegenie-no-cache"], root)
+        both = _run(
+            [*PYTEST, "--codegenie-sut=/bin/true {workspace}", "--codegenie-no-cache"], root
+        )
         print(f"floor: {args.cases} bare `python -I rubric.py` spawns: {floor:.2f} s "
               f"({floor / args.cases * 1000:.1f} ms each)")  # fmt: skip
-        print(f"harness: {args.cases} cases, noop SUT, cache off:   {harness:.2f} s "
-              f"({harness / args.cases * 1000:.1f} ms each)")  # fmt: skip
-        print(f"ratio harness/floor: {harness / floor:.2f} (target <= 1.3)")
+        print(f"harness: {args.cases} cases, noop SUT, sandboxed rubric, cache off: "
+              f"{harness:.2f} s ({harness / args.cases * 1000:.1f} ms each), "
+              f"ratio {harness / floor:.2f}")  # fmt: skip
+        print(f"harness: {args.cases} cases, sandboxed /bin/true SUT and sandboxed rubric: "
+              f"{both:.2f} s ({both / args.cases * 1000:.1f} ms each), "
+              f"ratio {both / floor:.2f} (target <= 1.5)")  # fmt: skip
+        cost = bwrap_start_cost()
+        if cost is None:
+            print("bwrap start: unavailable on this machine (sandboxed runs were env-only)")
+        else:
+            print(f"bwrap start: {cost[1] * 1000:.2f} ms per jail vs {cost[0] * 1000:.2f} ms "
+                  f"for a bare /bin/true spawn")  # fmt: skip
         warm_root = Path(tmp) / "warm"
         generate(warm_root, args.warm_cases)
         cold = _run([*PYTEST, "--codegenie-sut=noop", "-n", "2"], warm_root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import os
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -245,20 +246,27 @@ def rubric_digest(directory: Path) -> str:
     """
     hasher = blake3.blake3(b"pytest-codegenie-eval task class v1\0")
     files = []
-    for path in directory.rglob("*"):
-        rel = path.relative_to(directory)
-        if rel.parts[0] in _NOT_TASK_DEFINITION or "__pycache__" in rel.parts:
-            continue
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        if len(rel.parts) == 1 and rel.name.lower().startswith("readme"):
-            continue
-        if path.suffix in (".pyc", ".pyo"):
-            continue
-        files.append((rel.as_posix(), path))
+    # pruned while walking: re-digested after every SUT run, it must not visit the cases
+    for dirpath, dirnames, filenames in os.walk(directory):
+        current = Path(dirpath)
+        top = current == directory
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".")
+            and d != "__pycache__"
+            and not (top and d in _NOT_TASK_DEFINITION)
+        )
+        for name in filenames:
+            path = current / name
+            if name.startswith(".") or path.suffix in (".pyc", ".pyo") or not path.is_file():
+                continue
+            if top and name.lower().startswith("readme"):
+                continue
+            files.append((path.relative_to(directory).as_posix(), path))
     for rel_name, path in sorted(files):
-        name, data = rel_name.encode(), path.read_bytes()
-        hasher.update(len(name).to_bytes(8, "little") + name)
+        encoded, data = rel_name.encode(), path.read_bytes()
+        hasher.update(len(encoded).to_bytes(8, "little") + encoded)
         hasher.update(len(data).to_bytes(8, "little") + data)
     return str(hasher.hexdigest())
 

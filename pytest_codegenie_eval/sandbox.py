@@ -16,6 +16,7 @@ See ``docs/adr/0012-sut-sandbox.md`` for the threat model.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -326,15 +327,30 @@ class PidsCgroup:
         script = 'echo 0 > "$1" && shift && exec "$@"'
         return ["/bin/sh", "-c", script, "sh", str(self.directory / "cgroup.procs"), *argv]
 
+    @classmethod
+    def shared(cls, max_pids: int) -> PidsCgroup | None:
+        """One cgroup per process and limit, reused run after run (a SUT runs alone in its
+        worker) and removed at exit; ``None`` where none can be created."""
+        key = (os.getpid(), max_pids)
+        if key not in _shared:
+            cgroup = cls.create(max_pids)
+            if cgroup is not None:
+                atexit.register(cgroup.remove)
+            _shared[key] = cgroup
+        return _shared[key]
+
+    def drain(self) -> None:
+        """Kill whatever a finished run left in the cgroup."""
+        for pid in _read(str(self.directory / "cgroup.procs")).split():
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid), 9)
+
     def remove(self) -> None:
         """Kill whatever is left in the cgroup and delete it."""
         if self._removed:
             return
         for _ in range(50):
-            pids = _read(str(self.directory / "cgroup.procs")).split()
-            for pid in pids:
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(pid), 9)
+            self.drain()
             try:
                 self.directory.rmdir()
             except FileNotFoundError:
@@ -344,6 +360,9 @@ class PidsCgroup:
                 continue
             break
         self._removed = True
+
+
+_shared: dict[tuple[int, int], PidsCgroup | None] = {}
 
 
 def _pause() -> None:

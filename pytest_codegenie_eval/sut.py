@@ -414,12 +414,12 @@ def _limits(policy: SutPolicy, case: BenchCase, *, nproc: bool) -> ResourceLimit
 
 @contextlib.contextmanager
 def _process_cap(policy: SutPolicy) -> Iterator[PidsCgroup | None]:
-    cgroup = PidsCgroup.create(policy.limits.max_procs)
+    cgroup = PidsCgroup.shared(policy.limits.max_procs)
     try:
         yield cgroup
     finally:
         if cgroup is not None:
-            cgroup.remove()
+            cgroup.drain()
 
 
 def run_sut(
@@ -447,7 +447,8 @@ def run_sut(
     if spec.kind == "hook":
         if hook is None:  # pragma: no cover - resolve_sut only picks hook when one exists
             raise SutConfigError("hook SUT selected but no implementation is registered")
-        hook_env = {**os.environ, **env}
+        run_dir = run_dir or workspace.parent
+        hook_env = {**os.environ, **env, "TMPDIR": str(run_dir / "tmp")}
         return _run_hook(hook, case=case, workspace=workspace, env=hook_env)
     run_dir = run_dir or workspace.parent
     argv = [

@@ -545,3 +545,45 @@ def test_worsening_one_dimension_never_makes_evidence_sufficient(
             assert not after.evidence_sufficient
         assert len(after.reasons) >= len(before.reasons)
         assert after.evidence_sufficient == (after.reasons == ())
+
+
+# --- SUT isolation --------------------------------------------------------------------------
+
+
+def _isolated(isolation: str, *ids: int) -> tuple[CaseResult, ...]:
+    return tuple(case(i).model_copy(update={"sut_isolation": isolation}) for i in ids)
+
+
+def test_cases_below_the_required_sut_isolation_are_named() -> None:
+    cases = (*_isolated("bwrap", 0), *_isolated("env-only", 1, 2), *_isolated("in-process", 3))
+    verdict = evaluate([report(cases=cases)])
+    assert verdict.evidence_sufficient is False
+    assert verdict.reasons == (
+        "SUT isolation below bwrap required for bronze: case-001 (env-only), "
+        "case-002 (env-only), case-003 (in-process)",
+    )
+
+
+def test_many_weak_cases_are_counted_not_all_listed() -> None:
+    verdict = evaluate([report(cases=_isolated("env-only", *range(15)))])
+    (reason,) = verdict.reasons
+    assert reason.endswith("case-009 (env-only) and 5 more")
+
+
+def test_a_tier_file_may_accept_in_process_evidence_explicitly() -> None:
+    lenient = PromotionGate(
+        CONFIG.model_copy(update={"required_sut_isolation": {"bronze": "in-process"}})
+    )
+    verdict = lenient.evaluate(
+        task_class=TASK,
+        tier="bronze",
+        reports=[report(cases=_isolated("in-process", 0, 1))],
+        chain_verified=True,
+    )
+    assert verdict.evidence_sufficient is True
+
+
+def test_a_trimmed_report_is_judged_by_its_recorded_isolation() -> None:
+    trimmed = report(cases=()).model_copy(update={"sut_isolation": "mixed"})
+    (reason,) = evaluate([trimmed]).reasons
+    assert "(mixed, cases not listed)" in reason

@@ -349,3 +349,45 @@ def test_direct_construction_applies_the_same_contract() -> None:
         schema_version=1, thresholds={"bronze": 0.8}, current_tiers={"x": "none", "y": "bronze"}
     )
     assert config.current_tiers == {"x": None, "y": "bronze"}
+
+
+# --- required_sut_isolation ---------------------------------------------------------------
+
+
+def test_required_sut_isolation_defaults_to_bwrap_for_every_tier(tmp_path: Path) -> None:
+    config = load_tier_config(write(tmp_path, "schema_version: 1\nthresholds: {bronze: 1}\n"))
+    assert config.required_isolation("bronze") == "bwrap"
+    assert config.isolation_suffices("bronze", "bwrap")
+    assert not config.isolation_suffices("bronze", "env-only")
+    assert not config.isolation_suffices("bronze", "in-process")
+    assert not config.isolation_suffices("bronze", "")  # unrecorded is never evidence
+
+
+def test_required_sut_isolation_per_tier(tmp_path: Path) -> None:
+    text = (
+        "schema_version: 1\nthresholds: {bronze: 0.5, silver: 0.8}\n"
+        "required_sut_isolation: {bronze: in-process}\n"
+    )
+    config = load_tier_config(write(tmp_path, text))
+    assert config.isolation_suffices("bronze", "in-process")
+    assert config.isolation_suffices("bronze", "bwrap")
+    assert config.required_isolation("silver") == "bwrap"
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "fragment"),
+    [
+        ("sandboxed", "required_sut_isolation", "must be one of bwrap, env-only, in-process"),
+        ("{gold: bwrap}", "required_sut_isolation.gold", "has no threshold"),
+        ("{bronze: docker}", "required_sut_isolation.bronze", "must be one of"),
+        ("[bwrap]", "required_sut_isolation", "or a mapping of tier"),
+    ],
+)
+def test_invalid_required_sut_isolation_names_the_key(
+    tmp_path: Path, value: str, key: str, fragment: str
+) -> None:
+    text = f"schema_version: 1\nthresholds: {{bronze: 0.5}}\nrequired_sut_isolation: {value}\n"
+    with pytest.raises(TierConfigInvalid) as info:
+        load_tier_config(write(tmp_path, text))
+    assert info.value.key == key
+    assert fragment in str(info.value)
