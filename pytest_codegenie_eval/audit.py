@@ -1,4 +1,5 @@
-"""The audit chain: a tamper-evident, append-only record of every run report (DESIGN.md §7).
+"""The audit chain: a tamper-evident, append-only record of every run report
+(docs/adr/0007-audit-chain.md).
 
 Layout under the state directory (``.codegenie/eval`` by default)::
 
@@ -148,7 +149,7 @@ class _Problem(NamedTuple):
 
 
 def format_verify_summary(result: VerifyResult) -> str:
-    """The one-line summary ``codegenie-eval verify`` prints (DESIGN.md §7)."""
+    """The one-line summary ``codegenie-eval verify`` prints (docs/adr/0007-audit-chain.md)."""
     return (
         f"verified-complete {result.verified_complete} / "
         f"verified-incomplete {result.verified_incomplete}"

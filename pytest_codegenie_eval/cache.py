@@ -1,4 +1,4 @@
-"""Content-addressed score cache (DESIGN.md §5).
+"""Content-addressed score cache (docs/adr/0011-content-addressed-cache-key.md).
 
 The key is BLAKE3 over the case digest, SUT digest, rubric digest, cassette corpus digest,
 harness version and canary pin, each length-prefixed, so changing any of them (a whitespace

@@ -1,6 +1,6 @@
 """The ``codegenie-eval`` console script: run, verify, digests, promote-verdict.
 
-Exit codes (DESIGN.md §9): 0 success, 1 generic failure (failing cases, bad arguments, and
+Exit codes (README.md): 0 success, 1 generic failure (failing cases, bad arguments, and
 for ``promote-verdict`` insufficient evidence), 2 cost cap hit, 3 task class not registered,
 4 bench directory missing, 5 audit chain tamper, 6 digest mismatch. Heavy imports (pytest,
 pydantic, numpy) are deferred into the subcommands so ``--help`` stays fast.

@@ -22,7 +22,7 @@ DIGESTS_FILE = "digests.yaml"
 _SKIP_DIRS = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 _HEADER = (
-    "# case directory -> BLAKE3 digest of its content (see DESIGN.md §2).\n"
+    "# case directory -> BLAKE3 digest of its content (see docs/bench-authoring.md).\n"
     "# Re-pin after editing a case: codegenie-eval digests --task-class NAME --write\n"
 )
 
@@ -86,7 +86,7 @@ def check_input_links(input_dir: Path) -> None:
 
 
 def case_digest(case_dir: Path) -> str:
-    """BLAKE3 hex digest of a case directory (DESIGN.md §2)."""
+    """BLAKE3 hex digest of a case directory (docs/bench-authoring.md)."""
     hasher = blake3.blake3()
     for rel, path in sorted(_iter_files(case_dir)):
         name = rel.encode("utf-8")

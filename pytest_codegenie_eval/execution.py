@@ -1,4 +1,4 @@
-"""Running one case: workspace, SUT, isolated rubric, validation, cache (DESIGN.md §3).
+"""Running one case: workspace, SUT, isolated rubric, validation, cache (docs/bench-authoring.md).
 
 :func:`run_case` never raises for anything the SUT or the rubric does: every deviation
 becomes a block-severity :class:`FailureMode` on the case and the run goes on.

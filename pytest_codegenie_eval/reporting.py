@@ -1,4 +1,4 @@
-"""The controller-side reporter: per-case results in, evidence out (DESIGN.md §6).
+"""The controller-side reporter: per-case results in, evidence out (README.md).
 
 Created only where pytest is not an xdist worker. It reads each case's JSON payload from the
 test report's ``user_properties`` (so it works whether cases ran here or on workers), treats

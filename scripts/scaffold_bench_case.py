@@ -1,4 +1,4 @@
-"""Scaffold a new bench case directory (operator tool, see DESIGN.md §1).
+"""Scaffold a new bench case directory (operator tool, see README.md).
 
 Usage::
 

@@ -1,8 +1,8 @@
 """Rubric of ``migration-chainguard-distroless``: judge the migrated ``Dockerfile``.
 
 Run by the harness as ``python -I rubric.py`` (cwd a temporary directory, scrubbed
-environment); it reads one request JSON on stdin and prints one BenchScore JSON (DESIGN.md
-§3). ``-I`` keeps this file's directory off ``sys.path``, so the sibling
+environment); it reads one request JSON on stdin and prints one BenchScore JSON
+(docs/bench-authoring.md). ``-I`` keeps this file's directory off ``sys.path``, so the sibling
 ``breakdown_keys.py`` is loaded by file path.
 
 The work is done by :func:`analyse`, a pure function of the Dockerfile text, the build

@@ -1,4 +1,4 @@
-"""The only breakdown keys the vuln-remediation rubric may emit (DESIGN.md §2)."""
+"""The only breakdown keys the vuln-remediation rubric may emit (docs/bench-authoring.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Registration of the ``vuln-remediation`` task class (DESIGN.md §2)."""
+"""Registration of the ``vuln-remediation`` task class (docs/bench-authoring.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Rubric of the ``vuln-remediation`` task class (run as ``python -I rubric.py``).
 
-Protocol (DESIGN.md §3): one JSON request on stdin, one BenchScore JSON on stdout. The rubric
-is deterministic, offline and self-contained (its only local import is ``breakdown_keys.py``)
-so that the rubric digest covers everything that decides a score.
+Protocol (docs/bench-authoring.md): one JSON request on stdin, one BenchScore JSON on stdout.
+The rubric is deterministic, offline and self-contained (its only local import is
+``breakdown_keys.py``) so that the rubric digest covers everything that decides a score.
 
 What it trusts: the advisory, the original project and the reference fix are read from the
 *case directory* (``input/advisory.json``, ``input/``, ``expected/``), never from the

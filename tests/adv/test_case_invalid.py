@@ -1,5 +1,5 @@
 """Broken bench inputs fail their own item with an error naming the file and the field/key;
-the healthy cases of the same task class still run (DESIGN.md §2, collection.py).
+the healthy cases of the same task class still run (docs/bench-authoring.md, collection.py).
 
 Every bench here is built in tmp_path from the stub fixture: broken fixtures are never
 committed.

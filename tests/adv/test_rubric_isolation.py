@@ -1,5 +1,5 @@
 """A hostile rubric cannot see the harness's secrets, outlive its timeout, leave processes
-behind, or blow up the harness's memory (DESIGN.md §3 step 3, process.py)."""
+behind, or blow up the harness's memory (docs/bench-authoring.md, process.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Hostile rubric outputs: every protocol violation is a typed block failure on its own case,
-and the run goes on (DESIGN.md §3 steps 3-4)."""
+and the run goes on (docs/bench-authoring.md)."""
 
 from __future__ import annotations
 

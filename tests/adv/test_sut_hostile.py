@@ -1,5 +1,5 @@
 """Hostile SUTs (command form): crashing, hanging, escaping the workspace and leaking the
-canary each become a block failure of that case, whatever the rubric scores (DESIGN.md §4-5).
+canary each become a block failure of that case, whatever the rubric scores (docs/sut-contract.md).
 
 Every run selects the ``sut-target`` case (rubric role "ok", sut_timeout_s = 2), so the
 rubric would give 1.0: only the harness's own checks can fail these cases.

@@ -1,4 +1,4 @@
-"""The codegenie-eval console script and its exit codes (DESIGN.md §9)."""
+"""The codegenie-eval console script and its exit codes (README.md)."""
 
 from __future__ import annotations
 
