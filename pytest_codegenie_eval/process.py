@@ -317,6 +317,18 @@ def run_process(
                     err += chunk
                     if len(err) > 2 * max_stderr:
                         del err[: len(err) - max_stderr]
+        # The pipes reached EOF, but the child may still be exiting (a group kill now would
+        # turn a clean exit 0 into -9) or may have closed its streams and gone on working:
+        # either way it has until the deadline, watched as before.
+        while not (timed_out or truncated or stopped is not None) and proc.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=min(left, watch_every_s))
+            if watch is not None and proc.poll() is None:
+                stopped = watch()
     finally:
         sel.close()
         _kill_group(proc)

@@ -173,6 +173,19 @@ def test_run_process_limits_apply_to_the_child(tmp_path: Path) -> None:
     assert result.stdout.strip() == b"12345"
 
 
+def test_a_child_that_closes_its_streams_keeps_its_own_exit_code(tmp_path: Path) -> None:
+    # its pipes reach EOF long before it exits: the harness used to kill it right there,
+    # turning its exit into -9 (and, by the same race, sometimes a fast `true` too)
+    script = "exec 1>&- 2>&-; sleep 0.3; exit 3"
+    result = run_process(["/bin/sh", "-c", script], cwd=tmp_path, env={}, timeout_s=10)
+    assert (result.returncode, result.timed_out) == (3, False)
+    quick = [run_process(["/bin/true"], cwd=tmp_path, env={}, timeout_s=10) for _ in range(50)]
+    assert {r.returncode for r in quick} == {0}
+    slow = run_process(["/bin/sh", "-c", "exec 1>&- 2>&-; sleep 30"], cwd=tmp_path, env={},
+                       timeout_s=0.5)  # fmt: skip
+    assert (slow.returncode, slow.timed_out) == (None, True)
+
+
 def test_run_process_reports_a_missing_program(tmp_path: Path) -> None:
     result = run_process(["/nonexistent/program"], cwd=tmp_path, env={}, timeout_s=5)
     assert result.spawn_error is not None
