@@ -37,6 +37,14 @@ def repin(task_class_dir: Path) -> None:
     write_digests(task_class_dir / "cases")
 
 
+def newest_report(root: Path) -> dict[str, Any]:
+    """The newest run report under ``root``'s default state directory."""
+    reports = sorted((root / ".codegenie" / "eval" / "runs").glob("*.json"))
+    assert reports, f"no run report under {root}"
+    report: dict[str, Any] = json.loads(reports[-1].read_text())
+    return report
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

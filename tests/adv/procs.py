@@ -1,4 +1,5 @@
-"""Reading the process table: are the processes a hostile case started gone?"""
+"""Reading the process table: are the processes a hostile case started gone? And how much
+memory did a harness run take?"""
 
 from __future__ import annotations
 
@@ -23,3 +24,19 @@ def survivors(pids: list[int], within_s: float = 2.0) -> list[int]:
         time.sleep(0.05)  # polling a process table: there is nothing to wait on
         living = [pid for pid in living if alive(pid)]
     return living
+
+
+# ``python -c RSS_PROBE <pytest args>``: a pytest run that prints its own peak RSS.
+RSS_PROBE = """\
+import resource, sys
+import pytest
+code = pytest.main(sys.argv[1:])
+print("ADV-MAXRSS-KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(int(code))
+"""
+
+
+def peak_rss_kb(outlines: list[str]) -> int:
+    """The peak RSS a ``RSS_PROBE`` run printed."""
+    (line,) = [ln for ln in outlines if ln.startswith("ADV-MAXRSS-KB ")]
+    return int(line.split()[1])

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_codegenie_eval.digests import write_digests
 from pytest_codegenie_eval.process import sandbox_prefix
-from tests.adv.procs import alive
+from tests.adv.procs import RSS_PROBE, alive, peak_rss_kb
 
 Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
 BENCH = "adversarial-task-class"
@@ -192,21 +192,13 @@ def test_rubric_timeout_and_orphans_leave_no_process_behind(
 
 # -- memory ------------------------------------------------------------------------------
 
-_RSS_PROBE = """\
-import resource, sys
-import pytest
-code = pytest.main(sys.argv[1:])
-print("ADV-MAXRSS-KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-sys.exit(int(code))
-"""
-
 
 def _harness_peak_rss_kb(pytester: pytest.Pytester, case: str, tag: str) -> int:
     root = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
     result = pytester.run(
         sys.executable,
         "-c",
-        _RSS_PROBE,
+        RSS_PROBE,
         "-p",
         "no:cacheprovider",
         "-p",
@@ -219,8 +211,7 @@ def _harness_peak_rss_kb(pytester: pytest.Pytester, case: str, tag: str) -> int:
         case,
         timeout=60,
     )
-    (line,) = [ln for ln in result.outlines if ln.startswith("ADV-MAXRSS-KB ")]
-    return int(line.split()[1])
+    return peak_rss_kb(result.outlines)
 
 
 def test_50_mb_of_rubric_stdout_does_not_grow_the_harness(pytester: pytest.Pytester) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from pytest_codegenie_eval.sandbox import bwrap_status
-from tests.adv.procs import alive
-from tests.conftest import copy_stub
+from tests.adv.procs import RSS_PROBE, alive, peak_rss_kb
+from tests.conftest import copy_stub, newest_report
 
 SPY = Path(__file__).resolve().parents[1] / "fixtures" / "hostile_suts" / "spy.py"
 MODES = ["none", "bwrap"]
@@ -73,9 +73,7 @@ class Project:
         return result, self.cases()
 
     def cases(self) -> dict[str, dict[str, Any]]:
-        reports = sorted((self.state / "runs").glob("*.json"))
-        assert reports, "the session wrote no run report"
-        report = json.loads(reports[-1].read_text())
+        report = newest_report(self.root)
         cases = {}
         for case in report["cases"]:
             spy_lines = [
@@ -232,7 +230,7 @@ def test_a_script_at_the_rootdir_does_not_expose_the_rootdir(
         "--codegenie-sut=python3 sut.py {workspace}",
         f"--codegenie-sut-sandbox={mode}",
     )
-    report = json.loads(next((pytester.path / ".codegenie/eval/runs").glob("*.json")).read_text())
+    report = newest_report(pytester.path)
     (case,) = report["cases"]
     assert case["sut_exit_code"] == 0, case["stderr_tail"]
     listing = next(ln for ln in case["stdout_tail"].splitlines() if ln.startswith("LISTING"))
@@ -291,7 +289,7 @@ def test_tampering_found_at_session_end_blocks_the_case(pytester: pytest.Pyteste
         "--codegenie-sut-sandbox=none",
     )
     assert target.read_text() == "9\n"  # the attack was live
-    report = json.loads(next((pytester.path / ".codegenie/eval/runs").glob("*.json")).read_text())
+    report = newest_report(pytester.path)
     modes = {c["case_id"]: c["failure_modes"] for c in report["cases"]}
     (tamper,) = [fm for fm in modes["alpha"] if fm["code"] == "sut.tampered_bench"]
     assert tamper["detail"].startswith("changed during the session: the case directory")
@@ -418,36 +416,23 @@ def test_forking_thousands_of_processes_hits_the_process_limit(
 
 
 @pytest.mark.parametrize(
-    ("mode", "extra", "contained"),
+    ("attack", "limit", "plan"),
     [
-        ("bwrap", ["--codegenie-sut-max-memory-mb=512"], True),
-        ("none", ["--codegenie-sut-max-memory-mb=512"], True),
-        ("bwrap", [], False),
+        ("alloc", "--codegenie-sut-max-memory-mb=512", {"alloc_mb": 1024}),
+        ("big-file", "--codegenie-sut-max-file-mb=8", {"file_mb": 32}),
     ],
 )
-def test_allocating_past_the_memory_limit_fails(
-    project: Project, mode: str, extra: list[str], contained: bool
+@pytest.mark.parametrize(("mode", "limited"), [("bwrap", True), ("none", True), ("bwrap", False)])
+def test_allocating_or_writing_past_a_limit_fails(
+    project: Project, attack: str, limit: str, plan: dict[str, int], mode: str, limited: bool
 ) -> None:
-    _result, cases = project.run(["alloc"], mode, "-k", "alpha", *extra, alloc_mb=1024)
-    assert cases["alpha"]["spy"]["alloc"]["ok"] is (not contained)
-
-
-@pytest.mark.parametrize(
-    ("mode", "extra", "contained"),
-    [
-        ("bwrap", ["--codegenie-sut-max-file-mb=8"], True),
-        ("none", ["--codegenie-sut-max-file-mb=8"], True),
-        ("bwrap", [], False),
-    ],
-)
-def test_writing_past_the_file_size_limit_fails(
-    project: Project, mode: str, extra: list[str], contained: bool
-) -> None:
-    _result, cases = project.run(["big-file"], mode, "-k", "alpha", *extra, file_mb=32)
-    spy = cases["alpha"]["spy"]["big-file"]
-    assert spy["ok"] is (not contained), spy
-    if contained:
-        assert "File too large" in spy["detail"]
+    # the limits hold with or without the sandbox; lifting the limit shows the attack live
+    extra = [limit] if limited else []
+    _result, cases = project.run([attack], mode, "-k", "alpha", *extra, **plan)
+    spy = cases["alpha"]["spy"][attack]
+    assert spy["ok"] is (not limited), spy
+    if limited:
+        assert spy["detail"] in ("MemoryError", "[Errno 27] File too large")
 
 
 # -- the sandbox hidden: env-only works, is recorded, and never promotes -------------------
@@ -563,14 +548,6 @@ def test_an_in_process_hook_is_never_promotion_evidence_by_default(
 
 # -- the workspace ---------------------------------------------------------------------------
 
-_RSS_PROBE = """\
-import resource, sys
-import pytest
-code = pytest.main(sys.argv[1:])
-print("ADV-MAXRSS-KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-sys.exit(int(code))
-"""
-
 
 @pytest.mark.parametrize(
     ("extra", "too_large"), [([], False), (["--codegenie-sut-max-workspace-mb=64"], True)]
@@ -588,7 +565,7 @@ def test_a_huge_workspace_is_capped_and_never_loaded(
     result = pytester.run(
         sys.executable,
         "-c",
-        _RSS_PROBE,
+        RSS_PROBE,
         "-p",
         "no:cacheprovider",
         "--codegenie-bench=stub",
@@ -599,8 +576,7 @@ def test_a_huge_workspace_is_capped_and_never_loaded(
         *extra,
         timeout=120,
     )
-    (line,) = [ln for ln in result.outlines if ln.startswith("ADV-MAXRSS-KB ")]
-    assert int(line.split()[1]) < 250 * 1024  # the harness never held the file
+    assert peak_rss_kb(result.outlines) < 250 * 1024  # the harness never held the file
     if too_large:
         result.stdout.fnmatch_lines(["*[[]block[]] sut.workspace_too_large: the workspace grew*"])
     else:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_codegenie_eval.sandbox import bwrap_status
-from tests.conftest import copy_stub
+from tests.conftest import copy_stub, newest_report
 
 needs_bwrap = pytest.mark.skipif(
     not bwrap_status().usable, reason=f"the SUT sandbox is unavailable: {bwrap_status().reason}"
@@ -51,8 +51,7 @@ def test_an_unknown_sandbox_choice_is_refused(pytester: pytest.Pytester) -> None
 
 
 def _only_case(root: Path) -> dict[str, Any]:
-    report = json.loads(next((root / ".codegenie" / "eval" / "runs").glob("*.json")).read_text())
-    (case,) = report["cases"]
+    (case,) = newest_report(root)["cases"]
     assert isinstance(case, dict)
     return case
 
