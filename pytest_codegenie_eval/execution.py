@@ -61,7 +61,13 @@ MAX_RUBRIC_STDOUT = 1024 * 1024
 # The rubric's whole environment: nothing that could carry a credential or a user identity.
 RUBRIC_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL")
 _NOT_CACHED = frozenset(
-    {"sut.timeout", "rubric.timeout", "harness.worker_crashed", "sut.tampered_bench"}
+    {
+        "sut.timeout",
+        "rubric.timeout",
+        "harness.worker_crashed",
+        "sut.tampered_bench",
+        "rubric.tampered_bench",
+    }
 )
 
 
@@ -468,9 +474,11 @@ def _escape_failures(run_dir: Path, workspace: Path) -> list[FailureMode]:
     return modes
 
 
-def tamper_failures(task_class: LoadedTaskClass, entry: CaseEntry) -> list[FailureMode]:
-    """The task class definition and this case, re-digested: anything the SUT changed
-    (rubric, registration, helper modules, taxonomy, the case itself) blocks the case."""
+def tamper_failures(
+    task_class: LoadedTaskClass, entry: CaseEntry, code: str = "sut.tampered_bench"
+) -> list[FailureMode]:
+    """The task class definition and this case, re-digested: anything the SUT (or, with
+    ``code="rubric.tampered_bench"``, the rubric) changed blocks the case."""
     changed: list[str] = []
     try:
         if rubric_digest(task_class.directory) != task_class.rubric_digest:
@@ -484,7 +492,7 @@ def tamper_failures(task_class: LoadedTaskClass, entry: CaseEntry) -> list[Failu
         changed.append(f"the case directory {entry.directory} (unreadable)")
     if not changed:
         return []
-    return [_block("sut.tampered_bench", "changed " + " and ".join(changed))]
+    return [_block(code, "changed " + " and ".join(changed))]
 
 
 def recheck_at_session_end(
@@ -592,6 +600,9 @@ def run_case(
                 settings.rubric_limits,
                 settings.rubric_sandbox,
             )
+        if not any(m.code == "sut.tampered_bench" for m in modes):
+            # a rubric outside bubblewrap can write the case it reads
+            modes += tamper_failures(task_class, entry, "rubric.tampered_bench")
         all_modes = tuple(modes) + verdict.failure_modes
         blocked = any(m.severity == "block" for m in all_modes)
         passed = not blocked and verdict.score >= case.pass_threshold - 1e-12

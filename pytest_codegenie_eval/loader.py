@@ -60,6 +60,7 @@ HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
         "sut.workspace_too_large": "the workspace grew past --codegenie-sut-max-workspace-mb",
         "rubric.malformed_output": "the rubric did not print exactly one valid BenchScore JSON",
         "rubric.timeout": "the rubric ran past the case's rubric_timeout_s and was killed",
+        "rubric.tampered_bench": "the task class or the case changed while the rubric ran",
         "rubric.unknown_breakdown_key": "the rubric emitted a key not in BreakdownKey",
         "rubric.unknown_failure_mode": "the rubric emitted a code not in failure_modes.yaml",
         "canary.leaked": "the SUT's output contains the case's canary",

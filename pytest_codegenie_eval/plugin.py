@@ -160,6 +160,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.stash.get(REPORTER_KEY, None)
     if reporter is not None:
         reporter.finish(session)
+        if reporter.bench.outcome.tampered_after_pass and session.exitstatus == 0:
+            # those items were reported passed before the change was seen: the run is not
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

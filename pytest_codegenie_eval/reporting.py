@@ -97,7 +97,13 @@ class EvalReporter:
         for task_class in sorted(by_class):
             loaded = self.bench.loaded(task_class)
             if loaded is not None:
-                by_class[task_class] = recheck_at_session_end(loaded, by_class[task_class])
+                checked = recheck_at_session_end(loaded, by_class[task_class])
+                self.bench.outcome.tampered_after_pass += tuple(
+                    f"{after.task_class}/{after.case_id}"
+                    for before, after in zip(by_class[task_class], checked, strict=True)
+                    if before.passed and not after.passed
+                )
+                by_class[task_class] = checked
             report = build_report(
                 task_class,
                 by_class[task_class],
@@ -246,6 +252,13 @@ class EvalReporter:
             if outcome.recommendation is not None:
                 lines.append(f"  recommendation: {outcome.recommendation}")
         lines += [f"VERDICT ERROR: {error}" for error in self.verdict_errors]
+        tampered = self.bench.outcome.tampered_after_pass
+        if tampered:
+            lines.append(
+                f"TAMPERED: {', '.join(tampered)} passed, but the bench files they were "
+                "scored against changed before the session ended (sut.tampered_bench); "
+                "the run fails"
+            )
         if self.jsonl_path and self.jsonl_path != "-":
             lines.append(f"jsonl: {self.jsonl_path}")
         return lines

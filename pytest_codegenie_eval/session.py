@@ -44,6 +44,8 @@ class Outcome:
     digest_mismatch: bool = False
     task_class_missing: bool = False
     bench_root_missing: bool = False
+    # cases whose bench files changed after they passed (found at session end)
+    tampered_after_pass: tuple[str, ...] = ()
 
 
 class BenchSession:

@@ -276,12 +276,15 @@ def test_tampering_found_at_session_end_blocks_the_case(pytester: pytest.Pyteste
     bench = copy_stub(pytester.path)
     target = bench / "cases" / "alpha" / "expected" / "answer.txt"
     pytester.makepyfile(
-        edit="import os\n"
+        edit="import os, sys\n"
         "from pathlib import Path\n"
+        "ws = Path(sys.argv[1])\n"
+        "n = int((ws / 'question.txt').read_text().split()[-1])\n"
+        "(ws / 'answer.txt').write_text(f'{n + 1}\\n')  # the honest answer\n"
         "if os.environ['CODEGENIE_CASE_ID'] == 'gamma':\n"
         f"    Path({str(target)!r}).write_text('9\\n')\n"
     )
-    pytester.runpytest_subprocess(
+    result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
         "--codegenie-bench=stub",
@@ -294,6 +297,10 @@ def test_tampering_found_at_session_end_blocks_the_case(pytester: pytest.Pyteste
     (tamper,) = [fm for fm in modes["alpha"] if fm["code"] == "sut.tampered_bench"]
     assert tamper["detail"].startswith("changed during the session: the case directory")
     assert not [fm for fm in modes["gamma"] if fm["code"] == "sut.tampered_bench"]
+    # alpha was reported passed before the change: the session fails and says why
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["TAMPERED: stub/alpha passed, but the bench files*"])
 
 
 # -- network -------------------------------------------------------------------------------
@@ -627,3 +634,66 @@ def test_input_links_out_of_input_are_refused_at_load(pytester: pytest.Pytester)
     result.stdout.fnmatch_lines(
         ["*[[]block[]] harness.case_invalid:*input/answer.txt: symlink leaves input/*"]
     )
+
+
+# -- the rubric's own jail -----------------------------------------------------------------
+
+_HOSTILE_RUBRIC = """\
+import json, socket, sys
+from pathlib import Path
+from pytest_codegenie_eval.rubric import serve
+
+PORT = {port}
+
+def score(case, out):
+    tried = {{}}
+    try:
+        with socket.create_connection(("127.0.0.1", PORT), timeout=2) as conn:
+            conn.sendall(b"rubric\\n")
+        tried["connect"] = True
+    except OSError:
+        tried["connect"] = False
+    for name, target in (("case", case.case_dir / "planted.txt"),
+                         ("workspace", out.workspace / "planted.txt")):
+        try:
+            target.write_text("x")
+            tried[name] = True
+        except OSError:
+            tried[name] = False
+    detail = json.dumps(tried, sort_keys=True)
+    return {{"score": 1.0, "breakdown": {{}},
+             "failure_modes": [{{"code": "answer.extra_files", "detail": detail}}]}}
+
+if __name__ == "__main__":
+    serve(score)
+"""
+
+
+@pytest.mark.parametrize("rubric_mode", ["namespaces", "bwrap"])
+def test_the_rubric_has_no_network_and_cannot_write_the_case(
+    pytester: pytest.Pytester, listener: tuple[int, list[bytes]], rubric_mode: str
+) -> None:
+    port, received = listener
+    bench = copy_stub(pytester.path)
+    (bench / "rubric.py").write_text(_HOSTILE_RUBRIC.format(port=port))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--codegenie-bench=stub", "-k", "alpha",
+        f"--codegenie-rubric-sandbox={rubric_mode}",
+    )  # fmt: skip
+    (case,) = newest_report(pytester.path)["cases"]
+    assert case["rubric_sandbox"] == rubric_mode
+    (reported,) = [fm for fm in case["failure_modes"] if fm["code"] == "answer.extra_files"]
+    tried = json.loads(reported["detail"])
+    planted = (bench / "cases" / "alpha" / "planted.txt").exists()
+    if rubric_mode == "namespaces":
+        # live: the host's network and filesystem; the harness still sees the case change
+        assert tried == {"case": True, "connect": True, "workspace": True}
+        assert received == [b"rubric\n"]
+        assert planted
+        assert "rubric.tampered_bench" in _codes(case)
+        result.assert_outcomes(failed=1)
+    else:
+        assert tried == {"case": False, "connect": False, "workspace": False}
+        assert received == []
+        assert not planted
+        result.assert_outcomes(passed=1)
