@@ -312,7 +312,8 @@ class PidsCgroup:
         base = cls._base()
         if base is None or not os.access(base, os.W_OK):
             return None
-        directory = base / f"codegenie-{uuid.uuid4().hex[:16]}"
+        _sweep(base)
+        directory = base / f"codegenie-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
             directory.mkdir()
             (directory / "pids.max").write_text(str(max_pids))
@@ -332,6 +333,9 @@ class PidsCgroup:
         """One cgroup per process and limit, reused run after run (a SUT runs alone in its
         worker) and removed at exit; ``None`` where none can be created."""
         key = (os.getpid(), max_pids)
+        known = _shared.get(key)
+        if known is not None and not known.directory.is_dir():
+            del _shared[key]  # removed behind our back: make a new one
         if key not in _shared:
             cgroup = cls.create(max_pids)
             if cgroup is not None:
@@ -363,6 +367,22 @@ class PidsCgroup:
 
 
 _shared: dict[tuple[int, int], PidsCgroup | None] = {}
+
+
+def _sweep(base: Path) -> None:
+    """Remove the empty cgroups of harness processes that died without cleaning up (an
+    xdist worker ends without running atexit handlers)."""
+    for stale in base.glob("codegenie-*-*"):
+        try:
+            owner = int(stale.name.split("-")[1])
+            os.kill(owner, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                stale.rmdir()
+        except PermissionError:
+            continue
 
 
 def _pause() -> None:

@@ -233,3 +233,45 @@ def test_isolation_is_recorded_as_it_really_was() -> None:
     assert SutPolicy(sandbox="none").effective_network(command) == "host"
     assert SutPolicy().isolation(hook) == "in-process"
     assert SutPolicy().isolation(command) == ("bwrap" if bwrap_status().usable else "env-only")
+
+
+def test_the_pids_cgroup_caps_a_tree_and_is_swept_when_its_owner_died(tmp_path: Path) -> None:
+    import subprocess
+
+    from pytest_codegenie_eval.sandbox import PidsCgroup
+
+    cgroup = PidsCgroup.create(8)
+    if cgroup is None:
+        pytest.skip("this machine lets the harness create no pids cgroup (RLIMIT_NPROC instead)")
+    try:
+        assert (cgroup.directory / "pids.max").read_text().strip() == "8"
+        forker = (
+            "import os, time\n"
+            "n = 0\n"
+            "for _ in range(20):\n"
+            "    try:\n"
+            "        if os.fork() == 0:\n"
+            "            time.sleep(2)\n"
+            "            os._exit(0)\n"
+            "        n += 1\n"
+            "    except OSError:\n"
+            "        break\n"
+            "print(n)\n"
+        )
+        done = subprocess.run(
+            cgroup.wrap([sys.executable, "-c", forker]), capture_output=True, text=True
+        )
+        assert int(done.stdout) < 8  # 8 tasks in all, the forking process included
+        cgroup.drain()
+        # a cgroup named for a pid that no longer exists is removed by the next create()
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        stale = cgroup.directory.parent / f"codegenie-{dead.pid}-feedfacecafe"
+        stale.mkdir()
+        again = PidsCgroup.create(8)
+        assert not stale.exists()
+        if again is not None:
+            again.remove()
+    finally:
+        cgroup.remove()
+    assert not cgroup.directory.exists()
