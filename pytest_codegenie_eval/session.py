@@ -161,6 +161,10 @@ class BenchSession:
                 rootdir=self.config.rootpath,
                 hook_identity=hook_identity(impls, extra),
             )
-            refuse_guarded_mounts(spec, (task_class.directory / "cases", self.settings.state_dir))
+            refuse_guarded_mounts(
+                spec,
+                (task_class.directory / "cases", self.settings.state_dir),
+                rootdir=self.config.rootpath,
+            )
             self._suts[task_class.name] = spec
         return spec

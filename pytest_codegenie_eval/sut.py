@@ -235,17 +235,29 @@ def resolve_sut(
     )
 
 
-def refuse_guarded_mounts(spec: SutSpec, guarded: tuple[Path, ...]) -> None:
-    """A command that names a file under a task class's ``cases/`` or the state directory
-    would hand that file to the sandboxed SUT: refuse it."""
-    roots = [g.resolve() for g in guarded]
-    for mount in spec.mounts:
+def refuse_guarded_mounts(
+    spec: SutSpec, guarded: tuple[Path, ...], *, rootdir: Path | None = None
+) -> None:
+    """Refuse a SUT whose sandbox would show it a guarded tree (a task class's ``cases/``,
+    the state directory): a file the command names inside one, or any mount (the Python
+    prefix included) that holds one. A mount holding the rootdir is refused too: a venv
+    created at the repository root would otherwise bring the whole repository along."""
+    trees = [g.resolve() for g in guarded]
+    holders = [*trees, rootdir.resolve()] if rootdir is not None else trees
+    for mount in (*spec.mounts, *python_prefixes()) if spec.kind != "hook" else ():
         real = mount.resolve()
-        for root in roots:
-            if real == root or real.is_relative_to(root):
+        for tree in trees:
+            if real == tree or real.is_relative_to(tree):
                 raise SutConfigError(
-                    f"--codegenie-sut names {mount}, which lies under {root}: the SUT must "
+                    f"--codegenie-sut names {mount}, which lies under {tree}: the SUT must "
                     "never see the cases or the state directory"
+                )
+        for held in holders:
+            if held.is_relative_to(real):
+                raise SutConfigError(
+                    f"the SUT's sandbox would mount {mount}, which holds {held}: the SUT must "
+                    "never see the rootdir, the cases or the state directory (a virtualenv "
+                    "created at the repository root does this; create it in a subfolder)"
                 )
 
 

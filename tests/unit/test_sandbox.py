@@ -130,6 +130,20 @@ def test_a_command_naming_a_case_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SutConfigError, match="must never see the cases"):
         refuse_guarded_mounts(spec, (tmp_path / "cases",))
     refuse_guarded_mounts(SutSpec("command", "c", "d", (), (tmp_path / "x",)), (key.parent,))
+    # a mount that holds a guarded tree, or the rootdir, is refused as well
+    with pytest.raises(SutConfigError, match="which holds"):
+        refuse_guarded_mounts(SutSpec("command", "c", "d", (), (tmp_path,)), (key.parent,))
+    with pytest.raises(SutConfigError, match="which holds"):
+        refuse_guarded_mounts(
+            SutSpec("command", "c", "d", (), (tmp_path / "repo",)),
+            (),
+            rootdir=tmp_path / "repo" / "sub",
+        )
+    refuse_guarded_mounts(
+        SutSpec("command", "c", "d", (), (tmp_path / "repo" / "agent.py",)),
+        (),
+        rootdir=tmp_path / "repo",
+    )
 
 
 def test_sut_environment_is_an_allowlist(monkeypatch: pytest.MonkeyPatch) -> None:
