@@ -175,7 +175,7 @@ class _OutcomeProbe:
         self.outcome: Any = None
 
     def pytest_unconfigure(self, config: Any) -> None:
-        from pytest_codegenie_eval.session import SESSION_KEY
+        from pytest_codegenie_eval.activation import SESSION_KEY
 
         bench = config.stash.get(SESSION_KEY, None)
         if bench is not None:

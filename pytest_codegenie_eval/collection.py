@@ -14,11 +14,12 @@ from typing import Any, NoReturn
 
 import pytest
 
+from pytest_codegenie_eval.activation import SESSION_KEY
 from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
 from pytest_codegenie_eval.execution import load_error_result, run_case
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
-from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, SESSION_KEY, BenchSession
+from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
 
 RESULT_KEY = pytest.StashKey[CaseResult]()
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_codegenie_eval.models import BenchCase
+if TYPE_CHECKING:  # pydantic is not loaded for a run that selects no bench
+    from pytest_codegenie_eval.models import BenchCase
 
 
 @pytest.hookspec(firstresult=True)

@@ -10,6 +10,7 @@ from typing import cast
 
 import pytest
 
+from pytest_codegenie_eval.activation import bench_names
 from pytest_codegenie_eval.sandbox import NetworkMode, SandboxMode
 from pytest_codegenie_eval.sut import SutLimits, SutPolicy
 
@@ -214,13 +215,7 @@ def _path(root: Path, value: str) -> Path:
 def settings_from_config(config: pytest.Config) -> Settings:
     """Command line over ini, validated; bad values are a ``pytest.UsageError``."""
     root = config.rootpath
-    raw_benches = config.getoption("codegenie_bench") or config.getini("codegenie_bench") or []
-    benches: list[str] = []
-    for value in raw_benches:
-        for name in str(value).split(","):
-            name = name.strip()
-            if name and name not in benches:
-                benches.append(name)
+    benches = bench_names(config)
     cap_raw = config.getoption("codegenie_max_cost_usd") or config.getini("codegenie_max_cost_usd")
     cap: float | None = None
     if cap_raw not in (None, ""):

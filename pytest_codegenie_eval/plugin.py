@@ -1,5 +1,9 @@
 """pytest hooks of pytest-codegenie-eval. Hooks only: the work lives in the modules named
-for it (options, session, collection, execution, reporting)."""
+for it (options, session, collection, execution, reporting).
+
+Module level imports only :mod:`.activation` (standard library and pytest): a run that
+selects no bench never loads the run machinery (docs/adr/0014-idle-plugin-costs-nothing.md).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval.session import RUN_SCOPE_INPUT, SESSION_KEY, BenchSession
+from pytest_codegenie_eval.activation import REPORTER_KEY, RUN_SCOPE_INPUT, SESSION_KEY, is_active
 
-REPORTER_KEY = pytest.StashKey[Any]()
 PLUGIN_NAME = "codegenie_eval"
 
 
@@ -55,9 +58,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "codegenie_bench(name): a bench case item of task class NAME"
     )
+    if not is_active(config):
+        return
     from pytest_codegenie_eval.errors import CodegenieEvalError
     from pytest_codegenie_eval.options import settings_from_config
     from pytest_codegenie_eval.preflight import check_sandbox
+    from pytest_codegenie_eval.session import BenchSession
 
     settings = settings_from_config(config)
     if not settings.fence:
@@ -121,11 +127,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    from pytest_codegenie_eval.loader import task_class_dir_of_case
-
     bench = parent.config.stash.get(SESSION_KEY, None)
     if bench is None or bench.settings.fence:
         return None
+    from pytest_codegenie_eval.loader import task_class_dir_of_case
+
     if file_path.name == "case.toml":
         tc_dir = task_class_dir_of_case(file_path)
         if tc_dir is not None and bench.is_selected(tc_dir):
@@ -144,6 +150,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    if config.stash.get(SESSION_KEY, None) is None:
+        return
     from pytest_codegenie_eval.collection import CaseItem
 
     # cases run in (task class, case_id) order wherever they sit in the item list

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_codegenie_eval.activation import explicit_targets
 from pytest_codegenie_eval.cache import ScoreCache
 from pytest_codegenie_eval.cost_tag import CostLedger
 from pytest_codegenie_eval.digests import case_digest
@@ -30,8 +31,6 @@ from pytest_codegenie_eval.sut import (
     resolve_sut,
 )
 
-SESSION_KEY = pytest.StashKey["BenchSession"]()
-RUN_SCOPE_INPUT = "codegenie_run_scope"
 PAYLOAD_PROPERTY = "codegenie_eval"
 
 
@@ -58,7 +57,7 @@ class BenchSession:
         self.outcome = Outcome()
         self._loaded: dict[Path, LoadedTaskClass | CodegenieEvalError] = {}
         self._suts: dict[str, SutSpec] = {}
-        self.targets = self._explicit_targets(config)
+        self.targets = explicit_targets(config)
         cassette_digest = case_digest(settings.cassettes) if settings.cassettes else ""
         self.run_settings = RunSettings(
             cache=None if settings.no_cache else ScoreCache(settings.state_dir / "cache"),
@@ -75,18 +74,6 @@ class BenchSession:
     @staticmethod
     def new_run_scope() -> str:
         return uuid.uuid4().hex
-
-    @staticmethod
-    def _explicit_targets(config: pytest.Config) -> tuple[Path, ...]:
-        if config.args_source != pytest.Config.ArgsSource.ARGS:
-            return ()
-        found = []
-        for arg in config.args:
-            path = Path(arg.split("::", 1)[0])
-            if not path.is_absolute():
-                path = config.invocation_params.dir / path
-            found.append(path.resolve())
-        return tuple(found)
 
     def select_benches(self) -> None:
         """Resolve --codegenie-bench names and make their cases the run's arguments.

@@ -21,12 +21,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import blake3
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
-from pytest_codegenie_eval.models import BenchCase
 from pytest_codegenie_eval.process import ResourceLimits, isolated_script, run_process, tail
 from pytest_codegenie_eval.sandbox import (
     SANDBOX_HOME,
@@ -43,6 +42,9 @@ from pytest_codegenie_eval.sandbox import (
     sandbox_path,
 )
 
+if TYPE_CHECKING:
+    from pytest_codegenie_eval.models import BenchCase
+
 SutKind = Literal["baseline", "noop", "command", "hook"]
 RESULT_FILE = ".codegenie/sut-result.json"
 MAX_RESULT_FILE_BYTES = 64 * 1024
@@ -50,7 +52,7 @@ MAX_RESULT_FILE_BYTES = 64 * 1024
 SUT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ")
 MiB = 1024 * 1024
 
-HookRunner = Callable[[BenchCase, Path, Mapping[str, str]], Mapping[str, Any] | None]
+HookRunner = Callable[["BenchCase", Path, Mapping[str, str]], Mapping[str, Any] | None]
 
 
 class SutConfigError(CodegenieEvalError):

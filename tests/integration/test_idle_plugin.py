@@ -1,0 +1,44 @@
+"""A pytest run that selects no bench pays nothing for the installed plugin: it loads
+neither pydantic, numpy, scipy, structlog, PyYAML nor filelock (benchmarks/bench_plugin_idle.py
+measures the time and memory)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import copy_stub
+
+HEAVY = ("pydantic", "numpy", "scipy", "structlog", "yaml", "filelock")
+
+_PROBE = f"""
+import json, sys
+def pytest_unconfigure(config):
+    heavy = [m for m in {HEAVY!r} if m in sys.modules]
+    with open("loaded.json", "w") as handle:
+        json.dump(heavy, handle)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "idle"),
+    [
+        ([], True),
+        (["test_unit.py::test_unit"], True),  # what an IDE sends
+        (["--codegenie-bench=stub"], False),  # the control: a bench run loads them
+        (["bench/stub/cases/alpha/case.toml::alpha"], False),  # one case, no option
+    ],
+)
+def test_a_run_without_a_bench_loads_no_heavy_module(
+    pytester: pytest.Pytester, args: list[str], idle: bool
+) -> None:
+    copy_stub(pytester.path)
+    pytester.makeconftest(_PROBE)
+    pytester.makepyfile(test_unit="def test_unit():\n    assert True\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
+    loaded = json.loads((pytester.path / "loaded.json").read_text())
+    if idle:
+        assert loaded == []
+    else:
+        assert "pydantic" in loaded
