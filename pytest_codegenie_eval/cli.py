@@ -141,9 +141,9 @@ def cmd_digests(args: argparse.Namespace) -> int:
 
 def cmd_promote_verdict(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.evidence import recommend
     from pytest_codegenie_eval.loader import load_registration
     from pytest_codegenie_eval.promotion import format_verdict
-    from pytest_codegenie_eval.verdicts import recommend
 
     tc_dir = _task_class_dir(args.bench_root, args.task_class)
     if isinstance(tc_dir, int):

@@ -116,17 +116,6 @@ class ChainTamperDetected(CodegenieEvalError):
         super().__init__(f"audit chain tampered: {where}: {problem}")
 
 
-class IncompleteReportForPromotion(CodegenieEvalError):
-    """A report that is not complete (e.g. cost cap hit) was offered as promotion evidence."""
-
-    def __init__(self, run_id: str, task_class: str) -> None:
-        self.run_id = run_id
-        self.task_class = task_class
-        super().__init__(
-            f"run {run_id} of task class {task_class!r} is incomplete and cannot support promotion"
-        )
-
-
 class PromotionMustBeHumanAuthorized(CodegenieEvalError):
     """The gate is read-only: applying a promotion is a human decision."""
 

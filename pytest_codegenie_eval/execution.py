@@ -81,7 +81,6 @@ class RunSettings:
     max_cost_usd: float | None = None
     cassette_dir: Path | None = None
     cassette_digest: str = ""
-    rubric_limits: ResourceLimits | None = None
     keep_workspaces: bool = False
     sut_policy: SutPolicy = field(default_factory=SutPolicy)
     rubric_sandbox: str = "auto"
@@ -206,8 +205,9 @@ class _RubricOutput(BaseModel):
 
 
 @dataclass(frozen=True)
-class RubricVerdict:
-    """The rubric's output after validation against the task class."""
+class ValidatedScore:
+    """The rubric's score, breakdown and failure modes after validation against the task
+    class (not to be confused with a promotion verdict)."""
 
     score: float
     breakdown: dict[str, float]
@@ -220,18 +220,18 @@ def _block(code: str, detail: str) -> FailureMode:
 
 def validate_rubric_output(
     stdout: bytes, *, case_id: str, task_class: LoadedTaskClass
-) -> RubricVerdict:
+) -> ValidatedScore:
     """Check the rubric's stdout against the protocol, the keys and the taxonomy."""
     try:
         text = stdout.decode("utf-8")
         data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         shown = tail(stdout, 200) or "<empty>"
-        return RubricVerdict(
+        return ValidatedScore(
             0.0, {}, (_block("rubric.malformed_output", f"not one JSON object: {exc}: {shown}"),)
         )
     if not isinstance(data, dict):
-        return RubricVerdict(
+        return ValidatedScore(
             0.0, {}, (_block("rubric.malformed_output", "stdout is JSON but not an object"),)
         )
     try:
@@ -240,9 +240,9 @@ def validate_rubric_output(
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
         )
-        return RubricVerdict(0.0, {}, (_block("rubric.malformed_output", problems),))
+        return ValidatedScore(0.0, {}, (_block("rubric.malformed_output", problems),))
     if parsed.case_id is not None and parsed.case_id != case_id:
-        return RubricVerdict(
+        return ValidatedScore(
             0.0,
             {},
             (
@@ -273,7 +273,7 @@ def validate_rubric_output(
             modes.append(FailureMode(code=fm.code, severity=severity[0], detail=fm.detail))
     harness_problem = any(m.code.startswith("rubric.") for m in modes)
     score = 0.0 if harness_problem else parsed.score
-    return RubricVerdict(score, breakdown, tuple(modes))
+    return ValidatedScore(score, breakdown, tuple(modes))
 
 
 def rubric_isolation(mode: str = "auto") -> str:
@@ -315,9 +315,8 @@ def run_rubric(
     case: BenchCase,
     case_dir: Path,
     harness_output: Mapping[str, Any],
-    limits: ResourceLimits | None,
     mode: str = "auto",
-) -> RubricVerdict:
+) -> ValidatedScore:
     """Run ``python -I rubric.py`` isolated: temp cwd, allowlisted env, limits, timeout,
     inside bubblewrap (or namespaces) as ``mode`` and the machine allow."""
     payload = json.dumps(
@@ -346,23 +345,23 @@ def run_rubric(
             stdin=payload,
             timeout_s=case.rubric_timeout_s,
             max_stdout=MAX_RUBRIC_STDOUT,
-            limits=limits or default_rubric_limits(case.rubric_timeout_s),
+            limits=default_rubric_limits(case.rubric_timeout_s),
         )
     if result.timed_out:
-        return RubricVerdict(
+        return ValidatedScore(
             0.0,
             {},
             (_block("rubric.timeout", f"killed after {case.rubric_timeout_s:g} s"),),
         )
     if result.stdout_truncated:
-        return RubricVerdict(
+        return ValidatedScore(
             0.0,
             {},
             (_block("rubric.malformed_output", f"stdout exceeded {MAX_RUBRIC_STDOUT} bytes"),),
         )
     if result.spawn_error or result.returncode != 0:
         why = result.spawn_error or f"exit code {result.returncode}"
-        return RubricVerdict(
+        return ValidatedScore(
             0.0,
             {},
             (_block("rubric.malformed_output", f"{why}; stderr: {tail(result.stderr, 1500)}"),),
@@ -577,7 +576,7 @@ def run_case(
             # nothing of an oversized workspace is read: no diff, no rubric
             modes.append(_block("sut.workspace_too_large", sut_run.workspace_overflow))
             diff = ""
-            verdict = RubricVerdict(0.0, {}, ())
+            verdict = ValidatedScore(0.0, {}, ())
         else:
             diff = unified_diff(entry.directory / "input", workspace)
         if leaked(canary_for(case), sut_run.stdout, sut_run.stderr, diff):
@@ -597,7 +596,6 @@ def run_case(
                 case,
                 entry.directory,
                 harness_output,
-                settings.rubric_limits,
                 settings.rubric_sandbox,
             )
         if not any(m.code == "sut.tampered_bench" for m in modes):

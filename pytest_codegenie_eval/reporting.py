@@ -124,7 +124,7 @@ class EvalReporter:
             self._write_jsonl(settings.jsonl)
 
     def _verdict(self, task_class: str) -> tuple[PromotionVerdict | None, Path | None]:
-        from pytest_codegenie_eval.verdicts import recommend
+        from pytest_codegenie_eval.evidence import recommend
 
         settings = self.bench.settings
         loaded = self.bench.loaded(task_class)

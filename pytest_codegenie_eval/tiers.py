@@ -22,15 +22,11 @@ from pytest_codegenie_eval.errors import CodegenieEvalError, TierConfigInvalid
 from pytest_codegenie_eval.registry import KNOWN_TIERS
 
 __all__ = [
-    "DEFAULT_TIER_CONFIG_PATH",
     "KNOWN_TIERS",
     "TierConfig",
     "UnknownTier",
     "load_tier_config",
 ]
-
-DEFAULT_TIER_CONFIG_PATH = Path("docs") / "trust-tiers.yaml"
-"""Where the tier configuration lives, relative to the repository (pytest rootdir)."""
 
 _TOP_LEVEL_KEYS = (
     "schema_version",

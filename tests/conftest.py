@@ -14,8 +14,8 @@ import pytest
 # In-process pytester runs drop modules first imported during the run; numpy cannot be
 # imported twice in one process, so everything the plugin imports lazily is loaded here.
 import pytest_codegenie_eval.collection
-import pytest_codegenie_eval.reporting
-import pytest_codegenie_eval.verdicts  # noqa: F401
+import pytest_codegenie_eval.evidence
+import pytest_codegenie_eval.reporting  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 STUB = REPO / "tests" / "fixtures" / "bench" / "stub"

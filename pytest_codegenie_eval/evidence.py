@@ -1,4 +1,4 @@
-"""Promotion verdicts over recorded evidence: the glue between audit chain and gate.
+"""Recorded evidence and the verdicts drawn from it: the glue between audit chain and gate.
 
 Used at session end (``--codegenie-verdict``) and by ``codegenie-eval promote-verdict``. It
 verifies the chain, reads the evidence window of run reports it names, asks the pure gate,
