@@ -10,7 +10,7 @@ This module imports the standard library and pytest only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from pytest_codegenie_eval.session import BenchSession  # noqa: F401 (the key's type)
 
 SESSION_KEY = pytest.StashKey["BenchSession"]()
-REPORTER_KEY = pytest.StashKey[Any]()
 RUN_SCOPE_INPUT = "codegenie_run_scope"
 REGISTRATION = "registration.py"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval.activation import REPORTER_KEY, RUN_SCOPE_INPUT, SESSION_KEY, is_active
+from pytest_codegenie_eval.activation import RUN_SCOPE_INPUT, SESSION_KEY, is_active
 
 PLUGIN_NAME = "codegenie_eval"
 
@@ -83,9 +83,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _is_worker(config):
         from pytest_codegenie_eval.reporting import EvalReporter
 
-        reporter = EvalReporter(bench)
-        config.stash[REPORTER_KEY] = reporter
-        config.pluginmanager.register(reporter, "codegenie_eval_reporter")
+        # a plugin of its own, as pytest's junitxml: it collects, writes and prints
+        # through its hooks, and unregisters itself in pytest_unconfigure
+        config.pluginmanager.register(EvalReporter(bench), EvalReporter.PLUGIN_NAME)
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest must load without xdist too
@@ -162,23 +162,3 @@ def pytest_collection_modifyitems(
     )
     for slot, item in zip(slots, ordered, strict=True):
         items[slot] = item
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    reporter = session.config.stash.get(REPORTER_KEY, None)
-    if reporter is not None:
-        reporter.finish(session)
-        if reporter.bench.outcome.tampered_after_pass and session.exitstatus == 0:
-            # those items were reported passed before the change was seen: the run is not
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    reporter = terminalreporter.config.stash.get(REPORTER_KEY, None)
-    if reporter is None:
-        return
-    lines = reporter.summary_lines()
-    if lines:
-        terminalreporter.write_sep("=", "codegenie eval summary")
-        for line in lines:
-            terminalreporter.write_line(line)

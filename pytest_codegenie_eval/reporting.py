@@ -49,7 +49,14 @@ def _case_from_nodeid(nodeid: str) -> tuple[str, str] | None:
 
 
 class EvalReporter:
-    """Collects case payloads during the run and turns them into evidence at the end."""
+    """Collects case payloads during the run and turns them into evidence at the end.
+
+    Registered as a plugin on the controller only (never on an xdist worker); its hooks
+    collect in ``pytest_runtest_logreport``, write in ``pytest_sessionfinish``, print in
+    ``pytest_terminal_summary`` and unregister in ``pytest_unconfigure``.
+    """
+
+    PLUGIN_NAME = "codegenie_eval_reporter"
 
     def __init__(self, bench: BenchSession) -> None:
         self.bench = bench
@@ -83,6 +90,22 @@ class EvalReporter:
                 )
 
     # -- session end ---------------------------------------------------------------------
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.finish(session)
+        if self.bench.outcome.tampered_after_pass and session.exitstatus == 0:
+            # those items were reported passed before the change was seen: the run is not
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        lines = self.summary_lines()
+        if lines:
+            terminalreporter.write_sep("=", "codegenie eval summary")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        config.pluginmanager.unregister(self)
+
     def finish(self, session: pytest.Session) -> None:
         by_class: dict[str, list[CaseResult]] = {}
         for result in self.results.values():

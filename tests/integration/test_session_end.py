@@ -159,3 +159,25 @@ def test_unanswerable_verdict_fails_before_any_case_runs(
     gold = run_bench("--codegenie-verdict=gold")
     assert gold.ret == pytest.ExitCode.USAGE_ERROR
     gold.stderr.fnmatch_lines(["*task class 'stub' declares floors for bronze, silver*"])
+
+
+def test_the_reporter_is_a_plugin_that_unregisters_itself(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    seen: dict[str, object] = {}
+
+    class Probe:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionfinish(self, session: pytest.Session) -> None:
+            seen["during"] = session.config.pluginmanager.get_plugin("codegenie_eval_reporter")
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_unconfigure(self, config: pytest.Config) -> None:
+            seen["after"] = config.pluginmanager.get_plugin("codegenie_eval_reporter")
+
+    result = pytester.runpytest(
+        "--codegenie-bench=stub", "-p", "no:cacheprovider", plugins=[Probe()]
+    )
+    result.assert_outcomes(passed=3)
+    assert type(seen["during"]).__name__ == "EvalReporter"
+    assert seen["after"] is None
