@@ -14,9 +14,10 @@ from typing import Any, NoReturn
 
 import pytest
 
+from pytest_codegenie_eval import results
 from pytest_codegenie_eval.activation import SESSION_KEY
 from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
-from pytest_codegenie_eval.execution import load_error_result, run_case
+from pytest_codegenie_eval.execution import run_case
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
@@ -103,7 +104,14 @@ class CaseItem(pytest.Item):
         bench: BenchSession = self.config.stash[SESSION_KEY]
         if self.error is not None or self.task_class is None or self.entry is None:
             if self.entry is not None and self.error is self.entry.error:
-                result = load_error_result(self.task_class_name, self.entry, self.nodeid)
+                case = self.entry.case
+                result = results.load_error(
+                    self.task_class_name,
+                    self.entry.case_id,
+                    self.nodeid,
+                    self.entry.error,
+                    case.curation_class if case else None,
+                )
                 attach_result(self, result)
                 raise CaseFailed(result)
             # the task class itself is broken, or a pin names a missing directory
@@ -113,13 +121,12 @@ class CaseItem(pytest.Item):
         if cap is not None and settings.ledger is not None:
             spent = settings.ledger.total_usd()
             if spent > cap:
-                bench.outcome.cost_cap_hit = True
-                skipped = CaseResult(
-                    task_class=self.task_class_name,
-                    case_id=self.case_id,
-                    nodeid=self.nodeid,
-                    status="skipped_cost_cap",
-                    curation_class=self.entry.case.curation_class if self.entry.case else None,
+                # the controller sees the cap in the report this record joins
+                skipped = results.cost_cap_skipped(
+                    self.task_class_name,
+                    self.case_id,
+                    self.nodeid,
+                    self.entry.case.curation_class if self.entry.case else None,
                 )
                 attach_result(self, skipped)
                 pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
@@ -151,12 +158,8 @@ class CaseItem(pytest.Item):
             raise CaseFailed(result)
 
     def _fail_with(self, code: str, detail: str, *, status: CaseStatus = "crashed") -> NoReturn:
-        result = CaseResult(
-            task_class=self.task_class_name,
-            case_id=self.case_id,
-            nodeid=self.nodeid,
-            status=status,
-            failure_modes=(FailureMode(code=code, severity="block", detail=detail),),
+        result = results.harness_failure(
+            self.task_class_name, self.case_id, self.nodeid, code, detail, status
         )
         attach_result(self, result)
         raise CaseFailed(result)

@@ -23,15 +23,13 @@ from typing import Any
 import blake3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pytest_codegenie_eval import __version__
+from pytest_codegenie_eval import __version__, results
 from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
 from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, with_pinned_canary
 from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
 from pytest_codegenie_eval.digests import case_digest
 from pytest_codegenie_eval.errors import (
-    BenchCaseDigestMismatch,
     BenchCaseLoadError,
-    DigestsFileInvalid,
 )
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass, rubric_digest
 from pytest_codegenie_eval.models import BenchCase, CaseResult, FailureMode, Severity
@@ -214,8 +212,7 @@ class ValidatedScore:
     failure_modes: tuple[FailureMode, ...]
 
 
-def _block(code: str, detail: str) -> FailureMode:
-    return FailureMode(code=code, severity="block", detail=detail)
+_block = results.block
 
 
 def validate_rubric_output(
@@ -601,25 +598,20 @@ def run_case(
         if not any(m.code == "sut.tampered_bench" for m in modes):
             # a rubric outside bubblewrap can write the case it reads
             modes += tamper_failures(task_class, entry, "rubric.tampered_bench")
-        all_modes = tuple(modes) + verdict.failure_modes
-        blocked = any(m.severity == "block" for m in all_modes)
-        passed = not blocked and verdict.score >= case.pass_threshold - 1e-12
-        result = CaseResult(
+        result = results.scored(
+            failure_modes=(*modes, *verdict.failure_modes),
+            score=verdict.score,
+            pass_threshold=case.pass_threshold,
             task_class=task_class.name,
             case_id=case.case_id,
             nodeid=nodeid,
-            pass_threshold=case.pass_threshold,
             curation_class=case.curation_class,
             case_digest=entry.digest,
             sut=sut.display,
             sut_digest=sut.digest,
             rubric_digest=task_class.rubric_digest,
-            score=verdict.score,
-            passed=passed,
             breakdown=verdict.breakdown,
-            failure_modes=all_modes,
             cost_usd=sut_run.cost_usd,
-            cached=False,
             duration_s=time.monotonic() - started,
             sut_exit_code=sut_run.exit_code,
             sut_isolation=sut_run.isolation,
@@ -646,20 +638,3 @@ def _sut_failures(run: SutRun, case: BenchCase) -> list[FailureMode]:
     elif run.error:
         modes.append(_block("sut.exception", run.error))
     return modes
-
-
-def load_error_result(task_class: str, entry: CaseEntry, nodeid: str) -> CaseResult:
-    """The record of a case that could not be loaded: a failed case, never a lost one."""
-    code = (
-        "harness.digest_mismatch"
-        if isinstance(entry.error, BenchCaseDigestMismatch | DigestsFileInvalid)
-        else "harness.case_invalid"
-    )
-    return CaseResult(
-        task_class=task_class,
-        case_id=entry.case_id,
-        nodeid=nodeid,
-        status="load_error",
-        failure_modes=(_block(code, str(entry.error)),),
-        curation_class=entry.case.curation_class if entry.case else None,
-    )

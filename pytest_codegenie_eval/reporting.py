@@ -20,8 +20,9 @@ from pytest_codegenie_eval.aggregate import build_report
 from pytest_codegenie_eval.audit import write_run_record
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution import HARNESS_VERSION, recheck_at_session_end
-from pytest_codegenie_eval.models import BenchRunReport, CaseResult, FailureMode, PromotionVerdict
+from pytest_codegenie_eval.models import BenchRunReport, CaseResult, PromotionVerdict
 from pytest_codegenie_eval.promotion import format_verdict
+from pytest_codegenie_eval.results import worker_crashed
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
 
 log = structlog.get_logger("codegenie_eval.reporting")
@@ -37,15 +38,6 @@ class TaskClassOutcome:
     verdict: PromotionVerdict | None = None
     recommendation: Path | None = None
     error: str | None = None
-
-
-def _case_from_nodeid(nodeid: str) -> tuple[str, str] | None:
-    """``…/<tc>/cases/<dir>/case.toml::<case_id>`` → (tc, case_id)."""
-    path, sep, name = nodeid.partition("::")
-    parts = path.split("/")
-    if not sep or len(parts) < 4 or parts[-3] != "cases":
-        return None
-    return parts[-4], name
 
 
 class EvalReporter:
@@ -73,21 +65,9 @@ class EvalReporter:
                 return
         if str(report.when) == "???" and report.nodeid not in self.results:
             # xdist reports a worker that died mid-case this way, with no payload
-            where = _case_from_nodeid(report.nodeid)
-            if where is not None:
-                self.results[report.nodeid] = CaseResult(
-                    task_class=where[0],
-                    case_id=where[1],
-                    nodeid=report.nodeid,
-                    status="crashed",
-                    failure_modes=(
-                        FailureMode(
-                            code="harness.worker_crashed",
-                            severity="block",
-                            detail=str(report.longrepr)[-500:],
-                        ),
-                    ),
-                )
+            crashed = worker_crashed(report.nodeid, str(report.longrepr))
+            if crashed is not None:
+                self.results[report.nodeid] = crashed
 
     # -- session end ---------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
