@@ -56,7 +56,9 @@ def stub_bench(pytester: pytest.Pytester) -> Path:
 
 @pytest.fixture(params=["no-xdist", "n0", "n2"])
 def xdist_args(request: pytest.FixtureRequest) -> list[str]:
-    return {"no-xdist": [], "n0": ["-n", "0"], "n2": ["-n", "2"]}[str(request.param)]
+    """The three ways a suite runs: without xdist loaded at all, ``-n 0``, ``-n 2``."""
+    modes = {"no-xdist": ["-p", "no:xdist"], "n0": ["-n", "0"], "n2": ["-n", "2"]}
+    return modes[str(request.param)]
 
 
 @pytest.fixture

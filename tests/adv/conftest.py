@@ -24,7 +24,7 @@ BenchRun = tuple[pytest.RunResult, dict[str, dict[str, Any]]]
 
 
 @pytest.fixture
-def run_bench(pytester: pytest.Pytester) -> Callable[..., BenchRun]:
+def run_fixture_bench(pytester: pytest.Pytester) -> Callable[..., BenchRun]:
     """Run one task class through the plugin; returns the result and the JSONL case lines.
 
     ``subprocess=True`` runs pytest in a child process (needed whenever timeouts, process

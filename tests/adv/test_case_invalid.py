@@ -87,7 +87,7 @@ def broken_bench(copy_task_class: Callable[[str], Path], tmp_path: Path) -> Path
 
 
 def test_each_broken_case_fails_alone_with_file_and_field_named(
-    run_bench: Runner, broken_bench: Path, subtests: pytest.Subtests
+    run_fixture_bench: Runner, broken_bench: Path, subtests: pytest.Subtests
 ) -> None:
     cases_dir = broken_bench / "cases"
     # item name -> (failure code, fragments the detail must contain, in order)
@@ -153,7 +153,7 @@ def test_each_broken_case_fails_alone_with_file_and_field_named(
             [f"{cases_dir}/digests.yaml: pins case directory 'ghost', which does not exist"],
         ),
     }
-    result, cases = run_bench("stub", "--codegenie-sut=baseline", root=broken_bench.parent)
+    result, cases = run_fixture_bench("stub", "--codegenie-sut=baseline", root=broken_bench.parent)
     result.assert_outcomes(passed=len(HEALTHY), failed=len(expected))
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # failed items, not a crashed session
     for name in HEALTHY:
@@ -176,12 +176,12 @@ def test_each_broken_case_fails_alone_with_file_and_field_named(
 
 
 def test_poisoned_case_is_digest_mismatch_and_never_runs(
-    run_bench: Runner, copy_task_class: Callable[[str], Path]
+    run_fixture_bench: Runner, copy_task_class: Callable[[str], Path]
 ) -> None:
     stub = copy_task_class("stub")
     # the answer key is edited after pinning (e.g. to make a failing agent pass)
     (stub / "cases" / "beta" / "expected" / "answer.txt").write_text("poisoned\n")
-    result, cases = run_bench("stub", root=stub.parent)
+    result, cases = run_fixture_bench("stub", root=stub.parent)
     result.assert_outcomes(passed=2, failed=1)
     beta = cases["beta"]
     assert [fm["code"] for fm in beta["failure_modes"]] == ["harness.digest_mismatch"]
@@ -195,11 +195,11 @@ def test_poisoned_case_is_digest_mismatch_and_never_runs(
 
 
 def test_poisoned_case_under_strict_starts_no_case(
-    run_bench: Runner, copy_task_class: Callable[[str], Path]
+    run_fixture_bench: Runner, copy_task_class: Callable[[str], Path]
 ) -> None:
     stub = copy_task_class("stub")
     (stub / "cases" / "beta" / "input" / "question.txt").write_text("What is 1 + 1\n")
-    result, cases = run_bench("stub", "--codegenie-strict", root=stub.parent)
+    result, cases = run_fixture_bench("stub", "--codegenie-strict", root=stub.parent)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert cases == {}
     result.stderr.fnmatch_lines(
@@ -234,12 +234,12 @@ def test_poisoned_case_under_strict_starts_no_case(
     ],
 )
 def test_malformed_failure_modes_yaml_fails_every_case_naming_the_file(
-    run_bench: Runner, copy_task_class: Callable[[str], Path], yaml_text: str, message: str
+    run_fixture_bench: Runner, copy_task_class: Callable[[str], Path], yaml_text: str, message: str
 ) -> None:
     stub = copy_task_class("stub")
     taxonomy = stub / "failure_modes.yaml"
     taxonomy.write_text(yaml_text, encoding="utf-8")
-    result, cases = run_bench("stub", root=stub.parent)
+    result, cases = run_fixture_bench("stub", root=stub.parent)
     result.assert_outcomes(failed=3)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert sorted(cases) == ["alpha", "beta", "gamma"]

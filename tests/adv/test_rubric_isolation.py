@@ -50,9 +50,9 @@ def _env_report(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_rubric_sees_only_the_allowlisted_environment(
-    run_bench: Runner, secrets: dict[str, str], pytester: pytest.Pytester
+    run_fixture_bench: Runner, secrets: dict[str, str], pytester: pytest.Pytester
 ) -> None:
-    result, cases = run_bench(BENCH, "-k", "env-probe", subprocess=True)
+    result, cases = run_fixture_bench(BENCH, "-k", "env-probe", subprocess=True)
     result.assert_outcomes(passed=1)
     case = cases["env-probe"]
     report = _env_report(case)
@@ -73,9 +73,9 @@ def test_rubric_sees_only_the_allowlisted_environment(
 
 @pytest.mark.skipif(not sandbox_prefix(), reason="no unprivileged namespaces on this machine")
 def test_rubric_cannot_read_secrets_from_the_harness_process(
-    run_bench: Runner, secrets: dict[str, str]
+    run_fixture_bench: Runner, secrets: dict[str, str]
 ) -> None:
-    result, cases = run_bench(BENCH, "-k", "env-probe", subprocess=True)
+    result, cases = run_fixture_bench(BENCH, "-k", "env-probe", subprocess=True)
     result.assert_outcomes(passed=1)
     assert _env_report(cases["env-probe"])["parent_environ_secret_names"] == []
 
@@ -143,7 +143,7 @@ def _read_pids(pid_file: Path) -> list[int]:
     ],
 )
 def test_rubric_timeout_and_orphans_leave_no_process_behind(
-    run_bench: Runner,
+    run_fixture_bench: Runner,
     copy_task_class: Callable[[str], Path],
     tmp_path: Path,
     recorded_pids: list[int],
@@ -158,7 +158,7 @@ def test_rubric_timeout_and_orphans_leave_no_process_behind(
     write_digests(task_class / "cases")
 
     started = time.monotonic()
-    result, cases = run_bench(
+    result, cases = run_fixture_bench(
         BENCH,
         "-k",
         "sleep-past-timeout or orphan-child",

@@ -37,10 +37,12 @@ WELL_BEHAVED = ("ok", "stderr-flood", "sut-target")
 
 
 def test_hostile_rubric_outputs_fail_only_their_own_case(
-    run_bench: Runner, subtests: pytest.Subtests
+    run_fixture_bench: Runner, subtests: pytest.Subtests
 ) -> None:
     # every role that leaves no process behind, in one session (one run keeps the suite fast)
-    result, cases = run_bench(BENCH, "-k", "not sleep-past-timeout and not orphan-child", "-rA")
+    result, cases = run_fixture_bench(
+        BENCH, "-k", "not sleep-past-timeout and not orphan-child", "-rA"
+    )
     # + severity-downgrade fails; + env-probe passes; nothing errors or crashes the session
     result.assert_outcomes(failed=len(HOSTILE) + 1, passed=len(WELL_BEHAVED) + 1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED

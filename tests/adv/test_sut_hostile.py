@@ -33,15 +33,15 @@ def _codes(case: dict[str, Any]) -> list[str]:
     return [fm["code"] for fm in case["failure_modes"]]
 
 
-def test_noop_control_passes(run_bench: Runner) -> None:
+def test_noop_control_passes(run_fixture_bench: Runner) -> None:
     # the target case passes with a harmless SUT, so each failure below is the SUT's doing
-    result, cases = run_bench(BENCH, "-k", TARGET, "--codegenie-sut=noop")
+    result, cases = run_fixture_bench(BENCH, "-k", TARGET, "--codegenie-sut=noop")
     result.assert_outcomes(passed=1)
     assert cases[TARGET]["failure_modes"] == []
 
 
-def test_sut_that_raises_is_sut_exception_with_its_traceback(run_bench: Runner) -> None:
-    result, cases = run_bench(BENCH, "-k", TARGET, _sut("raises.py"))
+def test_sut_that_raises_is_sut_exception_with_its_traceback(run_fixture_bench: Runner) -> None:
+    result, cases = run_fixture_bench(BENCH, "-k", TARGET, _sut("raises.py"))
     result.assert_outcomes(failed=1)
     case = cases[TARGET]
     assert _codes(case) == ["sut.exception"]
@@ -67,13 +67,13 @@ def test_sut_that_raises_is_sut_exception_with_its_traceback(run_bench: Runner) 
     ],
 )
 def test_hanging_sut_is_killed_with_its_children(
-    run_bench: Runner, tmp_path: Path, recorded_pids: list[int], child_mode: str
+    run_fixture_bench: Runner, tmp_path: Path, recorded_pids: list[int], child_mode: str
 ) -> None:
     pid_file = tmp_path / "sut.pids"
     started = time.monotonic()
     # env-only, so the SUT can record its pids on the host: this is the harness's own
     # process-group and subreaper defence, which holds without the sandbox too
-    result, cases = run_bench(
+    result, cases = run_fixture_bench(
         BENCH,
         "-k",
         TARGET,
@@ -91,9 +91,9 @@ def test_hanging_sut_is_killed_with_its_children(
     assert survivors(recorded_pids) == []
 
 
-def test_sut_writing_outside_its_workspace_is_escaped_workspace(run_bench: Runner) -> None:
+def test_sut_writing_outside_its_workspace_is_escaped_workspace(run_fixture_bench: Runner) -> None:
     # without the sandbox the write lands next to the workspace and is detected
-    result, cases = run_bench(
+    result, cases = run_fixture_bench(
         BENCH, "-k", TARGET, _sut("escapes.py"), "--codegenie-sut-sandbox=none"
     )
     result.assert_outcomes(failed=1)
@@ -107,8 +107,8 @@ def test_sut_writing_outside_its_workspace_is_escaped_workspace(run_bench: Runne
 
 
 @pytest.mark.parametrize("channel", ["stdout", "stderr", "file"])
-def test_sut_leaking_the_canary_is_canary_leaked(run_bench: Runner, channel: str) -> None:
-    result, cases = run_bench(BENCH, "-k", TARGET, _sut("leaks_canary.py", channel))
+def test_sut_leaking_the_canary_is_canary_leaked(run_fixture_bench: Runner, channel: str) -> None:
+    result, cases = run_fixture_bench(BENCH, "-k", TARGET, _sut("leaks_canary.py", channel))
     result.assert_outcomes(failed=1)
     case = cases[TARGET]
     assert _codes(case) == ["canary.leaked"]

@@ -122,6 +122,32 @@ def test_ledger_records_every_invocation_across_threads(tmp_path: Path) -> None:
     assert ledger.total_usd() == pytest.approx(2.0)
 
 
+_SPENDER = """
+import sys
+from pathlib import Path
+from pytest_codegenie_eval.cost_tag import CostLedger, tag_invocation
+ledger = CostLedger(Path(sys.argv[1]))
+for i in range(25):
+    with tag_invocation(ledger, "scope", "t", f"{sys.argv[2]}-{i}") as invocation:
+        invocation.cost_usd = 0.01
+"""
+
+
+def test_ledger_records_every_invocation_across_processes(tmp_path: Path) -> None:
+    # what xdist workers do: separate processes appending to one ledger at once
+    import subprocess
+
+    path = tmp_path / "ledger.jsonl"
+    spenders = [
+        subprocess.Popen([sys.executable, "-c", _SPENDER, str(path), f"w{n}"]) for n in range(4)
+    ]
+    assert [p.wait(timeout=60) for p in spenders] == [0, 0, 0, 0]
+    entries = CostLedger(path).entries()
+    assert len(entries) == 100
+    assert len({entry["tag"] for entry in entries}) == 100
+    assert CostLedger(path).total_usd() == pytest.approx(1.0)
+
+
 def test_tag_is_set_only_inside_the_block(tmp_path: Path) -> None:
     with tag_invocation(None, "scope", "t", "c1") as invocation:
         assert os.environ[TAG_ENV] == invocation.tag == "codegenie-bench/scope/t/c1"

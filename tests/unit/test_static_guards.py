@@ -96,7 +96,17 @@ def test_rubric_helper_does_not_import_pydantic() -> None:
 
 
 def test_public_api_is_nine_names() -> None:
-    assert len(pytest_codegenie_eval.__all__) == 9
+    assert sorted(pytest_codegenie_eval.__all__) == [
+        "BenchCase",
+        "BenchRunReport",
+        "BenchScore",
+        "FailureMode",
+        "PromotionGate",
+        "PromotionVerdict",
+        "Rubric",
+        "TaskClass",
+        "register_task_class",
+    ]
     for name in pytest_codegenie_eval.__all__:
         assert getattr(pytest_codegenie_eval, name) is not None
 
