@@ -3,12 +3,13 @@
 The key is BLAKE3 over the case digest, SUT digest, rubric digest, cassette corpus digest,
 harness version and canary pin, each length-prefixed, so changing any of them (a whitespace
 edit of rubric.py, a new SUT command) is a miss. Entries are written atomically under a
-file lock; an entry that does not parse is a miss with a warning, never a crash.
+file lock; an entry that does not parse is a miss with a logged warning, never a crash.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -16,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
-import structlog
 from filelock import FileLock
 from pydantic import ValidationError
 
 from pytest_codegenie_eval.models import CaseResult
 
-log = structlog.get_logger("codegenie_eval.cache")
+# through the standard logging pytest captures (shown with the failing test, or live)
+log = logging.getLogger("codegenie_eval.cache")
 
 ENTRY_VERSION = 1
 
@@ -73,7 +74,7 @@ class ScoreCache:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            log.warning("cache entry unreadable, treated as a miss", path=str(path), error=str(exc))
+            log.warning("cache entry %s unreadable, treated as a miss: %s", path, exc)
             return None
         try:
             data = json.loads(raw)
@@ -83,7 +84,7 @@ class ScoreCache:
                 raise ValueError("entry is stored under the wrong key")
             return CaseResult.model_validate(data["result"])
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            log.warning("corrupt cache entry, treated as a miss", path=str(path), error=str(exc))
+            log.warning("corrupt cache entry %s, treated as a miss: %s", path, exc)
             return None
 
     def put(self, key: str, result: CaseResult) -> Path:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import structlog
 
 from pytest_codegenie_eval.aggregate import build_report
 from pytest_codegenie_eval.audit import write_run_record
@@ -24,8 +23,6 @@ from pytest_codegenie_eval.models import BenchRunReport, CaseResult, PromotionVe
 from pytest_codegenie_eval.promotion import format_verdict
 from pytest_codegenie_eval.results import worker_crashed
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
-
-log = structlog.get_logger("codegenie_eval.reporting")
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,6 @@ class EvalReporter:
         except CodegenieEvalError as exc:
             # an asked-for tier was checked before the run; this is a broken tier file met
             # while looking for an automatic recommendation (or files changed mid-run)
-            log.warning("no verdict", task_class=task_class, error=str(exc))
             self.verdict_errors.append(f"{task_class}: no verdict: {exc}")
             return None, None
         return verdict, path

@@ -1,5 +1,5 @@
 """A pytest run that selects no bench pays nothing for the installed plugin: it loads
-neither pydantic, numpy, scipy, structlog, PyYAML nor filelock (benchmarks/bench_plugin_idle.py
+neither pydantic, numpy, scipy, PyYAML nor filelock (benchmarks/bench_plugin_idle.py
 measures the time and memory)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import copy_stub
 
-HEAVY = ("pydantic", "numpy", "scipy", "structlog", "yaml", "filelock")
+HEAVY = ("pydantic", "numpy", "scipy", "yaml", "filelock")
 
 _PROBE = f"""
 import json, sys

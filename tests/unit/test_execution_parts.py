@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -60,15 +59,17 @@ def test_length_prefix_keeps_field_boundaries() -> None:
     "content",
     [b"", b"{not json", b'{"version": 99}', b'{"version": 1, "key": "wrong", "result": {}}'],
 )
-def test_corrupt_entry_is_a_miss_with_a_warning(tmp_path: Path, content: bytes) -> None:
+def test_corrupt_entry_is_a_miss_with_a_warning(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = ScoreCache(tmp_path)
     key = PARTS.key()
     path = cache.path_for(key)
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
-    with structlog.testing.capture_logs() as logs:
+    with caplog.at_level("WARNING", logger="codegenie_eval.cache"):
         assert cache.get(key) is None
-    assert any("treated as a miss" in entry["event"] for entry in logs)
+    assert any("treated as a miss" in record.getMessage() for record in caplog.records)
 
 
 def test_truncated_entry_is_a_miss(tmp_path: Path) -> None:
