@@ -13,10 +13,8 @@ from typing import Literal
 
 import blake3
 
-from pytest_codegenie_eval.models import BenchRunReport, BoundInfo, CaseResult
+from pytest_codegenie_eval.models import PARTIAL_PREFIX, BenchRunReport, BoundInfo, CaseResult
 from pytest_codegenie_eval.stats import Welford, lower_bound_95, seed_from_run_id
-
-PARTIAL_PREFIX = "partial:"
 
 
 def content_run_id(task_class: str, results: Iterable[CaseResult], *, complete: bool) -> str:

@@ -41,6 +41,7 @@ import blake3
 import filelock
 
 from pytest_codegenie_eval.errors import ChainTamperDetected
+from pytest_codegenie_eval.models import PARTIAL_PREFIX
 
 if TYPE_CHECKING:
     from pytest_codegenie_eval.models import BenchRunReport
@@ -340,7 +341,7 @@ def _report_stem(report: BenchRunReport) -> str:
             f"ISO-8601 timestamp: {exc}"
         ) from exc
     stamp = created.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_id = report.run_id.removeprefix("partial:")
+    run_id = report.run_id.removeprefix(PARTIAL_PREFIX)
     short = _UNSAFE_NAME_CHARS.sub("", run_id)[:8] or "run"
     # Several task classes share one session's run id; the task class keeps names apart
     # and tells a reader of runs/ what each file is.

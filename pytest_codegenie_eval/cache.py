@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
 from filelock import FileLock
 from pydantic import ValidationError
 
+from pytest_codegenie_eval.hashing import hash_parts
 from pytest_codegenie_eval.models import CaseResult
 
 # through the standard logging pytest captures (shown with the failing test, or live)
@@ -41,8 +41,7 @@ class CacheKeyParts:
     sut_policy: str = ""  # the SUT's confinement (sandbox, network, paths, env, limits)
 
     def key(self) -> str:
-        hasher = blake3.blake3(b"pytest-codegenie-eval cache v1\0")
-        for part in (
+        fields = (
             self.case_digest,
             self.sut_digest,
             self.rubric_digest,
@@ -50,11 +49,10 @@ class CacheKeyParts:
             self.harness_version,
             self.cassette_canary_pin,
             self.sut_policy,
-        ):
-            data = part.encode("utf-8")
-            hasher.update(len(data).to_bytes(8, "little"))
-            hasher.update(data)
-        return str(hasher.hexdigest())
+        )
+        return hash_parts(
+            (f.encode("utf-8") for f in fields), domain=b"pytest-codegenie-eval cache v1\0"
+        )
 
 
 class ScoreCache:

@@ -17,6 +17,7 @@ import blake3
 import yaml
 
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
+from pytest_codegenie_eval.hashing import hash_tree
 
 DIGESTS_FILE = "digests.yaml"
 _SKIP_DIRS = frozenset({"__pycache__"})
@@ -87,15 +88,7 @@ def check_input_links(input_dir: Path) -> None:
 
 def case_digest(case_dir: Path) -> str:
     """BLAKE3 hex digest of a case directory (docs/bench-authoring.md)."""
-    hasher = blake3.blake3()
-    for rel, path in sorted(_iter_files(case_dir)):
-        name = rel.encode("utf-8")
-        data = path.read_bytes()
-        hasher.update(len(name).to_bytes(8, "little"))
-        hasher.update(name)
-        hasher.update(len(data).to_bytes(8, "little"))
-        hasher.update(data)
-    return str(hasher.hexdigest())
+    return hash_tree(_iter_files(case_dir))
 
 
 def file_digest(path: Path) -> str:

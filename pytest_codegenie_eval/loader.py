@@ -38,6 +38,7 @@ from pytest_codegenie_eval.errors import (
     TaskClassInvalid,
     TaskClassNotFound,
 )
+from pytest_codegenie_eval.hashing import hash_tree
 from pytest_codegenie_eval.models import BenchCase, Severity
 from pytest_codegenie_eval.registry import TaskClass, capture_registrations
 
@@ -245,7 +246,6 @@ def rubric_digest(directory: Path) -> str:
     taxonomy and task.md (what the agent is told), so editing any of them misses the
     cache; over-invalidating on a baseline edit is the safe direction.
     """
-    hasher = blake3.blake3(b"pytest-codegenie-eval task class v1\0")
     files = []
     # pruned while walking: re-digested after every SUT run, it must not visit the cases
     for dirpath, dirnames, filenames in os.walk(directory):
@@ -265,11 +265,7 @@ def rubric_digest(directory: Path) -> str:
             if top and name.lower().startswith("readme"):
                 continue
             files.append((path.relative_to(directory).as_posix(), path))
-    for rel_name, path in sorted(files):
-        encoded, data = rel_name.encode(), path.read_bytes()
-        hasher.update(len(encoded).to_bytes(8, "little") + encoded)
-        hasher.update(len(data).to_bytes(8, "little") + data)
-    return str(hasher.hexdigest())
+    return hash_tree(files, domain=b"pytest-codegenie-eval task class v1\0")
 
 
 def _format_validation_error(exc: ValidationError) -> tuple[str | None, str]:

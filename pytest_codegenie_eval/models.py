@@ -17,6 +17,8 @@ CurationClass = Literal["held-out", "rag-corpus-derived"]
 IsolationClass = Literal["subprocess", "microvm"]
 BoundMethod = Literal["bca", "wilson", "none"]
 CaseStatus = Literal["scored", "skipped_cost_cap", "load_error", "crashed"]
+# A run id that starts with this marks a partial run (cost cap, or a subset of the cases).
+PARTIAL_PREFIX = "partial:"
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")

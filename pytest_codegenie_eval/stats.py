@@ -42,6 +42,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr, ndtri
 
+from pytest_codegenie_eval.models import PARTIAL_PREFIX
+
 __all__ = [
     "DEFAULT_RESAMPLES",
     "TIE_RULE_HALF",
@@ -70,7 +72,6 @@ TieRule = Literal["ties-half", "strict-less"]
 BATCH_VALUES: Final = 2**16
 """Resampled values per batch: 2**16 float64 values plus their int64 indices is 1 MiB."""
 
-_RUN_ID_PREFIX: Final = "partial:"
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 _UNIT_ROUNDOFF: Final = 2.0**-53
 _MAX_DECIMALS: Final = 6
@@ -107,7 +108,7 @@ def seed_from_run_id(run_id: str) -> int:
     hex digits, because ``int(..., 16)`` alone would also accept ``0x``, signs, ``_`` and
     whitespace and so map different ids to one seed.
     """
-    hex_part = run_id.removeprefix(_RUN_ID_PREFIX)
+    hex_part = run_id.removeprefix(PARTIAL_PREFIX)
     head = hex_part[:8]
     if _HEX8.fullmatch(head) is None:
         raise ValueError(f"run id {run_id!r} does not start with eight hex digits")

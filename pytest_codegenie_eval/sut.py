@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import blake3
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.hashing import hash_parts
 from pytest_codegenie_eval.process import ResourceLimits, isolated_script, run_process, tail
 from pytest_codegenie_eval.sandbox import (
     SANDBOX_HOME,
@@ -152,11 +153,7 @@ class SutRun:
 
 
 def _digest(*parts: bytes) -> str:
-    hasher = blake3.blake3(b"pytest-codegenie-eval sut v1\0")
-    for part in parts:
-        hasher.update(len(part).to_bytes(8, "little"))
-        hasher.update(part)
-    return str(hasher.hexdigest())
+    return hash_parts(parts, domain=b"pytest-codegenie-eval sut v1\0")
 
 
 def _named_file(token: str, base: Path) -> Path | None:
