@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +41,13 @@ import filelock
 
 from pytest_codegenie_eval.errors import ChainTamperDetected
 from pytest_codegenie_eval.models import PARTIAL_PREFIX
+from pytest_codegenie_eval.statedir import (
+    AUDIT_FILE,
+    LOCK_FILE,
+    RUNS_DIR,
+    atomic_write,
+    fsync_dir,
+)
 
 if TYPE_CHECKING:
     from pytest_codegenie_eval.models import BenchRunReport
@@ -57,14 +63,12 @@ __all__ = [
     "chain_head",
     "format_verify_summary",
     "record_hash",
+    "recorded",
     "verify",
     "verify_or_raise",
     "write_run_record",
 ]
 
-AUDIT_FILE = "audit.jsonl"
-LOCK_FILE = "audit.jsonl.lock"
-RUNS_DIR = "runs"
 GENESIS_PREV_HASH = "0" * 64
 RECORD_FIELDS: tuple[str, ...] = (
     "seq",
@@ -255,22 +259,6 @@ def _read_lock(out_dir: Path) -> Iterator[None]:
         lock.release()
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes a rename or a file creation durable; not possible (or needed) everywhere.
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -362,18 +350,7 @@ def _write_report(runs_dir: Path, report: BenchRunReport) -> tuple[Path, bytes]:
     while target.exists():
         target = runs_dir / f"{stem}-{counter}.json"
         counter += 1
-    fd, tmp_name = tempfile.mkstemp(dir=runs_dir, prefix=".tmp-", suffix=".json")
-    try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(runs_dir)
+    atomic_write(target, data)
     return target, data
 
 
@@ -431,8 +408,25 @@ def write_run_record(report: BenchRunReport, out_dir: Path) -> tuple[Path, str]:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(out_dir)
+            fsync_dir(out_dir)
     return report_file, head
+
+
+def recorded(out_dir: Path) -> Iterator[dict[str, object]]:
+    """Every record of the chain that parses, in chain order (what evidence is drawn
+    from; :func:`verify` is what says whether the chain as a whole can be trusted)."""
+    chain = out_dir / AUDIT_FILE
+    try:
+        lines = chain.read_bytes().splitlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # verify() reports it; evidence simply does not include it
+        if isinstance(record, dict):
+            yield record
 
 
 def chain_head(out_dir: Path) -> str | None:

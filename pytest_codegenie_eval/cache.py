@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 
 from pytest_codegenie_eval.hashing import hash_parts
 from pytest_codegenie_eval.models import CaseResult
+from pytest_codegenie_eval.statedir import atomic_write
 
 # through the standard logging pytest captures (shown with the failing test, or live)
 log = logging.getLogger("codegenie_eval.cache")
@@ -92,10 +92,9 @@ class ScoreCache:
             {"version": ENTRY_VERSION, "key": key, "result": result.model_dump(mode="json")},
             sort_keys=True,
         ).encode("utf-8")
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with FileLock(str(self._lock_path)):
-            tmp.write_bytes(body)
-            os.replace(tmp, path)
+            # a cache entry can always be recomputed: no fsync on this hot path
+            atomic_write(path, body, durable=False)
         return path
 
     def entries(self) -> Iterable[Path]:

@@ -18,6 +18,7 @@ import yaml
 
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.hashing import hash_tree
+from pytest_codegenie_eval.statedir import atomic_write
 
 DIGESTS_FILE = "digests.yaml"
 _SKIP_DIRS = frozenset({"__pycache__"})
@@ -138,7 +139,4 @@ def compute_digests(cases_dir: Path) -> dict[str, str]:
 def write_digests(cases_dir: Path) -> Path:
     """Rewrite ``cases/digests.yaml`` from the directories as they are now (atomic)."""
     path = cases_dir / DIGESTS_FILE
-    tmp = path.with_name(f".{DIGESTS_FILE}.tmp")
-    tmp.write_text(render_digests(compute_digests(cases_dir)), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, render_digests(compute_digests(cases_dir)).encode("utf-8"))

@@ -8,16 +8,26 @@ and writes a recommendation file. It never edits the tier configuration.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from pytest_codegenie_eval.audit import AUDIT_FILE, verify
+from pytest_codegenie_eval.audit import recorded, verify
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
-from pytest_codegenie_eval.promotion import PromotionGate, write_recommendation
+from pytest_codegenie_eval.promotion import PromotionGate
 from pytest_codegenie_eval.registry import TaskClass
+from pytest_codegenie_eval.statedir import StateDir, atomic_write
 from pytest_codegenie_eval.tiers import load_tier_config
+
+RECOMMENDATION_NOTE = (
+    "read-only: current_tiers is never changed by the harness; "
+    "a human must edit docs/trust-tiers.yaml"
+)
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 @dataclass(frozen=True)
@@ -30,17 +40,10 @@ class Evidence:
 
 def recorded_evidence(state_dir: Path, task_class: str) -> Evidence:
     """Every report of ``task_class`` that the audit chain names, in chain order."""
-    chain = state_dir / AUDIT_FILE
-    if not chain.exists():
-        return Evidence((), ())
     reports: list[BenchRunReport] = []
     digests: list[str] = []
-    for line in chain.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # verify() reports it; evidence simply does not include it
-        if not isinstance(record, dict) or record.get("task_class") != task_class:
+    for record in recorded(state_dir):
+        if record.get("task_class") != task_class:
             continue
         path = state_dir / str(record.get("report_path", ""))
         try:
@@ -113,3 +116,50 @@ def recommend(
     if best is None:
         return None, None
     return best, write_recommendation(best, state_dir)
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None or now.utcoffset() is None:
+        # A naive time would be silently read as local time and misname the file.
+        raise ValueError("write_recommendation needs a timezone-aware datetime for now")
+    return now.astimezone(UTC)
+
+
+def write_recommendation(
+    verdict: PromotionVerdict, state_dir: Path, *, now: datetime | None = None
+) -> Path:
+    """Write *verdict* as a promotion recommendation JSON and return its path.
+
+    The file goes to ``state_dir/recommendations/<YYYYmmddTHHMMSSZ>-<task_class>-<tier>.json``
+    (``-2``, ``-3``… before ``.json`` when that name exists: a recommendation is never
+    overwritten). It is written to a temporary file in the same directory and moved into
+    place with :func:`os.replace`, so a reader never sees half a file. Nothing else is
+    touched: in particular never the tier config, whose ``current_tiers`` only a human edits.
+    """
+    moment = _utc(now)
+    directory = StateDir(state_dir).recommendations
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "schema_version": 1,
+        "kind": "promotion-recommendation",
+        "created_at": moment.isoformat(timespec="seconds"),
+        "verdict": verdict.model_dump(mode="json"),
+        "note": RECOMMENDATION_NOTE,
+    }
+    text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    task_class = _UNSAFE_NAME_CHARS.sub("_", verdict.task_class)
+    tier = _UNSAFE_NAME_CHARS.sub("_", verdict.tier)
+    stem = f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{task_class}-{tier}"
+
+    # Only the session controller writes recommendations, so checking for a free name
+    # and then writing to it does not race with another writer.
+    target = directory / f"{stem}.json"
+    counter = 2
+    while target.exists():
+        target = directory / f"{stem}-{counter}.json"
+        counter += 1
+    atomic_write(target, text.encode("utf-8"))
+    return target

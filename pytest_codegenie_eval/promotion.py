@@ -2,19 +2,13 @@
 
 The gate judges evidence and says why it falls short; it never grants a tier. Granting is a
 human edit of ``current_tiers`` in ``docs/trust-tiers.yaml`` through review, which is why
-:meth:`PromotionGate.apply` always raises and :func:`write_recommendation` only ever writes a
+:meth:`PromotionGate.apply` always raises and ``evidence.write_recommendation`` only writes a
 new file under the state directory (see ``docs/adr/0003-uncalibrated-trust-tiers.md``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import NoReturn
 
 from pytest_codegenie_eval.errors import CodegenieEvalError, PromotionMustBeHumanAuthorized
@@ -27,13 +21,8 @@ __all__ = [
     "PromotionGate",
     "UnknownTier",
     "format_verdict",
-    "write_recommendation",
 ]
 
-RECOMMENDATION_NOTE = (
-    "read-only: current_tiers is never changed by the harness; "
-    "a human must edit docs/trust-tiers.yaml"
-)
 
 # Reason texts are a stable, user-visible surface (terminal verdict, recommendation JSON):
 # keep them and their order as they are.
@@ -43,8 +32,6 @@ REASON_INCOMPLETE = "report incomplete (cost cap)"
 REASON_SUBSET = "report incomplete (subset of cases selected)"
 REASON_MIXED_ISOLATION = "mixed isolation classes in evidence window"
 _NAMED_CASES = 10  # how many short-falling cases a reason names before "and N more"
-
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 class EvidenceTaskClassMismatch(CodegenieEvalError, ValueError):
@@ -313,60 +300,3 @@ def format_verdict(verdict: PromotionVerdict) -> str:
     lines = [f"codegenie verdict {verdict.task_class} → {verdict.tier}: evidence {outcome}"]
     lines.extend(f"  - {reason}" for reason in verdict.reasons)
     return "\n".join(lines)
-
-
-def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None or now.utcoffset() is None:
-        # A naive time would be silently read as local time and misname the file.
-        raise ValueError("write_recommendation needs a timezone-aware datetime for now")
-    return now.astimezone(UTC)
-
-
-def write_recommendation(
-    verdict: PromotionVerdict, state_dir: Path, *, now: datetime | None = None
-) -> Path:
-    """Write *verdict* as a promotion recommendation JSON and return its path.
-
-    The file goes to ``state_dir/recommendations/<YYYYmmddTHHMMSSZ>-<task_class>-<tier>.json``
-    (``-2``, ``-3``… before ``.json`` when that name exists: a recommendation is never
-    overwritten). It is written to a temporary file in the same directory and moved into
-    place with :func:`os.replace`, so a reader never sees half a file. Nothing else is
-    touched: in particular never the tier config, whose ``current_tiers`` only a human edits.
-    """
-    moment = _utc(now)
-    directory = state_dir / "recommendations"
-    directory.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "schema_version": 1,
-        "kind": "promotion-recommendation",
-        "created_at": moment.isoformat(timespec="seconds"),
-        "verdict": verdict.model_dump(mode="json"),
-        "note": RECOMMENDATION_NOTE,
-    }
-    text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-    task_class = _UNSAFE_NAME_CHARS.sub("_", verdict.task_class)
-    tier = _UNSAFE_NAME_CHARS.sub("_", verdict.tier)
-    stem = f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{task_class}-{tier}"
-
-    fd, tmp_name = tempfile.mkstemp(prefix=".recommendation-", suffix=".tmp", dir=directory)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # Only the session controller writes recommendations, so checking for a free name
-        # and then replacing into it does not race with another writer.
-        target = directory / f"{stem}.json"
-        counter = 2
-        while target.exists():
-            target = directory / f"{stem}-{counter}.json"
-            counter += 1
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target

@@ -24,6 +24,7 @@ from pytest_codegenie_eval.loader import (
     resolve_task_class_dir,
 )
 from pytest_codegenie_eval.options import Settings
+from pytest_codegenie_eval.statedir import StateDir
 from pytest_codegenie_eval.sut import (
     SutSpec,
     hook_identity,
@@ -59,9 +60,10 @@ class BenchSession:
         self._suts: dict[str, SutSpec] = {}
         self.targets = explicit_targets(config)
         cassette_digest = case_digest(settings.cassettes) if settings.cassettes else ""
+        state = StateDir(settings.state_dir)
         self.run_settings = RunSettings(
-            cache=None if settings.no_cache else ScoreCache(settings.state_dir / "cache"),
-            ledger=CostLedger(settings.state_dir / "ledger" / f"{run_scope}.jsonl"),
+            cache=None if settings.no_cache else ScoreCache(state.cache),
+            ledger=CostLedger(state.ledger(run_scope)),
             run_scope=run_scope,
             max_cost_usd=settings.max_cost_usd,
             cassette_dir=settings.cassettes,

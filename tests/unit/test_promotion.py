@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_codegenie_eval.errors import CodegenieEvalError, PromotionMustBeHumanAuthorized
+from pytest_codegenie_eval.evidence import RECOMMENDATION_NOTE, write_recommendation
 from pytest_codegenie_eval.models import (
     BenchRunReport,
     CaseResult,
@@ -21,12 +22,10 @@ from pytest_codegenie_eval.models import (
     PromotionVerdict,
 )
 from pytest_codegenie_eval.promotion import (
-    RECOMMENDATION_NOTE,
     EvidenceTaskClassMismatch,
     PromotionGate,
     UnknownTier,
     format_verdict,
-    write_recommendation,
 )
 from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.tiers import TierConfig, load_tier_config

@@ -1,0 +1,100 @@
+"""The state directory's layout, and the one way anything in it is written.
+
+Everything the harness writes lives under one directory (``.codegenie/eval`` at the pytest
+rootdir unless ``--codegenie-state-dir`` says otherwise)::
+
+    cache/<key[:2]>/<key>.json   content-addressed case results (cache.py)
+    runs/<stamp>-<id>-<tc>.json  run reports, never overwritten (audit.py)
+    audit.jsonl, audit.jsonl.lock  the hash-linked chain and its writers' lock (audit.py)
+    recommendations/             promotion recommendations, never applied (evidence.py)
+    ledger/<run scope>.jsonl     the session's SUT cost ledger (cost_tag.py)
+
+:func:`atomic_write` is how every one of those files (and a bench's ``digests.yaml``) is
+written: a temporary file in the same directory, then a rename, so a reader never sees
+half a file and a killed writer leaves at most a ``.tmp-*`` file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+AUDIT_FILE = "audit.jsonl"
+LOCK_FILE = "audit.jsonl.lock"
+RUNS_DIR = "runs"
+CACHE_DIR = "cache"
+RECOMMENDATIONS_DIR = "recommendations"
+LEDGER_DIR = "ledger"
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """The paths of one state directory."""
+
+    root: Path
+
+    @property
+    def cache(self) -> Path:
+        return self.root / CACHE_DIR
+
+    @property
+    def runs(self) -> Path:
+        return self.root / RUNS_DIR
+
+    @property
+    def audit(self) -> Path:
+        return self.root / AUDIT_FILE
+
+    @property
+    def audit_lock(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def recommendations(self) -> Path:
+        return self.root / RECOMMENDATIONS_DIR
+
+    def ledger(self, run_scope: str) -> Path:
+        return self.root / LEDGER_DIR / f"{run_scope}.jsonl"
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a file creation in ``directory`` durable (where that is possible)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a
+    rename; ``durable`` also fsyncs the file and the directory. Returns ``path``."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=".tmp")
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+    return path
