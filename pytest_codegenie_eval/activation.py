@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_codegenie_eval.layout import task_class_dir_above
+
 if TYPE_CHECKING:
     from pytest_codegenie_eval.session import BenchSession  # noqa: F401 (the key's type)
 
 SESSION_KEY = pytest.StashKey["BenchSession"]()
 RUN_SCOPE_INPUT = "codegenie_run_scope"
-REGISTRATION = "registration.py"
 
 
 def bench_names(config: pytest.Config) -> list[str]:
@@ -45,14 +46,6 @@ def explicit_targets(config: pytest.Config) -> tuple[Path, ...]:
             path = config.invocation_params.dir / path
         found.append(path.resolve())
     return tuple(found)
-
-
-def task_class_dir_above(path: Path) -> Path | None:
-    """The task class directory ``path`` is in (or is), if any."""
-    for candidate in (path, *path.parents):
-        if (candidate / REGISTRATION).is_file() and (candidate / "cases").is_dir():
-            return candidate
-    return None
 
 
 def is_active(config: pytest.Config) -> bool:

@@ -18,6 +18,7 @@ from pytest_codegenie_eval import results
 from pytest_codegenie_eval.activation import SESSION_KEY
 from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
 from pytest_codegenie_eval.execution import run_case
+from pytest_codegenie_eval.layout import CASE_TOML, task_class_dir_of_case
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
@@ -182,7 +183,8 @@ class CaseFile(pytest.File):
 
     def collect(self) -> Iterator[CaseItem]:
         bench: BenchSession = self.config.stash[SESSION_KEY]
-        tc_dir = self.path.parent.parent.parent
+        tc_dir = task_class_dir_of_case(self.path)
+        assert tc_dir is not None  # pytest_collect_file made this collector for one
         try:
             loaded = bench.load(tc_dir)
         except CodegenieEvalError as exc:
@@ -234,7 +236,7 @@ class OrphanPinsFile(pytest.File):
                 error=error,
             )
         for entry in loaded.cases:
-            if not (entry.directory / "case.toml").exists():
+            if not (entry.directory / CASE_TOML).exists():
                 # a directory without case.toml has no file to collect: report it here
                 yield CaseItem.from_parent(
                     self,

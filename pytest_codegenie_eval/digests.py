@@ -18,9 +18,9 @@ import yaml
 
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.hashing import hash_tree
+from pytest_codegenie_eval.layout import CASE_TOML, DIGESTS_FILE
 from pytest_codegenie_eval.statedir import atomic_write
 
-DIGESTS_FILE = "digests.yaml"
 _SKIP_DIRS = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 _HEADER = (
@@ -132,7 +132,7 @@ def compute_digests(cases_dir: Path) -> dict[str, str]:
     return {
         child.name: case_digest(child)
         for child in sorted(cases_dir.iterdir())
-        if child.is_dir() and (child / "case.toml").exists()
+        if child.is_dir() and (child / CASE_TOML).exists()
     }
 
 

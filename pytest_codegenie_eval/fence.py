@@ -53,13 +53,17 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pytest_codegenie_eval.digests import (
-    DIGESTS_FILE,
-    case_digest,
-    check_input_links,
-    read_digests,
-)
+from pytest_codegenie_eval.digests import case_digest, check_input_links, read_digests
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
+from pytest_codegenie_eval.layout import (
+    BREAKDOWN_KEYS,
+    CASE_TOML,
+    CASES,
+    DIGESTS_FILE,
+    FAILURE_MODES,
+    REGISTRATION,
+    RUBRIC,
+)
 from pytest_codegenie_eval.models import BenchCase
 from pytest_codegenie_eval.registry import KNOWN_TIERS
 
@@ -102,12 +106,6 @@ RULES: tuple[str, ...] = (
     "digest-pins",
 )
 
-REGISTRATION = "registration.py"
-RUBRIC = "rubric.py"
-BREAKDOWN_KEYS = "breakdown_keys.py"
-FAILURE_MODES = "failure_modes.yaml"
-CASES = "cases"
-CASE_TOML = "case.toml"
 _DECORATOR = "register_task_class"
 _SEVERITIES = ("block", "warn", "info")
 _SILVER = KNOWN_TIERS.index("silver")

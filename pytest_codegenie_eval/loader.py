@@ -39,15 +39,19 @@ from pytest_codegenie_eval.errors import (
     TaskClassNotFound,
 )
 from pytest_codegenie_eval.hashing import hash_tree
+from pytest_codegenie_eval.layout import (
+    BREAKDOWN_KEYS,
+    CASE_TOML,
+    CASES,
+    FAILURE_MODES,
+    REGISTRATION,
+    RUBRIC,
+    TASK_MD,
+    is_task_class_dir,
+    task_class_dir_of_case,
+)
 from pytest_codegenie_eval.models import BenchCase, Severity
 from pytest_codegenie_eval.registry import TaskClass, capture_registrations
-
-REGISTRATION = "registration.py"
-BREAKDOWN_KEYS = "breakdown_keys.py"
-FAILURE_MODES = "failure_modes.yaml"
-RUBRIC = "rubric.py"
-TASK_MD = "task.md"
-CASE_TOML = "case.toml"
 
 RESERVED_PREFIXES = ("sut.", "rubric.", "canary.", "harness.")
 
@@ -235,7 +239,7 @@ def load_failure_modes(directory: Path) -> dict[str, tuple[Severity, str]]:
     return result
 
 
-_NOT_TASK_DEFINITION = frozenset({"cases", "tests", "__pycache__"})
+_NOT_TASK_DEFINITION = frozenset({CASES, "tests", "__pycache__"})
 
 
 def rubric_digest(directory: Path) -> str:
@@ -348,7 +352,7 @@ def load_task_class(directory: Path) -> LoadedTaskClass:
     rubric = directory / RUBRIC
     if not rubric.is_file():
         raise TaskClassInvalid(rubric, "missing: every task class needs rubric.py")
-    cases_dir = directory / "cases"
+    cases_dir = directory / CASES
     if not cases_dir.is_dir():
         raise TaskClassInvalid(cases_dir, "missing: every task class needs a cases/ directory")
     task_md_path = directory / TASK_MD
@@ -372,7 +376,7 @@ def available_task_classes(bench_root: Path) -> list[str]:
     """Names of the directories under the bench root that hold a registration.py."""
     if not bench_root.is_dir():
         return []
-    return sorted(p.name for p in bench_root.iterdir() if (p / REGISTRATION).is_file())
+    return sorted(p.name for p in bench_root.iterdir() if is_task_class_dir(p))
 
 
 def resolve_task_class_dir(bench_root: Path, name: str) -> Path:
@@ -380,14 +384,21 @@ def resolve_task_class_dir(bench_root: Path, name: str) -> Path:
     if not bench_root.is_dir():
         raise BenchRootMissing(bench_root)
     candidate = bench_root / name
-    if not (candidate / REGISTRATION).is_file():
+    if not is_task_class_dir(candidate):
         raise TaskClassNotFound(name, bench_root, available_task_classes(bench_root))
     return candidate
 
 
-def task_class_dir_of_case(case_toml: Path) -> Path | None:
-    """``<tc>/cases/<dir>/case.toml`` → ``<tc>`` when that directory is a task class."""
-    if case_toml.name != CASE_TOML or case_toml.parent.parent.name != "cases":
-        return None
-    tc_dir = case_toml.parent.parent.parent
-    return tc_dir if (tc_dir / REGISTRATION).is_file() else None
+__all__ = [
+    "HARNESS_FAILURE_MODES",
+    "CaseEntry",
+    "LoadedTaskClass",
+    "available_task_classes",
+    "load_cases",
+    "load_registration",
+    "load_task_class",
+    "parse_case_toml",
+    "resolve_task_class_dir",
+    "rubric_digest",
+    "task_class_dir_of_case",
+]

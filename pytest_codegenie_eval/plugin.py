@@ -110,37 +110,32 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     bench = config.stash.get(SESSION_KEY, None)
     if bench is None:
         return None
-    parts = collection_path.parts
-    if "cases" not in parts:
+    from pytest_codegenie_eval.layout import CASE_TOML, locate
+
+    where = locate(collection_path)
+    if where is None or where.depth == 1:
         return None
-    idx = len(parts) - 1 - parts[::-1].index("cases")
-    tc_dir = Path(*parts[:idx])
-    if not (tc_dir / "registration.py").is_file():
-        return None
-    depth = len(parts) - idx  # cases=1, cases/<dir>=2, cases/<dir>/<entry>=3
-    if depth == 1:
-        return None if bench.is_selected(tc_dir) else True
-    if depth >= 3:
-        # input/ and expected/ are data; only case.toml and digests.yaml are collected
-        return collection_path.name != "case.toml" or depth != 3
-    return None
+    if where.depth == 0:
+        return None if bench.is_selected(where.task_class_dir) else True
+    # input/ and expected/ are data; only case.toml and digests.yaml are collected
+    return collection_path.name != CASE_TOML or not where.is_case_toml_slot
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     bench = parent.config.stash.get(SESSION_KEY, None)
     if bench is None or bench.settings.fence:
         return None
-    from pytest_codegenie_eval.loader import task_class_dir_of_case
+    from pytest_codegenie_eval.layout import CASE_TOML, DIGESTS_FILE, locate, task_class_dir_of_case
 
-    if file_path.name == "case.toml":
+    if file_path.name == CASE_TOML:
         tc_dir = task_class_dir_of_case(file_path)
         if tc_dir is not None and bench.is_selected(tc_dir):
             from pytest_codegenie_eval.collection import CaseFile
 
             return CaseFile.from_parent(parent, path=file_path)
-    elif file_path.name == "digests.yaml" and file_path.parent.name == "cases":
-        tc_dir = file_path.parent.parent
-        if (tc_dir / "registration.py").is_file() and bench.is_selected(tc_dir):
+    elif file_path.name == DIGESTS_FILE:
+        where = locate(file_path)
+        if where is not None and where.depth == 1 and bench.is_selected(where.task_class_dir):
             from pytest_codegenie_eval.collection import OrphanPinsFile
 
             return OrphanPinsFile.from_parent(parent, path=file_path)

@@ -16,6 +16,7 @@ from pytest_codegenie_eval.errors import (
     CodegenieEvalError,
     DigestsFileInvalid,
 )
+from pytest_codegenie_eval.layout import case_from_nodeid
 from pytest_codegenie_eval.models import (
     CaseResult,
     CaseStatus,
@@ -101,18 +102,9 @@ def harness_failure(
     )
 
 
-def _case_from_nodeid(nodeid: str) -> tuple[str, str] | None:
-    """``…/<tc>/cases/<dir>/case.toml::<case_id>`` → (tc, case_id)."""
-    path, sep, name = nodeid.partition("::")
-    parts = path.split("/")
-    if not sep or len(parts) < 4 or parts[-3] != "cases":
-        return None
-    return parts[-4], name
-
-
 def worker_crashed(nodeid: str, longrepr: str) -> CaseResult | None:
     """The case an xdist worker died in (``None`` when the node id names no case)."""
-    where = _case_from_nodeid(nodeid)
+    where = case_from_nodeid(nodeid)
     if where is None:
         return None
     return harness_failure(

@@ -1,0 +1,80 @@
+"""The on-disk layout of a task class: its file names, and the one parser of case paths.
+
+::
+
+    <bench root>/<task class>/registration.py, breakdown_keys.py, failure_modes.yaml,
+                              rubric.py, task.md, baseline_sut.py, tests/
+                              cases/digests.yaml
+                              cases/<case dir>/case.toml, input/, expected/
+
+The loader, the fence, collection, the reporter and the plugin's hooks all name these
+files and read these paths through this module (standard library only, so the plugin can
+use it before deciding whether a run uses a bench at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+REGISTRATION = "registration.py"
+BREAKDOWN_KEYS = "breakdown_keys.py"
+FAILURE_MODES = "failure_modes.yaml"
+RUBRIC = "rubric.py"
+TASK_MD = "task.md"
+CASES = "cases"
+CASE_TOML = "case.toml"
+DIGESTS_FILE = "digests.yaml"
+
+
+def is_task_class_dir(directory: Path) -> bool:
+    """A task class directory is one that holds a ``registration.py``."""
+    return (directory / REGISTRATION).is_file()
+
+
+def task_class_dir_above(path: Path) -> Path | None:
+    """The task class directory ``path`` is in (or is), if any."""
+    for candidate in (path, *path.parents):
+        if is_task_class_dir(candidate):
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class CasePath:
+    """Where a path sits under a task class's ``cases/`` directory."""
+
+    task_class_dir: Path
+    depth: int  # 0: cases/ itself, 1: cases/<case dir>, 2: an entry of a case dir, ...
+
+    @property
+    def is_case_toml_slot(self) -> bool:
+        """Whether the path is where a case's ``case.toml`` would be (depth 2)."""
+        return self.depth == 2
+
+
+def locate(path: Path) -> CasePath | None:
+    """The task class and depth of ``path`` under the first ``cases/`` that belongs to a
+    task class (a ``cases`` folder inside a case's ``input/`` is data, not another one)."""
+    parts = path.parts
+    for index, part in enumerate(parts):
+        if part == CASES and is_task_class_dir(Path(*parts[:index])):
+            return CasePath(Path(*parts[:index]), len(parts) - index - 1)
+    return None
+
+
+def task_class_dir_of_case(case_toml: Path) -> Path | None:
+    """``<tc>/cases/<dir>/case.toml`` -> ``<tc>`` when that directory is a task class."""
+    if case_toml.name != CASE_TOML or case_toml.parent.parent.name != CASES:
+        return None
+    tc_dir = case_toml.parent.parent.parent
+    return tc_dir if is_task_class_dir(tc_dir) else None
+
+
+def case_from_nodeid(nodeid: str) -> tuple[str, str] | None:
+    """``…/<tc>/cases/<dir>/case.toml::<case_id>`` -> ``(tc, case_id)``."""
+    path, sep, name = nodeid.partition("::")
+    parts = PurePosixPath(path).parts
+    if not sep or len(parts) < 4 or parts[-3] != CASES or parts[-1] != CASE_TOML:
+        return None
+    return parts[-4], name
