@@ -8,11 +8,12 @@ environment into its work (a sign of prompt-injection or of copying the answer k
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from unittest import mock
 
 import blake3
 
-from pytest_codegenie_eval.environment import scoped_env
 from pytest_codegenie_eval.models import BenchCase
 
 CANARY_ENV = "CODEGENIE_CANARY"
@@ -37,7 +38,7 @@ def with_pinned_canary(case: BenchCase) -> Iterator[str]:
     Used around in-process (hook) SUTs; subprocess SUTs get it in their environment.
     """
     canary = canary_for(case)
-    with scoped_env(CANARY_ENV, canary):
+    with mock.patch.dict(os.environ, {CANARY_ENV: canary}):
         yield canary
 
 

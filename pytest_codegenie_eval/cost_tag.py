@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 from filelock import FileLock
-
-from pytest_codegenie_eval.environment import scoped_env
 
 TAG_ENV = "CODEGENIE_BENCH_INVOCATION_TAG"
 
@@ -92,7 +92,7 @@ def tag_invocation(
     """
     invocation = Invocation(invocation_tag(run_scope, task_class, case_id), task_class, case_id)
     try:
-        with scoped_env(TAG_ENV, invocation.tag):
+        with mock.patch.dict(os.environ, {TAG_ENV: invocation.tag}):
             yield invocation
     finally:
         if ledger is not None:
