@@ -37,6 +37,13 @@ def repin(task_class_dir: Path) -> None:
     write_digests(task_class_dir / "cases")
 
 
+def run_stub(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pytest.RunResult:
+    """Run the stub bench (``bench/stub`` under the pytester directory) in a subprocess."""
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--codegenie-bench=stub", *args, timeout=timeout
+    )
+
+
 def newest_report(root: Path) -> dict[str, Any]:
     """The newest run report under ``root``'s default state directory."""
     reports = sorted((root / ".codegenie" / "eval" / "runs").glob("*.json"))

@@ -26,7 +26,7 @@ import pytest
 
 from pytest_codegenie_eval.sandbox import bwrap_status
 from tests.adv.procs import RSS_PROBE, alive, peak_rss_kb
-from tests.conftest import copy_stub, newest_report
+from tests.conftest import copy_stub, newest_report, run_stub
 
 SPY = Path(__file__).resolve().parents[1] / "fixtures" / "hostile_suts" / "spy.py"
 MODES = ["none", "bwrap"]
@@ -58,17 +58,14 @@ class Project:
         body = {"attacks": attacks, "secret": self.secret, "rootdir": str(self.root), **plan}
         plan_file.write_text(json.dumps(body))
         command = shlex.join([sys.executable, "-I", str(SPY)]) + f" {{workspace}} {plan_file}"
-        result = self.pytester.runpytest_subprocess(
-            "-p",
-            "no:cacheprovider",
+        result = run_stub(
+            self.pytester,
             "-p",
             "no:hypothesispytest",
-            "--codegenie-bench=stub",
             f"--codegenie-sut={command}",
             f"--codegenie-sut-sandbox={mode}",
             "--codegenie-no-cache",
             *args,
-            timeout=120,
         )
         return result, self.cases()
 
@@ -139,9 +136,7 @@ def test_baseline_sut_never_sees_the_cases_beside_it(project: Project, mode: str
         "key = Path(__file__).parent / 'cases' / case / 'expected' / 'answer.txt'\n"
         "shutil.copy(key, Path(sys.argv[1]) / 'answer.txt')\n"
     )
-    result = project.pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--codegenie-bench=stub", f"--codegenie-sut-sandbox={mode}"
-    )
+    result = run_stub(project.pytester, f"--codegenie-sut-sandbox={mode}")
     if mode == "none":
         result.assert_outcomes(passed=3)
     else:
@@ -175,9 +170,7 @@ def test_env_allowlist_attack_is_live_through_the_hook(project: Project) -> None
         "    found = 'CODEGENIE_TEST_SECRET' in os.environ\n"
         "    return {'stdout': json.dumps({'spy': {'env-secret': {'ok': found}}})}\n"
     )
-    project.pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--codegenie-bench=stub", "-k", "alpha"
-    )
+    run_stub(project.pytester, "-k", "alpha")
     case = project.cases()["alpha"]
     assert case["spy"]["env-secret"]["ok"] is True
     assert case["sut_isolation"] == "in-process"
@@ -190,7 +183,7 @@ def test_sut_cannot_read_the_harness_files(
     host_tmp = tmp_path_factory.mktemp("host-tmp") / "note.txt"
     host_tmp.write_text("harness scratch\n")
     # a first run fills the state directory the second one tries to read
-    project.pytester.runpytest_subprocess("-p", "no:cacheprovider", "--codegenie-bench=stub")
+    run_stub(project.pytester)
     targets = {
         "answer key": project.bench / "cases" / "alpha" / "expected" / "answer.txt",
         "rubric": project.bench / "rubric.py",
@@ -221,10 +214,8 @@ def test_a_script_at_the_rootdir_does_not_expose_the_rootdir(
         "print('LISTING', ' '.join(here))\n"
         "print('PYTHON', sys.executable)\n"
     )
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    result = run_stub(
+        pytester,
         "-k",
         "alpha",
         "--codegenie-sut=python3 sut.py {workspace}",
@@ -284,10 +275,8 @@ def test_tampering_found_at_session_end_blocks_the_case(pytester: pytest.Pyteste
         "if os.environ['CODEGENIE_CASE_ID'] == 'gamma':\n"
         f"    Path({str(target)!r}).write_text('9\\n')\n"
     )
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    result = run_stub(
+        pytester,
         f"--codegenie-sut={sys.executable} edit.py {{workspace}}",
         "--codegenie-sut-sandbox=none",
     )
@@ -361,10 +350,8 @@ def test_network_is_off_unless_asked_for(
 def test_a_failing_sut_with_the_network_off_gets_a_hint(pytester: pytest.Pytester) -> None:
     copy_stub(pytester.path)
     pytester.makepyfile(agent="import sys\nsys.exit('could not reach the model API')\n")
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    result = run_stub(
+        pytester,
         "-k",
         "alpha",
         f"--codegenie-sut={sys.executable} agent.py {{workspace}}",
@@ -472,10 +459,8 @@ def test_without_bwrap_the_run_is_env_only_and_the_gate_refuses_it(
     copy_stub(pytester.path)
     tiers = _write_tiers(pytester.path)
     monkeypatch.setenv("PATH", path_without_bwrap)
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    result = run_stub(
+        pytester,
         f"--codegenie-tiers={tiers}",
         "--codegenie-verdict=bronze",
     )
@@ -491,10 +476,8 @@ def test_without_bwrap_the_run_is_env_only_and_the_gate_refuses_it(
     )
     # the same evidence, with a tier file that accepts env-only, is sufficient
     lenient = _write_tiers(pytester.path, "required_sut_isolation: env-only\n")
-    again = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    again = run_stub(
+        pytester,
         f"--codegenie-tiers={lenient}",
         "--codegenie-verdict=bronze",
     )
@@ -507,10 +490,8 @@ def test_require_sandbox_without_bwrap_is_a_usage_error_before_any_case(
     copy_stub(pytester.path)
     pytester.makepyfile(sut="open('ran', 'w').write('x')\n")
     monkeypatch.setenv("PATH", path_without_bwrap)
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    result = run_stub(
+        pytester,
         "--codegenie-require-sandbox",
         f"--codegenie-sut={sys.executable} {pytester.path / 'sut.py'}",
     )
@@ -521,9 +502,7 @@ def test_require_sandbox_without_bwrap_is_a_usage_error_before_any_case(
 
 def test_require_sandbox_with_bwrap_runs(pytester: pytest.Pytester) -> None:
     copy_stub(pytester.path)
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-require-sandbox"
-    )
+    result = run_stub(pytester, "--codegenie-require-sandbox")
     result.assert_outcomes(passed=3)
 
 
@@ -537,10 +516,8 @@ def test_an_in_process_hook_is_never_promotion_evidence_by_default(
         "    n = int((workspace / 'question.txt').read_text().split()[-1])\n"
         "    (workspace / 'answer.txt').write_text(f'{n + 1}\\n')\n"
     )
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    result = run_stub(
+        pytester,
         f"--codegenie-tiers={tiers}",
         "--codegenie-verdict=bronze",
     )
@@ -600,10 +577,8 @@ def test_a_link_out_of_the_workspace_is_removed_before_scoring(
     pytester.makepyfile(
         link=f"import os, sys\nos.symlink({str(key)!r}, os.path.join(sys.argv[1], 'answer.txt'))\n"
     )
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    result = run_stub(
+        pytester,
         "-k",
         "alpha",
         f"--codegenie-sut={sys.executable} link.py {{workspace}}",
@@ -627,9 +602,7 @@ def test_input_links_out_of_input_are_refused_at_load(pytester: pytest.Pytester)
     copied = pytester.path / "copied"
     shutil.copytree(case / "input", copied, symlinks=False)
     assert (copied / "answer.txt").read_text() == (case / "expected" / "answer.txt").read_text()
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-sut=noop"
-    )
+    result = run_stub(pytester, "--codegenie-sut=noop")
     result.assert_outcomes(passed=0, failed=3)
     result.stdout.fnmatch_lines(
         ["*[[]block[]] harness.case_invalid:*input/answer.txt: symlink leaves input/*"]
@@ -676,8 +649,7 @@ def test_the_rubric_has_no_network_and_cannot_write_the_case(
     port, received = listener
     bench = copy_stub(pytester.path)
     (bench / "rubric.py").write_text(_HOSTILE_RUBRIC.format(port=port))
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--codegenie-bench=stub", "-k", "alpha",
+    result = run_stub(pytester, "-k", "alpha",
         f"--codegenie-rubric-sandbox={rubric_mode}",
     )  # fmt: skip
     (case,) = newest_report(pytester.path)["cases"]

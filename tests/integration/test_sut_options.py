@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_codegenie_eval.sandbox import bwrap_status
-from tests.conftest import copy_stub, newest_report
+from tests.conftest import copy_stub, newest_report, run_stub
 
 needs_bwrap = pytest.mark.skipif(
     not bwrap_status().usable, reason=f"the SUT sandbox is unavailable: {bwrap_status().reason}"
@@ -76,10 +76,8 @@ def test_an_agent_installation_is_visible_only_when_listed(
         encoding="utf-8",
     )
     extra = [f"--codegenie-sut-ro={agent}"] if given else []
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    result = run_stub(
+        pytester,
         "-k",
         "alpha",
         f"--codegenie-sut={sys.executable} -I {agent / 'run.py'} {{workspace}}",
@@ -107,10 +105,8 @@ def test_only_the_named_variables_reach_the_sut(
     args = ["--codegenie-sut-env=MY_AGENT_KEY"] if via == "option" else []
     if via == "ini":
         pytester.makeini("[pytest]\ncodegenie_sut_env = MY_AGENT_KEY\n")
-    pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "--codegenie-bench=stub",
+    run_stub(
+        pytester,
         "-k",
         "alpha",
         f"--codegenie-sut={sys.executable} agent.py {{workspace}}",
