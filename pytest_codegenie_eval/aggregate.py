@@ -84,7 +84,7 @@ def build_report(
         rubric_digest=_single({r.rubric_digest for r in scored if r.rubric_digest}),
         sut_isolation=_single({r.sut_isolation for r in scored if r.sut_isolation}),
         sut_network=_single({r.sut_network for r in scored if r.sut_network}),
-        rubric_sandbox=_single({r.rubric_sandbox for r in scored if r.rubric_sandbox}),
+        rubric_isolation=_single({r.rubric_isolation for r in scored if r.rubric_isolation}),
         complete=complete,
         incomplete_reason=reason,
         cases_total=total,

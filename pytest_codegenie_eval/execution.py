@@ -616,7 +616,7 @@ def run_case(
             sut_exit_code=sut_run.exit_code,
             sut_isolation=sut_run.isolation,
             sut_network=sut_run.network,
-            rubric_sandbox=rubric_mode,
+            rubric_isolation=rubric_mode,
             stdout_tail=sut_run.stdout_tail,
             stderr_tail=sut_run.stderr_tail,
         )

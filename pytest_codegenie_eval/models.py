@@ -103,7 +103,7 @@ class CaseResult(_Wire):
     # how the SUT really ran: "bwrap", "env-only" or "in-process" (the pluggy hook)
     sut_isolation: str = ""
     sut_network: str = ""  # "none" (sandboxed, network off) or "host"
-    rubric_sandbox: str = ""  # "bwrap", "namespaces" or "env-only": how the rubric ran
+    rubric_isolation: str = ""  # "bwrap", "namespaces" or "env-only": how the rubric ran
     stdout_tail: str = ""
     stderr_tail: str = ""
 
@@ -147,7 +147,7 @@ class BenchRunReport(_Wire):
     isolation_class: IsolationClass = "subprocess"
     sut_isolation: str = ""  # one value, or "mixed" when cases differ
     sut_network: str = ""
-    rubric_sandbox: str = ""
+    rubric_isolation: str = ""
     complete: bool = True
     incomplete_reason: Literal["cost_cap", "subset"] | None = None
     cases_total: int = 0

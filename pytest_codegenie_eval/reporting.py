@@ -239,8 +239,8 @@ class EvalReporter:
                 lines.append(f"  sut isolation: {r.sut_isolation} (network {r.sut_network})")
             if r.sut_isolation in ("env-only", "mixed"):
                 lines.append(f"  WARNING: {self._sandbox_warning()}")
-            if r.rubric_sandbox:
-                lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_sandbox})")
+            if r.rubric_isolation:
+                lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_isolation})")
             if outcome.error:
                 lines.append(f"  AUDIT CHAIN ERROR: {outcome.error}")
             else:

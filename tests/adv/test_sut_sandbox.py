@@ -653,7 +653,7 @@ def test_the_rubric_has_no_network_and_cannot_write_the_case(
         f"--codegenie-rubric-sandbox={rubric_mode}",
     )  # fmt: skip
     (case,) = newest_report(pytester.path)["cases"]
-    assert case["rubric_sandbox"] == rubric_mode
+    assert case["rubric_isolation"] == rubric_mode
     (reported,) = [fm for fm in case["failure_modes"] if fm["code"] == "answer.extra_files"]
     tried = json.loads(reported["detail"])
     planted = (bench / "cases" / "alpha" / "planted.txt").exists()

@@ -56,8 +56,8 @@ def test_baseline_passes_and_writes_the_evidence(
     assert [c["case_id"] for c in report["cases"]] == ["alpha", "beta", "gamma"]
     from pytest_codegenie_eval.execution import rubric_isolation
 
-    assert report["rubric_sandbox"] == rubric_isolation()
-    result.stdout.fnmatch_lines([f"*rubric isolation: subprocess ({report['rubric_sandbox']})"])
+    assert report["rubric_isolation"] == rubric_isolation()
+    result.stdout.fnmatch_lines([f"*rubric isolation: subprocess ({report['rubric_isolation']})"])
 
 
 def test_noop_sut_fails_every_case_readably(run_bench: RunBench) -> None:
