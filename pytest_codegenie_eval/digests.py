@@ -16,6 +16,7 @@ from pathlib import Path
 import blake3
 import yaml
 
+from pytest_codegenie_eval.contract import strict_yaml
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.hashing import hash_tree
 from pytest_codegenie_eval.layout import CASE_TOML, DIGESTS_FILE
@@ -103,9 +104,12 @@ def read_digests(cases_dir: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data, duplicates = strict_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DigestsFileInvalid(path, f"not valid YAML: {exc}") from exc
+    if duplicates:
+        # two pins for one case: the second would silently win over the reviewed one
+        raise DigestsFileInvalid(path, duplicates[0])
     if data is None:
         return {}
     if not isinstance(data, Mapping):

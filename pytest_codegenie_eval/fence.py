@@ -45,7 +45,7 @@ import ast
 import sys
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from pytest_codegenie_eval.contract import strict_yaml
 from pytest_codegenie_eval.digests import case_digest, check_input_links, read_digests
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.layout import (
@@ -542,29 +543,6 @@ def _check_breakdown_keys(directory: Path, out: list[Violation]) -> None:
 # rule 6: failure-mode taxonomy
 
 
-def _duplicate_keys(node: yaml.Node, where: str) -> Iterator[str]:
-    """Every repeated key of every mapping in the node graph (PyYAML keeps only the last)."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                line = key.start_mark.line + 1
-                label = f"{where}.{key.value}" if where else str(key.value)
-                if key.value in seen:
-                    yield (
-                        f"duplicate key {label!r} on line {line} (first on line "
-                        f"{seen[key.value]}); YAML keeps only the last"
-                    )
-                else:
-                    seen[key.value] = line
-                yield from _duplicate_keys(value, label)
-            else:
-                yield from _duplicate_keys(value, where)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            yield from _duplicate_keys(item, where)
-
-
 def _check_failure_modes(directory: Path, out: list[Violation]) -> None:
     path = directory / FAILURE_MODES
     if not path.is_file():
@@ -574,16 +552,13 @@ def _check_failure_modes(directory: Path, out: list[Violation]) -> None:
         out.append(Violation(path, "failure-modes", message))
 
     try:
-        text = path.read_bytes().decode("utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data: Any = yaml.safe_load(text)
+        data, duplicates = strict_yaml(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
         bad(f"not UTF-8: {exc.reason}")
         return
     except yaml.YAMLError as exc:
         bad(f"not valid YAML: {exc}")
         return
-    duplicates = list(_duplicate_keys(root, "")) if root is not None else []
     for message in duplicates:
         bad(message)
     if not isinstance(data, Mapping):

@@ -22,6 +22,7 @@ import blake3
 import yaml
 from pydantic import ValidationError
 
+from pytest_codegenie_eval.contract import strict_yaml
 from pytest_codegenie_eval.digests import (
     case_digest,
     check_input_links,
@@ -202,16 +203,19 @@ def load_failure_modes(directory: Path) -> dict[str, tuple[Severity, str]]:
     if not path.is_file():
         raise TaskClassInvalid(path, "missing: every task class needs failure_modes.yaml")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data, duplicates = strict_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise TaskClassInvalid(path, f"not valid YAML: {exc}") from exc
+    if duplicates:
+        raise TaskClassInvalid(path, duplicates[0])
     if not isinstance(data, Mapping):
         raise TaskClassInvalid(path, "must be a mapping with `version` and `failure_modes`")
     unknown = set(data) - {"version", "failure_modes"}
     if unknown:
         raise TaskClassInvalid(path, f"unknown top-level key(s): {', '.join(sorted(unknown))}")
-    if data.get("version") != 1:
-        raise TaskClassInvalid(path, f"[version] must be 1, got {data.get('version')!r}")
+    version = data.get("version")
+    if version != 1 or isinstance(version, bool):  # `version: true` is not 1
+        raise TaskClassInvalid(path, f"[version] must be 1, got {version!r}")
     modes = data.get("failure_modes")
     if not isinstance(modes, Mapping):
         raise TaskClassInvalid(path, "[failure_modes] must map codes to {severity, description}")
