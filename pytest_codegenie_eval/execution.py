@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import stat
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -44,6 +43,7 @@ from pytest_codegenie_eval.sandbox import (
     Jail,
     bwrap_status,
     harness_package_dir,
+    interpreter_bin,
     python_prefixes,
     ro_sources_that_exist,
     sandbox_path,
@@ -301,7 +301,7 @@ def _rubric_jail(
         ro=visible,
         rw=(cwd,),
         chdir=cwd,
-        env={**env, "PATH": sandbox_path([Path(sys.executable).parent], visible)},
+        env={**env, "PATH": sandbox_path([interpreter_bin()], visible)},
         network="none",
         masks=(task_class.directory / "cases",),
     )

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,20 +59,29 @@ def system_dirs() -> tuple[Path, ...]:
     return tuple(Path(d) for d in SYSTEM_DIRS if os.path.lexists(d))
 
 
-def python_prefixes(executable: Path | str = sys.executable) -> list[Path]:
-    """Every directory a Python interpreter needs to start: its venv, the base prefix the
-    venv points at, and the real prefix its symlinks lead to (never the user's home)."""
-    found: list[Path] = []
-    exe = _abs(executable)
-    chain = [exe]
+def _symlink_chain(path: Path) -> list[Path]:
+    """``path`` and every hop its symlinks lead through, in order (absolute, unresolved)."""
+    chain = [_abs(path)]
     with contextlib.suppress(OSError):
-        current = exe
-        for _ in range(40):  # a symlink chain, hop by hop
-            if not current.is_symlink():
+        for _ in range(40):
+            if not chain[-1].is_symlink():
                 break
-            current = _abs(current.parent / os.readlink(current))
-            chain.append(current)
-        chain.append(Path(os.path.realpath(exe)))
+            chain.append(_abs(chain[-1].parent / os.readlink(chain[-1])))
+    return chain
+
+
+def interpreter_bin() -> Path:
+    """The ``bin`` directory of the harness's interpreter, first on every sandbox's PATH."""
+    return _abs(sys.executable).parent
+
+
+@functools.cache
+def python_prefixes(executable: str = sys.executable) -> tuple[Path, ...]:
+    """Every directory a Python interpreter needs to start: its venv, the base prefix the
+    venv points at, and the real prefix its symlinks lead to (never the user's home).
+    Cached: it is asked for every SUT and rubric jail, and an interpreter does not move."""
+    found: list[Path] = []
+    chain = [*_symlink_chain(Path(executable)), Path(os.path.realpath(executable))]
     for hop in chain:
         bin_dir = hop.parent
         prefix = bin_dir.parent
@@ -84,7 +95,7 @@ def python_prefixes(executable: Path | str = sys.executable) -> list[Path]:
     if _abs(executable) == _abs(sys.executable):
         found += [_abs(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)]
         found.append(_abs(sys.base_exec_prefix))
-    return _dedupe(p for p in found if str(p) not in ("/", ""))
+    return tuple(_dedupe(p for p in found if str(p) not in ("/", "")))
 
 
 def _venv_home(cfg: Path) -> Path | None:
@@ -101,17 +112,10 @@ def _venv_home(cfg: Path) -> Path | None:
 def program_mounts(path: Path) -> list[Path]:
     """What must be visible for ``path`` to run: the file, every hop of its symlink chain,
     and for a Python interpreter its prefixes."""
-    mounts = [_abs(path)]
-    with contextlib.suppress(OSError):
-        current = _abs(path)
-        for _ in range(40):
-            if not current.is_symlink():
-                break
-            current = _abs(current.parent / os.readlink(current))
-            mounts.append(current)
+    mounts = _symlink_chain(path)
     name = Path(os.path.realpath(path)).name
     if name.startswith("python") or path.name.startswith("python"):
-        mounts += python_prefixes(path)
+        mounts += python_prefixes(str(path))
     return _dedupe(mounts)
 
 
@@ -387,8 +391,6 @@ def _sweep(base: Path) -> None:
 
 def _pause() -> None:
     # waiting for the kernel to reap killed tasks before the cgroup can go
-    import time
-
     time.sleep(0.01)
 
 

@@ -15,7 +15,6 @@ import os
 import shlex
 import shutil
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -37,6 +36,7 @@ from pytest_codegenie_eval.sandbox import (
     PidsCgroup,
     SandboxMode,
     bwrap_status,
+    interpreter_bin,
     program_mounts,
     python_prefixes,
     ro_sources_that_exist,
@@ -300,14 +300,9 @@ def command_mounts(tokens: tuple[str, ...]) -> list[Path]:
     return mounts
 
 
-def _sandbox_bins() -> list[Path]:
-    """``bin`` directories of the harness's interpreter, first on a sandbox's ``PATH``."""
-    return [Path(os.path.abspath(sys.executable)).parent]
-
-
 def _which_in_sandbox(program: str) -> Path | None:
     visible = python_prefixes()
-    found = shutil.which(program, path=sandbox_path(_sandbox_bins(), visible))
+    found = shutil.which(program, path=sandbox_path([interpreter_bin()], visible))
     if found is None:
         found = shutil.which(program)
     return Path(os.path.abspath(found)) if found else None
@@ -472,7 +467,7 @@ def run_sut(
         visible = ro_sources_that_exist(
             [*python_prefixes(), *spec.mounts, *policy.ro_paths, *extra_ro]
         )
-        bins = [*_sandbox_bins(), *(m.parent for m in spec.mounts if m.is_file())]
+        bins = [interpreter_bin(), *(m.parent for m in spec.mounts if m.is_file())]
         jail_env = sut_environment(
             env,
             policy,
