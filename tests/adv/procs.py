@@ -3,8 +3,11 @@ memory did a harness run take?"""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 
 def alive(pid: int) -> bool:
@@ -36,7 +39,12 @@ sys.exit(int(code))
 """
 
 
-def peak_rss_kb(outlines: list[str]) -> int:
-    """The peak RSS a ``RSS_PROBE`` run printed."""
-    (line,) = [ln for ln in outlines if ln.startswith("ADV-MAXRSS-KB ")]
-    return int(line.split()[1])
+def run_measuring_rss(
+    pytester: pytest.Pytester, *args: str, timeout: float = 120
+) -> tuple[pytest.RunResult, int]:
+    """Run pytest with ``args`` in a child that reports its own peak RSS (in KiB)."""
+    result = pytester.run(
+        sys.executable, "-c", RSS_PROBE, "-p", "no:cacheprovider", *args, timeout=timeout
+    )
+    (line,) = [ln for ln in result.outlines if ln.startswith("ADV-MAXRSS-KB ")]
+    return result, int(line.split()[1])

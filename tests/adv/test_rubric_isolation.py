@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets as secrets_module
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import pytest
 
 from pytest_codegenie_eval.digests import write_digests
 from pytest_codegenie_eval.process import sandbox_prefix
-from tests.adv.procs import RSS_PROBE, alive, peak_rss_kb
+from tests.adv.procs import alive, run_measuring_rss
 
 Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
 BENCH = "adversarial-task-class"
@@ -195,12 +194,8 @@ def test_rubric_timeout_and_orphans_leave_no_process_behind(
 
 def _harness_peak_rss_kb(pytester: pytest.Pytester, case: str, tag: str) -> int:
     root = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
-    result = pytester.run(
-        sys.executable,
-        "-c",
-        RSS_PROBE,
-        "-p",
-        "no:cacheprovider",
+    _result, peak = run_measuring_rss(
+        pytester,
         "-p",
         "no:hypothesispytest",
         f"--codegenie-bench={BENCH}",
@@ -211,7 +206,7 @@ def _harness_peak_rss_kb(pytester: pytest.Pytester, case: str, tag: str) -> int:
         case,
         timeout=60,
     )
-    return peak_rss_kb(result.outlines)
+    return peak
 
 
 def test_50_mb_of_rubric_stdout_does_not_grow_the_harness(pytester: pytest.Pytester) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from pytest_codegenie_eval.sandbox import bwrap_status
-from tests.adv.procs import RSS_PROBE, alive, peak_rss_kb
+from tests.adv.procs import alive, run_measuring_rss
 from tests.conftest import copy_stub, newest_report, run_stub
 
 SPY = Path(__file__).resolve().parents[1] / "fixtures" / "hostile_suts" / "spy.py"
@@ -445,6 +445,10 @@ def path_without_bwrap(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(shadow)
 
 
+def _run_for_bronze(pytester: pytest.Pytester, tiers: Path) -> pytest.RunResult:
+    return run_stub(pytester, f"--codegenie-tiers={tiers}", "--codegenie-verdict=bronze")
+
+
 def _write_tiers(root: Path, extra: str = "") -> Path:
     tiers = root / "tiers.yaml"
     tiers.write_text(
@@ -459,11 +463,7 @@ def test_without_bwrap_the_run_is_env_only_and_the_gate_refuses_it(
     copy_stub(pytester.path)
     tiers = _write_tiers(pytester.path)
     monkeypatch.setenv("PATH", path_without_bwrap)
-    result = run_stub(
-        pytester,
-        f"--codegenie-tiers={tiers}",
-        "--codegenie-verdict=bronze",
-    )
+    result = _run_for_bronze(pytester, tiers)
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -476,11 +476,7 @@ def test_without_bwrap_the_run_is_env_only_and_the_gate_refuses_it(
     )
     # the same evidence, with a tier file that accepts env-only, is sufficient
     lenient = _write_tiers(pytester.path, "required_sut_isolation: env-only\n")
-    again = run_stub(
-        pytester,
-        f"--codegenie-tiers={lenient}",
-        "--codegenie-verdict=bronze",
-    )
+    again = _run_for_bronze(pytester, lenient)
     again.stdout.fnmatch_lines(["*codegenie verdict stub → bronze: evidence SUFFICIENT*"])
 
 
@@ -516,11 +512,7 @@ def test_an_in_process_hook_is_never_promotion_evidence_by_default(
         "    n = int((workspace / 'question.txt').read_text().split()[-1])\n"
         "    (workspace / 'answer.txt').write_text(f'{n + 1}\\n')\n"
     )
-    result = run_stub(
-        pytester,
-        f"--codegenie-tiers={tiers}",
-        "--codegenie-verdict=bronze",
-    )
+    result = _run_for_bronze(pytester, tiers)
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -546,21 +538,16 @@ def test_a_huge_workspace_is_capped_and_never_loaded(
         "with open(os.path.join(sys.argv[1], 'huge.bin'), 'wb') as f:\n"
         "    f.truncate(400 * 1024 * 1024)\n"
     )
-    result = pytester.run(
-        sys.executable,
-        "-c",
-        RSS_PROBE,
-        "-p",
-        "no:cacheprovider",
+    result, peak = run_measuring_rss(
+        pytester,
         "--codegenie-bench=stub",
         "-k",
         "alpha",
         "--codegenie-no-cache",
         f"--codegenie-sut={sys.executable} fill.py {{workspace}}",
         *extra,
-        timeout=120,
     )
-    assert peak_rss_kb(result.outlines) < 250 * 1024  # the harness never held the file
+    assert peak < 250 * 1024  # the harness never held the file
     if too_large:
         result.stdout.fnmatch_lines(["*[[]block[]] sut.workspace_too_large: the workspace grew*"])
     else:
