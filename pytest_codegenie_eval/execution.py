@@ -26,10 +26,7 @@ from pytest_codegenie_eval import __version__, results
 from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
 from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, with_pinned_canary
 from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
-from pytest_codegenie_eval.digests import case_digest
-from pytest_codegenie_eval.errors import (
-    BenchCaseLoadError,
-)
+from pytest_codegenie_eval.digests import case_digest, check_input_links
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass, rubric_digest
 from pytest_codegenie_eval.models import BenchCase, CaseResult, FailureMode, Severity
 from pytest_codegenie_eval.process import (
@@ -123,21 +120,19 @@ def _files(root: Path) -> dict[str, Path]:
     return found
 
 
-def _stream_digest(path: Path) -> tuple[int, str]:
+def _stream_digest(path: Path) -> str:
     hasher = blake3.blake3()
-    size = 0
     with path.open("rb") as handle:
         while chunk := handle.read(1024 * 1024):
-            size += len(chunk)
             hasher.update(chunk)
-    return size, str(hasher.hexdigest())
+    return str(hasher.hexdigest())
 
 
 def _file_diff(rel: str, old: Path | None, new: Path | None) -> str:
     """One file's part of the diff, reading at most ``MAX_DIFF_FILE_BYTES`` of each side."""
     sizes = [p.stat().st_size if p is not None else 0 for p in (old, new)]
     if max(sizes) > MAX_DIFF_FILE_BYTES:
-        digests = [_stream_digest(p)[1] if p is not None else "" for p in (old, new)]
+        digests = [_stream_digest(p) if p is not None else "" for p in (old, new)]
         if old is not None and new is not None and digests[0] == digests[1]:
             return ""
         return f"Large files a/{rel} and b/{rel} differ ({sizes[0]} -> {sizes[1]} bytes)\n"
@@ -401,19 +396,9 @@ def _contract_env(
 
 def _copy_input(source: Path, workspace: Path) -> None:
     """Copy ``input/`` into the workspace, links as links (never followed out of it: the
-    loader refuses a link that leaves ``input/``, and this re-checks at copy time)."""
-    root = source.resolve()
-
-    def check(directory: str, names: list[str]) -> list[str]:
-        for name in names:
-            path = Path(directory) / name
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                raise BenchCaseLoadError(
-                    path, f"symlink leaves input/ (points to {path.resolve()})"
-                )
-        return []
-
-    shutil.copytree(source, workspace, symlinks=True, ignore=check)
+    loader refuses a link that leaves ``input/``, and this re-checks just before copying)."""
+    check_input_links(source)
+    shutil.copytree(source, workspace, symlinks=True)
 
 
 def _prepare_workspace(task_class: LoadedTaskClass, entry: CaseEntry, run_dir: Path) -> Path:
