@@ -108,6 +108,7 @@ def cmd_digests(args: argparse.Namespace) -> int:
         compute_digests,
         read_digests,
         render_digests,
+        stale_pins,
         write_digests,
     )
     from pytest_codegenie_eval.errors import CodegenieEvalError
@@ -125,15 +126,15 @@ def cmd_digests(args: argparse.Namespace) -> int:
     except CodegenieEvalError as exc:
         print(f"codegenie-eval: {exc}", file=sys.stderr)
         return EXIT_DIGEST_MISMATCH
+    stale = stale_pins(pinned, current)
     if args.write:
         path = write_digests(cases)
-        changed = sorted(k for k in set(current) | set(pinned) if current.get(k) != pinned.get(k))
-        print(f"wrote {path} ({len(current)} cases; re-pinned: {', '.join(changed) or 'none'})")
+        changed = ", ".join(m.name for m in stale) or "none"
+        print(f"wrote {path} ({len(current)} cases; re-pinned: {changed})")
         return EXIT_OK
-    stale = sorted(k for k in set(current) | set(pinned) if current.get(k) != pinned.get(k))
     if args.check:
-        for name in stale:
-            print(f"stale pin: {name}: pinned {pinned.get(name)} actual {current.get(name)}")
+        for m in stale:
+            print(f"stale pin: {m.name}: pinned {m.pinned} actual {m.actual}")
         return EXIT_DIGEST_MISMATCH if stale else EXIT_OK
     sys.stdout.write(render_digests(current))
     return EXIT_OK

@@ -1,16 +1,49 @@
-"""Rules of the task-class contract that the loader and the fence must apply alike.
+"""Rules of the task-class contract that the loader and the fence apply alike.
 
 The loader raises the first problem it meets and the fence collects them all, but both
-read YAML through :func:`strict_yaml`, so a file one of them refuses the other refuses
-too. (File names and the path layout are in :mod:`.layout`.)
+take their rules from here: YAML is read through :func:`strict_yaml`, ``failure_modes.yaml``
+is validated by :class:`FailureModesFile`, promotion floors by :func:`floor_problems`,
+breakdown keys by :func:`banned_in`, and pydantic errors are worded by
+:func:`describe_errors`. A file one of them refuses, the other refuses too (the property is
+tested over generated task classes). File names and the path layout are in :mod:`.layout`;
+digest pins in :mod:`.digests`.
+
+Rules only the fence applies, because they are about whether a task class can ever be
+promoted rather than whether it can run (the promotion gate applies them again when it
+decides): ``min-case-count`` (a declared floor, enough case directories) and
+``held-out-floor``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+RESERVED_PREFIXES: tuple[str, ...] = ("sut.", "rubric.", "canary.", "harness.")
+"""Failure-mode code prefixes owned by the harness (see ``loader.HARNESS_FAILURE_MODES``)."""
+
+SEVERITIES: tuple[str, ...] = ("block", "warn", "info")
+
+BANNED_SUBSTRINGS: tuple[str, ...] = ("confidence", "llm", "self_reported", "model_says")
+"""Breakdown keys must be observable properties, never the agent's or a model's self-report."""
+
+KNOWN_TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
+
+
+# --------------------------------------------------------------------------------------------
+# YAML
 
 
 def duplicate_keys(node: yaml.Node, where: str = "") -> Iterator[str]:
@@ -52,3 +85,191 @@ def strict_yaml(text: str) -> tuple[Any, list[str]]:
         return loader.construct_document(root), duplicates
     finally:
         loader.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# problems and their wording
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule inside a file: where (the key path) and what is wrong."""
+
+    loc: tuple[str, ...]
+    message: str
+
+    def bracketed(self) -> str:
+        """The loader's style: ``[failure_modes.CODE].severity must be ...`` (the table and
+        its entry in brackets, so a code holding dots stays one name)."""
+        if not self.loc:
+            return self.message
+        head = f"[{'.'.join(self.loc[:2])}]" + "".join(f".{part}" for part in self.loc[2:])
+        return f"{head} {self.message}"
+
+    def plain(self) -> str:
+        """The fence's style: ``failure_modes.CODE.severity must be ...``."""
+        return f"{'.'.join(self.loc)} {self.message}" if self.loc else self.message
+
+
+def _loc(raw: Sequence[int | str]) -> tuple[str, ...]:
+    return tuple(str(part) for part in raw if part != "[key]")
+
+
+def describe_errors(exc: ValidationError) -> list[Problem]:
+    """A pydantic validation error as problems, in the order pydantic found them."""
+    problems = []
+    for err in exc.errors():
+        loc = _loc(err["loc"])
+        if err["type"] == "extra_forbidden":
+            where = "top-level key" if len(loc) == 1 else "key"
+            problems.append(Problem(loc[:-1], f"unknown {where} {loc[-1]!r}"))
+        elif err["type"] == "missing":
+            problems.append(Problem(loc[:-1], f"missing required key {loc[-1]!r}"))
+        elif err["type"].startswith("contract."):
+            problems.append(Problem(loc, err["msg"]))
+        else:
+            problems.append(Problem(loc, f"{err['msg']} (got {err.get('input')!r})"))
+    return problems
+
+
+def describe_case_errors(exc: ValidationError) -> tuple[str | None, str]:
+    """A ``case.toml`` validation error as (first field, one-line message), the wording
+    both the loader and the fence print."""
+    parts = []
+    first: str | None = None
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        first = first or loc
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {loc!r}")
+        elif err["type"] == "missing":
+            parts.append(f"missing required key {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return first, "; ".join(parts)
+
+
+def _fail(message: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("contract.invalid", message, context)
+
+
+# --------------------------------------------------------------------------------------------
+# failure_modes.yaml
+
+
+def _version(value: object) -> int:
+    if isinstance(value, bool) or value != 1:  # `version: true` is not 1
+        raise _fail("must be 1, got {got}", got=repr(value))
+    return 1
+
+
+def _code(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail("code must be a non-empty string, got {got}", got=repr(value))
+    if value.startswith(RESERVED_PREFIXES):
+        raise _fail(
+            "the prefixes {prefixes} are reserved for the harness",
+            prefixes=", ".join(RESERVED_PREFIXES),
+        )
+    return value
+
+
+def _severity(value: object) -> str:
+    if not isinstance(value, str) or value not in SEVERITIES:
+        raise _fail("must be block, warn or info, got {got}", got=repr(value))
+    return value
+
+
+def _description(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("must be a non-empty string, got {got}", got=repr(value))
+    return value
+
+
+_SHAPE = "{severity, description}"
+
+
+def _modes(value: object) -> object:
+    if not isinstance(value, Mapping):
+        raise _fail("must map codes to {shape}, got {got}", shape=_SHAPE, got=repr(value))
+    return value
+
+
+class FailureModeSpec(BaseModel):
+    """One code of the taxonomy: how bad it is and what it means."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    severity: Annotated[
+        Literal["block", "warn", "info"], BeforeValidator(_severity), Field(validate_default=True)
+    ] = None  # type: ignore[assignment]  # validated: a missing severity is reported
+    description: Annotated[str, BeforeValidator(_description), Field(validate_default=True)] = None  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _is_mapping(cls, value: object) -> object:
+        if not isinstance(value, Mapping):
+            raise _fail("must be {shape}, got {got}", shape=_SHAPE, got=repr(value))
+        return value
+
+
+class FailureModesFile(BaseModel):
+    """``failure_modes.yaml``: ``version: 1`` and the task class's failure-mode codes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Annotated[int, BeforeValidator(_version), Field(validate_default=True)] = None  # type: ignore[assignment]
+    failure_modes: Annotated[
+        dict[Annotated[str, BeforeValidator(_code)], FailureModeSpec],
+        BeforeValidator(_modes),
+        Field(validate_default=True),
+    ] = None  # type: ignore[assignment]
+
+
+def failure_modes_problems(data: object) -> tuple[FailureModesFile | None, list[Problem]]:
+    """Validate the parsed ``failure_modes.yaml``: the model, or every problem found."""
+    if not isinstance(data, Mapping):
+        return None, [Problem((), "must be a mapping with `version: 1` and `failure_modes`")]
+    try:
+        return FailureModesFile.model_validate(data), []
+    except ValidationError as exc:
+        return None, describe_errors(exc)
+
+
+# --------------------------------------------------------------------------------------------
+# registration and breakdown keys
+
+
+def floor_problems(floors: Mapping[Any, Any]) -> list[str]:
+    """What is wrong with a ``min_cases_for_promotion`` mapping (tier name → case count)."""
+    problems = []
+    for tier, count in floors.items():
+        if not isinstance(tier, str) or tier not in KNOWN_TIERS:
+            problems.append(f"unknown tier {tier!r} (known: {', '.join(KNOWN_TIERS)})")
+        elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            problems.append(f"{tier!r}: {count!r} is not a non-negative int")
+    return problems
+
+
+def banned_in(text: str) -> str | None:
+    """The banned substring a breakdown key's name or value contains, if any."""
+    lowered = text.lower()
+    return next((b for b in BANNED_SUBSTRINGS if b in lowered), None)
+
+
+__all__ = [
+    "BANNED_SUBSTRINGS",
+    "KNOWN_TIERS",
+    "RESERVED_PREFIXES",
+    "SEVERITIES",
+    "FailureModeSpec",
+    "FailureModesFile",
+    "Problem",
+    "banned_in",
+    "describe_case_errors",
+    "describe_errors",
+    "duplicate_keys",
+    "failure_modes_problems",
+    "floor_problems",
+    "strict_yaml",
+]

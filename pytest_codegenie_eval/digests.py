@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
@@ -19,7 +20,7 @@ import yaml
 from pytest_codegenie_eval.contract import strict_yaml
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.hashing import hash_tree
-from pytest_codegenie_eval.layout import CASE_TOML, DIGESTS_FILE
+from pytest_codegenie_eval.layout import CASE_TOML, CASES, DIGESTS_FILE
 from pytest_codegenie_eval.statedir import atomic_write
 
 _SKIP_DIRS = frozenset({"__pycache__"})
@@ -122,6 +123,46 @@ def read_digests(cases_dir: Path) -> dict[str, str]:
             raise DigestsFileInvalid(path, f"entry {key!r}: digest must be 64 lowercase hex chars")
         pins[key] = value
     return pins
+
+
+@dataclass(frozen=True)
+class PinMismatch:
+    """A case directory whose pin is missing or stale, or a pin naming no case directory."""
+
+    name: str
+    pinned: str | None  # None: the directory is not pinned
+    actual: str | None  # None: no case directory has this name
+
+    def describe(self, task_class: str) -> str:
+        if self.actual is None:
+            return f"pins {self.name!r}, which is not a case directory"
+        if self.pinned is None:
+            return (
+                f"not pinned in {CASES}/{DIGESTS_FILE}; run `codegenie-eval digests "
+                f"--task-class {task_class} --write`"
+            )
+        return (
+            f"stale pin: content digest {self.actual} does not match {self.pinned}; re-pin "
+            "if the edit is intended"
+        )
+
+
+def pin_mismatch(pins: Mapping[str, str], name: str, actual: str) -> PinMismatch | None:
+    """The one rule for a case directory's pin: present and equal to its content digest."""
+    pinned = pins.get(name)
+    return None if pinned == actual else PinMismatch(name, pinned, actual)
+
+
+def orphan_pins(pins: Mapping[str, str], present: Iterable[str]) -> list[PinMismatch]:
+    """Pins naming no case directory, sorted by name."""
+    names = set(present)
+    return [PinMismatch(name, pins[name], None) for name in sorted(pins) if name not in names]
+
+
+def stale_pins(pins: Mapping[str, str], actual: Mapping[str, str]) -> list[PinMismatch]:
+    """Every mismatch between the pins and the digests of the case directories, by name."""
+    found = [m for name in sorted(actual) if (m := pin_mismatch(pins, name, actual[name]))]
+    return sorted([*found, *orphan_pins(pins, actual)], key=lambda m: m.name)
 
 
 def render_digests(pins: Mapping[str, str]) -> str:

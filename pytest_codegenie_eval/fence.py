@@ -5,7 +5,10 @@ with :mod:`tomllib` and YAML with ``yaml.compose``/``yaml.safe_load``. No bench 
 the fence is safe to point at an untrusted or half-written bench and fast enough for every
 session (a few milliseconds per task class).
 
-Rules (each violation is one line: ``<path>: [rule] message``):
+Rules (each violation is one line: ``<path>: [rule] message``). Each violation also has a
+kind: ``contract`` (the loader refuses the task class too: the two apply the same rules,
+from :mod:`.contract`), ``policy`` (it runs, but can never be promoted: too few cases, no
+declared floor) or ``static`` (a form only an import could read, such as a computed name):
 
 ``directory-contract``
     registration.py, rubric.py, breakdown_keys.py, failure_modes.yaml, cases/ and
@@ -53,8 +56,23 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pytest_codegenie_eval.contract import strict_yaml
-from pytest_codegenie_eval.digests import case_digest, check_input_links, read_digests
+from pytest_codegenie_eval.contract import (
+    BANNED_SUBSTRINGS,
+    KNOWN_TIERS,
+    RESERVED_PREFIXES,
+    banned_in,
+    describe_case_errors,
+    failure_modes_problems,
+    floor_problems,
+    strict_yaml,
+)
+from pytest_codegenie_eval.digests import (
+    case_digest,
+    check_input_links,
+    orphan_pins,
+    pin_mismatch,
+    read_digests,
+)
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.layout import (
     BREAKDOWN_KEYS,
@@ -66,7 +84,6 @@ from pytest_codegenie_eval.layout import (
     RUBRIC,
 )
 from pytest_codegenie_eval.models import BenchCase
-from pytest_codegenie_eval.registry import KNOWN_TIERS
 
 __all__ = [
     "BANNED_SUBSTRINGS",
@@ -82,17 +99,11 @@ __all__ = [
     "task_class_dirs",
 ]
 
-BANNED_SUBSTRINGS: tuple[str, ...] = ("confidence", "llm", "self_reported", "model_says")
-"""Breakdown keys must be observable properties, never the agent's or a model's self-report."""
-
 SEED_FLOOR = 3
 """Cases a bronze-only task class must ship with, whatever its declared bronze floor."""
 
 HELD_OUT_FLOOR = 5
 """Held-out cases a task class needs once it declares a tier at or above silver."""
-
-RESERVED_PREFIXES: tuple[str, ...] = ("sut.", "rubric.", "canary.", "harness.")
-"""Failure-mode code prefixes owned by the harness (see ``loader.HARNESS_FAILURE_MODES``)."""
 
 RULES: tuple[str, ...] = (
     "bench-root",
@@ -108,7 +119,6 @@ RULES: tuple[str, ...] = (
 )
 
 _DECORATOR = "register_task_class"
-_SEVERITIES = ("block", "warn", "info")
 _SILVER = KNOWN_TIERS.index("silver")
 _SKIP_CASE_DIRS = frozenset({"__pycache__"})
 
@@ -120,6 +130,10 @@ class Violation:
     path: Path
     rule: str
     message: str
+    kind: str = "contract"
+    """``contract``: the loader refuses the task class too. ``policy``: it loads and runs,
+    but can never be promoted (the gate says so again). ``static``: a form the fence cannot
+    read without importing (the loader may accept it)."""
 
     def format(self, root: Path | None = None) -> str:
         """``<path relative to root>: [rule] message`` on a single line."""
@@ -235,6 +249,7 @@ def _read_floors(path: Path, call: ast.Call, out: list[Violation]) -> Mapping[st
                     "min-case-count",
                     "min_cases_for_promotion is passed through **kwargs; write it as a dict "
                     "literal keyword so it can be read without importing",
+                    kind="static",
                 )
             )
         else:
@@ -244,6 +259,7 @@ def _read_floors(path: Path, call: ast.Call, out: list[Violation]) -> Mapping[st
                     "min-case-count",
                     "declares no min_cases_for_promotion; add e.g. "
                     f'min_cases_for_promotion={{"bronze": {SEED_FLOOR}}}',
+                    kind="policy",
                 )
             )
         return None
@@ -259,15 +275,11 @@ def _read_floors(path: Path, call: ast.Call, out: list[Violation]) -> Mapping[st
                 "min-case-count",
                 f"min_cases_for_promotion (line {keyword.value.lineno}) must be a dict literal "
                 "of tier name -> int",
+                kind="static",
             )
         )
         return None
-    problems = []
-    for tier, count in value.items():
-        if not isinstance(tier, str) or tier not in KNOWN_TIERS:
-            problems.append(f"unknown tier {tier!r} (known: {', '.join(KNOWN_TIERS)})")
-        elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            problems.append(f"{tier!r}: {count!r} is not a non-negative int")
+    problems = floor_problems(value)
     if problems:
         out.append(
             Violation(path, "min-case-count", "min_cases_for_promotion: " + "; ".join(problems))
@@ -279,6 +291,7 @@ def _read_floors(path: Path, call: ast.Call, out: list[Violation]) -> Mapping[st
                 path,
                 "min-case-count",
                 "min_cases_for_promotion is empty; declare at least the bronze floor",
+                kind="policy",
             )
         )
         return None
@@ -330,6 +343,7 @@ def _check_registration(directory: Path, out: list[Violation]) -> _Registration:
                 path,
                 "registration",
                 f"register_task_class (line {call.lineno}) must decorate a module-level class",
+                kind="static",
             )
         )
     name_node: ast.expr | None = call.args[0] if call.args else None
@@ -346,6 +360,7 @@ def _check_registration(directory: Path, out: list[Violation]) -> _Registration:
                 "registration",
                 f"the task class name (line {name_node.lineno}) must be a string literal, "
                 f"not `{ast.unparse(name_node)}`",
+                kind="static",
             )
         )
     elif name_node.value != directory.name:
@@ -396,16 +411,7 @@ def _read_cases(cases_dir: Path, out: list[Violation]) -> list[_Case]:
             BenchCase.model_validate(data)
         except ValidationError as exc:
             valid = False
-            problems = []
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-                if err["type"] == "extra_forbidden":
-                    problems.append(f"unknown key {loc!r}")
-                elif err["type"] == "missing":
-                    problems.append(f"missing required key {loc!r}")
-                else:
-                    problems.append(f"{loc}: {err['msg']}")
-            out.append(Violation(toml_path, "case-toml", "; ".join(problems)))
+            out.append(Violation(toml_path, "case-toml", describe_case_errors(exc)[1]))
         cases.append(
             _Case(
                 child,
@@ -458,6 +464,7 @@ def _check_counts(
                 "min-case-count",
                 f"has {count} case director{'y' if count == 1 else 'ies'}, fewer than {why} "
                 f"declared in {path.name} (tiers: {_tier_word(tiers)})",
+                kind="policy",
             )
         )
     high = [t for t in tiers if KNOWN_TIERS.index(t) >= _SILVER]
@@ -470,17 +477,13 @@ def _check_counts(
                     "held-out-floor",
                     f'has {held_out} valid curation_class = "held-out" case(s); declaring '
                     f"{_tier_word(high)} needs at least {HELD_OUT_FLOOR}",
+                    kind="policy",
                 )
             )
 
 
 # --------------------------------------------------------------------------------------------
 # rule 5: breakdown keys
-
-
-def _banned_in(text: str) -> str | None:
-    lowered = text.lower()
-    return next((b for b in BANNED_SUBSTRINGS if b in lowered), None)
 
 
 def _check_breakdown_keys(directory: Path, out: list[Violation]) -> None:
@@ -512,7 +515,7 @@ def _check_breakdown_keys(directory: Path, out: list[Violation]) -> None:
             if not isinstance(target, ast.Name) or target.id.startswith("_"):
                 continue
             members += 1
-            banned = _banned_in(target.id)
+            banned = banned_in(target.id)
             if banned:
                 out.append(
                     Violation(
@@ -525,7 +528,7 @@ def _check_breakdown_keys(directory: Path, out: list[Violation]) -> None:
                 )
         for node in ast.walk(value) if value is not None else ():
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                banned = _banned_in(node.value)
+                banned = banned_in(node.value)
                 if banned:
                     out.append(
                         Violation(
@@ -561,40 +564,8 @@ def _check_failure_modes(directory: Path, out: list[Violation]) -> None:
         return
     for message in duplicates:
         bad(message)
-    if not isinstance(data, Mapping):
-        bad("must be a mapping with `version: 1` and `failure_modes`")
-        return
-    unknown = sorted(str(k) for k in data if k not in ("version", "failure_modes"))
-    if unknown:
-        bad(f"unknown top-level key(s): {', '.join(unknown)}")
-    version = data.get("version")
-    if version != 1 or isinstance(version, bool):
-        bad(f"version must be 1, got {version!r}")
-    modes = data.get("failure_modes")
-    if not isinstance(modes, Mapping):
-        bad(f"failure_modes must map codes to {{severity, description}}, got {modes!r}")
-        return
-    for code, spec in modes.items():
-        where = f"failure_modes.{code}"
-        if not isinstance(code, str) or not code:
-            bad(f"{where}: code must be a non-empty string")
-            continue
-        if code.startswith(RESERVED_PREFIXES):
-            bad(
-                f"{where}: the prefixes {', '.join(RESERVED_PREFIXES)} are reserved for the harness"
-            )
-        if not isinstance(spec, Mapping):
-            bad(f"{where}: must be {{severity, description}}")
-            continue
-        extra = sorted(str(k) for k in spec if k not in ("severity", "description"))
-        if extra:
-            bad(f"{where}: unknown key(s): {', '.join(extra)}")
-        severity = spec.get("severity")
-        if severity not in _SEVERITIES:
-            bad(f"{where}.severity must be block, warn or info, got {severity!r}")
-        description = spec.get("description")
-        if not isinstance(description, str) or not description.strip():
-            bad(f"{where}.description must be a non-empty string")
+    for problem in failure_modes_problems(data)[1]:
+        bad(problem.plain())
 
 
 # --------------------------------------------------------------------------------------------
@@ -610,6 +581,7 @@ def _check_digests(cases_dir: Path, cases: Sequence[_Case], out: list[Violation]
     except DigestsFileInvalid as exc:
         out.append(Violation(pins_path, "digest-pins", exc.problem))
         return
+    task_class = cases_dir.parent.name
     present = set()
     for case in cases:
         if not case.has_toml:
@@ -625,29 +597,11 @@ def _check_digests(cases_dir: Path, cases: Sequence[_Case], out: list[Violation]
             check_input_links(case.directory / "input")
         except BenchCaseLoadError as exc:
             out.append(Violation(exc.path, "input-links", exc.problem))
-        pinned = pins.get(name)
-        if pinned is None:
-            out.append(
-                Violation(
-                    case.directory,
-                    "digest-pins",
-                    f"not pinned in {CASES}/{DIGESTS_FILE}; run `codegenie-eval digests "
-                    f"--task-class {cases_dir.parent.name} --write`",
-                )
-            )
-        elif pinned != actual:
-            out.append(
-                Violation(
-                    case.directory,
-                    "digest-pins",
-                    f"stale pin: content digest {actual} does not match {pinned}; re-pin if "
-                    "the edit is intended",
-                )
-            )
-    for name in sorted(set(pins) - present):
-        out.append(
-            Violation(pins_path, "digest-pins", f"pins {name!r}, which is not a case directory")
-        )
+        mismatch = pin_mismatch(pins, name, actual)
+        if mismatch is not None:
+            out.append(Violation(case.directory, "digest-pins", mismatch.describe(task_class)))
+    for orphan in orphan_pins(pins, present):
+        out.append(Violation(pins_path, "digest-pins", orphan.describe(task_class)))
 
 
 # --------------------------------------------------------------------------------------------

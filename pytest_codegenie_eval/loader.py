@@ -22,11 +22,18 @@ import blake3
 import yaml
 from pydantic import ValidationError
 
-from pytest_codegenie_eval.contract import strict_yaml
+from pytest_codegenie_eval.contract import (
+    banned_in,
+    describe_case_errors,
+    failure_modes_problems,
+    strict_yaml,
+)
 from pytest_codegenie_eval.digests import (
     case_digest,
     check_input_links,
     file_digest,
+    orphan_pins,
+    pin_mismatch,
     read_digests,
 )
 from pytest_codegenie_eval.errors import (
@@ -53,8 +60,6 @@ from pytest_codegenie_eval.layout import (
 )
 from pytest_codegenie_eval.models import BenchCase, Severity
 from pytest_codegenie_eval.registry import TaskClass, capture_registrations
-
-RESERVED_PREFIXES = ("sut.", "rubric.", "canary.", "harness.")
 
 # Failure modes the harness itself raises; always block severity, never in a taxonomy file.
 HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
@@ -194,6 +199,14 @@ def load_breakdown_keys(directory: Path) -> frozenset[str]:
     keys = frozenset(str(member.value) for member in enum_cls)
     if not keys:
         raise TaskClassInvalid(path, "BreakdownKey has no members")
+    for member in enum_cls:
+        banned = banned_in(member.name) or banned_in(str(member.value))
+        if banned:
+            raise TaskClassInvalid(
+                path,
+                f"BreakdownKey.{member.name} contains banned substring {banned!r}: breakdown "
+                "keys must be observable properties, not self-reports",
+            )
     return keys
 
 
@@ -208,39 +221,10 @@ def load_failure_modes(directory: Path) -> dict[str, tuple[Severity, str]]:
         raise TaskClassInvalid(path, f"not valid YAML: {exc}") from exc
     if duplicates:
         raise TaskClassInvalid(path, duplicates[0])
-    if not isinstance(data, Mapping):
-        raise TaskClassInvalid(path, "must be a mapping with `version` and `failure_modes`")
-    unknown = set(data) - {"version", "failure_modes"}
-    if unknown:
-        raise TaskClassInvalid(path, f"unknown top-level key(s): {', '.join(sorted(unknown))}")
-    version = data.get("version")
-    if version != 1 or isinstance(version, bool):  # `version: true` is not 1
-        raise TaskClassInvalid(path, f"[version] must be 1, got {version!r}")
-    modes = data.get("failure_modes")
-    if not isinstance(modes, Mapping):
-        raise TaskClassInvalid(path, "[failure_modes] must map codes to {severity, description}")
-    result: dict[str, tuple[Severity, str]] = {}
-    for code, spec in modes.items():
-        where = f"[failure_modes.{code}]"
-        if not isinstance(code, str) or not code:
-            raise TaskClassInvalid(path, f"{where} code must be a non-empty string")
-        if code.startswith(RESERVED_PREFIXES):
-            raise TaskClassInvalid(path, f"{where} the prefixes {RESERVED_PREFIXES} are reserved")
-        if not isinstance(spec, Mapping):
-            raise TaskClassInvalid(path, f"{where} must be {{severity, description}}")
-        extra = set(spec) - {"severity", "description"}
-        if extra:
-            raise TaskClassInvalid(path, f"{where} unknown key(s): {', '.join(sorted(extra))}")
-        severity = spec.get("severity")
-        if severity not in ("block", "warn", "info"):
-            raise TaskClassInvalid(
-                path, f"{where}.severity must be block, warn or info, got {severity!r}"
-            )
-        description = spec.get("description")
-        if not isinstance(description, str) or not description.strip():
-            raise TaskClassInvalid(path, f"{where}.description must be a non-empty string")
-        result[code] = (severity, description)
-    return result
+    parsed, problems = failure_modes_problems(data)
+    if parsed is None:
+        raise TaskClassInvalid(path, problems[0].bracketed())
+    return {code: (spec.severity, spec.description) for code, spec in parsed.failure_modes.items()}
 
 
 _NOT_TASK_DEFINITION = frozenset({CASES, "tests", "__pycache__"})
@@ -276,21 +260,6 @@ def rubric_digest(directory: Path) -> str:
     return hash_tree(files, domain=b"pytest-codegenie-eval task class v1\0")
 
 
-def _format_validation_error(exc: ValidationError) -> tuple[str | None, str]:
-    parts = []
-    first_field: str | None = None
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        first_field = first_field or loc
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r}")
-        elif err["type"] == "missing":
-            parts.append(f"missing required key {loc!r}")
-        else:
-            parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
-    return first_field, "; ".join(parts)
-
-
 def parse_case_toml(path: Path) -> BenchCase:
     """Read and validate one case.toml; every problem is a BenchCaseLoadError naming it."""
     if not path.is_file():
@@ -309,7 +278,7 @@ def parse_case_toml(path: Path) -> BenchCase:
     try:
         return BenchCase.model_validate(data)
     except ValidationError as exc:
-        fld, message = _format_validation_error(exc)
+        fld, message = describe_case_errors(exc)
         raise BenchCaseLoadError(path, message, field=fld) from exc
 
 
@@ -331,7 +300,7 @@ def load_cases(cases_dir: Path) -> tuple[tuple[CaseEntry, ...], tuple[str, ...]]
             check_input_links(child / "input")
             if pins_error is not None:
                 raise pins_error
-            if pins.get(child.name) != digest:
+            if pin_mismatch(pins, child.name, digest) is not None:
                 raise BenchCaseDigestMismatch(child, pins.get(child.name), digest)
             if case.case_id in seen:
                 raise BenchCaseIDCollision(case.case_id, seen[case.case_id], child)
@@ -342,8 +311,7 @@ def load_cases(cases_dir: Path) -> tuple[tuple[CaseEntry, ...], tuple[str, ...]]
             continue
         seen[case.case_id] = child
         entries.append(CaseEntry(child, child.name, case, digest))
-    present = {child.name for child in children}
-    orphans = tuple(sorted(name for name in pins if name not in present))
+    orphans = tuple(m.name for m in orphan_pins(pins, (child.name for child in children)))
     return tuple(entries), orphans
 
 

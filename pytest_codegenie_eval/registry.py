@@ -10,11 +10,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from pytest_codegenie_eval.contract import KNOWN_TIERS, floor_problems
 from pytest_codegenie_eval.errors import TaskClassAlreadyRegistered
 
 T = TypeVar("T")
 
-KNOWN_TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
+__all__ = [
+    "KNOWN_TIERS",
+    "TaskClass",
+    "TaskClassRegistry",
+    "capture_registrations",
+    "default_registry",
+    "register_task_class",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +107,9 @@ def register_task_class(
     if not isinstance(name, str) or not name:
         raise TypeError("register_task_class needs a non-empty string name")
     floors = dict(min_cases_for_promotion or {})
-    for tier, count in floors.items():
-        if not isinstance(tier, str) or not isinstance(count, int) or count < 0:
-            raise TypeError(
-                f"min_cases_for_promotion of {name!r} must map tier names to non-negative "
-                f"integers, got {tier!r}: {count!r}"
-            )
+    problems = floor_problems(floors)
+    if problems:
+        raise TypeError(f"min_cases_for_promotion of {name!r}: {'; '.join(problems)}")
 
     def decorate(cls: type[T]) -> type[T]:
         attr: Any = getattr(cls, "baseline_sut", None)
