@@ -34,6 +34,16 @@ REASON_MIXED_ISOLATION = "mixed isolation classes in evidence window"
 _NAMED_CASES = 10  # how many short-falling cases a reason names before "and N more"
 
 
+def _regime(report: BenchRunReport) -> tuple[str, str, str, str]:
+    """How a run was isolated, as far as it changes what its scores mean."""
+    return (
+        report.isolation_class,
+        report.sut_isolation,
+        report.sut_network,
+        report.rubric_isolation,
+    )
+
+
 class EvidenceTaskClassMismatch(CodegenieEvalError, ValueError):
     """A report of another task class was offered as evidence: a caller bug, never a reason."""
 
@@ -143,8 +153,9 @@ class PromotionGate:
         Evidence is sufficient only when all hold: the newest report's ``lower_bound_95``
         reaches the tier threshold; its ``passed_count`` reaches the task class's floor for
         the tier; no case of any report in the window has a block-severity failure mode; the
-        audit chain verifies; every report in the window is complete; the window uses
-        one isolation class; and every scored case's SUT ran with at least the isolation
+        audit chain verifies; every report in the window is complete; every report in the
+        window was isolated alike (isolation class, SUT isolation and network, rubric
+        isolation); and every scored case's SUT ran with at least the isolation
         the tier requires (``required_sut_isolation``, ``bwrap`` by default). ``reasons``
         names every condition that fails, in that order.
 
@@ -181,7 +192,9 @@ class PromotionGate:
             subset_only = all(r.incomplete_reason == "subset" for r in incomplete)
             reasons.append(REASON_SUBSET if subset_only else REASON_INCOMPLETE)
         isolation_classes = tuple(sorted({report.isolation_class for report in reports}))
-        if len(isolation_classes) > 1:
+        if len({_regime(report) for report in reports}) > 1:
+            # scores from runs isolated differently (sandboxed or not, network on or off)
+            # measure different things and are not pooled into one decision
             reasons.append(REASON_MIXED_ISOLATION)
         weak = self._weakly_isolated(reports, tier)
         if weak:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from pytest_codegenie_eval.errors import CodegenieEvalError, TierConfigInvalid
 from pytest_codegenie_eval.registry import KNOWN_TIERS
@@ -28,24 +29,11 @@ __all__ = [
     "load_tier_config",
 ]
 
-_TOP_LEVEL_KEYS = (
-    "schema_version",
-    "uncalibrated",
-    "thresholds",
-    "current_tiers",
-    "evidence_window",
-    "required_sut_isolation",
-)
 # How a SUT may have been isolated, strongest first; a tier requiring one accepts any
 # stronger. "in-process" (the pluggy hook) counts only where a tier names it explicitly.
 SUT_ISOLATIONS = ("bwrap", "env-only", "in-process")
 DEFAULT_SUT_ISOLATION = "bwrap"
-_REQUIRED_KEYS = ("schema_version", "thresholds")
 _NO_TIER = "none"
-
-# Strict so that ``"0.8"`` (a string) or ``true`` is rejected instead of coerced; ints are
-# still accepted because YAML reads ``1`` as an int and ``gold: 1`` means exactly 1.0.
-_Threshold = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class UnknownTier(CodegenieEvalError, ValueError):
@@ -77,13 +65,8 @@ class UnknownTier(CodegenieEvalError, ValueError):
         )
 
 
-class _Problem(Exception):
-    """One violation of the tier file's contract, with the dotted key it concerns."""
-
-    def __init__(self, key: str | None, problem: str) -> None:
-        super().__init__(problem)
-        self.key = key
-        self.problem = problem
+def _fail(message: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("tiers.invalid", message, context)
 
 
 def _is_number(value: object) -> bool:
@@ -91,97 +74,79 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check(data: Mapping[str, Any]) -> None:
-    """Raise :class:`_Problem` for the first contract violation of the parsed tier file.
+def _schema_version(value: object) -> object:
+    if not isinstance(value, int) or isinstance(value, bool) or value != 1:
+        raise _fail("unsupported schema_version {got} (expected 1)", got=repr(value))
+    return value
 
-    One function serves both the YAML loader (which maps the key to a line) and direct
-    construction of :class:`TierConfig`, so the two can never disagree on what is valid.
-    """
-    for key in data:
-        if key not in _TOP_LEVEL_KEYS:
-            raise _Problem(
-                str(key),
-                f"unknown key {key!r} (allowed: {', '.join(_TOP_LEVEL_KEYS)})",
-            )
-    for key in _REQUIRED_KEYS:
-        if key not in data:
-            raise _Problem(key, f"missing required key {key!r}")
 
-    version = data["schema_version"]
-    if not isinstance(version, int) or isinstance(version, bool) or version != 1:
-        raise _Problem("schema_version", f"unsupported schema_version {version!r} (expected 1)")
+def _boolean(value: object) -> object:
+    if not isinstance(value, bool):
+        raise _fail("must be true or false, got {got}", got=repr(value))
+    return value
 
-    if "uncalibrated" in data and not isinstance(data["uncalibrated"], bool):
-        raise _Problem("uncalibrated", f"must be true or false, got {data['uncalibrated']!r}")
 
-    thresholds = data["thresholds"]
-    if not isinstance(thresholds, Mapping):
-        raise _Problem("thresholds", "must be a mapping of tier name to threshold")
-    if not thresholds:
-        raise _Problem("thresholds", "must name at least one tier")
-    for tier, value in thresholds.items():
-        key = f"thresholds.{tier}"
-        if tier not in KNOWN_TIERS:
-            raise _Problem(key, f"unknown tier {tier!r} (known tiers: {', '.join(KNOWN_TIERS)})")
-        if not _is_number(value):
-            raise _Problem(key, f"threshold must be a number in [0, 1], got {value!r}")
-        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-            raise _Problem(key, f"threshold {value!r} is outside [0, 1]")
-    # Tiers are ordered: asking more of a lower tier than of a higher one is a typo, and it
-    # would make "highest sufficient tier" meaningless.
-    ordered = [tier for tier in KNOWN_TIERS if tier in thresholds]
-    for lower, higher in pairwise(ordered):
-        if thresholds[higher] < thresholds[lower]:
-            raise _Problem(
-                f"thresholds.{higher}",
-                f"{higher} threshold {thresholds[higher]} is below {lower} threshold "
-                f"{thresholds[lower]} (tiers are ordered {' < '.join(KNOWN_TIERS)})",
-            )
+def _thresholds(value: object) -> object:
+    if not isinstance(value, Mapping):
+        raise _fail("must be a mapping of tier name to threshold")
+    if not value:
+        raise _fail("must name at least one tier")
+    return value
 
-    current = data.get("current_tiers", {})
-    if current is None:
-        current = {}
-    if not isinstance(current, Mapping):
-        raise _Problem("current_tiers", "must be a mapping of task class name to tier or none")
-    for task_class, tier in current.items():
-        key = f"current_tiers.{task_class}"
-        if not isinstance(task_class, str) or not task_class:
-            raise _Problem(key, f"task class name must be a non-empty string, got {task_class!r}")
-        if tier is None or tier == _NO_TIER:
-            continue
-        if tier not in thresholds:
-            declared = ", ".join(ordered)
-            raise _Problem(
-                key,
-                f"unknown tier {tier!r} (use one of the tiers in thresholds: {declared}, "
-                f"or {_NO_TIER})",
-            )
 
-    if "required_sut_isolation" in data:
-        required = data["required_sut_isolation"]
-        allowed = ", ".join(SUT_ISOLATIONS)
-        if isinstance(required, str):
-            if required not in SUT_ISOLATIONS:
-                raise _Problem(
-                    "required_sut_isolation", f"must be one of {allowed}, got {required!r}"
-                )
-        elif isinstance(required, Mapping):
-            for tier, value in required.items():
-                key = f"required_sut_isolation.{tier}"
-                if tier not in thresholds:
-                    raise _Problem(key, f"tier {tier!r} has no threshold in thresholds")
-                if value not in SUT_ISOLATIONS:
-                    raise _Problem(key, f"must be one of {allowed}, got {value!r}")
-        else:
-            raise _Problem(
-                "required_sut_isolation",
-                f"must be one of {allowed}, or a mapping of tier to one of them",
-            )
+def _known_tier(value: object) -> object:
+    if value not in KNOWN_TIERS:
+        raise _fail("unknown tier {got} (known tiers: {known})", got=repr(value), known=_KNOWN)
+    return value
 
-    if "evidence_window" in data:
-        window = data["evidence_window"]
-        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
-            raise _Problem("evidence_window", f"must be an integer >= 1, got {window!r}")
+
+def _threshold(value: object) -> object:
+    if not _is_number(value):
+        raise _fail("threshold must be a number in [0, 1], got {got}", got=repr(value))
+    assert isinstance(value, int | float)
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise _fail("threshold {got} is outside [0, 1]", got=repr(value))
+    return value
+
+
+def _current_tiers(value: object) -> object:
+    # The file spells "no tier" as ``none`` for readability; null means the same.
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail("must be a mapping of task class name to tier or none")
+    return {k: (None if v == _NO_TIER else v) for k, v in value.items()}
+
+
+def _task_class_name(value: object) -> object:
+    if not isinstance(value, str) or not value:
+        raise _fail("task class name must be a non-empty string, got {got}", got=repr(value))
+    return value
+
+
+def _window(value: object) -> object:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _fail("must be an integer >= 1, got {got}", got=repr(value))
+    return value
+
+
+def _isolation(value: object) -> object:
+    if value not in SUT_ISOLATIONS:
+        raise _fail("must be one of {allowed}, got {got}", allowed=_ALLOWED, got=repr(value))
+    return value
+
+
+def _required_isolation(value: object) -> object:
+    if isinstance(value, Mapping):
+        return value  # each entry is checked against the thresholds in _across_fields
+    if isinstance(value, str):
+        return _isolation(value)
+    raise _fail("must be one of {allowed}, or a mapping of tier to one of them", allowed=_ALLOWED)
+
+
+_KNOWN = ", ".join(KNOWN_TIERS)
+_ALLOWED = ", ".join(SUT_ISOLATIONS)
+_Tier = Annotated[str, BeforeValidator(_known_tier)]
 
 
 class TierConfig(BaseModel):
@@ -191,33 +156,59 @@ class TierConfig(BaseModel):
     ``current_tiers`` maps task class name to the tier a human has granted (``None`` for
     none); ``evidence_window`` is how many most recent reports of a task class are judged
     together. ``uncalibrated`` is true until the thresholds are backed by a calibration study.
+
+    Every rule of the file lives on this model, so the YAML loader (which adds the line) and
+    direct construction can never disagree on what is valid.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1]
-    uncalibrated: bool = True
-    thresholds: dict[str, _Threshold]
-    current_tiers: dict[str, str | None] = Field(default_factory=dict)
-    evidence_window: Annotated[int, Field(strict=True, ge=1)] = 1
-    required_sut_isolation: str | dict[str, str] = DEFAULT_SUT_ISOLATION
-
-    @field_validator("current_tiers", mode="before")
-    @classmethod
-    def _none_spelled_out(cls, value: object) -> object:
-        # The file spells "no tier" as ``none`` for readability; null means the same.
-        if value is None:
-            return {}
-        if isinstance(value, Mapping):
-            return {k: (None if v == _NO_TIER else v) for k, v in value.items()}
-        return value
+    schema_version: Annotated[Literal[1], BeforeValidator(_schema_version)]
+    uncalibrated: Annotated[bool, BeforeValidator(_boolean)] = True
+    thresholds: Annotated[
+        dict[_Tier, Annotated[float, BeforeValidator(_threshold)]], BeforeValidator(_thresholds)
+    ]
+    current_tiers: Annotated[
+        dict[Annotated[str, BeforeValidator(_task_class_name)], str | None],
+        BeforeValidator(_current_tiers),
+    ] = Field(default_factory=dict)
+    evidence_window: Annotated[int, BeforeValidator(_window)] = 1
+    required_sut_isolation: Annotated[
+        str | dict[str, Any], BeforeValidator(_required_isolation)
+    ] = DEFAULT_SUT_ISOLATION
 
     @model_validator(mode="after")
-    def _contract(self) -> TierConfig:
-        try:
-            _check(self.model_dump())
-        except _Problem as exc:
-            raise ValueError(f"{exc.key}: {exc.problem}" if exc.key else exc.problem) from None
+    def _across_fields(self) -> TierConfig:
+        def fail(key: str, problem: str) -> PydanticCustomError:
+            return PydanticCustomError(
+                "tiers.across", "{key}: {problem}", {"key": key, "problem": problem}
+            )
+
+        # Tiers are ordered: asking more of a lower tier than of a higher one is a typo, and
+        # it would make "highest sufficient tier" meaningless.
+        thresholds = self.thresholds
+        ordered = self.tiers
+        for lower, higher in pairwise(ordered):
+            if thresholds[higher] < thresholds[lower]:
+                raise fail(
+                    f"thresholds.{higher}",
+                    f"{higher} threshold {thresholds[higher]} is below {lower} threshold "
+                    f"{thresholds[lower]} (tiers are ordered {' < '.join(KNOWN_TIERS)})",
+                )
+        for task_class, tier in self.current_tiers.items():
+            if tier is not None and tier not in thresholds:
+                raise fail(
+                    f"current_tiers.{task_class}",
+                    f"unknown tier {tier!r} (use one of the tiers in thresholds: "
+                    f"{', '.join(ordered)}, or {_NO_TIER})",
+                )
+        if isinstance(self.required_sut_isolation, Mapping):
+            for tier, value in self.required_sut_isolation.items():
+                key = f"required_sut_isolation.{tier}"
+                if tier not in thresholds:
+                    raise fail(key, f"tier {tier!r} has no threshold in thresholds")
+                if value not in SUT_ISOLATIONS:
+                    raise fail(key, f"must be one of {_ALLOWED}, got {value!r}")
         return self
 
     @property
@@ -243,7 +234,7 @@ class TierConfig(BaseModel):
         required = self.required_sut_isolation
         if isinstance(required, str):
             return required
-        return required.get(tier, DEFAULT_SUT_ISOLATION)
+        return str(required.get(tier, DEFAULT_SUT_ISOLATION))
 
     def isolation_suffices(self, tier: str, isolation: str) -> bool:
         """Whether a case run with *isolation* counts for *tier*."""
@@ -377,16 +368,24 @@ def load_tier_config(path: Path) -> TierConfig:
         ) from None
 
     try:
-        _check(data)
-    except _Problem as exc:
-        # A missing key has no line of its own: point at the mapping that should hold it.
-        line = lines.get(exc.key, _line(root)) if exc.key else _line(root)
-        raise TierConfigInvalid(path, exc.problem, key=exc.key, line=line) from None
-
-    try:
         return TierConfig.model_validate(data)
-    except ValidationError as exc:  # pragma: no cover - _check guards every field first
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or None
+    except ValidationError as exc:
+        key, problem = _first_problem(exc)
+        # A missing key has no line of its own: point at the mapping that should hold it.
         line = lines.get(key, _line(root)) if key else _line(root)
-        raise TierConfigInvalid(path, first["msg"], key=key, line=line) from None
+        raise TierConfigInvalid(path, problem, key=key, line=line) from None
+
+
+def _first_problem(exc: ValidationError) -> tuple[str | None, str]:
+    """The dotted key and the wording of the first problem pydantic found."""
+    err = exc.errors()[0]
+    loc = [str(part) for part in err["loc"] if part != "[key]"]
+    key = ".".join(loc) or None
+    ctx = err.get("ctx") or {}
+    if err["type"] == "tiers.across":
+        return str(ctx["key"]), str(ctx["problem"])
+    if err["type"] == "extra_forbidden":
+        return key, f"unknown key {loc[-1]!r} (allowed: {', '.join(TierConfig.model_fields)})"
+    if err["type"] == "missing":
+        return key, f"missing required key {loc[-1]!r}"
+    return key, err["msg"]

@@ -22,6 +22,7 @@ from pytest_codegenie_eval.models import (
     PromotionVerdict,
 )
 from pytest_codegenie_eval.promotion import (
+    REASON_MIXED_ISOLATION,
     EvidenceTaskClassMismatch,
     PromotionGate,
     UnknownTier,
@@ -199,6 +200,23 @@ def test_all_conditions_together_give_all_reasons_in_order() -> None:
     assert verdict.reasons == expected
     assert verdict.block_failure_count == 2
     assert verdict.isolation_classes == ("microvm", "subprocess")
+
+
+@pytest.mark.parametrize(
+    "update",
+    [{"sut_network": "host"}, {"sut_isolation": "env-only"}, {"rubric_isolation": "env-only"}],
+    ids=["network", "sut-sandbox", "rubric-sandbox"],
+)
+def test_a_window_pooling_runs_isolated_differently_is_not_evidence(
+    update: dict[str, str],
+) -> None:
+    alike = {"sut_network": "none", "rubric_isolation": "bwrap"}
+    reports = [report(run=1).model_copy(update=alike), report(run=2).model_copy(update=alike)]
+    assert evaluate(reports).evidence_sufficient  # live: alike, the window is evidence
+
+    changed = reports[0].model_copy(update={**alike, **update})
+    verdict = evaluate([changed, reports[1]], tier="bronze")
+    assert REASON_MIXED_ISOLATION in verdict.reasons
 
 
 def test_thresholds_are_inclusive() -> None:
