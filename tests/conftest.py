@@ -72,9 +72,14 @@ def xdist_args(request: pytest.FixtureRequest) -> list[str]:
 def run_bench(pytester: pytest.Pytester, stub_bench: Path, xdist_args: list[str]) -> RunBench:
     """Run pytest in the pytester directory on the stub bench, in the parametrized mode."""
 
+    argv = (*xdist_args, "--codegenie-bench=stub", "-p", "no:cacheprovider")
+    # in process where nothing forks (no xdist, -n 0): a second interpreter is not what these
+    # tests test, and it costs a second of start-up each; -n 2 needs real worker processes
+    in_process = "-n" not in xdist_args or xdist_args[-1] == "0"
+
     def run(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess(
-            *xdist_args, "--codegenie-bench=stub", "-p", "no:cacheprovider", *args
-        )
+        if in_process:
+            return pytester.runpytest_inprocess(*argv, *args)
+        return pytester.runpytest_subprocess(*argv, *args)
 
     return run
