@@ -70,13 +70,50 @@ def duplicate_keys(node: yaml.Node, where: str = "") -> Iterator[str]:
             yield from duplicate_keys(item, where)
 
 
+MAX_YAML_DEPTH = 64
+"""How deeply a contract YAML file may nest; the real files nest three levels."""
+
+
+class YamlRefused(yaml.YAMLError):
+    """YAML that parses but that a contract file may not use: aliases, deep nesting."""
+
+
+def compose_bounded(text: str) -> yaml.Node | None:
+    """The node graph of a YAML document, refused before it is built when it nests deeper
+    than :data:`MAX_YAML_DEPTH` or uses an alias.
+
+    PyYAML composes recursively (5,000 nested brackets are a RecursionError), and aliases
+    share nodes, so a few lines of anchors ("billion laughs") expand exponentially in every
+    walk over the result. The event stream is read first: PyYAML's parser keeps its own
+    stack, so this check is linear in the text and cannot recurse. No contract file needs
+    an alias, so every alias is refused, not only the explosive ones.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise YamlRefused(f"nested deeper than {MAX_YAML_DEPTH} levels (line {line})")
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1 if event.start_mark else "?"
+            raise YamlRefused(
+                f"uses the alias *{event.anchor} on line {line}: anchors and aliases are not "
+                "allowed in this file"
+            )
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def strict_yaml(text: str) -> tuple[Any, list[str]]:
     """The value of a YAML document (safe constructors only) and its duplicate keys.
 
-    Raises :class:`yaml.YAMLError` when the text is not YAML. The document is parsed once:
-    the value is constructed from the same node graph the duplicates are read from.
+    Raises :class:`yaml.YAMLError` when the text is not YAML, nests too deeply or uses an
+    alias (:func:`compose_bounded`). The document is composed once: the value is
+    constructed from the same node graph the duplicates are read from.
     """
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root = compose_bounded(text)
     if root is None:
         return None, []
     duplicates = list(duplicate_keys(root))
@@ -260,12 +297,15 @@ def banned_in(text: str) -> str | None:
 __all__ = [
     "BANNED_SUBSTRINGS",
     "KNOWN_TIERS",
+    "MAX_YAML_DEPTH",
     "RESERVED_PREFIXES",
     "SEVERITIES",
     "FailureModeSpec",
     "FailureModesFile",
     "Problem",
+    "YamlRefused",
     "banned_in",
+    "compose_bounded",
     "describe_case_errors",
     "describe_errors",
     "duplicate_keys",

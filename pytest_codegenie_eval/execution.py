@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import blake3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -189,10 +189,15 @@ class _RubricFailure(BaseModel):
     severity: Severity | None = None
 
 
+# A score is a JSON number (not true, not "1") that is finite and in [0, 1]; -0.0 counts as
+# 0.0 (normalised, so equal scores give equal run ids). docs/bench-authoring.md says so.
+_Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+
+
 class _RubricOutput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     case_id: str | None = None
-    score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    score: _Score
     breakdown: dict[str, float] = Field(default_factory=dict)
     failure_modes: list[_RubricFailure] = Field(default_factory=list)
 
@@ -210,14 +215,26 @@ class ValidatedScore:
 _block = results.block
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key repeats: ``{"score": 0, "score": 1}`` would
+    otherwise be read as whichever came last, and a second ``failure_modes`` could hide the
+    block failure in the first."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
 def validate_rubric_output(
     stdout: bytes, *, case_id: str, task_class: LoadedTaskClass
 ) -> ValidatedScore:
     """Check the rubric's stdout against the protocol, the keys and the taxonomy."""
     try:
         text = stdout.decode("utf-8")
-        data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         shown = tail(stdout, 200) or "<empty>"
         return ValidatedScore(
             0.0, {}, (_block("rubric.malformed_output", f"not one JSON object: {exc}: {shown}"),)
@@ -253,7 +270,7 @@ def validate_rubric_output(
                 _block("rubric.malformed_output", f"breakdown {key!r}={value} not in [0, 1]")
             )
         else:
-            breakdown[key] = value
+            breakdown[key] = value + 0.0  # -0.0 -> 0.0
     for fm in parsed.failure_modes:
         severity = task_class.failure_modes.get(fm.code)
         if severity is None:
@@ -264,7 +281,7 @@ def validate_rubric_output(
             # the taxonomy's severity always wins over whatever the rubric claimed
             modes.append(FailureMode(code=fm.code, severity=severity[0], detail=fm.detail))
     harness_problem = any(m.code.startswith("rubric.") for m in modes)
-    score = 0.0 if harness_problem else parsed.score
+    score = 0.0 if harness_problem else parsed.score + 0.0  # -0.0 -> 0.0
     return ValidatedScore(score, breakdown, tuple(modes))
 
 

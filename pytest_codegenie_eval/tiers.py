@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from pytest_codegenie_eval.contract import compose_bounded
 from pytest_codegenie_eval.errors import CodegenieEvalError, TierConfigInvalid
 from pytest_codegenie_eval.registry import KNOWN_TIERS
 
@@ -338,7 +339,7 @@ def load_tier_config(path: Path) -> TierConfig:
         raise TierConfigInvalid(path, f"cannot read file: {exc}") from None
 
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_bounded(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
