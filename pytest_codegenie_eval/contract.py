@@ -31,6 +31,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+# the floor rules live with the decorator, which must stay light: the child process that
+# imports registration.py loads it without pydantic
+from pytest_codegenie_eval.registry import KNOWN_TIERS, floor_problems
+
 RESERVED_PREFIXES: tuple[str, ...] = ("sut.", "rubric.", "canary.", "harness.")
 """Failure-mode code prefixes owned by the harness (see ``loader.HARNESS_FAILURE_MODES``)."""
 
@@ -38,8 +42,6 @@ SEVERITIES: tuple[str, ...] = ("block", "warn", "info")
 
 BANNED_SUBSTRINGS: tuple[str, ...] = ("confidence", "llm", "self_reported", "model_says")
 """Breakdown keys must be observable properties, never the agent's or a model's self-report."""
-
-KNOWN_TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,18 +276,7 @@ def failure_modes_problems(data: object) -> tuple[FailureModesFile | None, list[
 
 
 # --------------------------------------------------------------------------------------------
-# registration and breakdown keys
-
-
-def floor_problems(floors: Mapping[Any, Any]) -> list[str]:
-    """What is wrong with a ``min_cases_for_promotion`` mapping (tier name → case count)."""
-    problems = []
-    for tier, count in floors.items():
-        if not isinstance(tier, str) or tier not in KNOWN_TIERS:
-            problems.append(f"unknown tier {tier!r} (known: {', '.join(KNOWN_TIERS)})")
-        elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            problems.append(f"{tier!r}: {count!r} is not a non-negative int")
-    return problems
+# breakdown keys
 
 
 def banned_in(text: str) -> str | None:

@@ -60,6 +60,11 @@ class TaskClassInvalid(CodegenieEvalError):
         super().__init__(f"{path}: {problem}")
 
 
+class TaskClassLoadError(TaskClassInvalid):
+    """A task class module (registration.py, breakdown_keys.py) could not be imported: it
+    raised, exited, killed its interpreter or ran past the import time limit."""
+
+
 class BenchCaseLoadError(CodegenieEvalError):
     """A case directory could not be loaded (case.toml missing, malformed or invalid)."""
 

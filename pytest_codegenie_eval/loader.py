@@ -7,21 +7,17 @@ keeps it from running, so one bad case fails one item and never the run.
 
 from __future__ import annotations
 
-import enum
-import importlib.util
 import os
-import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, ModuleType
-from typing import Any
+from types import MappingProxyType
 
-import blake3
 import yaml
 from pydantic import ValidationError
 
+from pytest_codegenie_eval.bench_import import DEFAULT_IMPORT_TIMEOUT_S, import_modules
 from pytest_codegenie_eval.contract import (
     banned_in,
     describe_case_errors,
@@ -31,7 +27,6 @@ from pytest_codegenie_eval.contract import (
 from pytest_codegenie_eval.digests import (
     case_digest,
     check_input_links,
-    file_digest,
     orphan_pins,
     pin_mismatch,
     read_digests,
@@ -44,6 +39,7 @@ from pytest_codegenie_eval.errors import (
     CodegenieEvalError,
     DigestsFileInvalid,
     TaskClassInvalid,
+    TaskClassLoadError,
     TaskClassNotFound,
 )
 from pytest_codegenie_eval.hashing import hash_tree
@@ -59,7 +55,7 @@ from pytest_codegenie_eval.layout import (
     task_class_dir_of_case,
 )
 from pytest_codegenie_eval.models import BenchCase, Severity
-from pytest_codegenie_eval.registry import TaskClass, capture_registrations
+from pytest_codegenie_eval.registry import TaskClass
 
 # Failure modes the harness itself raises; always block severity, never in a taxonomy file.
 HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
@@ -124,46 +120,18 @@ class LoadedTaskClass:
         return entry[0] if entry else None
 
 
-# registration.py is imported once per process per content: re-running collection in the same
-# process (pytester, IDE re-runs) reuses the captured TaskClass instead of importing again.
-_REGISTRATION_CACHE: dict[tuple[Path, str], tuple[TaskClass, ...]] = {}
-
-
-def _import_file(path: Path, module_name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise TaskClassInvalid(path, "cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except CodegenieEvalError:
-        sys.modules.pop(module_name, None)
-        raise
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise TaskClassInvalid(path, f"import failed: {type(exc).__name__}: {exc}") from exc
-    return module
-
-
-def _module_name(directory: Path, stem: str) -> str:
-    tag = blake3.blake3(str(directory).encode()).hexdigest()[:12]
-    safe = "".join(c if c.isalnum() else "_" for c in directory.name)
-    return f"_codegenie_bench_{safe}_{tag}_{stem}"
-
-
-def load_registration(directory: Path) -> TaskClass:
-    """Import ``registration.py`` (once per content) and return its single task class."""
+def load_registration(
+    directory: Path, *, import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
+) -> TaskClass:
+    """The single task class ``registration.py`` registers (imported in a child process,
+    once per content: see :mod:`.bench_import`)."""
     path = directory / REGISTRATION
     if not path.is_file():
         raise TaskClassInvalid(path, "missing: every task class needs a registration.py")
-    key = (path.resolve(), file_digest(path))
-    registered = _REGISTRATION_CACHE.get(key)
-    if registered is None:
-        with capture_registrations() as captured:
-            _import_file(path, _module_name(directory.resolve(), "registration"))
-        registered = tuple(captured)
-        _REGISTRATION_CACHE[key] = registered
+    modules = import_modules(directory, timeout_s=import_timeout_s)
+    if modules.registration_error is not None or modules.registered is None:
+        raise TaskClassLoadError(path, modules.registration_error or "cannot be imported")
+    registered = modules.registered
     if len(registered) != 1:
         raise TaskClassInvalid(
             path, f"must register exactly one task class, registered {len(registered)}"
@@ -175,39 +143,33 @@ def load_registration(directory: Path) -> TaskClass:
             f"registers {task_class.name!r} but lives in directory {directory.name!r}; "
             "the name and the directory must match",
         )
-    if task_class.directory != directory.resolve():
-        task_class = TaskClass(
-            name=task_class.name,
-            qualname=task_class.qualname,
-            min_cases_for_promotion=task_class.min_cases_for_promotion,
-            baseline_sut=task_class.baseline_sut,
-            directory=directory.resolve(),
-            description=task_class.description,
-        )
     return task_class
 
 
-def load_breakdown_keys(directory: Path) -> frozenset[str]:
+def load_breakdown_keys(
+    directory: Path, *, import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
+) -> frozenset[str]:
     """The values of ``BreakdownKey`` in ``breakdown_keys.py``."""
     path = directory / BREAKDOWN_KEYS
     if not path.is_file():
         raise TaskClassInvalid(path, "missing: every task class needs breakdown_keys.py")
-    module = _import_file(path, _module_name(directory.resolve(), f"bk_{file_digest(path)[:12]}"))
-    enum_cls: Any = getattr(module, "BreakdownKey", None)
-    if not (isinstance(enum_cls, type) and issubclass(enum_cls, enum.Enum)):
-        raise TaskClassInvalid(path, "must define `class BreakdownKey(StrEnum)`")
-    keys = frozenset(str(member.value) for member in enum_cls)
-    if not keys:
+    modules = import_modules(directory, timeout_s=import_timeout_s)
+    if modules.breakdown_error is not None or modules.breakdown_keys is None:
+        error = modules.breakdown_error or "cannot be imported"
+        cls = TaskClassLoadError if error.startswith(("import", "importing")) else TaskClassInvalid
+        raise cls(path, error)
+    members = modules.breakdown_keys
+    if not members:
         raise TaskClassInvalid(path, "BreakdownKey has no members")
-    for member in enum_cls:
-        banned = banned_in(member.name) or banned_in(str(member.value))
+    for name, value in members:
+        banned = banned_in(name) or banned_in(value)
         if banned:
             raise TaskClassInvalid(
                 path,
-                f"BreakdownKey.{member.name} contains banned substring {banned!r}: breakdown "
+                f"BreakdownKey.{name} contains banned substring {banned!r}: breakdown "
                 "keys must be observable properties, not self-reports",
             )
-    return keys
+    return frozenset(value for _name, value in members)
 
 
 def load_failure_modes(directory: Path) -> dict[str, tuple[Severity, str]]:
@@ -315,11 +277,13 @@ def load_cases(cases_dir: Path) -> tuple[tuple[CaseEntry, ...], tuple[str, ...]]
     return tuple(entries), orphans
 
 
-def load_task_class(directory: Path) -> LoadedTaskClass:
+def load_task_class(
+    directory: Path, *, import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
+) -> LoadedTaskClass:
     """Load a task class directory (raises TaskClassInvalid when the contract is broken)."""
     directory = directory.resolve()
-    task_class = load_registration(directory)
-    keys = load_breakdown_keys(directory)
+    task_class = load_registration(directory, import_timeout_s=import_timeout_s)
+    keys = load_breakdown_keys(directory, import_timeout_s=import_timeout_s)
     modes = load_failure_modes(directory)
     rubric = directory / RUBRIC
     if not rubric.is_file():

@@ -11,6 +11,7 @@ from typing import cast
 import pytest
 
 from pytest_codegenie_eval.activation import bench_names
+from pytest_codegenie_eval.bench_import import DEFAULT_IMPORT_TIMEOUT_S
 from pytest_codegenie_eval.sandbox import NetworkMode, SandboxMode
 from pytest_codegenie_eval.sut import SutLimits, SutPolicy
 
@@ -160,6 +161,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="how rubrics are isolated: auto (default: bwrap, else namespaces, else "
         "environment only), bwrap, namespaces or none",
     )
+    group.addoption(
+        "--codegenie-import-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="time limit for importing a task class's registration.py and breakdown_keys.py "
+        f"(in a child process; default {DEFAULT_IMPORT_TIMEOUT_S:g})",
+    )
     parser.addini("codegenie_bench", "default task class(es) to run", type="args", default=[])
     parser.addini("codegenie_bench_root", "bench root directory", default="bench")
     parser.addini("codegenie_sut", "default SUT (baseline, noop or a command)", default="")
@@ -183,6 +191,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "codegenie_rubric_sandbox", "rubric isolation: auto, bwrap, namespaces, none", default=""
     )
+    parser.addini("codegenie_import_timeout", "task class import time limit (s)", default="")
 
 
 @dataclass(frozen=True)
@@ -205,6 +214,21 @@ class Settings:
     sut_policy: SutPolicy = field(default_factory=SutPolicy)
     require_sandbox: bool = False
     rubric_sandbox: str = "auto"
+    import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
+
+
+def _positive_seconds(config: pytest.Config, name: str, default: float) -> float:
+    raw = config.getoption(name) or config.getini(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        flag = "--" + name.replace("_", "-")
+        raise pytest.UsageError(f"{flag} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def _path(root: Path, value: str) -> Path:
@@ -270,6 +294,9 @@ def settings_from_config(config: pytest.Config) -> Settings:
             or config.getini("codegenie_require_sandbox")
         ),
         rubric_sandbox=rubric_sandbox,
+        import_timeout_s=_positive_seconds(
+            config, "codegenie_import_timeout", DEFAULT_IMPORT_TIMEOUT_S
+        ),
     )
 
 

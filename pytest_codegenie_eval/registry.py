@@ -10,10 +10,24 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from pytest_codegenie_eval.contract import KNOWN_TIERS, floor_problems
 from pytest_codegenie_eval.errors import TaskClassAlreadyRegistered
 
 T = TypeVar("T")
+
+KNOWN_TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
+
+
+def floor_problems(floors: Mapping[Any, Any]) -> list[str]:
+    """What is wrong with a ``min_cases_for_promotion`` mapping (tier name -> case count):
+    the one rule the decorator, the loader and the fence apply."""
+    problems = []
+    for tier, count in floors.items():
+        if not isinstance(tier, str) or tier not in KNOWN_TIERS:
+            problems.append(f"unknown tier {tier!r} (known: {', '.join(KNOWN_TIERS)})")
+        elif isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            problems.append(f"{tier!r}: {count!r} is not a non-negative int")
+    return problems
+
 
 __all__ = [
     "KNOWN_TIERS",
@@ -21,6 +35,7 @@ __all__ = [
     "TaskClassRegistry",
     "capture_registrations",
     "default_registry",
+    "floor_problems",
     "register_task_class",
 ]
 

@@ -115,7 +115,9 @@ class BenchSession:
         key = task_class_dir.resolve()
         if key not in self._loaded:
             try:
-                self._loaded[key] = load_task_class(key)
+                self._loaded[key] = load_task_class(
+                    key, import_timeout_s=self.settings.import_timeout_s
+                )
             except CodegenieEvalError as exc:
                 self._loaded[key] = exc
         value = self._loaded[key]

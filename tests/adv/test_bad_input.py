@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,6 +22,8 @@ from pytest_codegenie_eval.execution import validate_rubric_output
 from pytest_codegenie_eval.loader import LoadedTaskClass, load_failure_modes, load_task_class
 from pytest_codegenie_eval.tiers import load_tier_config
 from tests.conftest import copy_stub
+
+Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
 
 # --------------------------------------------------------------------------------------------
 # rubric output: one strict JSON object, one rule for numbers
@@ -142,3 +148,89 @@ def test_the_fence_reports_them_as_violations(tmp_path: Path) -> None:
         (tc / "failure_modes.yaml").write_text(text)
         rules = {v.rule for v in check_task_class(tc)}
         assert "failure-modes" in rules
+
+
+# --------------------------------------------------------------------------------------------
+# registration.py is bench-author code: imported in a child, it cannot end the session
+
+HEADER = "from pytest_codegenie_eval import register_task_class\n"
+CLASS = (
+    '@register_task_class("stub", min_cases_for_promotion={"bronze": 2})\n'
+    "class Stub:\n    baseline_sut = 'baseline_sut.py'\n"
+)
+HOSTILE_REGISTRATIONS = {
+    "system-exit": (HEADER + "raise SystemExit(3)\n" + CLASS, "raised SystemExit(3)"),
+    "clears-sys-modules": (
+        HEADER + "import sys\n" + CLASS + "sys.modules.clear()\n",
+        None,  # harmless in a child: the task class loads and runs
+    ),
+    "os-exit-0": (HEADER + "import os\nos._exit(0)\n" + CLASS, "ended the process (exit code 0)"),
+    "sleeps": (HEADER + "import time\ntime.sleep(600)\n" + CLASS, "did not finish within 3 s"),
+    "raises": (HEADER + CLASS + "raise RuntimeError('half-written')\n", "RuntimeError"),
+}
+
+
+def _naive_import(path: Path) -> subprocess.CompletedProcess[str] | None:
+    """What importing the module in the harness's own interpreter would do (None: hangs)."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('r', {str(path)!r})\n"
+        "importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print('harness still running')\n"
+    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=5, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_REGISTRATIONS))
+def test_a_hostile_registration_fails_its_task_class_and_the_session_reports_it(
+    run_fixture_bench: Runner, copy_task_class: Callable[[str], Path], name: str
+) -> None:
+    source, message = HOSTILE_REGISTRATIONS[name]
+    stub = copy_task_class("stub")
+    registration = stub / "registration.py"
+    registration.write_text(source)
+    naive = _naive_import(registration)
+    if name != "clears-sys-modules":
+        # live: in the harness's interpreter the module ends or hangs the session
+        assert naive is None or "harness still running" not in naive.stdout, naive
+    result, cases = run_fixture_bench(
+        "stub", "--codegenie-import-timeout=3", root=stub.parent, subprocess=True, timeout=60
+    )
+    if message is None:
+        result.assert_outcomes(passed=3)
+        return
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.assert_outcomes(failed=3)
+    assert sorted(cases) == ["alpha", "beta", "gamma"]
+    for case in cases.values():
+        (mode,) = case["failure_modes"]
+        assert mode["code"] == "harness.case_invalid"
+        assert mode["detail"].startswith(f"{registration}: ")
+        assert message in mode["detail"]
+    result.stdout.fnmatch_lines(["*chain head:*"])  # the report and the record were written
+
+
+def test_a_hanging_breakdown_keys_module_is_named(
+    run_fixture_bench: Runner, copy_task_class: Callable[[str], Path]
+) -> None:
+    stub = copy_task_class("stub")
+    keys = stub / "breakdown_keys.py"
+    keys.write_text("import time\ntime.sleep(600)\n" + keys.read_text())
+    result, cases = run_fixture_bench(
+        "stub", "--codegenie-import-timeout=2", root=stub.parent, subprocess=True, timeout=60
+    )
+    result.assert_outcomes(failed=3)
+    for case in cases.values():
+        assert case["failure_modes"][0]["detail"].startswith(f"{keys}: importing it did not")
+
+
+def test_the_import_timeout_must_be_positive(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--codegenie-bench=stub", "--codegenie-import-timeout=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--codegenie-import-timeout must be a positive number*"])
