@@ -84,7 +84,12 @@ RECORD_FIELDS: tuple[str, ...] = (
 # Generous: a writer holds the lock only for one small report write and one line append.
 LOCK_TIMEOUT_S = 120.0
 
-_KNOWN_FIELDS = frozenset(RECORD_FIELDS)
+# Optional: absent for a run's own record; "adopted" for a report that `codegenie-eval
+# repair` recorded after its session died between writing it and appending its record;
+# "repair" for the record of a repair itself (its report is the repair note).
+KIND_FIELD = "kind"
+RECORD_KINDS = ("adopted", "repair")
+_KNOWN_FIELDS = frozenset((*RECORD_FIELDS, KIND_FIELD))
 _STR_FIELDS = ("prev_hash", "created_at", "run_id", "task_class", "report_path", "report_digest")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # One file directly in runs/; no separators, NUL or leading dot (so no "..", no hidden files).
@@ -141,12 +146,17 @@ class VerifyResult:
     verified_incomplete: int
     head: str | None
     problems: tuple[str, ...]
+    repairable: bool = False
+    """True when there are problems and every one is the leftover of a killed session (a
+    torn last line, a temporary file, a report without a record), which
+    ``codegenie-eval repair`` fixes; false when any problem is tampering."""
 
 
 class _Problem(NamedTuple):
     path: Path
     seq: int | None
     message: str
+    repairable: bool = False  # what `codegenie-eval repair` fixes: a crash's leftovers
 
     def __str__(self) -> str:
         where = f"{self.path} (seq {self.seq})" if self.seq is not None else str(self.path)
@@ -189,6 +199,8 @@ def _check_line(line: bytes) -> tuple[dict[str, object] | None, list[str]]:
         wrong.append("complete")
     if not isinstance(record["hash"], str):
         wrong.append("hash")
+    if KIND_FIELD in record and record[KIND_FIELD] not in RECORD_KINDS:
+        wrong.append(KIND_FIELD)
     if wrong:
         return None, [f"field(s) of the wrong type: {', '.join(wrong)}"]
 
@@ -380,36 +392,46 @@ def write_run_record(report: BenchRunReport, out_dir: Path) -> tuple[Path, str]:
                 "is NOT recorded in the chain",
                 exc.seq,
             ) from exc
-        if last is None:
-            seq, prev_hash = 0, GENESIS_PREV_HASH
-        else:
-            last_seq = last["seq"]
-            assert isinstance(last_seq, int)
-            seq, prev_hash = last_seq + 1, str(last["hash"])
-        record: dict[str, object] = {
-            "seq": seq,
-            "prev_hash": prev_hash,
-            "created_at": report.created_at,
-            "run_id": report.run_id,
-            "task_class": report.task_class,
-            "complete": report.complete,
-            "report_path": report_file.relative_to(out_dir).as_posix(),
-            "report_digest": _digest(data),
-        }
-        head = record_hash(record)
-        record["hash"] = head
-        created = not chain.exists()
-        fd = os.open(chain, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            # One write of the whole line: a crash leaves at most a torn tail, which the
-            # next append and verify both detect.
-            _write_all(fd, canonical_json(record) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsync_dir(out_dir)
+        head = _append(
+            out_dir,
+            last,
+            {
+                "created_at": report.created_at,
+                "run_id": report.run_id,
+                "task_class": report.task_class,
+                "complete": report.complete,
+                "report_path": report_file.relative_to(out_dir).as_posix(),
+                "report_digest": _digest(data),
+            },
+        )
     return report_file, head
+
+
+def _append(out_dir: Path, last: Mapping[str, object] | None, fields: Mapping[str, object]) -> str:
+    """Append one record after ``last`` (the checked tail record); the caller holds the
+    chain lock. Returns the new head."""
+    chain = out_dir / AUDIT_FILE
+    if last is None:
+        seq, prev_hash = 0, GENESIS_PREV_HASH
+    else:
+        last_seq = last["seq"]
+        assert isinstance(last_seq, int)
+        seq, prev_hash = last_seq + 1, str(last["hash"])
+    record: dict[str, object] = {"seq": seq, "prev_hash": prev_hash, **fields}
+    head = record_hash(record)
+    record["hash"] = head
+    created = not chain.exists()
+    fd = os.open(chain, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        # One write of the whole line: a crash leaves at most a torn tail, which the
+        # next append and verify both detect.
+        _write_all(fd, canonical_json(record) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(out_dir)
+    return head
 
 
 def recorded(out_dir: Path) -> Iterator[dict[str, object]]:
@@ -452,14 +474,25 @@ def _verify(
     strict: bool,
 ) -> tuple[VerifyResult, list[_Problem]]:
     chain = out_dir / AUDIT_FILE
-    since_at = _parse_when(since) if since is not None else None
     with _read_lock(out_dir):
         try:
             data = chain.read_bytes()
         except FileNotFoundError:
             data = b""
         names_in_runs = _list_runs(out_dir) if strict else []
+    return _verify_data(out_dir, data, names_in_runs, since, expected_head, strict)
 
+
+def _verify_data(
+    out_dir: Path,
+    data: bytes,
+    names_in_runs: list[str],
+    since: str | datetime | None,
+    expected_head: str | None,
+    strict: bool,
+) -> tuple[VerifyResult, list[_Problem]]:
+    chain = out_dir / AUDIT_FILE
+    since_at = _parse_when(since) if since is not None else None
     problems: list[_Problem] = []
     lines = data.split(b"\n")
     # A well-formed file ends with a newline, so the last piece is empty; anything else is a
@@ -564,7 +597,7 @@ def _verify(
                 verified_incomplete += 1
 
     if torn:
-        problems.append(_Problem(chain, expected_seq, _torn_message(len(torn))))
+        problems.append(_Problem(chain, expected_seq, _torn_message(len(torn)), True))
 
     if expected_head is not None and expected_head.lower() not in hashes:
         problems.append(
@@ -585,6 +618,7 @@ def _verify(
                         None,
                         "not named by any audit record (strict): an unrecorded or "
                         "leftover file in runs/",
+                        True,
                     )
                 )
 
@@ -595,6 +629,7 @@ def _verify(
         verified_incomplete=verified_incomplete,
         head=head,
         problems=tuple(str(problem) for problem in problems),
+        repairable=bool(problems) and all(problem.repairable for problem in problems),
     )
     return result, problems
 

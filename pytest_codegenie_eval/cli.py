@@ -1,4 +1,4 @@
-"""The ``codegenie-eval`` console script: run, verify, digests, promote-verdict.
+"""The ``codegenie-eval`` console script: run, verify, repair, digests, promote-verdict.
 
 Exit codes (README.md): 0 success, 1 generic failure (failing cases, bad arguments, and
 for ``promote-verdict`` insufficient evidence), 2 cost cap hit, 3 task class not registered,
@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument("--since", default=None, help="check reports recorded at or after ISO time")
     ver.add_argument("--strict", action="store_true", help="also fail on unrecorded reports")
     ver.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 for a chain with no records (by default an empty chain is an error, so "
+        "a mistyped --state-dir cannot pass)",
+    )
+    ver.add_argument(
         "--expected-head", default=None, metavar="HEX", help="fail unless this head is in the chain"
     )
     dig = sub.add_parser("digests", help="print, check or rewrite a task class's digests.yaml")
@@ -63,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     mode = dig.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="rewrite cases/digests.yaml")
     mode.add_argument("--check", action="store_true", help="exit 6 if any pin is stale")
+    rep = sub.add_parser(
+        "repair",
+        help="clean up after a killed session: temporary files, a torn chain tail, "
+        "reports without a record (never rewrites history)",
+    )
+    rep.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
+    rep.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
     pv = sub.add_parser("promote-verdict", help="judge recorded evidence for a trust tier")
     pv.add_argument("--task-class", required=True)
     pv.add_argument("--tier", required=True)
@@ -86,9 +99,22 @@ def _task_class_dir(bench_root: str, name: str) -> Path | int:
         return EXIT_TASK_CLASS_NOT_REGISTERED
 
 
+def _state_dir_exists(state_dir: Path, command: str) -> bool:
+    if state_dir.is_dir():
+        return True
+    print(
+        f"codegenie-eval {command}: state directory {state_dir} does not exist (a pytest run "
+        "with the plugin creates it; check --state-dir)",
+        file=sys.stderr,
+    )
+    return False
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.audit import format_verify_summary, verify
 
+    if not _state_dir_exists(Path(args.state_dir), "verify"):
+        return EXIT_GENERIC
     try:
         result = verify(
             Path(args.state_dir), args.since, expected_head=args.expected_head, strict=args.strict
@@ -100,7 +126,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"TAMPER: {problem}")
     print(format_verify_summary(result))
     print(f"records {result.records}, head {result.head or 'none (empty chain)'}")
-    return EXIT_OK if result.ok else EXIT_CHAIN_TAMPER
+    if not result.ok:
+        if result.repairable:
+            print(
+                "next: these are leftovers of a killed session, not tampering; run "
+                f"`codegenie-eval repair --state-dir {args.state_dir}` (it quarantines, never "
+                "deletes, and records what it did)"
+            )
+        else:
+            print(
+                "next: the chain or a report it names was changed; `codegenie-eval repair` "
+                "does not rewrite history: restore the state directory from a backup or CI "
+                "artifact and check it with --expected-head"
+            )
+        return EXIT_CHAIN_TAMPER
+    if result.records == 0 and not args.allow_empty:
+        print(
+            f"codegenie-eval verify: empty chain: no run is recorded in {args.state_dir} "
+            "(pass --allow-empty if that is expected)",
+            file=sys.stderr,
+        )
+        return EXIT_GENERIC
+    return EXIT_OK
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.repair import repair
+
+    state_dir = Path(args.state_dir)
+    if not _state_dir_exists(state_dir, "repair"):
+        return EXIT_GENERIC
+    result = repair(state_dir, dry_run=args.dry_run)
+    if result.refused:
+        for problem in result.refused:
+            print(f"TAMPER: {problem}")
+        print(
+            "codegenie-eval repair: refused, nothing changed: the chain has problems a killed "
+            "session cannot cause; restore the state directory from a backup"
+        )
+        return EXIT_CHAIN_TAMPER
+    for action in result.actions:
+        print(("would " if result.dry_run else "") + action)
+    if not result.actions:
+        print(f"nothing to repair in {state_dir}")
+    elif not result.dry_run:
+        print(f"recorded the repair in {result.note}; chain head {result.head}")
+    return EXIT_OK
 
 
 def cmd_digests(args: argparse.Namespace) -> int:
@@ -217,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": cmd_run,
         "verify": cmd_verify,
         "digests": cmd_digests,
+        "repair": cmd_repair,
         "promote-verdict": cmd_promote_verdict,
     }
     return handlers[args.command](args)

@@ -43,7 +43,7 @@ def recorded_evidence(state_dir: Path, task_class: str) -> Evidence:
     reports: list[BenchRunReport] = []
     digests: list[str] = []
     for record in recorded(state_dir):
-        if record.get("task_class") != task_class:
+        if record.get("task_class") != task_class or record.get("kind") == "repair":
             continue
         path = state_dir / str(record.get("report_path", ""))
         try:

@@ -28,10 +28,16 @@ def check_chain(bench: BenchSession) -> None:
     if not check.ok:
         bench.outcome.chain_tampered = True
         problems = "\n  ".join(check.problems[:10])
+        state = bench.settings.state_dir
+        hint = (
+            "These are the leftovers of a killed session: `codegenie-eval repair --state-dir "
+            f"{state}` fixes them and records what it did."
+            if check.repairable
+            else "Investigate with `codegenie-eval verify` before running again."
+        )
         raise pytest.UsageError(
-            f"codegenie: the audit chain in {bench.settings.state_dir} does not verify; "
-            f"no case was started:\n  {problems}\n"
-            "Investigate with `codegenie-eval verify` before running again."
+            f"codegenie: the audit chain in {state} does not verify; "
+            f"no case was started:\n  {problems}\n{hint}"
         )
 
 
