@@ -589,14 +589,14 @@ def _check_digests(cases_dir: Path, cases: Sequence[_Case], out: list[Violation]
         name = case.directory.name
         present.add(name)
         try:
+            check_input_links(case.directory / "input")
+        except BenchCaseLoadError as exc:
+            out.append(Violation(exc.path, "input-links", exc.problem))
+        try:
             actual = case_digest(case.directory)
         except BenchCaseLoadError as exc:
             out.append(Violation(exc.path, "digest-pins", exc.problem))
             continue
-        try:
-            check_input_links(case.directory / "input")
-        except BenchCaseLoadError as exc:
-            out.append(Violation(exc.path, "input-links", exc.problem))
         mismatch = pin_mismatch(pins, name, actual)
         if mismatch is not None:
             out.append(Violation(case.directory, "digest-pins", mismatch.describe(task_class)))

@@ -517,3 +517,34 @@ def test_shipped_benches_pass_the_fence() -> None:
     elapsed = time.perf_counter() - started
     print(f"fence over {bench}: {len(violations)} violation(s) in {elapsed:.3f}s")
     assert violations == [], "\n" + format_violations(violations, bench)
+
+
+# --------------------------------------------------------------------------------------------
+# input-links: input/ is copied into the SUT's workspace, so it must not reach the answer key
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("answer", "../expected"), ("key.txt", "../expected/answer.txt"), ("host", "/etc")],
+    ids=["dir-to-expected", "file-in-expected", "outside-the-case"],
+)
+def test_a_link_out_of_input_is_reported_even_when_pinned(
+    tc: Path, bench_root: Path, tmp_path: Path, name: str, target: str
+) -> None:
+    from pytest_codegenie_eval.digests import write_digests
+
+    link = tc / "cases" / "alpha" / "input" / name
+    link.symlink_to(target)
+    if target.startswith(".."):
+        # live: a plain copy of input/ (what a workspace is) follows the link to the answer
+        copied = tmp_path / "naive-workspace"
+        shutil.copytree(link.parent, copied, symlinks=False)
+        answer = (tc / "cases" / "alpha" / "expected" / "answer.txt").read_text()
+        found = [p.read_text() for p in copied.rglob("*") if p.is_file()]
+        assert answer in found
+    if target != "/etc":
+        write_digests(tc / "cases")  # an author who re-pinned: the link must still be caught
+    violations = [v for v in check_task_class(tc) if v.rule == "input-links"]
+    assert len(violations) == 1, check_task_class(tc)
+    assert violations[0].path == link
+    assert "symlink leaves input/" in violations[0].message
