@@ -473,14 +473,18 @@ def _verify(
     expected_head: str | None,
     strict: bool,
 ) -> tuple[VerifyResult, list[_Problem]]:
-    chain = out_dir / AUDIT_FILE
     with _read_lock(out_dir):
-        try:
-            data = chain.read_bytes()
-        except FileNotFoundError:
-            data = b""
+        data = _chain_bytes(out_dir)
         names_in_runs = _list_runs(out_dir) if strict else []
     return _verify_data(out_dir, data, names_in_runs, since, expected_head, strict)
+
+
+def _chain_bytes(out_dir: Path) -> bytes:
+    """The whole chain file (empty when there is none yet); read it under the lock."""
+    try:
+        return (out_dir / AUDIT_FILE).read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def _verify_data(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -124,6 +125,18 @@ def strict_yaml(text: str) -> tuple[Any, list[str]]:
         return loader.construct_document(root), duplicates
     finally:
         loader.dispose()
+
+
+def read_contract_yaml(path: Path) -> tuple[Any, str | None]:
+    """A contract YAML file's value, or the first reason it cannot be used (not UTF-8, not
+    YAML, too deep, an alias, a repeated key); the caller raises its own typed error."""
+    try:
+        data, duplicates = strict_yaml(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return None, f"not valid YAML: {exc}"
+    if duplicates:
+        return None, duplicates[0]
+    return data, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,5 +315,6 @@ __all__ = [
     "duplicate_keys",
     "failure_modes_problems",
     "floor_problems",
+    "read_contract_yaml",
     "strict_yaml",
 ]

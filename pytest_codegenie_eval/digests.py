@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
-import yaml
 
-from pytest_codegenie_eval.contract import strict_yaml
+from pytest_codegenie_eval.contract import read_contract_yaml
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.hashing import hash_tree
 from pytest_codegenie_eval.layout import CASE_TOML, CASES, DIGESTS_FILE
@@ -104,13 +103,10 @@ def read_digests(cases_dir: Path) -> dict[str, str]:
     path = cases_dir / DIGESTS_FILE
     if not path.exists():
         return {}
-    try:
-        data, duplicates = strict_yaml(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DigestsFileInvalid(path, f"not valid YAML: {exc}") from exc
-    if duplicates:
-        # two pins for one case: the second would silently win over the reviewed one
-        raise DigestsFileInvalid(path, duplicates[0])
+    # a repeated key is refused: the second pin would silently win over the reviewed one
+    data, problem = read_contract_yaml(path)
+    if problem is not None:
+        raise DigestsFileInvalid(path, problem)
     if data is None:
         return {}
     if not isinstance(data, Mapping):

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
 from pydantic import ValidationError
 
 from pytest_codegenie_eval.bench_import import DEFAULT_IMPORT_TIMEOUT_S, import_modules
@@ -22,7 +21,7 @@ from pytest_codegenie_eval.contract import (
     banned_in,
     describe_case_errors,
     failure_modes_problems,
-    strict_yaml,
+    read_contract_yaml,
 )
 from pytest_codegenie_eval.digests import (
     case_digest,
@@ -177,12 +176,9 @@ def load_failure_modes(directory: Path) -> dict[str, tuple[Severity, str]]:
     path = directory / FAILURE_MODES
     if not path.is_file():
         raise TaskClassInvalid(path, "missing: every task class needs failure_modes.yaml")
-    try:
-        data, duplicates = strict_yaml(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise TaskClassInvalid(path, f"not valid YAML: {exc}") from exc
-    if duplicates:
-        raise TaskClassInvalid(path, duplicates[0])
+    data, problem = read_contract_yaml(path)
+    if problem is not None:
+        raise TaskClassInvalid(path, problem)
     parsed, problems = failure_modes_problems(data)
     if parsed is None:
         raise TaskClassInvalid(path, problems[0].bracketed())

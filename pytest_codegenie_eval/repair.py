@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from pytest_codegenie_eval.audit import (
     AUDIT_FILE,
     _append,
+    _chain_bytes,
     _list_runs,
     _lock,
     _verify_data,
@@ -102,12 +103,8 @@ def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
     """
     if not out_dir.is_dir():
         raise FileNotFoundError(f"state directory {out_dir} does not exist")
-    chain = out_dir / AUDIT_FILE
     with _lock(out_dir):
-        try:
-            data = chain.read_bytes()
-        except FileNotFoundError:
-            data = b""
+        data = _chain_bytes(out_dir)
         cut = data.rfind(b"\n") + 1
         body, torn = data[:cut], data[cut:]
         result, problems = _verify_data(out_dir, body, [], None, None, False)
