@@ -7,6 +7,8 @@ or a ``--codegenie-verdict`` tier that the tier file or the task class does not 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pytest_codegenie_eval.audit import verify
@@ -94,8 +96,26 @@ def check_sandbox(settings: Settings) -> None:
         )
 
 
+def check_state_dir(bench: BenchSession) -> None:
+    """The state directory must be a directory the session can create and write: finding
+    out at session end, after every SUT has run, would lose the run's record."""
+    state = bench.settings.state_dir
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        probe = state / f".tmp-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"codegenie: the state directory {state} cannot be written ({exc}); no case was "
+            "started. Point --codegenie-state-dir (ini codegenie_state_dir) at a writable "
+            "directory."
+        ) from None
+
+
 def run_all(bench: BenchSession) -> None:
     """Every preflight check that applies to this session."""
+    check_state_dir(bench)
     check_chain(bench)
     if bench.settings.verdict_tier is not None:
         check_verdict_request(bench)

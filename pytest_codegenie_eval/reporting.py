@@ -53,6 +53,7 @@ class EvalReporter:
         self.outcomes: list[TaskClassOutcome] = []
         self.jsonl_path: str | None = None
         self.verdict_errors: list[str] = []
+        self.write_errors: list[str] = []
 
     # -- collection of results -----------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -69,8 +70,10 @@ class EvalReporter:
     # -- session end ---------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.finish(session)
-        if self.bench.outcome.tampered_after_pass and session.exitstatus == 0:
-            # those items were reported passed before the change was seen: the run is not
+        unrecorded = any(o.error for o in self.outcomes) or self.write_errors
+        if (self.bench.outcome.tampered_after_pass or unrecorded) and session.exitstatus == 0:
+            # items reported passed before a change was seen, or a run whose report or
+            # record could not be written: neither is a passing run
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
@@ -118,10 +121,19 @@ class EvalReporter:
                 self.bench.outcome.chain_tampered = True
                 self.outcomes.append(TaskClassOutcome(report, None, None, error=str(exc)))
                 continue
+            except OSError as exc:  # unwritable or full state directory: not tampering
+                error = f"could not write the run report or its record: {exc}"
+                self.outcomes.append(TaskClassOutcome(report, None, None, error=error))
+                continue
             verdict, rec = self._verdict(task_class)
             self.outcomes.append(TaskClassOutcome(report, path, head, verdict, rec))
         if settings.jsonl:
-            self._write_jsonl(settings.jsonl)
+            try:
+                self._write_jsonl(settings.jsonl)
+            except OSError as exc:
+                self.write_errors.append(
+                    f"could not write --codegenie-jsonl {settings.jsonl}: {exc}"
+                )
 
     def _verdict(self, task_class: str) -> tuple[PromotionVerdict | None, Path | None]:
         from pytest_codegenie_eval.evidence import recommend
@@ -242,7 +254,7 @@ class EvalReporter:
             if r.rubric_isolation:
                 lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_isolation})")
             if outcome.error:
-                lines.append(f"  AUDIT CHAIN ERROR: {outcome.error}")
+                lines.append(f"  REPORT NOT RECORDED: {outcome.error}")
             else:
                 lines.append(f"  report: {outcome.report_path}")
                 lines.append(f"  chain head: {outcome.chain_head}")
@@ -251,6 +263,7 @@ class EvalReporter:
             if outcome.recommendation is not None:
                 lines.append(f"  recommendation: {outcome.recommendation}")
         lines += [f"VERDICT ERROR: {error}" for error in self.verdict_errors]
+        lines += [f"WRITE ERROR: {error}" for error in self.write_errors]
         tampered = self.bench.outcome.tampered_after_pass
         if tampered:
             lines.append(

@@ -234,3 +234,71 @@ def test_the_import_timeout_must_be_positive(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--codegenie-bench=stub", "--codegenie-import-timeout=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--codegenie-import-timeout must be a positive number*"])
+
+
+# --------------------------------------------------------------------------------------------
+# a run that could not write its report or its JSONL never exits 0
+
+
+def test_a_state_directory_that_cannot_be_written_stops_the_run_before_any_case(
+    pytester: pytest.Pytester, copy_task_class: Callable[[str], Path]
+) -> None:
+    stub = copy_task_class("stub")
+    blocked = pytester.path / "state-is-a-file"
+    blocked.write_text("not a directory\n")
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--codegenie-bench=stub",
+        f"--codegenie-bench-root={stub.parent}",
+        f"--codegenie-state-dir={blocked}",
+        "--codegenie-no-cache",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*state directory*cannot be written*no case was started*"])
+
+
+def test_a_report_that_cannot_be_written_at_session_end_fails_a_passing_run(
+    pytester: pytest.Pytester,
+    copy_task_class: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    from pytest_codegenie_eval import reporting
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(reporting, "write_run_record", disk_full)
+    stub = copy_task_class("stub")
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "--codegenie-bench=stub",
+        f"--codegenie-bench-root={stub.parent}",
+        f"--codegenie-state-dir={pytester.path / 'state'}",
+        "--codegenie-no-cache",
+    )
+    result.assert_outcomes(passed=3)  # live: every case passed
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*REPORT NOT RECORDED: could not write the run report*space*"])
+
+
+def test_an_unwritable_jsonl_target_fails_a_passing_run(
+    pytester: pytest.Pytester, copy_task_class: Callable[[str], Path]
+) -> None:
+    stub = copy_task_class("stub")
+    (pytester.path / "a-file").write_text("x\n")
+    target = pytester.path / "a-file" / "out.jsonl"
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--codegenie-bench=stub",
+        f"--codegenie-bench-root={stub.parent}",
+        f"--codegenie-state-dir={pytester.path / 'state'}",
+        f"--codegenie-jsonl={target}",
+    )
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*WRITE ERROR: could not write --codegenie-jsonl*"])
