@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Severity = Literal["block", "warn", "info"]
 CurationClass = Literal["held-out", "rag-corpus-derived"]
 IsolationClass = Literal["subprocess", "microvm"]
-BoundMethod = Literal["bca", "wilson", "none"]
+BoundMethod = Literal["bca", "clopper-pearson", "betting", "wilson", "none"]
 CaseStatus = Literal["scored", "skipped_cost_cap", "load_error", "crashed"]
 # A run id that starts with this marks a partial run (cost cap, or a subset of the cases).
 PARTIAL_PREFIX = "partial:"
@@ -124,6 +124,11 @@ class BoundInfo(_Wire):
     acceleration: float | None = None
     tie_rule: str = ""
     note: str = ""
+    # both candidates of lower_bound_95 (the smaller is the gate's): the seed's BCa bound,
+    # and the finite-sample one (clopper-pearson for 0/1 scores, betting otherwise)
+    bca_lower_bound: float | None = None
+    valid_lower_bound: float | None = None
+    valid_method: str = ""
 
     @model_validator(mode="after")
     def _finite(self) -> BoundInfo:

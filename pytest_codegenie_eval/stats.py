@@ -1,8 +1,16 @@
-"""Statistics behind ``lower_bound_95``: a deterministic BCa lower bound on the mean score.
+"""Statistics behind ``lower_bound_95``: a deterministic lower bound on the mean score.
 
-The gate metric of a bench run is the one-sided 95% bias-corrected and accelerated (BCa)
-bootstrap lower confidence bound of the mean case score, i.e. the lower end of the
-two-sided 90% BCa interval (see ``docs/adr/0002-lower-bound-as-gate-metric.md``).
+The gate metric of a bench run is the smaller of two one-sided 95% lower confidence bounds
+of the mean case score (``docs/adr/0015-a-bound-that-covers.md``, amending ADR 0002):
+
+* the bias-corrected and accelerated (BCa) bootstrap bound, i.e. the lower end of the
+  two-sided 90% BCa interval (ADR 0002), which is tight but under-covers at small n, and
+* a bound with a finite-sample guarantee for scores in [0, 1]: the exact Clopper-Pearson
+  bound when every score is 0 or 1, otherwise the betting bound of Waudby-Smith and Ramdas
+  (predictable plug-in bets on a hedged-capital process, rejected by Ville's inequality).
+
+The minimum covers at least as often as the valid bound does (at least 95% whatever the
+distribution of the scores), and where BCa is the smaller one the gate reads BCa.
 
 Why not simply call :func:`scipy.stats.bootstrap`? Its BCa acceleration comes from a
 jackknife that materialises ``n x (n - 1)`` leave-one-out samples, which is O(n²) in time and
@@ -40,7 +48,7 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr, ndtri
+from scipy.special import betaincinv, ndtr, ndtri
 
 from pytest_codegenie_eval.models import PARTIAL_PREFIX
 
@@ -52,6 +60,8 @@ __all__ = [
     "TieRule",
     "Welford",
     "bca_lower_bound",
+    "betting_lower_bound",
+    "clopper_pearson_lower_bound",
     "lower_bound_95",
     "seed_from_run_id",
     "wilson_lower_bound",
@@ -72,6 +82,12 @@ TieRule = Literal["ties-half", "strict-less"]
 BATCH_VALUES: Final = 2**16
 """Resampled values per batch: 2**16 float64 values plus their int64 indices is 1 MiB."""
 
+BETTING_CAP: Final = 0.75
+"""Largest bet as a share of the capital at risk (λ·m ≤ 0.75), as in Waudby-Smith & Ramdas."""
+
+_BETTING_STREAM: Final = 0x6265_7474  # "bett": the betting order's own random stream
+_BISECTIONS: Final = 60
+
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 _UNIT_ROUNDOFF: Final = 2.0**-53
 _MAX_DECIMALS: Final = 6
@@ -81,22 +97,27 @@ _MAX_DECIMALS: Final = 6
 class LowerBound:
     """A one-sided lower confidence bound on the mean score and how it was obtained.
 
-    ``method`` is ``"bca"`` for the bootstrap bound, ``"wilson"`` when a degenerate input made
-    BCa undefined and the Wilson score bound on the pass rate was used instead, and
-    ``"none"`` when there were no scores at all (``value`` is then 0.0). ``resamples`` is the
+    ``method`` names the bound ``value`` came from: ``"bca"`` for the bootstrap bound,
+    ``"clopper-pearson"`` or ``"betting"`` when the finite-sample bound was the smaller (or
+    BCa was undefined), ``"wilson"`` only from :func:`bca_lower_bound`'s callers of old, and
+    ``"none"`` when there were no scores at all (``value`` is then 0.0). ``bca`` and
+    ``valid`` hold both candidates. ``resamples`` is the
     number of bootstrap resamples behind ``value`` (0 unless ``method == "bca"``); ``z0`` and
     ``acceleration`` are the BCa bias correction and acceleration when they were computed
     and finite, else ``None``. ``note`` says in words why this method was used.
     """
 
     value: float
-    method: Literal["bca", "wilson", "none"]
+    method: Literal["bca", "wilson", "clopper-pearson", "betting", "none"]
     resamples: int
     seed: int
     z0: float | None
     acceleration: float | None
     tie_rule: str
     note: str
+    bca: float | None = None  # the BCa bound itself, whether or not it was the smaller
+    valid: float | None = None  # the finite-sample bound, whether or not it was the smaller
+    valid_method: str = ""  # "clopper-pearson" or "betting"
 
 
 def seed_from_run_id(run_id: str) -> int:
@@ -133,6 +154,88 @@ def wilson_lower_bound(successes: int, n: int, confidence: float = 0.95) -> floa
     center = p_hat + z2 / (2 * n)
     margin = z * math.sqrt(p_hat * (1.0 - p_hat) / n + z2 / (4 * n * n))
     return min(1.0, max(0.0, (center - margin) / (1.0 + z2 / n)))
+
+
+def clopper_pearson_lower_bound(successes: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided exact (Clopper-Pearson) lower bound on a binomial proportion.
+
+    The ``1 - confidence`` quantile of Beta(successes, n - successes + 1): it covers the true
+    proportion with probability at least ``confidence`` for every n and p. Ten successes out
+    of ten give 0.05**(1/10) = 0.741. Returns 0.0 for ``n == 0`` and for zero successes.
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+    _check_confidence(confidence)
+    if n == 0 or successes == 0:
+        return 0.0
+    return float(betaincinv(successes, n - successes + 1, 1.0 - confidence))
+
+
+def betting_lower_bound(
+    scores: Sequence[float] | npt.ArrayLike, *, seed: int, confidence: float = 0.95
+) -> float:
+    """One-sided lower confidence bound on the mean of scores in [0, 1] by betting.
+
+    Waudby-Smith & Ramdas, "Estimating means of bounded random variables by betting" (JRSS-B
+    2024): for a candidate mean ``m``, a gambler starting with capital 1 bets
+    ``λ_i (x_i - m)`` on each score in turn, with ``λ_i`` chosen from the scores before it
+    only (``sqrt(2 log(1/α) / (n σ̂²_{i-1}))``, at most ``BETTING_CAP / m``). If the mean were
+    ``m`` or less the capital would be a nonnegative supermartingale, so by Ville's inequality
+    it ever reaches ``1/α`` with probability at most ``α``. The bound is the largest ``m``
+    the capital refutes; the capital is decreasing in ``m``, so bisection finds it in
+    ``O(n)`` memory and ``O(60 n)`` time. Valid for every distribution on [0, 1] and every n.
+
+    The scores are bet on in an order drawn from ``seed`` (a stream of its own, so this does
+    not share draws with the bootstrap): the same inputs give the same bits.
+    """
+    x = _as_scores(scores)
+    _check_confidence(confidence)
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    if x.size and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError("the betting bound needs scores in [0, 1]")
+    n = int(x.size)
+    if n == 0:
+        return 0.0
+    stream = np.random.SeedSequence([seed, _BETTING_STREAM])
+    xs = x[np.random.Generator(np.random.PCG64(stream)).permutation(n)]
+    index = np.arange(1, n + 1, dtype=np.float64)
+    running_mean = (0.5 + np.cumsum(xs)) / (index + 1.0)
+    squares = (xs - running_mean) ** 2
+    previous = np.concatenate(([0.0], np.cumsum(squares)[:-1]))
+    variance = (0.25 + previous) / index  # σ̂²_{i-1}, predictable
+    threshold = math.log(1.0 / (1.0 - confidence))
+    plug_in = np.sqrt(2.0 * threshold / (n * variance))
+
+    def refuted(m: float) -> bool:
+        bets = np.minimum(plug_in, BETTING_CAP / m) if m > 0.0 else plug_in
+        log_capital = np.cumsum(np.log1p(bets * (xs - m)))
+        return bool(log_capital.max() >= threshold)
+
+    if not refuted(0.0):
+        return 0.0
+    low, high = 0.0, 1.0  # refuted(1.0) is always False: every bet on x <= 1 loses
+    for _ in range(_BISECTIONS):
+        middle = (low + high) / 2.0
+        if refuted(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _valid_bound(
+    x: npt.NDArray[np.float64], *, seed: int, confidence: float
+) -> tuple[float, str] | None:
+    """The finite-sample bound for these scores (``None`` when they are not in [0, 1])."""
+    if x.min() < 0.0 or x.max() > 1.0:
+        return None
+    ones = x == 1.0
+    if bool(np.all(ones | (x == 0.0))):
+        return clopper_pearson_lower_bound(int(ones.sum()), int(x.size), confidence), (
+            "clopper-pearson"
+        )
+    return betting_lower_bound(x, seed=seed, confidence=confidence), "betting"
 
 
 def bca_lower_bound(
@@ -173,13 +276,15 @@ def lower_bound_95(
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,
 ) -> LowerBound:
-    """One-sided lower confidence bound on the mean score: BCa, else Wilson, never NaN.
+    """One-sided lower confidence bound on the mean score: the smaller of BCa and a
+    finite-sample bound, never NaN.
 
-    ``confidence=0.95`` gives the lower end of the two-sided 90% BCa interval. Where BCa is
-    undefined (see :func:`bca_lower_bound`) the bound is the one-sided Wilson score lower
-    bound on the pass rate, with successes counted from ``passed`` or, when ``passed`` is
-    ``None``, as the scores ``>= 1.0``. No scores at all give 0.0 with method ``"none"``.
-    The value is clipped into [0, 1] when every score lies in [0, 1].
+    For scores in [0, 1] the finite-sample bound is Clopper-Pearson when every score is 0 or
+    1 and the betting bound otherwise; the result is the smaller of it and BCa (BCa alone
+    where it is undefined: fewer than two scores, all equal, an infinite ``z0``). Scores
+    outside [0, 1] have no finite-sample bound here: BCa, else the Wilson bound on
+    ``passed`` (or on the scores ``>= 1.0``). No scores give 0.0 with method ``"none"``.
+    Both candidates are returned in ``bca`` and ``valid``.
     """
     x = _as_scores(scores)
     n = int(x.size)
@@ -190,9 +295,41 @@ def lower_bound_95(
         return LowerBound(0.0, "none", 0, seed, None, None, TIE_RULE_HALF, "no scores")
 
     outcome = _bca(x, seed=seed, resamples=resamples, confidence=confidence)
+    valid = _valid_bound(x, seed=seed, confidence=confidence)
     if isinstance(outcome, LowerBound):
-        return outcome
-
+        if valid is None or outcome.value <= valid[0]:
+            note = outcome.note
+            if valid is not None:
+                note += f"; the {valid[1]} bound {valid[0]:.4f} is not smaller"
+            return _with(outcome, note=note, bca=outcome.value, valid=valid)
+        return LowerBound(
+            valid[0],
+            _method(valid[1]),
+            outcome.resamples,
+            seed,
+            outcome.z0,
+            outcome.acceleration,
+            outcome.tie_rule,
+            f"the {valid[1]} bound (finite-sample, valid for scores in [0, 1]) is below BCa "
+            f"{outcome.value:.4f}, which under-covers at this n",
+            bca=outcome.value,
+            valid=valid[0],
+            valid_method=valid[1],
+        )
+    if valid is not None:
+        note = f"BCa undefined ({outcome.reason}); {valid[1]} bound (finite-sample)"
+        return LowerBound(
+            valid[0],
+            _method(valid[1]),
+            0,
+            seed,
+            outcome.z0,
+            outcome.acceleration,
+            TIE_RULE_HALF,
+            note,
+            valid=valid[0],
+            valid_method=valid[1],
+        )
     successes = sum(1 for flag in passed if flag) if passed is not None else int((x >= 1.0).sum())
     source = "passed flags" if passed is not None else "scores >= 1.0"
     value = wilson_lower_bound(successes, n, confidence)
@@ -202,6 +339,28 @@ def lower_bound_95(
     )
     return LowerBound(
         value, "wilson", 0, seed, outcome.z0, outcome.acceleration, TIE_RULE_HALF, note
+    )
+
+
+def _method(name: str) -> Literal["clopper-pearson", "betting"]:
+    return "clopper-pearson" if name == "clopper-pearson" else "betting"
+
+
+def _with(
+    bound: LowerBound, *, note: str, bca: float, valid: tuple[float, str] | None
+) -> LowerBound:
+    return LowerBound(
+        bound.value,
+        bound.method,
+        bound.resamples,
+        bound.seed,
+        bound.z0,
+        bound.acceleration,
+        bound.tie_rule,
+        note,
+        bca=bca,
+        valid=valid[0] if valid is not None else None,
+        valid_method=valid[1] if valid is not None else "",
     )
 
 

@@ -452,7 +452,7 @@ def _run_for_bronze(pytester: pytest.Pytester, tiers: Path) -> pytest.RunResult:
 def _write_tiers(root: Path, extra: str = "") -> Path:
     tiers = root / "tiers.yaml"
     tiers.write_text(
-        "schema_version: 1\nthresholds: {bronze: 0.5}\ncurrent_tiers: {stub: none}\n" + extra
+        "schema_version: 1\nthresholds: {bronze: 0.3}\ncurrent_tiers: {stub: none}\n" + extra
     )
     return tiers
 

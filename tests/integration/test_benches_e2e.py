@@ -8,10 +8,17 @@ from pathlib import Path
 import pytest
 
 from pytest_codegenie_eval.audit import verify
+from pytest_codegenie_eval.stats import clopper_pearson_lower_bound
 from tests.conftest import REPO, read_jsonl
 
 VULN = "vuln-remediation"
 DISTROLESS = "migration-chainguard-distroless"
+
+
+def case_count(name: str) -> int:
+    """How many cases the shipped bench has: the tests hold for any number of them."""
+    cases = REPO / "bench" / name / "cases"
+    return sum(1 for p in cases.iterdir() if (p / "case.toml").is_file())
 
 
 def copy_bench(dest_root: Path, name: str) -> Path:
@@ -29,9 +36,14 @@ def test_vuln_remediation_baseline_end_to_end(pytester: pytest.Pytester, mode: l
     result = pytester.runpytest_subprocess(
         *mode, f"--codegenie-bench={VULN}", "--codegenie-jsonl=out.jsonl"
     )
+    n = case_count(VULN)
     assert result.ret == 0
-    result.assert_outcomes(passed=10)
-    result.stdout.fnmatch_lines([f"{VULN}: 10 cases, 10 passed, *lower_bound_95 0.787 (wilson)*"])
+    result.assert_outcomes(passed=n)
+    # every case passes, so the bound is the exact one for n of n (0.05 ** (1 / n))
+    bound = f"{clopper_pearson_lower_bound(n, n):.3f}"
+    result.stdout.fnmatch_lines(
+        [f"{VULN}: {n} cases, {n} passed, *lower_bound_95 {bound} (clopper-pearson)*"]
+    )
     check = verify(pytester.path / ".codegenie" / "eval")
     assert check.ok
     assert check.records == 1
@@ -48,9 +60,10 @@ def test_vuln_remediation_noop_scores_zero_with_vuln_still_present(
     result = pytester.runpytest_subprocess(
         f"--codegenie-bench={VULN}", "--codegenie-sut=noop", "--codegenie-jsonl=out.jsonl"
     )
-    result.assert_outcomes(failed=10)
+    n = case_count(VULN)
+    result.assert_outcomes(failed=n)
     cases = [c for c in read_jsonl(pytester.path / "out.jsonl") if c["type"] == "case"]
-    assert len(cases) == 10
+    assert len(cases) == n
     for case in cases:
         assert case["score"] == 0.0
         codes = {fm["code"] for fm in case["failure_modes"]}

@@ -29,7 +29,8 @@ def test_baseline_passes_and_writes_the_evidence(
     result.stdout.fnmatch_lines(
         [
             "*codegenie eval summary*",
-            "stub: 3 cases, 3 passed, mean 1.000, stddev 0.000, lower_bound_95 0.526 (wilson)*",
+            "stub: 3 cases, 3 passed, mean 1.000, stddev 0.000, "
+            "lower_bound_95 0.368 (clopper-pearson)*",
             "*report: *.codegenie/eval/runs/*-stub.json",
             "*chain head: *",
         ]
@@ -44,7 +45,7 @@ def test_baseline_passes_and_writes_the_evidence(
     assert agg["n"] == 3
     assert agg["passed_count"] == 3
     assert agg["complete"] is True
-    assert agg["bound_method"] == "wilson"
+    assert agg["bound_method"] == "clopper-pearson"
     assert set(agg) == {
         "type", "task_class", "run_id", "n", "passed_count", "mean", "stddev",
         "lower_bound_95", "bound_method", "total_cost_usd", "complete", "chain_head",

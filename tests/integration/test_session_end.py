@@ -13,7 +13,7 @@ from tests.conftest import RunBench, read_jsonl
 TIERS = """# UNCALIBRATED thresholds for tests
 schema_version: 1
 uncalibrated: true
-thresholds: {bronze: 0.5, silver: 0.8}
+thresholds: {bronze: 0.3, silver: 0.8}
 current_tiers: {stub: none}
 """
 
@@ -87,7 +87,7 @@ def test_verdict_at_session_end_writes_a_recommendation(
     result.stdout.fnmatch_lines(
         [
             "*codegenie verdict stub → silver: evidence INSUFFICIENT*",
-            "*lower_bound_95 0.53 < silver threshold 0.80*",
+            "*lower_bound_95 0.37 < silver threshold 0.80*",
             "*recommendation: *recommendations*",
         ]
     )
@@ -154,7 +154,7 @@ def test_unanswerable_verdict_fails_before_any_case_runs(
     assert not (pytester.path / ".codegenie" / "eval" / "runs").exists()
     (pytester.path / "docs").mkdir()
     (pytester.path / "docs" / "trust-tiers.yaml").write_text(
-        TIERS.replace("{bronze: 0.5, silver: 0.8}", "{bronze: 0.5, silver: 0.8, gold: 0.9}")
+        TIERS.replace("{bronze: 0.3, silver: 0.8}", "{bronze: 0.3, silver: 0.8, gold: 0.9}")
     )
     gold = run_bench("--codegenie-verdict=gold")
     assert gold.ret == pytest.ExitCode.USAGE_ERROR

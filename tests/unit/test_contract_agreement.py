@@ -180,7 +180,7 @@ def _mutate(tc: Path, mutation: str, failure_modes: str) -> None:
     elif mutation == "case-stray-dir":
         (cases / "stray").mkdir()
     elif mutation == "case-id-twice":
-        shutil.copytree(cases / "alpha", cases / "alpha2")
+        shutil.copytree(cases / "alpha", cases / "alpha2", symlinks=True)
     elif mutation == "case-edited":
         (cases / "alpha" / "input" / "question.txt").write_text("edited\n")
     elif mutation == "pin-orphan":

@@ -38,4 +38,7 @@ def test_diagnostic_names_added_removed_and_retyped_keys() -> None:
 def test_sample_report_is_deterministic() -> None:
     first, second = sample_documents(), sample_documents()
     assert first["report"] == second["report"]
-    assert first["report"]["bound"]["method"] == "bca"
+    bound = first["report"]["bound"]
+    assert bound["method"] in ("bca", "betting")
+    assert bound["bca_lower_bound"] is not None
+    assert bound["lower_bound_95"] == min(bound["bca_lower_bound"], bound["valid_lower_bound"])

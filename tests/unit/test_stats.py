@@ -6,10 +6,12 @@ import math
 import statistics
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
@@ -21,6 +23,8 @@ from pytest_codegenie_eval.stats import (
     LowerBound,
     Welford,
     bca_lower_bound,
+    betting_lower_bound,
+    clopper_pearson_lower_bound,
     lower_bound_95,
     seed_from_run_id,
     wilson_lower_bound,
@@ -129,8 +133,9 @@ def test_acceleration_matches_the_jackknife_as_scipy_computes_it() -> None:
 def test_tie_rule_on_four_passes_and_one_failure() -> None:
     # The rules disagree badly on 0/1 data: 40% of resamples tie the observed mean 0.8.
     x = [1.0, 1.0, 1.0, 1.0, 0.0]
-    half = lower_bound_95(x, seed=12345)
+    half = bca_lower_bound(x, seed=12345)
     strict = bca_lower_bound(x, seed=12345, tie_rule=TIE_RULE_STRICT)
+    assert half is not None
     assert strict is not None
     assert half.method == "bca"
     assert half.tie_rule == TIE_RULE_HALF == "ties-half"
@@ -195,73 +200,81 @@ def test_non_decimal_scores_tie_within_rounding_tolerance() -> None:
 # --------------------------------------------------------------------------- degenerate inputs
 
 
-def wilson_closed_form_all_pass(n: int) -> float:
-    # With every case passing, Wilson's lower bound reduces to n / (n + z²).
-    return n / (n + Z95 * Z95)
-
-
 def test_no_scores() -> None:
     result = lower_bound_95([], seed=3)
     assert result == LowerBound(0.0, "none", 0, 3, None, None, TIE_RULE_HALF, "no scores")
 
 
 @pytest.mark.parametrize(
-    ("scores", "expected"),
+    ("scores", "expected", "method"),
     [
-        ([1.0], wilson_closed_form_all_pass(1)),
-        ([0.4], 0.0),
-        ([0.0] * 7, 0.0),
-        ([1.0] * 10, wilson_closed_form_all_pass(10)),
-        ([0.5] * 8, 0.0),  # equal scores below 1.0 are not passes
+        ([1.0], 0.05, "clopper-pearson"),
+        ([0.0] * 7, 0.0, "clopper-pearson"),
+        ([1.0] * 10, 0.05**0.1, "clopper-pearson"),
+        ([0.4], None, "betting"),
+        ([0.5] * 8, None, "betting"),
     ],
 )
-def test_degenerate_inputs_fall_back_to_wilson(scores: list[float], expected: float) -> None:
+def test_degenerate_inputs_use_the_finite_sample_bound(
+    scores: list[float], expected: float | None, method: str
+) -> None:
     result = lower_bound_95(scores, seed=1)
-    assert result.method == "wilson"
-    assert result.value == pytest.approx(expected, abs=1e-15)
+    assert result.method == method
+    if expected is not None:
+        assert result.value == pytest.approx(expected, abs=1e-12)
+    else:
+        assert result.value == betting_lower_bound(scores, seed=1)
+        assert 0.0 <= result.value < scores[0]
     assert result.resamples == 0
     assert result.z0 is None
     assert result.acceleration is None
     assert "BCa undefined" in result.note
+    assert result.bca is None
     assert bca_lower_bound(scores, seed=1) is None
 
 
-def test_ten_perfect_cases_give_about_079_not_1() -> None:
+def test_ten_perfect_cases_give_about_074_not_1() -> None:
     result = lower_bound_95([1.0] * 10, seed=0)
-    assert result.value == pytest.approx(0.787, abs=5e-4)
-    assert result.value == wilson_lower_bound(10, 10)
+    assert result.value == pytest.approx(0.741, abs=5e-4)
+    assert result.value == clopper_pearson_lower_bound(10, 10)
+    assert wilson_lower_bound(10, 10) > result.value  # Wilson is not a finite-sample bound
 
 
-def test_passed_flags_decide_the_fallback_successes() -> None:
-    scores = [0.5] * 8
+def test_passed_flags_decide_the_fallback_for_scores_outside_the_unit_interval() -> None:
+    # a rubric never scores outside [0, 1]; a caller of the function might
+    scores = [2.0] * 8
     assert lower_bound_95(scores, seed=1, passed=[True] * 8).value == wilson_lower_bound(8, 8)
     assert lower_bound_95(scores, seed=1, passed=[True] * 6 + [False] * 2).value == (
         wilson_lower_bound(6, 8)
     )
+    assert lower_bound_95(scores, seed=1).method == "wilson"
     with pytest.raises(ValueError, match="passed has 3 flags for 8 scores"):
-        lower_bound_95(scores, seed=1, passed=[True] * 3)
+        lower_bound_95([0.5] * 8, seed=1, passed=[True] * 3)
 
 
-def test_infinite_z0_falls_back_to_wilson() -> None:
+def test_infinite_z0_falls_back_to_the_betting_bound() -> None:
     # One resample of continuous data lies strictly above or below the mean: z0 = ±inf.
     x = sample("uniform", 20, 8).tolist()
     result = lower_bound_95(x, seed=4, resamples=1)
-    assert result.method == "wilson"
+    assert result.method == "betting"
     assert "z0 infinite" in result.note
     assert result.z0 is None
-    assert math.isfinite(result.value)
+    assert result.value == betting_lower_bound(x, seed=4)
     assert bca_lower_bound(x, seed=4, resamples=1) is None
 
 
-def test_broken_level_adjustment_falls_back_to_wilson(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_level_adjustment_falls_back_to_the_betting_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 1 - a(z0 + z_alpha) <= 0 cannot arise for the mean at 1000 resamples (|a| <= 1/6), so
     # force it to check the guard rather than let the adjusted level flip to the upper tail.
     monkeypatch.setattr(stats, "_acceleration", lambda x: -10.0)
-    result = lower_bound_95([1.0, 0.0, 1.0, 1.0, 0.5, 1.0], seed=2)
-    assert result.method == "wilson"
+    x = [1.0, 0.0, 1.0, 1.0, 0.5, 1.0]
+    result = lower_bound_95(x, seed=2)
+    assert result.method == "betting"
     assert "level adjustment" in result.note
     assert result.acceleration == -10.0
-    assert result.value == wilson_lower_bound(4, 6)
+    assert result.value == betting_lower_bound(x, seed=2)
 
 
 def test_invalid_inputs_are_rejected() -> None:
@@ -299,7 +312,8 @@ GOLDEN_RUN_ID = "partial:3f9a0c2e5b7d41a8c6e2f0b9d8a7c6e5"
 
 def test_golden_bound() -> None:
     # Pinned bits: any change to the stream, the arithmetic order or the tie rule shows here.
-    result = lower_bound_95(GOLDEN_SCORES, seed=seed_from_run_id(GOLDEN_RUN_ID))
+    result = bca_lower_bound(GOLDEN_SCORES, seed=seed_from_run_id(GOLDEN_RUN_ID))
+    assert result is not None
     assert result.seed == 0x3F9A0C2E
     assert result.method == "bca"
     assert result.resamples == 1000
@@ -342,15 +356,21 @@ def test_bound_lies_between_mean_minus_two_sd_and_mean(scores: list[float], seed
     tolerance = 1e-9
     assert 0.0 <= result.value <= 1.0
     assert result.value <= acc.mean + tolerance
+    assert result.valid is not None
+    assert result.value == min(v for v in (result.bca, result.valid) if v is not None)
     if min(scores) == max(scores):
-        # The Wilson fallback bounds the *pass rate*, not the mean: equal scores of 0.5 give
-        # 0.0 and ten 1.0s give 0.79 while mean - 2·sd = mean, so only the upper side holds.
-        assert result.method == "wilson"
+        # BCa is undefined for equal scores: only the finite-sample bound applies
+        assert result.bca is None
     else:
         # For non-constant n >= 5 data BCa is always defined at 1000 resamples (ties keep z0
-        # finite, |a| <= 1/6 keeps the level adjustment valid), so the full bracket applies.
-        assert result.method == "bca"
-        assert acc.mean - 2 * acc.stddev - tolerance <= result.value
+        # finite, |a| <= 1/6 keeps the level adjustment valid), and it lies within two
+        # standard deviations of the mean. The gate value may lie lower only where the
+        # finite-sample bound does: no bound valid for every distribution on [0, 1] can stay
+        # within 2 sd at small n (ten scores near 0.8 are also a likely draw from a mean of
+        # 0.6 with a quarter of zeros: 0.75**10 = 5.6%), see docs/adr/0015.
+        assert result.bca is not None
+        assert acc.mean - 2 * acc.stddev - tolerance <= result.bca
+        assert result.value >= min(acc.mean - 2 * acc.stddev, result.valid) - tolerance
 
 
 # --------------------------------------------------------------------------- seeds
@@ -419,3 +439,68 @@ def test_welford_small_and_constant() -> None:
     assert acc.stddev == pytest.approx(statistics.stdev([0.7] * 100 + [0.9]), rel=1e-12)
     with pytest.raises(ValueError, match="non-finite"):
         acc.add(float("inf"))
+
+
+# --------------------------------------------------------------------------- finite-sample bounds
+
+
+def test_clopper_pearson_known_values() -> None:
+    assert clopper_pearson_lower_bound(0, 10) == 0.0
+    assert clopper_pearson_lower_bound(0, 0) == 0.0
+    assert clopper_pearson_lower_bound(10, 10) == pytest.approx(0.05**0.1, rel=1e-13)
+    # P(X >= 4 | n=5, p=L) = 0.05 at the bound
+    low = clopper_pearson_lower_bound(4, 5)
+    assert float(scipy.stats.binom.sf(3, 5, low)) == pytest.approx(0.05, rel=1e-9)
+    with pytest.raises(ValueError, match="successes"):
+        clopper_pearson_lower_bound(3, 2)
+
+
+@pytest.mark.parametrize("n", [3, 10, 25])
+def test_clopper_pearson_covers_exactly_at_every_p(n: int) -> None:
+    # exact coverage: sum the binomial probability of every k whose bound lies at or below p
+    bounds = [clopper_pearson_lower_bound(k, n) for k in range(n + 1)]
+    for p in np.linspace(0.001, 0.999, 499):
+        covered = sum(float(scipy.stats.binom.pmf(k, n, p)) for k in range(n + 1) if bounds[k] <= p)
+        assert covered >= 0.95 - 1e-12, (n, p, covered)
+    # live: Wilson, the old fallback, does not (it is an approximation)
+    wilson = [wilson_lower_bound(k, n) for k in range(n + 1)]
+    worst = min(
+        sum(float(scipy.stats.binom.pmf(k, n, p)) for k in range(n + 1) if wilson[k] <= p)
+        for p in np.linspace(0.001, 0.999, 499)
+    )
+    assert worst < 0.95
+
+
+def test_betting_bound_is_deterministic_below_the_mean_and_monotone() -> None:
+    x = sample("skewed", 40, 5).clip(0, 1).tolist()
+    first = betting_lower_bound(x, seed=9)
+    assert first == betting_lower_bound(list(x), seed=9)
+    assert 0.0 < first < float(np.mean(x))
+    assert betting_lower_bound(x + [0.0] * 5, seed=9) < first
+    assert betting_lower_bound([0.0] * 30, seed=1) == 0.0
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        betting_lower_bound([0.5, 1.5], seed=1)
+
+
+LEVELS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+LEVEL_P = np.array([0.1, 0.1, 0.2, 0.3, 0.3])
+
+
+@pytest.mark.parametrize(
+    ("draw", "mean"),
+    [
+        (lambda rng, n: rng.beta(8, 2, n), 0.8),
+        (lambda rng, n: rng.choice(LEVELS, n, p=LEVEL_P), float(LEVELS @ LEVEL_P)),
+    ],
+    ids=["beta-8-2", "rubric-levels"],
+)
+def test_the_gate_bound_covers_at_n10_where_bca_does_not(draw: Any, mean: float) -> None:
+    rng = np.random.default_rng(2026)
+    draws = 300
+    gate = bca = 0
+    for i in range(draws):
+        result = lower_bound_95(draw(rng, 10).tolist(), seed=i)
+        gate += result.value <= mean
+        bca += result.bca is None or result.bca <= mean
+    assert bca / draws < 0.95  # live: BCa alone under-covers here
+    assert gate / draws >= 0.95
