@@ -6,12 +6,14 @@ Corpus layout (``tests/cassettes/vuln-remediation/<example-id>/``)::
     before/         the project snapshot with the vulnerable pin (manifests, lockfile, code)
     after/          the files the fix changes, as they are after the fix
     meta.toml       title, cassette_canary_pin, kind ("direct"|"transitive"), package
+    published_versions.json  the package's versions on its registry (optional)
 
 For every example this writes ``bench/vuln-remediation/cases/<example-id>/``::
 
     case.toml       curation_class = "rag-corpus-derived", metadata from advisory + meta
     input/          before/ + advisory.json
     expected/       after/ + fix.diff (unified diff before -> after, computed with difflib)
+                    + published_versions.json
 
 and then rewrites ``cases/digests.yaml``. The output is a pure function of the corpus:
 re-running it produces byte-identical files (``--check`` verifies that without writing).
@@ -120,6 +122,11 @@ def derive_example(example: Path) -> dict[str, bytes]:
     out["input/advisory.json"] = advisory_bytes
     out.update({f"expected/{rel}": data for rel, data in after.items()})
     out["expected/fix.diff"] = fix_diff(before, after).encode("utf-8")
+    versions = example / "published_versions.json"
+    if versions.is_file():
+        # the registry's versions when the example was recorded: what the rubric checks a
+        # fix's version against; evidence for the rubric, not part of the fix
+        out["expected/published_versions.json"] = versions.read_bytes()
     return out
 
 

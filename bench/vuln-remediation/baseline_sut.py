@@ -9,13 +9,18 @@ its pinned version (the minimal fix on that release line), touching nothing else
   ``[project]`` dependency strings in place (the rest of each line is kept byte for byte).
 * npm: rewrites the lock entries (``version``; ``resolved`` to the registry tarball URL when
   the lock records one; ``integrity`` is **dropped**, because the hash of the new tarball is
-  not knowable offline and npm fills it in on the next install), raises a direct
-  dependency's range in ``package.json`` and the lock root, and pins a transitive one with
-  an ``overrides`` entry. JSON is written back with the file's own indent and final newline.
+  not knowable offline and npm fills it in on the next install; ``license``,
+  ``dependencies``, ``bin``, ``engines`` … to what the new version declares, from
+  ``registry_snapshot.py``, the baseline's offline registry cache), locks a dependency the
+  new version adds that nothing locked satisfies (from the same cache), raises a direct
+  dependency's range in ``package.json`` and the lock root so that it no longer admits the
+  version it replaced (``^4.17.20`` -> ``^4.17.21``, operator kept), and pins a transitive
+  one with an ``overrides`` entry. JSON is written back with the file's own indent and final
+  newline.
 
-Known limits: the lock entry keeps the old version's ``dependencies`` (true for the patch
-releases this bench uses, not in general); copies of one package on different release lines
-get one flat override at the highest fix.
+Known limits: a version missing from ``registry_snapshot.py`` keeps the old version's
+fields (a warning on stderr says so); a dependency the new version drops is left in the lock;
+copies of one package on different release lines get one flat override at the highest fix.
 
 The version logic is written independently of rubric.py on purpose: a baseline that shared
 the grader's code could not catch the grader's mistakes.
@@ -23,6 +28,7 @@ the grader's code could not catch the grader's mistakes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -42,6 +48,22 @@ DEP_SECTIONS = ("dependencies", "devDependencies", "optionalDependencies")
 REGISTRY = "https://registry.npmjs.org/"
 _SIMPLE_RANGE = re.compile(r"^(\^|~|=|>=)?v?(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?)$")
 _PIN = re.compile(r"(===?\s*)([^\s,;\\#]+)")
+#: Lock entry fields that describe where a copy sits, not what the package declares.
+PLACEMENT_FLAGS = ("dev", "optional", "devOptional", "peer")
+PLACEMENT = ("version", "resolved", "integrity", *PLACEMENT_FLAGS)
+HERE = Path(__file__).resolve().parent
+
+
+def load_registry_snapshot() -> dict[str, dict[str, Any]]:
+    """``registry_snapshot.NPM_MANIFESTS``, loaded by path (``python -I`` drops this dir)."""
+    path = HERE / "registry_snapshot.py"
+    spec = importlib.util.spec_from_file_location("_vuln_remediation_registry_snapshot", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    manifests: dict[str, dict[str, Any]] = module.NPM_MANIFESTS
+    return manifests
 
 
 def pep440_compare(a: str, b: str) -> int:
@@ -141,13 +163,93 @@ def _dump(path: Path, data: Any, original: str) -> None:
     path.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + tail, encoding="utf-8")
 
 
-def _new_range(spec: str, target: str) -> str:
+def _admits(version: str, spec: str) -> bool:
+    return nodesemver.valid_range(spec, False) is not None and bool(
+        nodesemver.satisfies(version, spec)
+    )
+
+
+def _new_range(spec: str, target: str, replaced: list[str]) -> str:
+    """The range npm would write: the operator kept, the version moved to the fix.
+
+    A compound range (``^4.17.0 || ^5``) is kept only when it admits the fix and none of the
+    versions it replaced; otherwise it becomes ``^target``, as ``npm install PKG@FIX`` does.
+    """
     match = _SIMPLE_RANGE.match(spec.strip())
     if match:
         return f"{match.group(1) or ''}{target}"
-    if nodesemver.valid_range(spec, False) is not None and nodesemver.satisfies(target, spec):
+    if _admits(target, spec) and not any(_admits(old, spec) for old in replaced):
         return spec
     return f"^{target}"
+
+
+def _tarball(name: str, version: str) -> str:
+    return f"{REGISTRY}{name}/-/{name.rpartition('/')[2]}-{version}.tgz"
+
+
+def _declare(entry: dict[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
+    """``entry`` with its manifest-derived fields replaced by ``declared`` (npm's key order)."""
+    head = {k: entry[k] for k in PLACEMENT if k in entry}
+    return {**head, **{k: v for k, v in declared.items() if k not in PLACEMENT}}
+
+
+def _lookup(packages: Mapping[str, Any], from_path: str, dep: str) -> str | None:
+    """Node's module lookup: ``from/node_modules/dep``, then each ancestor's."""
+    base = from_path
+    while True:
+        candidate = f"{base}/node_modules/{dep}" if base else f"node_modules/{dep}"
+        if candidate in packages:
+            return candidate
+        if not base:
+            return None
+        head, sep, _ = base.rpartition("/node_modules/")
+        base = head if sep else ""
+
+
+def lock_missing_dependencies(
+    packages: dict[str, dict[str, Any]],
+    path: str,
+    snapshot: Mapping[str, Mapping[str, Any]],
+    changes: list[str],
+) -> None:
+    """Lock each dependency of ``packages[path]`` that no locked copy satisfies.
+
+    The version is the highest one in the snapshot that satisfies the range (what npm picks
+    from the registry); it goes to the root ``node_modules`` when that place is free, else
+    beside the dependent. Placement flags (``dev``, ``optional``) follow the dependent.
+    """
+    entry = packages[path]
+    for section in ("dependencies", "optionalDependencies"):
+        for dep, spec in sorted((entry.get(section) or {}).items()):
+            found = _lookup(packages, path, dep)
+            if found is not None and _admits(str(packages[found].get("version")), spec):
+                continue
+            versions = [
+                key.rpartition("@")[2]
+                for key in snapshot
+                if key.rpartition("@")[0] == dep and _admits(key.rpartition("@")[2], spec)
+            ]
+            if not versions:
+                print(f"warning: {path} needs {dep}@{spec}, not in the snapshot", file=sys.stderr)
+                continue
+            version = max(versions, key=cmp_to_key(semver_compare))
+            place = f"node_modules/{dep}"
+            if place in packages:
+                place = f"{path}/node_modules/{dep}"
+            new: dict[str, Any] = {"version": version, "resolved": _tarball(dep, version)}
+            new.update((k, entry[k]) for k in PLACEMENT_FLAGS if k in entry)
+            packages[place] = _declare(new, snapshot[f"{dep}@{version}"])
+            changes.append(f"{place}: added {dep}@{version} (needed by {path})")
+            lock_missing_dependencies(packages, place, snapshot, changes)
+
+
+def _in_lock_order(packages: dict[str, Any], known: list[str]) -> dict[str, Any]:
+    """The entries in their original order, each added one before the first greater path."""
+    order = list(known)
+    for path in sorted(set(packages) - set(known)):
+        index = next((i for i, k in enumerate(order) if k and k > path), len(order))
+        order.insert(index, path)
+    return {path: packages[path] for path in order}
 
 
 def fix_npm(workspace: Path, advisory: Advisory) -> list[str]:
@@ -158,9 +260,12 @@ def fix_npm(workspace: Path, advisory: Advisory) -> list[str]:
     manifest = json.loads(manifest_text)
     lock = json.loads(lock_text)
     packages: dict[str, dict[str, Any]] = lock.get("packages", {})
+    snapshot = load_registry_snapshot()
     changes: list[str] = []
     targets: dict[str, list[str]] = {}
-    for path, entry in packages.items():
+    replaced: dict[str, list[str]] = {}
+    moved: list[str] = []
+    for path, entry in list(packages.items()):
         if "node_modules/" not in path or entry.get("link"):
             continue
         name = entry.get("name") or path.rpartition("node_modules/")[2]
@@ -172,17 +277,33 @@ def fix_npm(workspace: Path, advisory: Advisory) -> list[str]:
             continue
         entry["version"] = target
         if str(entry.get("resolved", "")).startswith(REGISTRY):
-            entry["resolved"] = f"{REGISTRY}{name}/-/{name.rpartition('/')[2]}-{target}.tgz"
+            entry["resolved"] = _tarball(name, target)
         entry.pop("integrity", None)
+        declared = snapshot.get(f"{name}@{target}")
+        if declared is None:
+            print(
+                f"warning: no registry metadata for {name}@{target} in registry_snapshot.py; "
+                f"{path} keeps the dependencies of {version}",
+                file=sys.stderr,
+            )
+        else:
+            packages[path] = _declare(entry, declared)
+            moved.append(path)
         targets.setdefault(name, []).append(target)
+        replaced.setdefault(name, []).append(version)
         changes.append(f"{path}: {name} {version} -> {target}")
+    known = list(packages)
+    for path in moved:
+        lock_missing_dependencies(packages, path, snapshot, changes)
+    if len(packages) != len(known):
+        lock["packages"] = packages = _in_lock_order(packages, known)
     root = packages.get("", {})
     for name, found in targets.items():
         target = max(found, key=cmp_to_key(advisory.compare))
         direct = [s for s in DEP_SECTIONS if name in (manifest.get(s) or {})]
         for section in direct:
             spec = manifest[section][name]
-            new = _new_range(spec, target)
+            new = _new_range(spec, target, replaced[name])
             if new != spec:
                 manifest[section][name] = new
                 if name in (root.get(section) or {}):

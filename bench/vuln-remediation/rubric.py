@@ -19,10 +19,17 @@ Score (integer weights, so a perfect result is exactly 1.0)::
     score = (40*VULN_RESOLVED + 20*MINIMAL_UPGRADE + 15*NO_COLLATERAL_CHANGES
              + 10*MANIFEST_VALID + 15*LOCKFILE_CONSISTENT) / 100
 
-forced to 0.0 when ``vuln.still_present``, ``vuln.package_removed`` or
-``manifest.unparseable`` is reported. Every breakdown value is 0.0 or 1.0 except
-MINIMAL_UPGRADE, which is 0.5 for an unaffected but not minimal version on the fix's own
-major line (``upgrade.not_minimal``) and 0.0 for a major bump the advisory did not force.
+forced to 0.0 when ``vuln.still_present``, ``vuln.package_removed``,
+``vuln.version_not_published`` or ``manifest.unparseable`` is reported. Every breakdown value
+is 0.0 or 1.0 except MINIMAL_UPGRADE, which is 0.5 for an unaffected but not minimal version
+on the fix's own major line (``upgrade.not_minimal``) and 0.0 for a major bump the advisory
+did not force or for a downgrade (``upgrade.downgrade``). Calendar versions (certifi
+2023.7.22) have no major lines.
+
+Besides the project, the rubric reads ``expected/published_versions.json`` of the case (every
+published version of the vulnerable package, fetched from the registry when the case was
+written): a version that is not in it cannot be installed, whatever the version ordering says
+(node-semver ignores build metadata, so ``6.3.1+evil`` compares equal to ``6.3.1``).
 """
 
 from __future__ import annotations
@@ -77,7 +84,14 @@ WEIGHTS: dict[str, int] = {
     BreakdownKey.LOCKFILE_CONSISTENT: 15,
 }
 #: Block modes that force the score to 0.0 (the project is still vulnerable or unusable).
-ZEROING_MODES = frozenset({"vuln.still_present", "vuln.package_removed", "manifest.unparseable"})
+ZEROING_MODES = frozenset(
+    {
+        "vuln.still_present",
+        "vuln.package_removed",
+        "vuln.version_not_published",
+        "manifest.unparseable",
+    }
+)
 
 NPM_MANIFESTS = ("package.json", "package-lock.json")
 PYPI_MANIFESTS = ("requirements.txt", "pyproject.toml")
@@ -87,6 +101,17 @@ IGNORED_DIRS = frozenset({".codegenie", "node_modules", "__pycache__", ".venv", 
 DEP_SECTIONS = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
 NPM_REGISTRY = "https://registry.npmjs.org/"
 _SRI = re.compile(r"^sha(1|256|384|512)-[A-Za-z0-9+/]+={0,2}$")
+PUBLISHED_VERSIONS = "published_versions.json"
+#: A first release component from this year on reads as a calendar version (2023.7.22).
+CALVER_MIN_YEAR = 1990
+#: Fields of a lock entry that npm copies from the package's own manifest at that version.
+DECLARED_FIELDS = (
+    "dependencies",
+    "optionalDependencies",
+    "peerDependencies",
+    "peerDependenciesMeta",
+    "bin",
+)
 
 
 class ManifestError(ValueError):
@@ -113,8 +138,15 @@ class Scheme:
         return True
 
     def line(self, version: str) -> tuple[int, ...]:
-        """The breaking release line: components up to the first non-zero one (6.x, 0.2.x)."""
+        """The breaking release line: components up to the first non-zero one (6.x, 0.2.x).
+
+        Calendar versions (a year-like first component: certifi 2023.7.22, 20240202) carry
+        no compatibility promise between releases, so they all share one line: moving to a
+        later year is not a major bump.
+        """
         parts = self.release(version)
+        if parts and parts[0] >= CALVER_MIN_YEAR:
+            return ()
         for index, part in enumerate(parts):
             if part != 0:
                 return parts[: index + 1]
@@ -252,6 +284,61 @@ def minimal_fix(version: str, entries: list[Affected], scheme: Scheme) -> str | 
             return None
         current = min(candidates, key=cmp_to_key(scheme.compare))
     return None
+
+
+@dataclass(frozen=True)
+class Published:
+    """Every published version of the case's vulnerable package (expected/)."""
+
+    ecosystem: str
+    name: str
+    versions: frozenset[str]
+
+    def has(self, version: str) -> bool:
+        """Whether ``version`` was published: exact text for npm, PEP 440 equality for PyPI.
+
+        npm resolves a lock entry by its exact version string, and node-semver ignores build
+        metadata (``6.3.1+evil`` == ``6.3.1``), so only the text is safe. PEP 440 ``==``
+        matches ``1.26.18.0`` to ``1.26.18`` but never a local version (``2.31.0+evil``).
+        """
+        if version in self.versions:
+            return True
+        if self.ecosystem != "PyPI":
+            return False
+        try:
+            wanted = Version(version)
+        except InvalidVersion:
+            return False
+        return any(_pep440_equal(wanted, listed) for listed in self.versions)
+
+
+def _pep440_equal(wanted: Version, listed: str) -> bool:
+    try:
+        return Version(listed) == wanted
+    except InvalidVersion:
+        return False
+
+
+def load_published(expected_dir: Path, ecosystem: str, names: Iterable[str]) -> Published:
+    """Read ``expected/published_versions.json`` (a broken or missing file is a case error)."""
+    path = expected_dir / PUBLISHED_VERSIONS
+    if not path.is_file():
+        raise ValueError(
+            f"{path} is missing: every case lists its package's published versions "
+            "(scripts/scaffold_bench_case.py --refresh-versions writes it)"
+        )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or set(data) != {"ecosystem", "name", "versions"}:
+        raise ValueError(f"{path}: expected an object with ecosystem, name and versions")
+    versions = data["versions"]
+    if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
+        raise ValueError(f"{path}: versions must be a list of strings")
+    if data["ecosystem"] != ecosystem:
+        raise ValueError(f"{path}: ecosystem {data['ecosystem']!r}, the case is {ecosystem}")
+    name = normalize_name(ecosystem, str(data["name"]))
+    if name not in set(names):
+        raise ValueError(f"{path}: {data['name']!r} is not a package the advisory names")
+    return Published(ecosystem, name, frozenset(versions))
 
 
 # --------------------------------------------------------------------------- findings
@@ -438,8 +525,7 @@ def _satisfies(version: str, spec: str) -> bool | None:
 
 def tarball_url(name: str, version: str) -> str:
     """The npm registry tarball URL of ``name@version``."""
-    basename = name.rpartition("/")[2]
-    return f"{NPM_REGISTRY}{name}/-/{basename}-{version}.tgz"
+    return f"{NPM_REGISTRY}{tarball_path(name, version)}"
 
 
 def npm_closure(packages: Mapping[str, Any], starts: Iterable[str]) -> set[str]:
@@ -458,10 +544,7 @@ def npm_closure(packages: Mapping[str, Any], starts: Iterable[str]) -> set[str]:
 
 
 def npm_lock_problems(
-    before: NpmProject,
-    after: NpmProject,
-    vulnerable: set[str],
-    reference: NpmProject | None,
+    before: NpmProject, after: NpmProject, reference: NpmProject | None
 ) -> list[str]:
     """Everything that makes the workspace lockfile disagree with its manifest or itself."""
     problems: list[str] = []
@@ -492,45 +575,174 @@ def npm_lock_problems(
                 problems.append(
                     f"{target}@{version} does not satisfy {wanted!r} ({path or 'root'})"
                 )
-    # entries of the vulnerable package whose version moved must not keep the old tarball
-    known: dict[tuple[str, str], str] = {}
-    old_integrity: dict[str, set[str]] = {}
+    problems.extend(npm_entry_problems(before, after, reference))
+    return problems
+
+
+def tarball_path(name: str, version: str) -> str:
+    """``<name>/-/<basename>-<version>.tgz``, the registry's path of a tarball."""
+    return f"{name}/-/{name.rpartition('/')[2]}-{version}.tgz"
+
+
+def lock_registries(project: NpmProject) -> set[str]:
+    """Registry prefixes the lock already resolves tarballs from (npm's, plus a mirror)."""
+    registries = {NPM_REGISTRY}
+    for path, entry in project.packages.items():
+        resolved = entry.get("resolved")
+        if not _installed(path, entry) or not isinstance(resolved, str):
+            continue
+        suffix = tarball_path(lock_package_name(path, entry), str(entry.get("version")))
+        prefix = resolved[: -len(suffix)]
+        if resolved.endswith(suffix) and prefix.startswith("https://") and prefix.endswith("/"):
+            registries.add(prefix)
+    return registries
+
+
+def npm_entry_problems(
+    before: NpmProject, after: NpmProject, reference: NpmProject | None
+) -> list[str]:
+    """Every lock entry that is new or changed must be what npm writes for its name@version.
+
+    * ``resolved``, when present, is that version's tarball on a registry the input lock
+      already uses (npm's by default): not another host, a lookalike, plain http, a git or
+      file URL. Without ``resolved`` npm fetches name@version from the registry.
+    * ``integrity``, when present, is a valid SRI string, equal to the hash the reference or
+      the input records for that name@version and never another version's (stale). A missing
+      one is tolerated (README, "The integrity decision"): with ``resolved`` pinned to the
+      registry tarball, npm fetches the right file.
+    * ``dependencies`` (and the other fields npm copies from the package's manifest) are
+      the ones that version declares, where the reference or the input knows them: a moved
+      entry that keeps the old version's map hides what the new version needs.
+    """
+    problems: list[str] = []
+    registries = lock_registries(before)
+    known_hash: dict[tuple[str, str], str] = {}
+    hashes_of: dict[str, set[str]] = {}
+    declared: dict[tuple[str, str], dict[str, Any]] = {}
     for project in (before, reference):
         if project is None:
             continue
         for path, entry in project.packages.items():
-            if _installed(path, entry) and isinstance(entry.get("integrity"), str):
-                name = lock_package_name(path, entry)
-                known[(name, str(entry["version"]))] = entry["integrity"]
-                old_integrity.setdefault(name, set()).add(entry["integrity"])
-    for path, (name, locked) in sorted(npm_copies(after, vulnerable).items()):
-        version = str(locked)
-        entry = packages[path]
-        old = before.packages.get(path)
-        if old is not None and old.get("version") == version and old == entry:
+            if not _installed(path, entry):
+                continue
+            key = (lock_package_name(path, entry), str(entry["version"]))
+            declared.setdefault(key, {f: entry[f] for f in DECLARED_FIELDS if f in entry})
+            if isinstance(entry.get("integrity"), str):
+                known_hash.setdefault(key, entry["integrity"])
+                hashes_of.setdefault(key[0], set()).add(entry["integrity"])
+    for path, entry in sorted(after.packages.items()):
+        if not _installed(path, entry) or before.packages.get(path) == entry:
             continue
+        name, version = lock_package_name(path, entry), str(entry["version"])
         resolved = entry.get("resolved")
-        if (
-            isinstance(resolved, str)
-            and resolved.startswith(NPM_REGISTRY)
-            and resolved != tarball_url(name, version)
-        ):
-            problems.append(f"{path}: resolved {resolved} is not the {version} tarball")
+        if resolved is not None:
+            allowed = {f"{registry}{tarball_path(name, version)}" for registry in registries}
+            if resolved not in allowed:
+                problems.append(
+                    f"{path}: resolved {resolved!r} is not the registry tarball of "
+                    f"{name}@{version} ({sorted(allowed)[0]})"
+                )
+        want = declared.get((name, version))
+        if want is not None:
+            got = {f: entry[f] for f in DECLARED_FIELDS if f in entry}
+            for field_name in DECLARED_FIELDS:
+                if got.get(field_name) != want.get(field_name):
+                    problems.append(
+                        f"{path}: {field_name} {json.dumps(got.get(field_name))} are not the "
+                        f"ones {name}@{version} declares ({json.dumps(want.get(field_name))})"
+                    )
         integrity = entry.get("integrity")
         if integrity is None:
-            continue  # tolerated: npm fills it in on the next install
+            continue
         if not isinstance(integrity, str) or not all(
             _SRI.match(part) for part in integrity.split()
         ):
             problems.append(f"{path}: integrity is not a valid SRI string")
             continue
-        expected = known.get((name, version))
+        expected = known_hash.get((name, version))
         if expected is not None:
             if integrity != expected:
                 problems.append(f"{path}: integrity does not match the {name}@{version} tarball")
-        elif integrity in old_integrity.get(name, set()):
+        elif integrity in hashes_of.get(name, set()):
             problems.append(f"{path}: integrity belongs to another {name} version (stale)")
     return problems
+
+
+def _override_specs(manifest: Mapping[str, Any], name: str) -> list[str]:
+    """Every ``overrides`` value that applies to ``name`` (flat, ``name@range``, nested)."""
+    direct: dict[str, str] = {}
+    for section in DEP_SECTIONS:
+        direct.update(manifest.get(section) or {})
+    specs: list[str] = []
+
+    def value_of(spec: str) -> str:
+        return direct.get(spec[1:], spec) if spec.startswith("$") else spec
+
+    def walk(tree: Mapping[str, Any]) -> None:
+        for key, value in tree.items():
+            if key == ".":
+                continue
+            if _override_name(key) == name:
+                if isinstance(value, str):
+                    specs.append(value_of(value))
+                elif isinstance(value, dict) and isinstance(value.get("."), str):
+                    specs.append(value_of(value["."]))
+            if isinstance(value, dict):
+                walk(value)
+
+    walk(manifest.get("overrides") or {})
+    return specs
+
+
+def npm_range_problems(
+    before: NpmProject,
+    after: NpmProject,
+    vulnerable: set[str],
+    entries: Mapping[str, list[Affected]],
+) -> tuple[list[str], list[str]]:
+    """(stale ranges, missing overrides) of the vulnerable packages whose lock copies moved.
+
+    What npm writes with the fix, and task.md asks for: a direct dependency's range is
+    rewritten so that it no longer admits the vulnerable version it replaced (``^4.17.20`` ->
+    ``^4.17.21``), and a transitive one gets an ``overrides`` entry that pins the fix, even
+    when its dependents' ranges already admit it (a lockfile-only bump is not the fix).
+    """
+    stale: list[str] = []
+    missing: list[str] = []
+    old = npm_copies(before, vulnerable)
+    new = npm_copies(after, vulnerable)
+    direct_before = {n for s in DEP_SECTIONS for n in (before.manifest.get(s) or {})}
+    for name in sorted(vulnerable):
+        replaced = sorted(
+            {
+                str(v)
+                for n, v in old.values()
+                if n == name and v is not None and is_affected(v, entries[name], NPM)
+            }
+        )
+        moved = {loc: v for loc, (n, v) in new.items() if n == name} != {
+            loc: v for loc, (n, v) in old.items() if n == name
+        }
+        if not replaced or not moved:
+            continue
+        ranges = [
+            (f"package.json {section}.{name}", str((after.manifest.get(section) or {})[name]))
+            for section in DEP_SECTIONS
+            if name in (after.manifest.get(section) or {})
+        ]
+        if name not in direct_before:
+            overrides = _override_specs(after.manifest, name)
+            if not overrides:
+                missing.append(
+                    f"{name} is a transitive dependency moved in package-lock.json only; "
+                    f"pin the fix with an overrides entry in package.json"
+                )
+            ranges += [(f"package.json overrides.{name}", spec) for spec in overrides]
+        for where, spec in ranges:
+            admits = [v for v in replaced if _satisfies(v, spec)]
+            if admits:
+                stale.append(f"{where} = {spec!r} still admits the replaced {name}@{admits[0]}")
+    return stale, missing
 
 
 def _without(mapping: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
@@ -830,6 +1042,7 @@ def judge_versions(
     after: Copies,
     entries: dict[str, list[Affected]],
     scheme: Scheme,
+    published: Published,
     findings: Findings,
 ) -> tuple[float, float]:
     """VULN_RESOLVED and MINIMAL_UPGRADE from the copies before and after."""
@@ -845,6 +1058,17 @@ def judge_versions(
                 "vuln.still_present",
                 f"{name} at {location} is not pinned to one version; cannot prove it is fixed",
             )
+        elif name == published.name and not published.has(version):
+            resolved = False
+            hint = (
+                " (semver ignores build metadata; the registry has no such version)"
+                if scheme is NPM and "+" in version
+                else ""
+            )
+            findings.add(
+                "vuln.version_not_published",
+                f"{name}@{version} at {location} was never published{hint}",
+            )
         elif is_affected(version, entries[name], scheme):
             resolved = False
             findings.add("vuln.still_present", f"{name}@{version} at {location} is affected")
@@ -858,6 +1082,15 @@ def judge_versions(
     for location, (name, version) in sorted(after.items()):
         assert version is not None
         target = _reference_target(location, version, before, targets, scheme)
+        replaced = _replaced_version(location, name, before, scheme)
+        if replaced is not None and scheme.compare(version, replaced) < 0:
+            minimal = 0.0
+            findings.add(
+                "upgrade.downgrade",
+                f"{name}@{version} at {location} is older than the {replaced} it replaces"
+                + (f"; the advisory's fix for it is {target}" if target else ""),
+            )
+            continue
         if target is None or scheme.compare(version, target) == 0:
             continue
         if scheme.compare(version, target) > 0 and scheme.line(version) != scheme.line(target):
@@ -873,6 +1106,14 @@ def judge_versions(
                 f"{name}@{version} at {location}: the minimal fix is {target}",
             )
     return 1.0, minimal
+
+
+def _replaced_version(location: str, name: str, before: Copies, scheme: Scheme) -> str | None:
+    """The version a copy replaced: the one at its location, else the package's lowest."""
+    if location in before:
+        return before[location][1]
+    versions = [v for n, v in before.values() if n == name and v is not None]
+    return min(versions, key=cmp_to_key(scheme.compare)) if versions else None
 
 
 def _ecosystem_of(input_dir: Path) -> tuple[str, tuple[str, ...]]:
@@ -933,6 +1174,9 @@ def score(case: CaseInfo, out: HarnessOutput) -> dict[str, Any]:
     breakdown[BreakdownKey.MANIFEST_VALID] = 1.0
 
     vulnerable = set(entries)
+    published = load_published(case.expected_dir, ecosystem, vulnerable)
+    stale: list[str] = []
+    missing_overrides: list[str] = []
     if before_npm is not None and after_npm is not None:
         before = npm_copies(before_npm, vulnerable)
         after = npm_copies(after_npm, vulnerable)
@@ -945,7 +1189,8 @@ def score(case: CaseInfo, out: HarnessOutput) -> dict[str, Any]:
             except ManifestError:
                 reference_npm = None
         collateral += npm_collateral(before_npm, after_npm, vulnerable)
-        lock_problems = npm_lock_problems(before_npm, after_npm, vulnerable, reference_npm)
+        lock_problems = npm_lock_problems(before_npm, after_npm, reference_npm)
+        stale, missing_overrides = npm_range_problems(before_npm, after_npm, vulnerable, entries)
     else:
         assert before_py is not None
         assert after_py is not None
@@ -956,15 +1201,20 @@ def score(case: CaseInfo, out: HarnessOutput) -> dict[str, Any]:
     if not before:
         raise ValueError(f"case {case.case_id}: the input holds no package the advisory names")
 
-    vuln, minimal = judge_versions(before, after, entries, scheme, findings)
+    vuln, minimal = judge_versions(before, after, entries, scheme, published, findings)
     breakdown[BreakdownKey.VULN_RESOLVED] = vuln
     breakdown[BreakdownKey.MINIMAL_UPGRADE] = minimal
     breakdown[BreakdownKey.NO_COLLATERAL_CHANGES] = 0.0 if collateral else 1.0
     for change in collateral:
         findings.add("deps.collateral_change", change)
-    breakdown[BreakdownKey.LOCKFILE_CONSISTENT] = 0.0 if lock_problems else 1.0
+    in_sync = not (lock_problems or stale or missing_overrides)
+    breakdown[BreakdownKey.LOCKFILE_CONSISTENT] = 1.0 if in_sync else 0.0
     for problem in lock_problems:
         findings.add("lockfile.out_of_sync", problem)
+    for problem in stale:
+        findings.add("manifest.stale_range", problem)
+    for problem in missing_overrides:
+        findings.add("manifest.override_missing", problem)
     return _result(case, breakdown, findings)
 
 

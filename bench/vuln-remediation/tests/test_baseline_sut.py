@@ -6,7 +6,6 @@ import importlib.util
 import json
 import shutil
 import sys
-import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,9 +38,10 @@ def _run(tmp_path: Path, case_dir: Path) -> Path:
     return ws
 
 
-def _strip_integrity(lock: dict[str, Any], package: str) -> dict[str, Any]:
+def _strip_new_integrity(lock: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """The lock without the hashes of the entries the fix moved or added."""
     for path, entry in lock["packages"].items():
-        if path.endswith(f"node_modules/{package}"):
+        if before["packages"].get(path) != entry:
             entry.pop("integrity", None)
     return lock
 
@@ -49,15 +49,19 @@ def _strip_integrity(lock: dict[str, Any], package: str) -> dict[str, Any]:
 @pytest.mark.parametrize("case_dir", CASE_DIRS, ids=[p.name for p in CASE_DIRS])
 def test_baseline_matches_the_reference_fix(tmp_path: Path, case_dir: Path) -> None:
     ws = _run(tmp_path, case_dir)
-    package = tomllib.loads((case_dir / "case.toml").read_text("utf-8"))["metadata"]["package"]
     for expected in sorted((case_dir / "expected").iterdir()):
-        if expected.name == "fix.diff":
+        if expected.name in ("fix.diff", "published_versions.json"):  # for the rubric only
             continue
         produced = ws / expected.name
         if expected.name == "package-lock.json":
-            # the one documented difference: the new tarball's integrity is dropped offline
-            want = _strip_integrity(json.loads(expected.read_text("utf-8")), package)
-            assert json.loads(produced.read_text("utf-8")) == want
+            # the one documented difference: the new tarballs' integrity is dropped offline
+            before = json.loads((case_dir / "input" / expected.name).read_text("utf-8"))
+            want = _strip_new_integrity(json.loads(expected.read_text("utf-8")), before)
+            got = json.loads(produced.read_text("utf-8"))
+            assert got == want
+            assert list(got["packages"]) == list(want["packages"])  # npm's entry order
+            for path, entry in got["packages"].items():
+                assert list(entry) == list(want["packages"][path]), path  # and key order
         else:
             assert produced.read_bytes() == expected.read_bytes(), expected.name
 
@@ -105,3 +109,52 @@ def test_json_indent_is_preserved(tmp_path: Path) -> None:
     text = (ws / "package.json").read_text("utf-8")
     assert '\n    "dependencies": {\n        "kleur"' in text
     assert '"semver": "6.3.1"' in text
+
+
+NPM_CASES = [p for p in CASE_DIRS if (p / "input" / "package-lock.json").is_file()]
+
+
+@pytest.mark.parametrize("case_dir", NPM_CASES, ids=[p.name for p in NPM_CASES])
+def test_registry_snapshot_agrees_with_the_npm_written_reference(case_dir: Path) -> None:
+    """Every entry the reference fix moved or added is in the snapshot, field for field."""
+    snapshot = BASELINE.load_registry_snapshot()
+    before = json.loads((case_dir / "input" / "package-lock.json").read_text("utf-8"))
+    after = json.loads((case_dir / "expected" / "package-lock.json").read_text("utf-8"))
+    changed = {
+        path: entry
+        for path, entry in after["packages"].items()
+        if path and before["packages"].get(path) != entry
+    }
+    assert changed
+    for path, entry in changed.items():
+        name = entry.get("name") or path.rpartition("node_modules/")[2]
+        declared = {k: v for k, v in entry.items() if k not in BASELINE.PLACEMENT}
+        assert snapshot[f"{name}@{entry['version']}"] == declared, path
+
+
+@pytest.mark.parametrize(
+    ("spec", "replaced", "new"),
+    [
+        ("^4.17.20", ["4.17.20"], "^4.17.21"),
+        ("~4.17.20", ["4.17.20"], "~4.17.21"),
+        ("4.17.20", ["4.17.20"], "4.17.21"),
+        ("^4.17.0 || ^5.0.0", ["4.17.20"], "^4.17.21"),  # admits the fix, and the old version
+        (">=4.17.21 <5", ["4.17.20"], ">=4.17.21 <5"),  # already excludes the old version
+        ("latest", ["4.17.20"], "^4.17.21"),
+    ],
+)
+def test_new_range_never_admits_the_replaced_version(
+    spec: str, replaced: list[str], new: str
+) -> None:
+    assert BASELINE._new_range(spec, "4.17.21", replaced) == new
+
+
+def test_missing_snapshot_entry_keeps_the_old_fields_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(BASELINE, "load_registry_snapshot", dict)
+    case_dir = CASES / "npm-axios-CVE-2023-45857"
+    ws = _run(tmp_path, case_dir)
+    assert "no registry metadata for axios@0.28.0" in capsys.readouterr().err
+    entry = json.loads((ws / "package-lock.json").read_text("utf-8"))["packages"]
+    assert entry["node_modules/axios"]["dependencies"]["follow-redirects"] == "^1.14.9"

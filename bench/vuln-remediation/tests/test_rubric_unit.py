@@ -6,6 +6,7 @@ rubric; these tests do, to call ``score`` directly on temporary workspaces).
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -42,6 +43,10 @@ def load_module(filename: str, module_name: str) -> ModuleType:
 
 RUBRIC = load_module("rubric.py", "_vuln_remediation_rubric_under_test")
 KEYS = load_module("breakdown_keys.py", "_vuln_remediation_keys_under_test")
+#: files of expected/ that are for the rubric (and humans), not part of the fixed project
+RUBRIC_ONLY = frozenset({"fix.diff", "published_versions.json"})
+REPO = BENCH.parent.parent
+CORPUS = REPO / "tests" / "cassettes" / "vuln-remediation"
 
 
 def case_info(case_dir: Path) -> CaseInfo:
@@ -63,7 +68,7 @@ def workspace(tmp_path: Path, case_dir: Path, *, fixed: bool) -> Path:
     shutil.copytree(case_dir / "input", ws)
     if fixed:
         for path in (case_dir / "expected").iterdir():
-            if path.name != "fix.diff":
+            if path.name not in RUBRIC_ONLY:
                 shutil.copy2(path, ws / path.name)
     return ws
 
@@ -99,20 +104,87 @@ def minimist_case() -> Path:
 # --------------------------------------------------------------------------- the cases
 
 
-def test_ten_cases_with_both_curation_classes() -> None:
-    classes = [case_info(p).curation_class for p in CASE_DIRS]
-    assert len(CASE_DIRS) == 10
-    assert classes.count("rag-corpus-derived") == 5
-    assert classes.count("held-out") == 5
-    for case_dir in CASE_DIRS:
-        info = case_info(case_dir)
+def _declared_floors() -> dict[str, int]:
+    """``min_cases_for_promotion`` of registration.py, read the way the fence reads it."""
+    tree = ast.parse((BENCH / "registration.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "min_cases_for_promotion":
+            floors = ast.literal_eval(node.value)
+            assert isinstance(floors, dict)
+            return floors
+    raise AssertionError("registration.py declares no min_cases_for_promotion")
+
+
+def test_cases_meet_the_bench_contract_whatever_their_number() -> None:
+    infos = [case_info(p) for p in CASE_DIRS]
+    classes = [info.curation_class for info in infos]
+    floors = _declared_floors()
+    assert len(CASE_DIRS) >= floors["bronze"]
+    # silver and above need >= 5 held-out cases (the fence's held-out-floor rule)
+    assert classes.count("held-out") >= 5
+    corpus = sorted(p.name for p in CORPUS.iterdir() if (p / "meta.toml").is_file())
+    derived = sorted(i.case_id for i in infos if i.curation_class == "rag-corpus-derived")
+    assert derived == corpus  # every corpus example is derived, nothing else claims to be
+    for case_dir, info in zip(CASE_DIRS, infos, strict=True):
         assert info.case_id == case_dir.name
         assert info.metadata["kind"] in ("direct", "transitive")
+        assert info.metadata["ecosystem"] in ("npm", "PyPI")
         advisory = json.loads((case_dir / "input" / "advisory.json").read_text("utf-8"))
         assert advisory["id"] == info.metadata["advisory"]
         assert info.metadata["cve"] in advisory["aliases"]
-    pins = [case_info(p).raw["cassette_canary_pin"] for p in CASE_DIRS]
+        assert "_source" not in advisory
+    pins = [info.raw["cassette_canary_pin"] for info in infos]
     assert len(set(pins)) == len(pins)
+    assert all(len(pin) >= 16 for pin in pins)
+
+
+def test_readme_lists_every_case() -> None:
+    readme = (BENCH / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| ")}
+    assert set(CASE_IDS) <= rows
+
+
+def _published(case_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (case_dir / "expected" / "published_versions.json").read_text("utf-8")
+    )
+    return data
+
+
+@pytest.mark.parametrize("case_dir", CASE_DIRS, ids=CASE_IDS)
+def test_every_case_pins_published_versions(case_dir: Path) -> None:
+    """Each case carries its package's published versions; input and reference are in it."""
+    info = case_info(case_dir)
+    published = _published(case_dir)
+    assert set(published) == {"ecosystem", "name", "versions"}
+    assert published["ecosystem"] == info.metadata["ecosystem"]
+    ecosystem = published["ecosystem"]
+    name = RUBRIC.normalize_name(ecosystem, published["name"])
+    assert name == RUBRIC.normalize_name(ecosystem, info.metadata["package"])
+    versions = set(published["versions"])
+    assert len(versions) == len(published["versions"])
+    advisory = json.loads((case_dir / "input" / "advisory.json").read_text("utf-8"))
+    assert name in RUBRIC.affected_packages(advisory, ecosystem)
+    fixes = [
+        event["fixed"]
+        for affected in advisory["affected"]
+        if RUBRIC.normalize_name(ecosystem, affected["package"]["name"]) == name
+        for rng in affected["ranges"]
+        for event in rng["events"]
+        if "fixed" in event
+    ]
+    for fix in fixes:  # the advisory's own fixes exist (npm prereleases included)
+        assert fix in versions, fix
+    for side in ("input", "expected"):
+        root = case_dir / side
+        if ecosystem == "npm":
+            copies = RUBRIC.npm_copies(RUBRIC.load_npm(root), {name})
+        else:
+            files = [n for n in RUBRIC.PYPI_MANIFESTS if (root / n).is_file()]
+            copies = RUBRIC.pypi_copies(RUBRIC.load_pypi(root, files), {name})
+        assert copies, side
+        for _name, version in copies.values():
+            assert version in versions, (side, version)
 
 
 @pytest.mark.parametrize("case_dir", CASE_DIRS, ids=CASE_IDS)
@@ -170,10 +242,20 @@ def test_past_the_forced_fix_is_not_minimal(tmp_path: Path) -> None:
     assert result["breakdown"]["MINIMAL_UPGRADE"] == 0.5
 
 
-def _synthetic_case(root: Path, advisory: dict[str, Any], files: dict[str, str]) -> Path:
+def _synthetic_case(
+    root: Path,
+    advisory: dict[str, Any],
+    files: dict[str, str],
+    *,
+    published: tuple[str, list[str]],
+) -> Path:
     case_dir = root / "case"
     (case_dir / "input").mkdir(parents=True)
     (case_dir / "expected").mkdir()
+    name, versions = published
+    (case_dir / "expected" / "published_versions.json").write_text(
+        json.dumps({"ecosystem": "PyPI", "name": name, "versions": versions}), encoding="utf-8"
+    )
     (case_dir / "case.toml").write_text(
         'case_id = "synthetic"\ntitle = "t"\ncuration_class = "held-out"\n'
         'cassette_canary_pin = "00112233445566778899"\n',
@@ -197,6 +279,8 @@ CRYPTOGRAPHY = {
         }
     ],
 }
+#: the cryptography releases this test uses, as listed by PyPI
+CRYPTOGRAPHY_VERSIONS = ["38.0.4", "41.0.7", "42.0.4", "42.0.5", "43.0.0"]
 PYPROJECT = '[project]\nname = "svc"\nversion = "1"\ndependencies = ["cryptography=={v}"]\n'
 
 
@@ -213,7 +297,10 @@ def test_cryptography_38_to_42_is_forced(
     tmp_path: Path, new: str, expected_codes: set[str], minimal: float
 ) -> None:
     case_dir = _synthetic_case(
-        tmp_path, CRYPTOGRAPHY, {"pyproject.toml": PYPROJECT.format(v="38.0.4")}
+        tmp_path,
+        CRYPTOGRAPHY,
+        {"pyproject.toml": PYPROJECT.format(v="38.0.4")},
+        published=("cryptography", CRYPTOGRAPHY_VERSIONS),
     )
     ws = tmp_path / "ws"
     shutil.copytree(case_dir / "input", ws)
@@ -379,7 +466,8 @@ def test_lock_outside_the_direct_range_is_out_of_sync(tmp_path: Path, semver_cas
         lambda lock: lock["packages"][""]["dependencies"].update(semver="6.2.0"),
     )
     result = run(semver_case, ws)
-    assert codes(result) == {"lockfile.out_of_sync"}
+    # the exact pin "6.2.0" both excludes the locked 6.3.1 and still names the old version
+    assert codes(result) == {"lockfile.out_of_sync", "manifest.stale_range"}
     assert result["breakdown"]["LOCKFILE_CONSISTENT"] == 0.0
     assert result["breakdown"]["VULN_RESOLVED"] == 1.0
 
@@ -477,6 +565,274 @@ def test_node_resolution_walks_up() -> None:
     assert resolve(packages, "", "b") is None
 
 
+# --------------------------------------------------------------------------- wrong fixes
+#
+# Each of these is a fix an agent could hand in that must not pass. They were written
+# against the rubric before it learnt to reject them, and each failed there (most scored a
+# clean 1.0); see README.md, "Wrong fixes the rubric rejects".
+
+
+def _move_npm_entry(
+    lock: dict[str, Any],
+    path: str,
+    version: str,
+    *,
+    resolved: str | None = None,
+    integrity: str | None = None,
+) -> None:
+    """Move one lock entry to ``version``; ``resolved`` defaults to the registry tarball."""
+    entry = lock["packages"][path]
+    name = path.rpartition("node_modules/")[2]
+    entry["version"] = version
+    entry["resolved"] = resolved or RUBRIC.tarball_url(name, version)
+    if integrity is None:
+        entry.pop("integrity", None)
+    else:
+        entry["integrity"] = integrity
+
+
+def _pin(ws: Path, filename: str, old: str, new: str) -> None:
+    text = (ws / filename).read_text(encoding="utf-8")
+    assert old in text
+    (ws / filename).write_text(text.replace(old, new), encoding="utf-8")
+
+
+def _semver_to(ws: Path, version: str, *, manifest: str | None = None) -> None:
+    spec = manifest or version
+    edit_json(ws / "package.json", lambda p: p["dependencies"].update(semver=spec))
+
+    def change(lock: dict[str, Any]) -> None:
+        lock["packages"][""]["dependencies"]["semver"] = spec
+        _move_npm_entry(lock, "node_modules/semver", version)
+
+    edit_json(ws / "package-lock.json", change)
+
+
+@pytest.mark.parametrize(
+    ("version", "manifest"),
+    [("6.3.1+evil", None), ("6.3.1+evil", "6.3.1"), ("6.3.1+build.7", "^6.3.1")],
+    ids=["lock-and-manifest", "lock-only", "caret-manifest"],
+)
+def test_build_metadata_version_is_not_published(
+    tmp_path: Path, semver_case: Path, version: str, manifest: str | None
+) -> None:
+    """node-semver ignores build metadata: 6.3.1+evil == 6.3.1, and its tarball URL too."""
+    ws = workspace(tmp_path, semver_case, fixed=False)
+    _semver_to(ws, version, manifest=manifest)
+    result = run(semver_case, ws)
+    assert "vuln.version_not_published" in codes(result), result
+    assert result["score"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "resolved",
+    [
+        "https://attacker.example/minimist/-/minimist-1.2.6.tgz",
+        "git+ssh://git@github.com/minimistjs/minimist.git#7efb22a518b53b06f5b02a1038a88bd6290c2846",
+        "https://registry.npmjs.org.attacker.example/minimist/-/minimist-1.2.6.tgz",
+        "http://registry.npmjs.org/minimist/-/minimist-1.2.6.tgz",
+        "file:../vendor/minimist-1.2.6.tgz",
+    ],
+    ids=["other-host", "git-ssh", "lookalike-host", "plain-http", "file"],
+)
+def test_lock_entry_resolved_off_the_registry(
+    tmp_path: Path, minimist_case: Path, resolved: str
+) -> None:
+    ws = workspace(tmp_path, minimist_case, fixed=True)
+    edit_json(
+        ws / "package-lock.json",
+        lambda lock: _move_npm_entry(lock, "node_modules/minimist", "1.2.6", resolved=resolved),
+    )
+    result = run(minimist_case, ws)
+    assert "lockfile.out_of_sync" in codes(result), result
+    assert result["breakdown"]["LOCKFILE_CONSISTENT"] == 0.0
+
+
+NPM_TRANSITIVE = [
+    p
+    for p in CASE_DIRS
+    if case_info(p).metadata["ecosystem"] == "npm" and case_info(p).metadata["kind"] == "transitive"
+]
+
+
+@pytest.mark.parametrize("case_dir", NPM_TRANSITIVE, ids=[p.name for p in NPM_TRANSITIVE])
+def test_lockfile_only_bump_of_a_transitive_dependency(tmp_path: Path, case_dir: Path) -> None:
+    """task.md asks for an ``overrides`` entry; the reference lock without it is not the fix."""
+    ws = workspace(tmp_path, case_dir, fixed=True)
+    shutil.copy2(case_dir / "input" / "package.json", ws / "package.json")
+    result = run(case_dir, ws)
+    assert "manifest.override_missing" in codes(result), result
+    assert result["breakdown"]["LOCKFILE_CONSISTENT"] == 0.0
+
+
+@pytest.mark.parametrize("spec", ["^1.2.5", ">=1.2.0", "1.2.5 || 1.2.6"])
+def test_override_that_still_admits_the_vulnerable_version(
+    tmp_path: Path, minimist_case: Path, spec: str
+) -> None:
+    ws = workspace(tmp_path, minimist_case, fixed=True)
+    edit_json(ws / "package.json", lambda p: p["overrides"].update(minimist=spec))
+    result = run(minimist_case, ws)
+    assert "manifest.stale_range" in codes(result), result
+
+
+@pytest.mark.parametrize(
+    ("case_id", "filename", "old", "new"),
+    [
+        ("pypi-urllib3-CVE-2023-45803", "requirements.txt", "urllib3==1.26.17", "urllib3==1.26.99"),
+        ("pypi-django-CVE-2023-36053", "requirements.txt", "django==4.0.10", "django==4.1.99"),
+        (
+            "pypi-requests-CVE-2023-32681",
+            "requirements.txt",
+            "requests==2.28.2",
+            "requests==2.31.0+evil",
+        ),
+        ("pypi-flask-CVE-2023-30861", "requirements.txt", "flask==2.2.3", "flask==2.2.9"),
+    ],
+    ids=["urllib3-1.26.99", "django-4.1.99", "requests-local-version", "flask-2.2.9"],
+)
+def test_unpublished_pypi_version(
+    tmp_path: Path, case_id: str, filename: str, old: str, new: str
+) -> None:
+    case_dir = CASES / case_id
+    ws = workspace(tmp_path, case_dir, fixed=False)
+    _pin(ws, filename, old, new)
+    result = run(case_dir, ws)
+    assert "vuln.version_not_published" in codes(result), result
+    assert "upgrade.not_minimal" not in codes(result)  # not a "valid but larger" upgrade
+    assert result["score"] == 0.0
+
+
+@pytest.mark.parametrize("version", ["6.3.99", "6.4.0-rc.1"])
+def test_unpublished_npm_version(tmp_path: Path, semver_case: Path, version: str) -> None:
+    ws = workspace(tmp_path, semver_case, fixed=False)
+    _semver_to(ws, version)
+    result = run(semver_case, ws)
+    assert "vuln.version_not_published" in codes(result), result
+    assert "upgrade.not_minimal" not in codes(result)
+    assert result["score"] == 0.0
+
+
+def test_downgrade_to_an_older_unaffected_npm_line(tmp_path: Path, semver_case: Path) -> None:
+    """semver 6.2.0 -> 5.7.2 is unaffected (the 5.x fix) but goes backwards a major line."""
+    ws = workspace(tmp_path, semver_case, fixed=False)
+    _semver_to(ws, "5.7.2")
+    result = run(semver_case, ws)
+    assert "upgrade.downgrade" in codes(result), result
+    assert "upgrade.not_minimal" not in codes(result)
+    assert result["breakdown"]["MINIMAL_UPGRADE"] == 0.0
+
+
+def test_downgrade_to_an_older_unaffected_pypi_line(tmp_path: Path) -> None:
+    case_dir = CASES / "pypi-django-CVE-2023-36053"  # 4.0.10 -> 3.2.20 (the 3.2 LTS fix)
+    ws = workspace(tmp_path, case_dir, fixed=False)
+    _pin(ws, "requirements.txt", "django==4.0.10", "django==3.2.20")
+    result = run(case_dir, ws)
+    assert "upgrade.downgrade" in codes(result), result
+    assert result["breakdown"]["MINIMAL_UPGRADE"] == 0.0
+
+
+def test_moved_entry_keeps_the_old_versions_dependencies(tmp_path: Path) -> None:
+    """axios 0.28.0 declares proxy-from-env and follow-redirects ^1.15.0; 0.27.2 did not."""
+    case_dir = CASES / "npm-axios-CVE-2023-45857"
+    ws = workspace(tmp_path, case_dir, fixed=False)
+    shutil.copy2(case_dir / "expected" / "package.json", ws / "package.json")
+
+    def change(lock: dict[str, Any]) -> None:
+        lock["packages"][""]["dependencies"]["axios"] = "^0.28.0"
+        _move_npm_entry(lock, "node_modules/axios", "0.28.0")
+
+    edit_json(ws / "package-lock.json", change)
+    result = run(case_dir, ws)
+    assert "lockfile.out_of_sync" in codes(result), result
+    assert "axios@0.28.0" in next(
+        fm["detail"] for fm in result["failure_modes"] if fm["code"] == "lockfile.out_of_sync"
+    )
+
+
+def test_new_dependency_of_the_fix_must_be_locked(tmp_path: Path) -> None:
+    case_dir = CASES / "npm-axios-CVE-2023-45857"
+    ws = workspace(tmp_path, case_dir, fixed=True)
+    edit_json(
+        ws / "package-lock.json", lambda lock: lock["packages"].pop("node_modules/proxy-from-env")
+    )
+    assert "lockfile.out_of_sync" in codes(run(case_dir, ws))
+
+
+@pytest.mark.parametrize(
+    ("case_id", "package", "old", "new"),
+    [
+        ("npm-lodash-CVE-2021-23337", "lodash", "^4.17.20", "4.17.21"),
+        ("npm-express-CVE-2024-29041", "express", "^4.19.1", "4.19.2"),
+    ],
+)
+def test_direct_range_left_admitting_the_replaced_version(
+    tmp_path: Path, case_id: str, package: str, old: str, new: str
+) -> None:
+    """``^4.17.20`` admits 4.17.21, but it is the range npm rewrites (to ``^4.17.21``)."""
+    case_dir = CASES / case_id
+    ws = workspace(tmp_path, case_dir, fixed=True)
+    edit_json(ws / "package.json", lambda p: p["dependencies"].update({package: old}))
+    edit_json(
+        ws / "package-lock.json",
+        lambda lock: lock["packages"][""]["dependencies"].update({package: old}),
+    )
+    result = run(case_dir, ws)
+    assert "manifest.stale_range" in codes(result), result
+    assert result["breakdown"]["LOCKFILE_CONSISTENT"] == 0.0
+
+
+CERTIFI_SYNTHETIC = {
+    # synthetic record (not a published advisory): only the version shape matters here
+    "id": "TEST-CALVER-0001",
+    "aliases": ["CVE-2099-0001"],
+    "affected": [
+        {
+            "package": {"ecosystem": "PyPI", "name": "certifi"},
+            "ranges": [
+                {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2023.7.22"}]}
+            ],
+        }
+    ],
+}
+#: certifi releases, as listed by PyPI (checked when this test was written)
+CERTIFI_VERSIONS = ["2022.12.7", "2023.5.7", "2023.7.22", "2023.11.17", "2024.2.2"]
+
+
+@pytest.mark.parametrize(
+    ("new", "expected_codes", "minimal"),
+    [
+        ("2023.7.22", set(), 1.0),
+        ("2023.11.17", {"upgrade.not_minimal"}, 0.5),
+        ("2024.2.2", {"upgrade.not_minimal"}, 0.5),
+        ("2022.12.7", {"vuln.still_present"}, 0.0),
+    ],
+)
+def test_calendar_versions_have_no_major_line(
+    tmp_path: Path, new: str, expected_codes: set[str], minimal: float
+) -> None:
+    """certifi 2023.x -> 2024.x is next year's bundle, not a breaking major bump."""
+    case_dir = _synthetic_case(
+        tmp_path,
+        CERTIFI_SYNTHETIC,
+        {"requirements.txt": "certifi==2023.5.7\n"},
+        published=("certifi", CERTIFI_VERSIONS),
+    )
+    ws = tmp_path / "ws"
+    shutil.copytree(case_dir / "input", ws)
+    (ws / "requirements.txt").write_text(f"certifi=={new}\n", encoding="utf-8")
+    result = run(case_dir, ws)
+    assert codes(result) == expected_codes
+    assert result["breakdown"]["MINIMAL_UPGRADE"] == minimal
+
+
+def test_calendar_version_lines() -> None:
+    pypi = RUBRIC.PYPI
+    assert pypi.line("2023.7.22") == pypi.line("2024.2.2")
+    assert pypi.line("20230722") == pypi.line("20240202")
+    assert pypi.line("42.0.4") != pypi.line("43.0.0")
+    assert pypi.line("0.2.3") != pypi.line("0.3.0")
+
+
 # --------------------------------------------------------------------------- contract
 
 
@@ -500,6 +856,14 @@ def test_keys_and_failure_modes_follow_the_contract() -> None:
     assert modes["manifest.unparseable"]["severity"] == "block"
     assert modes["lockfile.out_of_sync"]["severity"] == "block"
     assert modes["upgrade.major_bump"]["severity"] == "warn"
+    for wrong_fix in (
+        "vuln.version_not_published",
+        "upgrade.downgrade",
+        "manifest.stale_range",
+        "manifest.override_missing",
+    ):
+        assert modes[wrong_fix]["severity"] == "block", wrong_fix
+    assert "vuln.version_not_published" in RUBRIC.ZEROING_MODES
     rubric_source = (BENCH / "rubric.py").read_text(encoding="utf-8")
     emitted = {
         code for code in modes if f'"{code}"' in rubric_source
