@@ -39,9 +39,10 @@ class CacheKeyParts:
     harness_version: str
     cassette_canary_pin: str
     sut_policy: str = ""  # the SUT's confinement (sandbox, network, paths, env, limits)
+    repeat: int = 1  # the attempt (--codegenie-repeat): each has its own entry
 
     def key(self) -> str:
-        fields = (
+        fields: tuple[str, ...] = (
             self.case_digest,
             self.sut_digest,
             self.rubric_digest,
@@ -50,6 +51,8 @@ class CacheKeyParts:
             self.cassette_canary_pin,
             self.sut_policy,
         )
+        if self.repeat != 1:  # attempt 1 is the single attempt of an unrepeated run
+            fields += (f"repeat {self.repeat}",)
         return hash_parts(
             (f.encode("utf-8") for f in fields), domain=b"pytest-codegenie-eval cache v1\0"
         )

@@ -18,7 +18,12 @@ from pytest_codegenie_eval import results
 from pytest_codegenie_eval.activation import SESSION_KEY
 from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
 from pytest_codegenie_eval.execution import run_case
-from pytest_codegenie_eval.layout import CASE_TOML, task_class_dir_of_case
+from pytest_codegenie_eval.layout import (
+    CASE_TOML,
+    item_name,
+    split_item_name,
+    task_class_dir_of_case,
+)
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
@@ -88,9 +93,11 @@ class CaseItem(pytest.Item):
         task_class_name: str,
         entry: CaseEntry | None,
         error: CodegenieEvalError | None = None,
+        repeat: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.repeat = repeat
         self.task_class = task_class
         self.task_class_name = task_class_name
         self.entry = entry
@@ -99,7 +106,7 @@ class CaseItem(pytest.Item):
 
     @property
     def case_id(self) -> str:
-        return self.entry.case_id if self.entry else self.name
+        return self.entry.case_id if self.entry else split_item_name(self.name)[0]
 
     def runtest(self) -> None:
         bench: BenchSession = self.config.stash[SESSION_KEY]
@@ -112,6 +119,7 @@ class CaseItem(pytest.Item):
                     self.nodeid,
                     self.entry.error,
                     case.curation_class if case else None,
+                    self.repeat,
                 )
                 attach_result(self, result)
                 raise CaseFailed(result)
@@ -128,6 +136,7 @@ class CaseItem(pytest.Item):
                     self.case_id,
                     self.nodeid,
                     self.entry.case.curation_class if self.entry.case else None,
+                    self.repeat,
                 )
                 attach_result(self, skipped)
                 pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
@@ -150,6 +159,7 @@ class CaseItem(pytest.Item):
                 settings,
                 nodeid=self.nodeid,
                 hook=run_hook if sut.kind == "hook" else None,
+                repeat=self.repeat,
             )
         except Exception as exc:
             # a harness bug still yields a recorded, failed case rather than a lost one
@@ -160,7 +170,7 @@ class CaseItem(pytest.Item):
 
     def _fail_with(self, code: str, detail: str, *, status: CaseStatus = "crashed") -> NoReturn:
         result = results.harness_failure(
-            self.task_class_name, self.case_id, self.nodeid, code, detail, status
+            self.task_class_name, self.case_id, self.nodeid, code, detail, status, self.repeat
         )
         attach_result(self, result)
         raise CaseFailed(result)
@@ -175,7 +185,19 @@ class CaseItem(pytest.Item):
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, 0, f"codegenie case {self.task_class_name}/{self.case_id}"
+        attempt = f" attempt {self.repeat}" if self.name != self.case_id else ""
+        return self.path, 0, f"codegenie case {self.task_class_name}/{self.case_id}{attempt}"
+
+
+def _attempts(parent: pytest.File, name: str, **kwargs: Any) -> Iterator[CaseItem]:
+    """One item per attempt of a case: ``name``, or ``name[r1]`` ... ``name[rK]`` under
+    ``--codegenie-repeat=K`` (a case that cannot run fails in every attempt, so the
+    counts stay whole)."""
+    repeats = parent.config.stash[SESSION_KEY].settings.repeat
+    for repeat in range(1, repeats + 1):
+        yield CaseItem.from_parent(
+            parent, name=item_name(name, repeat, repeats), repeat=repeat, **kwargs
+        )
 
 
 class CaseFile(pytest.File):
@@ -189,9 +211,9 @@ class CaseFile(pytest.File):
             loaded = bench.load(tc_dir)
         except CodegenieEvalError as exc:
             # the task class itself is broken: every case of it fails with that reason
-            yield CaseItem.from_parent(
+            yield from _attempts(
                 self,
-                name=self.path.parent.name,
+                self.path.parent.name,
                 task_class=None,
                 task_class_name=tc_dir.name,
                 entry=None,
@@ -201,12 +223,8 @@ class CaseFile(pytest.File):
         entry = loaded.by_dir.get(self.path.parent.name)
         if entry is None:  # appeared after the task class was loaded
             return
-        yield CaseItem.from_parent(
-            self,
-            name=entry.case_id,
-            task_class=loaded,
-            task_class_name=loaded.name,
-            entry=entry,
+        yield from _attempts(
+            self, entry.case_id, task_class=loaded, task_class_name=loaded.name, entry=entry
         )
 
 
@@ -227,9 +245,9 @@ class OrphanPinsFile(pytest.File):
                 f"{cases_dir}; restore it or re-pin with "
                 f"`codegenie-eval digests --task-class {loaded.name} --write`"
             )
-            yield CaseItem.from_parent(
+            yield from _attempts(
                 self,
-                name=name,
+                name,
                 task_class=loaded,
                 task_class_name=loaded.name,
                 entry=None,
@@ -238,10 +256,6 @@ class OrphanPinsFile(pytest.File):
         for entry in loaded.cases:
             if not (entry.directory / CASE_TOML).exists():
                 # a directory without case.toml has no file to collect: report it here
-                yield CaseItem.from_parent(
-                    self,
-                    name=entry.name,
-                    task_class=loaded,
-                    task_class_name=loaded.name,
-                    entry=entry,
+                yield from _attempts(
+                    self, entry.name, task_class=loaded, task_class_name=loaded.name, entry=entry
                 )

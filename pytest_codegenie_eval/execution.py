@@ -379,7 +379,11 @@ def run_rubric(
 
 
 def cache_key(
-    entry: CaseEntry, task_class: LoadedTaskClass, sut: SutSpec, settings: RunSettings
+    entry: CaseEntry,
+    task_class: LoadedTaskClass,
+    sut: SutSpec,
+    settings: RunSettings,
+    repeat: int = 1,
 ) -> str:
     if entry.case is None:
         raise ValueError(f"case {entry.name} did not load")
@@ -391,11 +395,12 @@ def cache_key(
         harness_version=HARNESS_VERSION,
         cassette_canary_pin=entry.case.cassette_canary_pin,
         sut_policy=settings.sut_policy.describe(sut),
+        repeat=repeat,
     ).key()
 
 
 def _contract_env(
-    case: BenchCase, workspace: Path, tag: str, settings: RunSettings
+    case: BenchCase, workspace: Path, tag: str, settings: RunSettings, repeat: int = 1
 ) -> dict[str, str]:
     """The ``CODEGENIE_*`` variables of the SUT contract (the SUT gets these and the
     allowlist, nothing else of the harness's environment)."""
@@ -405,6 +410,7 @@ def _contract_env(
         "CODEGENIE_CASE_ID": case.case_id,
         "CODEGENIE_WORKSPACE": str(workspace),
         "CODEGENIE_TASK_FILE": str(workspace / CODEGENIE_DIR / "task.md"),
+        "CODEGENIE_REPEAT": str(repeat),  # which attempt of the case (1 unless repeated)
     }
     if settings.cassette_dir is not None:
         env["CODEGENIE_CASSETTE_DIR"] = str(settings.cassette_dir)
@@ -536,16 +542,18 @@ def run_case(
     *,
     nodeid: str = "",
     hook: HookRunner | None = None,
+    repeat: int = 1,
 ) -> CaseResult:
-    """Run one loaded case end to end (or return its cached result)."""
+    """Run one attempt of a loaded case end to end (or return its cached result)."""
     case = entry.case
     if case is None or entry.error is not None:
         raise ValueError(f"case {entry.name} did not load: {entry.error}")
-    key = cache_key(entry, task_class, sut, settings)
+    key = cache_key(entry, task_class, sut, settings, repeat)
     if settings.cache is not None:
         hit = settings.cache.get(key)
         if hit is not None:
-            return hit.model_copy(update={"cached": True, "cost_usd": 0.0, "nodeid": nodeid})
+            update = {"cached": True, "cost_usd": 0.0, "nodeid": nodeid, "repeat": repeat}
+            return hit.model_copy(update=update)
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
     try:
@@ -553,7 +561,7 @@ def run_case(
         with tag_invocation(
             settings.ledger, settings.run_scope, task_class.name, case.case_id
         ) as invocation:
-            env = _contract_env(case, workspace, invocation.tag, settings)
+            env = _contract_env(case, workspace, invocation.tag, settings, repeat)
             extra_ro = (settings.cassette_dir,) if settings.cassette_dir is not None else ()
             with with_pinned_canary(case):
                 sut_run = run_sut(
@@ -621,6 +629,7 @@ def run_case(
             rubric_isolation=rubric_mode,
             stdout_tail=sut_run.stdout_tail,
             stderr_tail=sut_run.stderr_tail,
+            repeat=repeat,
         )
     finally:
         if not settings.keep_workspaces:

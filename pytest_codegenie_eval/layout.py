@@ -14,6 +14,7 @@ use it before deciding whether a run uses a bench at all).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -71,10 +72,33 @@ def task_class_dir_of_case(case_toml: Path) -> Path | None:
     return tc_dir if is_task_class_dir(tc_dir) else None
 
 
-def case_from_nodeid(nodeid: str) -> tuple[str, str] | None:
-    """``…/<tc>/cases/<dir>/case.toml::<case_id>`` -> ``(tc, case_id)``."""
+_REPEAT = re.compile(r"^(?P<case>.+)\[r(?P<repeat>[1-9][0-9]*)\]$")
+
+
+def item_name(case_id: str, repeat: int, repeats: int) -> str:
+    """The pytest item name of one attempt: ``<case_id>``, or ``<case_id>[r<i>]`` when the
+    session repeats each case (``--codegenie-repeat``), so ``-k``, ``--lf`` and node ids
+    address single attempts."""
+    return case_id if repeats == 1 else f"{case_id}[r{repeat}]"
+
+
+def split_item_name(name: str) -> tuple[str, int]:
+    """``<case_id>[r<i>]`` -> ``(case_id, i)``; a plain name is attempt 1."""
+    match = _REPEAT.match(name)
+    return (match["case"], int(match["repeat"])) if match else (name, 1)
+
+
+def attempt_from_nodeid(nodeid: str) -> tuple[str, str, int] | None:
+    """``…/<tc>/cases/<dir>/case.toml::<case_id>[r<i>]`` -> ``(tc, case_id, i)``."""
     path, sep, name = nodeid.partition("::")
     parts = PurePosixPath(path).parts
     if not sep or len(parts) < 4 or parts[-3] != CASES or parts[-1] != CASE_TOML:
         return None
-    return parts[-4], name
+    case_id, repeat = split_item_name(name)
+    return parts[-4], case_id, repeat
+
+
+def case_from_nodeid(nodeid: str) -> tuple[str, str] | None:
+    """``…/<tc>/cases/<dir>/case.toml::<case_id>`` -> ``(tc, case_id)`` (any attempt)."""
+    attempt = attempt_from_nodeid(nodeid)
+    return None if attempt is None else attempt[:2]

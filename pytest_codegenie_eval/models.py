@@ -106,6 +106,7 @@ class CaseResult(_Wire):
     rubric_isolation: str = ""  # "bwrap", "namespaces" or "env-only": how the rubric ran
     stdout_tail: str = ""
     stderr_tail: str = ""
+    repeat: Annotated[int, Field(ge=1)] = 1  # which attempt of the case (--codegenie-repeat)
 
     @property
     def block_failures(self) -> tuple[FailureMode, ...]:
@@ -138,8 +139,23 @@ class BoundInfo(_Wire):
         return self
 
 
+class CaseRepeats(_Wire):
+    """One case's attempts under ``--codegenie-repeat``: the case is the unit of evidence."""
+
+    case_id: str
+    scores: tuple[UnitFloat, ...]  # by attempt, r1 first
+    passes: int  # attempts that passed
+    mean: UnitFloat  # what the aggregate and the bound use for this case
+    passed: bool  # every attempt passed (what the gate's case floor counts, ADR 0016)
+
+
 class BenchRunReport(_Wire):
-    """One task class in one session: the evidence a team defends."""
+    """One task class in one session: the evidence a team defends.
+
+    With ``repeats`` K > 1, ``n`` counts cases (not attempts), ``mean`` and the bound are over
+    per-case means, ``passed_count`` counts cases whose every attempt passed, and ``cases``
+    holds every attempt.
+    """
 
     schema_version: Literal[1] = 1
     run_id: str
@@ -166,6 +182,13 @@ class BenchRunReport(_Wire):
     cache_hits: int = 0
     skipped_count: int = 0
     block_failure_count: int = 0
+    repeats: Annotated[int, Field(ge=1)] = 1
+    pass_at_1: UnitFloat | None = None  # mean share of a case's attempts that passed
+    pass_at_k: UnitFloat | None = None  # share of cases with at least one passing attempt
+    pass_hat_k: UnitFloat | None = None  # share of cases whose K attempts all passed
+    within_case_variance: NonNegFloat | None = None  # mean variance of a case's attempts
+    clustered_standard_error: NonNegFloat | None = None  # of the mean, cases as clusters
+    case_repeats: tuple[CaseRepeats, ...] = ()  # per case, when repeats > 1
     cases: tuple[CaseResult, ...] = ()
 
 

@@ -162,6 +162,13 @@ def add_options(parser: pytest.Parser) -> None:
         "environment only), bwrap, namespaces or none",
     )
     group.addoption(
+        "--codegenie-repeat",
+        default=None,
+        metavar="K",
+        help="run each case K times, as K items <case_id>[r1]..[rK]; the case stays the "
+        "unit of evidence (default 1)",
+    )
+    group.addoption(
         "--codegenie-import-timeout",
         default=None,
         metavar="SECONDS",
@@ -192,6 +199,7 @@ def add_options(parser: pytest.Parser) -> None:
         "codegenie_rubric_sandbox", "rubric isolation: auto, bwrap, namespaces, none", default=""
     )
     parser.addini("codegenie_import_timeout", "task class import time limit (s)", default="")
+    parser.addini("codegenie_repeat", "attempts per case (default 1)", default="")
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,7 @@ class Settings:
     require_sandbox: bool = False
     rubric_sandbox: str = "auto"
     import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
+    repeat: int = 1
 
 
 def _positive_seconds(config: pytest.Config, name: str, default: float) -> float:
@@ -228,6 +237,24 @@ def _positive_seconds(config: pytest.Config, name: str, default: float) -> float
     if not math.isfinite(value) or value <= 0:
         flag = "--" + name.replace("_", "-")
         raise pytest.UsageError(f"{flag} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+MAX_REPEAT = 1000
+
+
+def _repeat(config: pytest.Config) -> int:
+    raw = config.getoption("codegenie_repeat") or config.getini("codegenie_repeat")
+    if raw in (None, ""):
+        return 1
+    try:
+        value = int(str(raw))
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_REPEAT:
+        raise pytest.UsageError(
+            f"--codegenie-repeat must be a whole number from 1 to {MAX_REPEAT}, got {raw!r}"
+        )
     return value
 
 
@@ -297,6 +324,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         import_timeout_s=_positive_seconds(
             config, "codegenie_import_timeout", DEFAULT_IMPORT_TIMEOUT_S
         ),
+        repeat=_repeat(config),
     )
 
 

@@ -25,6 +25,32 @@ from pytest_codegenie_eval.results import worker_crashed
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
 
 
+def _repeat_fields(r: BenchRunReport) -> dict[str, object]:
+    """What an aggregate JSONL line adds under ``--codegenie-repeat`` (K > 1 only, so an
+    unrepeated run's lines stay as they were)."""
+    return {
+        "repeats": r.repeats,
+        "pass_at_1": r.pass_at_1,
+        "pass_at_k": r.pass_at_k,
+        "pass_hat_k": r.pass_hat_k,
+        "within_case_variance": r.within_case_variance,
+        "clustered_standard_error": r.clustered_standard_error,
+    }
+
+
+def _repeat_line(r: BenchRunReport) -> str:
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    k = r.repeats
+    return (
+        f"repeats: {k} per case ({len(r.cases)} attempts); a case passes when all {k} do; "
+        f"pass@1 {shown(r.pass_at_1)}, pass@{k} {shown(r.pass_at_k)}, "
+        f"pass^{k} {shown(r.pass_hat_k)}, within-case variance "
+        f"{shown(r.within_case_variance)}, clustered SE {shown(r.clustered_standard_error)}"
+    )
+
+
 @dataclass(frozen=True)
 class TaskClassOutcome:
     """What session end produced for one task class."""
@@ -112,6 +138,7 @@ class EvalReporter:
                 by_class[task_class],
                 harness_version=HARNESS_VERSION,
                 cases_total=len(loaded.cases) + len(loaded.orphan_pins) if loaded else None,
+                repeats=settings.repeat,
             )
             if report.incomplete_reason == "cost_cap":
                 self.bench.outcome.cost_cap_hit = True
@@ -177,6 +204,7 @@ class EvalReporter:
                             "cost_usd": case.cost_usd,
                             "cached": case.cached,
                             "duration_s": round(case.duration_s, 6),
+                            **({"repeat": case.repeat} if report.repeats > 1 else {}),
                         },
                         sort_keys=True,
                     )
@@ -196,6 +224,7 @@ class EvalReporter:
                         "total_cost_usd": report.total_cost_usd,
                         "complete": report.complete,
                         "chain_head": outcome.chain_head,
+                        **(_repeat_fields(report) if report.repeats > 1 else {}),
                     },
                     sort_keys=True,
                 )
@@ -247,6 +276,8 @@ class EvalReporter:
                 f"cache hits {r.cache_hits}/{len(r.cases)}, {state}"
             )
             lines.append(f"  sut: {r.sut}  run id: {r.run_id}")
+            if r.repeats > 1:
+                lines.append("  " + _repeat_line(r))
             if r.sut_isolation:
                 lines.append(f"  sut isolation: {r.sut_isolation} (network {r.sut_network})")
             if r.sut_isolation in ("env-only", "mixed"):

@@ -16,7 +16,7 @@ from pytest_codegenie_eval.errors import (
     CodegenieEvalError,
     DigestsFileInvalid,
 )
-from pytest_codegenie_eval.layout import case_from_nodeid
+from pytest_codegenie_eval.layout import attempt_from_nodeid
 from pytest_codegenie_eval.models import (
     CaseResult,
     CaseStatus,
@@ -54,7 +54,11 @@ def scored(
 
 
 def cost_cap_skipped(
-    task_class: str, case_id: str, nodeid: str, curation_class: CurationClass | None
+    task_class: str,
+    case_id: str,
+    nodeid: str,
+    curation_class: CurationClass | None,
+    repeat: int = 1,
 ) -> CaseResult:
     """A case the cost cap kept from starting."""
     return CaseResult(
@@ -63,6 +67,7 @@ def cost_cap_skipped(
         nodeid=nodeid,
         status="skipped_cost_cap",
         curation_class=curation_class,
+        repeat=repeat,
     )
 
 
@@ -72,6 +77,7 @@ def load_error(
     nodeid: str,
     error: CodegenieEvalError | None,
     curation_class: CurationClass | None = None,
+    repeat: int = 1,
 ) -> CaseResult:
     """A case that could not be loaded: a failed case, never a lost one."""
     code = (
@@ -86,11 +92,18 @@ def load_error(
         status="load_error",
         failure_modes=(block(code, str(error)),),
         curation_class=curation_class,
+        repeat=repeat,
     )
 
 
 def harness_failure(
-    task_class: str, case_id: str, nodeid: str, code: str, detail: str, status: CaseStatus
+    task_class: str,
+    case_id: str,
+    nodeid: str,
+    code: str,
+    detail: str,
+    status: CaseStatus,
+    repeat: int = 1,
 ) -> CaseResult:
     """A case the harness could not run (a broken task class, an internal error)."""
     return CaseResult(
@@ -99,14 +112,17 @@ def harness_failure(
         nodeid=nodeid,
         status=status,
         failure_modes=(block(code, detail),),
+        repeat=repeat,
     )
 
 
 def worker_crashed(nodeid: str, longrepr: str) -> CaseResult | None:
-    """The case an xdist worker died in (``None`` when the node id names no case)."""
-    where = case_from_nodeid(nodeid)
+    """The attempt an xdist worker died in (``None`` when the node id names no case):
+    that attempt fails, the case's other attempts keep their own results."""
+    where = attempt_from_nodeid(nodeid)
     if where is None:
         return None
+    task_class, case_id, repeat = where
     return harness_failure(
-        where[0], where[1], nodeid, "harness.worker_crashed", longrepr[-500:], "crashed"
+        task_class, case_id, nodeid, "harness.worker_crashed", longrepr[-500:], "crashed", repeat
     )

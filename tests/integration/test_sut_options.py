@@ -130,4 +130,5 @@ def test_only_the_named_variables_reach_the_sut(
         "CODEGENIE_CASE_ID",
         "CODEGENIE_WORKSPACE",
         "CODEGENIE_TASK_FILE",
+        "CODEGENIE_REPEAT",  # which attempt (docs/sut-contract.md)
     }

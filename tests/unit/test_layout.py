@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_codegenie_eval.layout import (
+    attempt_from_nodeid,
     case_from_nodeid,
+    item_name,
     locate,
+    split_item_name,
     task_class_dir_above,
     task_class_dir_of_case,
 )
@@ -39,6 +42,12 @@ def test_case_paths_and_node_ids(tmp_path: Path) -> None:
     assert task_class_dir_above(tc / "cases" / "one" / "input") == tc
     assert task_class_dir_above(tmp_path) is None
     assert case_from_nodeid("bench/tc/cases/one/case.toml::case-1") == ("tc", "case-1")
-    assert case_from_nodeid("bench/tc/cases/one/case.toml::case-1[r2]") == ("tc", "case-1[r2]")
+    # a case id cannot hold brackets: "[r2]" names attempt 2 under --codegenie-repeat
+    assert case_from_nodeid("bench/tc/cases/one/case.toml::case-1[r2]") == ("tc", "case-1")
+    assert attempt_from_nodeid("bench/tc/cases/one/case.toml::case-1[r2]") == ("tc", "case-1", 2)
+    assert attempt_from_nodeid("bench/tc/cases/one/case.toml::case-1") == ("tc", "case-1", 1)
+    assert split_item_name("case-1[r0]") == ("case-1[r0]", 1)  # attempts count from 1
+    assert item_name("case-1", 3, 5) == "case-1[r3]"
+    assert item_name("case-1", 1, 1) == "case-1"
     assert case_from_nodeid("tests/test_x.py::test_y") is None
     assert case_from_nodeid("bench/tc/cases/one/case.toml") is None
