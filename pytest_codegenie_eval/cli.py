@@ -1,4 +1,5 @@
-"""The ``codegenie-eval`` console script: run, verify, repair, digests, promote-verdict.
+"""The ``codegenie-eval`` console script: run, verify, repair, digests, compare,
+promote-verdict.
 
 Exit codes (README.md): 0 success, 1 generic failure (failing cases, bad arguments, and
 for ``promote-verdict`` insufficient evidence), 2 cost cap hit, 3 task class not registered,
@@ -76,6 +77,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
     rep.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+    cmp_ = sub.add_parser(
+        "compare",
+        help="paired comparison of two runs of one task class (is B better than A?)",
+        description="A and B are report files, recorded run ids (8+ hex digits) or "
+        "latest:TASK_CLASS[:SUT]. Exit 0 when compared (with --margin: only when B is "
+        "non-inferior), 1 otherwise.",
+    )
+    cmp_.add_argument("a", metavar="A")
+    cmp_.add_argument("b", metavar="B")
+    cmp_.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
+    cmp_.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        metavar="M",
+        help="non-inferiority: exit 0 only when the 95%% lower bound on B - A exceeds -M",
+    )
+    cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON")
     pv = sub.add_parser("promote-verdict", help="judge recorded evidence for a trust tier")
     pv.add_argument("--task-class", required=True)
     pv.add_argument("--tier", required=True)
@@ -211,6 +230,36 @@ def cmd_digests(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.compare import (
+        compare,
+        comparison_json,
+        format_comparison,
+        load_report,
+    )
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+
+    if args.margin is not None and not 0.0 <= args.margin <= 1.0:
+        print("codegenie-eval compare: --margin must be in [0, 1]", file=sys.stderr)
+        return EXIT_GENERIC
+    state_dir = Path(args.state_dir)
+    try:
+        result = compare(load_report(args.a, state_dir), load_report(args.b, state_dir))
+    except CodegenieEvalError as exc:
+        print(f"codegenie-eval compare: {exc}", file=sys.stderr)
+        return EXIT_GENERIC
+    if args.json:
+        print(comparison_json(result))
+    else:
+        print("\n".join(format_comparison(result, margin=args.margin)))
+    if not result.paired:
+        print("codegenie-eval compare: the runs share no case", file=sys.stderr)
+        return EXIT_GENERIC
+    if args.margin is not None and not result.non_inferior(args.margin):
+        return EXIT_GENERIC
+    return EXIT_OK
+
+
 def cmd_promote_verdict(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.errors import CodegenieEvalError
     from pytest_codegenie_eval.evidence import recommend
@@ -289,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": cmd_verify,
         "digests": cmd_digests,
         "repair": cmd_repair,
+        "compare": cmd_compare,
         "promote-verdict": cmd_promote_verdict,
     }
     return handlers[args.command](args)

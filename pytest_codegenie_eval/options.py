@@ -162,6 +162,13 @@ def add_options(parser: pytest.Parser) -> None:
         "environment only), bwrap, namespaces or none",
     )
     group.addoption(
+        "--codegenie-compare-to",
+        default=None,
+        metavar="REPORT",
+        help="at session end, compare each task class's run with this one (a report file, "
+        "a recorded run id, or latest:TASK_CLASS[:SUT], resolved before any case runs)",
+    )
+    group.addoption(
         "--codegenie-repeat",
         default=None,
         metavar="K",
@@ -224,6 +231,7 @@ class Settings:
     rubric_sandbox: str = "auto"
     import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
     repeat: int = 1
+    compare_to: str | None = None
 
 
 def _positive_seconds(config: pytest.Config, name: str, default: float) -> float:
@@ -325,6 +333,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
             config, "codegenie_import_timeout", DEFAULT_IMPORT_TIMEOUT_S
         ),
         repeat=_repeat(config),
+        compare_to=config.getoption("codegenie_compare_to") or None,
     )
 
 

@@ -113,10 +113,25 @@ def check_state_dir(bench: BenchSession) -> None:
         ) from None
 
 
+def check_compare_reference(bench: BenchSession) -> None:
+    """--codegenie-compare-to is resolved now: at session end ``latest:`` would find the
+    run being made, and a typo should stop the run before any SUT spends money."""
+    from pytest_codegenie_eval.compare import load_report
+
+    reference = bench.settings.compare_to
+    if reference is None:
+        return
+    try:
+        bench.compare_reference = load_report(reference, bench.settings.state_dir)
+    except CodegenieEvalError as exc:
+        raise pytest.UsageError(f"--codegenie-compare-to: {exc}") from None
+
+
 def run_all(bench: BenchSession) -> None:
     """Every preflight check that applies to this session."""
     check_state_dir(bench)
     check_chain(bench)
+    check_compare_reference(bench)
     if bench.settings.verdict_tier is not None:
         check_verdict_request(bench)
     if bench.settings.strict:

@@ -80,6 +80,7 @@ class EvalReporter:
         self.jsonl_path: str | None = None
         self.verdict_errors: list[str] = []
         self.write_errors: list[str] = []
+        self.comparisons: list[str] = []  # --codegenie-compare-to
 
     # -- collection of results -----------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -154,6 +155,11 @@ class EvalReporter:
                 continue
             verdict, rec = self._verdict(task_class)
             self.outcomes.append(TaskClassOutcome(report, path, head, verdict, rec))
+            reference = self.bench.compare_reference
+            if reference is not None and reference.task_class == task_class:
+                from pytest_codegenie_eval.compare import compare, format_comparison
+
+                self.comparisons += format_comparison(compare(reference, report))
         if settings.jsonl:
             try:
                 self._write_jsonl(settings.jsonl)
@@ -295,6 +301,13 @@ class EvalReporter:
                 lines.append(f"  recommendation: {outcome.recommendation}")
         lines += [f"VERDICT ERROR: {error}" for error in self.verdict_errors]
         lines += [f"WRITE ERROR: {error}" for error in self.write_errors]
+        lines += self.comparisons
+        reference = self.bench.compare_reference
+        if reference is not None and not self.comparisons:
+            lines.append(
+                f"COMPARE: the --codegenie-compare-to run is of task class "
+                f"{reference.task_class!r}, which this session did not run"
+            )
         tampered = self.bench.outcome.tampered_after_pass
         if tampered:
             lines.append(

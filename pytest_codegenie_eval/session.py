@@ -23,6 +23,7 @@ from pytest_codegenie_eval.loader import (
     load_task_class,
     resolve_task_class_dir,
 )
+from pytest_codegenie_eval.models import BenchRunReport
 from pytest_codegenie_eval.options import Settings
 from pytest_codegenie_eval.statedir import StateDir
 from pytest_codegenie_eval.sut import (
@@ -56,6 +57,7 @@ class BenchSession:
         self.settings = settings
         self.run_scope = run_scope
         self.outcome = Outcome()
+        self.compare_reference: BenchRunReport | None = None  # --codegenie-compare-to
         self._loaded: dict[Path, LoadedTaskClass | CodegenieEvalError] = {}
         self._suts: dict[str, SutSpec] = {}
         self.targets = explicit_targets(config)
