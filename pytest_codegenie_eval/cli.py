@@ -95,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
         help="non-inferiority: exit 0 only when the 95%% lower bound on B - A exceeds -M",
     )
     cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    plan = sub.add_parser(
+        "plan",
+        help="how many cases clear a tier's threshold at a given pass rate",
+        description="The smallest bench whose lower_bound_95 reaches the tier's threshold "
+        "with the given probability, for an agent passing a share RATE of cases: exact "
+        "for one attempt per case, simulated for --repeat K > 1.",
+    )
+    plan.add_argument("--tier", required=True)
+    plan.add_argument("--rate", type=float, required=True, help="expected pass rate in [0, 1]")
+    plan.add_argument("--repeat", type=int, default=1, metavar="K", help="attempts per case")
+    plan.add_argument("--power", type=float, default=0.8, help="default: %(default)s")
+    plan.add_argument("--tiers", default=DEFAULT_TIERS, help="default: %(default)s")
     pv = sub.add_parser("promote-verdict", help="judge recorded evidence for a trust tier")
     pv.add_argument("--task-class", required=True)
     pv.add_argument("--tier", required=True)
@@ -260,6 +272,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.planning import cases_needed
+    from pytest_codegenie_eval.tiers import load_tier_config
+
+    try:
+        threshold = load_tier_config(Path(args.tiers)).threshold(args.tier)
+        result = cases_needed(args.rate, threshold, repeats=args.repeat, power=args.power)
+    except (CodegenieEvalError, ValueError) as exc:
+        print(f"codegenie-eval plan: {exc}", file=sys.stderr)
+        return EXIT_GENERIC
+    attempts = "1 attempt" if args.repeat == 1 else f"{args.repeat} attempts"
+    if result.cases is None:
+        print(
+            f"pass rate {args.rate:.2f}, {attempts} per case: no bench of up to "
+            f"{5000} cases reaches {args.tier} {threshold:.2f} (the rate must exceed it)"
+        )
+        return EXIT_GENERIC
+    print(
+        f"pass rate {args.rate:.2f}, {attempts} per case: {result.cases} cases reach "
+        f"{args.tier} {threshold:.2f} with {result.power:.0%} probability ({result.method})"
+    )
+    return EXIT_OK
+
+
 def cmd_promote_verdict(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.errors import CodegenieEvalError
     from pytest_codegenie_eval.evidence import recommend
@@ -339,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "digests": cmd_digests,
         "repair": cmd_repair,
         "compare": cmd_compare,
+        "plan": cmd_plan,
         "promote-verdict": cmd_promote_verdict,
     }
     return handlers[args.command](args)

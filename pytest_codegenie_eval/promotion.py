@@ -203,7 +203,11 @@ class PromotionGate:
             more = f" and {len(weak) - _NAMED_CASES} more" if len(weak) > _NAMED_CASES else ""
             reasons.append(f"SUT isolation below {required} required for {tier}: {shown}{more}")
 
+        next_step = None
+        if newest is not None and newest.lower_bound_95 < threshold:
+            next_step = _next_step(newest, tier, threshold)
         return PromotionVerdict(
+            next_step=next_step,
             task_class=task_class.name,
             tier=tier,
             current_tier=self._config.current_tier(task_class.name),
@@ -308,8 +312,39 @@ class PromotionGate:
 
 
 def format_verdict(verdict: PromotionVerdict) -> str:
-    """Human-readable verdict: a headline, then one ``  - reason`` line per failing check."""
+    """Human-readable verdict: a headline, then one ``  - reason`` line per failing check,
+    then what would clear the bound when it fell short."""
     outcome = "SUFFICIENT" if verdict.evidence_sufficient else "INSUFFICIENT"
     lines = [f"codegenie verdict {verdict.task_class} → {verdict.tier}: evidence {outcome}"]
     lines.extend(f"  - {reason}" for reason in verdict.reasons)
+    if verdict.next_step:
+        lines.append(f"  next: {verdict.next_step}")
     return "\n".join(lines)
+
+
+def _next_step(report: BenchRunReport, tier: str, threshold: float) -> str | None:
+    """How many cases would bring the bound to the threshold, at this run's pass rate."""
+    from pytest_codegenie_eval.planning import cases_needed, perfect_cases_needed
+
+    n = report.n
+    if n == 0:
+        return None
+    if threshold >= 1.0:
+        return f"no bench reaches a bound of {threshold:.2f}: lower the {tier} threshold"
+    if report.passed_count >= n and report.mean >= 1.0:
+        needed = perfect_cases_needed(threshold)
+        return f"{n}/{n} passed: {needed} perfect cases would reach {tier} {threshold:.2f}"
+    rate = min(1.0, max(0.0, report.passed_count / n))
+    try:
+        plan = cases_needed(rate, threshold, repeats=report.repeats)
+    except ValueError:  # a hand-made report out of range: no advice rather than no verdict
+        return None
+    if plan.cases is None:
+        return (
+            f"at the observed pass rate {rate:.2f} no bench size reaches {tier} "
+            f"{threshold:.2f}: the pass rate itself must exceed it"
+        )
+    return (
+        f"at the observed pass rate {rate:.2f}, about {plan.cases} cases would reach {tier} "
+        f"{threshold:.2f} with 80% probability ({plan.method}; `codegenie-eval plan`)"
+    )

@@ -81,5 +81,6 @@ def test_distroless_three_cases_and_an_honest_verdict(pytester: pytest.Pytester)
         [
             f"*codegenie verdict {DISTROLESS} → bronze: evidence INSUFFICIENT*",
             "*case count below floor (3 < 10)*",
+            "*next: 3/3 passed: 9 perfect cases would reach bronze 0.70*",
         ]
     )

@@ -1,0 +1,80 @@
+"""How many cases are enough (issue 14, part 4): the plan agrees with brute force."""
+
+from __future__ import annotations
+
+import pytest
+from scipy.stats import binom
+
+from pytest_codegenie_eval.models import BenchRunReport
+from pytest_codegenie_eval.planning import cases_needed, perfect_cases_needed
+from pytest_codegenie_eval.promotion import PromotionGate, format_verdict
+from pytest_codegenie_eval.registry import TaskClass
+from pytest_codegenie_eval.stats import clopper_pearson_lower_bound, lower_bound_95
+from pytest_codegenie_eval.tiers import TierConfig
+
+
+@pytest.mark.parametrize(("threshold", "n"), [(0.7, 9), (0.8, 14), (0.9, 29)])
+def test_perfect_cases_needed(threshold: float, n: int) -> None:
+    assert perfect_cases_needed(threshold) == n
+    assert (
+        clopper_pearson_lower_bound(n, n) >= threshold > clopper_pearson_lower_bound(n - 1, n - 1)
+    )
+
+
+def _power(n: int, rate: float, threshold: float) -> float:
+    """Brute force: the gate's own bound for every possible number of passes."""
+    return sum(
+        float(binom.pmf(k, n, rate))
+        for k in range(n + 1)
+        if lower_bound_95([1.0] * k + [0.0] * (n - k), seed=n * 7919 + k).value >= threshold
+    )
+
+
+@pytest.mark.parametrize(("rate", "threshold"), [(0.9, 0.7), (0.97, 0.8), (0.8, 0.5)])
+def test_the_exact_plan_is_the_smallest_bench_with_the_power(rate: float, threshold: float) -> None:
+    plan = cases_needed(rate, threshold)
+    assert plan.method == "exact"
+    assert plan.cases is not None
+    assert _power(plan.cases, rate, threshold) == pytest.approx(plan.power, abs=1e-9)
+    assert plan.power >= 0.8
+    assert all(_power(n, rate, threshold) < 0.8 for n in range(1, plan.cases))
+
+
+def test_an_unreachable_threshold_has_no_plan() -> None:
+    assert cases_needed(0.7, 0.7).cases is None
+    assert cases_needed(0.5, 0.7, repeats=3).cases is None
+
+
+def test_the_simulated_plan_is_deterministic_and_has_the_power() -> None:
+    first = cases_needed(0.9, 0.7, repeats=3)
+    assert first == cases_needed(0.9, 0.7, repeats=3)
+    assert first.method == "simulated"
+    assert first.cases is not None
+    assert first.power >= 0.8
+
+
+def test_the_verdict_says_how_many_cases_would_clear_the_bound() -> None:
+    gate = PromotionGate(TierConfig(schema_version=1, thresholds={"bronze": 0.7}))
+    task = TaskClass(name="t", qualname="t.T", min_cases_for_promotion={"bronze": 3})
+
+    def verdict_for(n: int, passed: int) -> str:
+        report = BenchRunReport(
+            run_id="ab" * 32,
+            task_class="t",
+            created_at="2026-12-02T00:00:00+00:00",
+            harness_version="0",
+            n=n,
+            passed_count=passed,
+            mean=passed / n,
+            lower_bound_95=lower_bound_95([1.0] * passed + [0.0] * (n - passed), seed=1).value,
+            sut_isolation="bwrap",
+        )
+        verdict = gate.evaluate(
+            task_class=task, tier="bronze", reports=[report], chain_verified=True
+        )
+        return format_verdict(verdict)
+
+    assert "next: 3/3 passed: 9 perfect cases would reach bronze 0.70" in verdict_for(3, 3)
+    plan = cases_needed(0.9, 0.7)
+    assert f"about {plan.cases} cases would reach bronze 0.70" in verdict_for(10, 9)
+    assert "no bench size reaches bronze 0.70" in verdict_for(10, 6)
