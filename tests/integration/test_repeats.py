@@ -130,3 +130,42 @@ def test_repeats_survive_xdist(pytester: pytest.Pytester, stub_bench: Path) -> N
     ]
     assert report["passed_count"] == 0
     assert report["complete"] is True
+
+
+def test_a_worker_crash_in_one_attempt_fails_that_attempt_only(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_codegenie_eval_run_sut(case, workspace, task_class, env):
+            if case.case_id == "beta" and env["CODEGENIE_REPEAT"] == "2":
+                os._exit(3)
+            n = int((workspace / "question.txt").read_text().split()[-1])
+            (workspace / "answer.txt").write_text(str(n + 1))
+            return {}
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "--codegenie-bench=stub",
+        "--codegenie-repeat=2",
+        "--codegenie-jsonl=out.jsonl",
+    )
+    result.assert_outcomes(passed=5, failed=1)
+    attempts = {
+        (c["case_id"], c["repeat"]): c
+        for c in read_jsonl(pytester.path / "out.jsonl")
+        if c["type"] == "case"
+    }
+    assert len(attempts) == 6  # nothing lost
+    assert attempts[("beta", 2)]["status"] == "crashed"
+    assert attempts[("beta", 2)]["failure_modes"][0]["code"] == "harness.worker_crashed"
+    assert attempts[("beta", 1)]["passed"] is True
+    report = newest_report(pytester.path)
+    assert report["passed_count"] == 2  # beta did not pass both attempts
+    assert report["complete"] is True
