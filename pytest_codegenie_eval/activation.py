@@ -23,9 +23,23 @@ SESSION_KEY = pytest.StashKey["BenchSession"]()
 RUN_SCOPE_INPUT = "codegenie_run_scope"
 
 
+def names_test_paths(config: pytest.Config) -> bool:
+    """Whether the command line names paths or node ids (an IDE's "run this test")."""
+    return config.args_source == pytest.Config.ArgsSource.ARGS
+
+
+def bench_from_command_line(config: pytest.Config) -> bool:
+    return bool(config.getoption("codegenie_bench", None))
+
+
 def bench_names(config: pytest.Config) -> list[str]:
-    """The task class names of ``--codegenie-bench`` (or the ini default), in order."""
-    raw = config.getoption("codegenie_bench", None) or config.getini("codegenie_bench") or []
+    """The task class names of ``--codegenie-bench``, in order, or else the ini default
+    ``codegenie_bench``, which applies only to a run that names no test paths: a node id on
+    the command line runs what it names and only that, as in any pytest suite, so clicking
+    "run this test" in an IDE never starts an agent (docs/bench-authoring.md)."""
+    raw = config.getoption("codegenie_bench", None) or []
+    if not raw and not names_test_paths(config):
+        raw = config.getini("codegenie_bench") or []
     names: list[str] = []
     for value in raw:
         for name in str(value).split(","):

@@ -24,9 +24,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from pytest_codegenie_eval import hookspecs
+    from pytest_codegenie_eval.hooks_plugin import ensure_hookspecs
 
-    pluginmanager.add_hookspecs(hookspecs)
+    ensure_hookspecs(pluginmanager)
 
 
 @pytest.hookimpl(tryfirst=True)

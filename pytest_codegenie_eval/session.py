@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.activation import explicit_targets
+from pytest_codegenie_eval.activation import (
+    bench_from_command_line,
+    explicit_targets,
+    names_test_paths,
+)
 from pytest_codegenie_eval.cache import ScoreCache
 from pytest_codegenie_eval.cost_tag import CostLedger
 from pytest_codegenie_eval.digests import case_digest
@@ -80,11 +84,13 @@ class BenchSession:
         return uuid.uuid4().hex
 
     def select_benches(self) -> None:
-        """Resolve --codegenie-bench names and make their cases the run's arguments.
+        """Resolve the selected task class names and add their cases to the run.
 
-        Without explicit paths, ``pytest --codegenie-bench=X`` runs the bench, not the
-        repository's own tests; with explicit paths, the bench's cases are added unless a
-        path already points inside the task class (an IDE selecting one case).
+        ``pytest --codegenie-bench=X`` without paths runs the bench, not the repository's
+        own tests. With paths, ``--codegenie-bench=X`` adds the bench's cases unless a path
+        already points inside the task class (an IDE selecting one case). The ini default
+        ``codegenie_bench`` applies only when no path is named, and then the project's own
+        ``testpaths`` are collected too.
         """
         dirs: list[Path] = []
         root = self.settings.bench_root
@@ -97,11 +103,19 @@ class BenchSession:
                 raise
         if not dirs:
             return
-        if self.config.args_source != pytest.Config.ArgsSource.ARGS:
+        if not names_test_paths(self.config) and bench_from_command_line(self.config):
             self.config.args = [str(d / "cases") for d in dirs]
             return
+        present = [Path(arg.split("::", 1)[0]) for arg in self.config.args]
+        covered = [
+            (p if p.is_absolute() else self.config.invocation_params.dir / p).resolve()
+            for p in present
+        ]
         for d in dirs:
-            if not any(t.is_relative_to(d.resolve()) for t in self.targets):
+            cases = (d / "cases").resolve()
+            # a named path inside the task class (one case), or a collected directory that
+            # holds it already (testpaths = ["."]): nothing to add
+            if not any(t.is_relative_to(cases) or cases.is_relative_to(t) for t in covered):
                 self.config.args.append(str(d / "cases"))
 
     def is_selected(self, task_class_dir: Path) -> bool:
