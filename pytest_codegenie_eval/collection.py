@@ -39,13 +39,22 @@ class CaseFailed(Exception):
         self.result = result
 
 
-def format_result(result: CaseResult) -> str:
-    """The readable failure report of one case."""
-    lines = [
-        f"codegenie case {result.task_class}/{result.case_id}: "
+def format_result(result: CaseResult, *, style: str = "long") -> str:
+    """The readable failure report of one case; ``--tb=short`` keeps the score and the
+    failure modes, ``--tb=line`` (and ``--tb=no``) one line."""
+    attempt = f" attempt {result.repeat}" if result.repeat != 1 else ""
+    headline = (
+        f"codegenie case {result.task_class}/{result.case_id}{attempt}: "
         f"score {result.score:.3f} vs threshold {result.pass_threshold:.3f}"
-        + (" (cached)" if result.cached else ""),
-    ]
+        + (" (cached)" if result.cached else "")
+    )
+    if style in ("line", "no"):
+        codes = ", ".join(f"[{fm.severity}] {fm.code}" for fm in result.failure_modes)
+        return headline + (f"; {codes}" if codes else "")
+    lines = [headline]
+    if style == "short":
+        lines += [_format_mode(fm) for fm in result.failure_modes]
+        return "\n".join(lines)
     if result.breakdown:
         width = max(len(k) for k in result.breakdown)
         lines.append("breakdown:")
@@ -181,7 +190,8 @@ class CaseItem(pytest.Item):
         style: Any = None,
     ) -> str:
         if isinstance(excinfo.value, CaseFailed):
-            return format_result(excinfo.value.result)
+            tbstyle = style or self.config.getoption("tbstyle", "auto")
+            return format_result(excinfo.value.result, style=str(tbstyle))
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import math
 import os
 import shutil
@@ -77,6 +78,7 @@ class RunSettings:
     cassette_dir: Path | None = None
     cassette_digest: str = ""
     keep_workspaces: bool = False
+    kept_dir: Path | None = None  # where kept workspaces go: <state>/workspaces/<run scope>
     sut_policy: SutPolicy = field(default_factory=SutPolicy)
     rubric_sandbox: str = "auto"
 
@@ -213,6 +215,7 @@ class ValidatedScore:
 
 
 _block = results.block
+log = logging.getLogger("codegenie_eval.execution")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -415,6 +418,22 @@ def _contract_env(
     if settings.cassette_dir is not None:
         env["CODEGENIE_CASSETTE_DIR"] = str(settings.cassette_dir)
     return env
+
+
+def kept_name(case_id: str, repeat: int) -> str:
+    """The folder a kept run directory of one attempt is moved to."""
+    return case_id if repeat == 1 else f"{case_id}-r{repeat}"
+
+
+def _keep(run_dir: Path, target: Path) -> None:
+    """Move a run directory (workspace, SUT tmp) where --codegenie-keep-workspaces says."""
+    try:
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(run_dir), str(target))
+    except OSError:
+        log.warning("could not move the kept workspace %s to %s", run_dir, target)
 
 
 def _copy_input(source: Path, workspace: Path) -> None:
@@ -634,6 +653,8 @@ def run_case(
     finally:
         if not settings.keep_workspaces:
             shutil.rmtree(run_dir, ignore_errors=True)
+        elif settings.kept_dir is not None:
+            _keep(run_dir, settings.kept_dir / task_class.name / kept_name(case.case_id, repeat))
     if settings.cache is not None and not any(m.code in _NOT_CACHED for m in result.failure_modes):
         settings.cache.put(key, result.model_copy(update={"nodeid": ""}))
     return result

@@ -274,9 +274,11 @@ class EvalReporter:
             elif r.incomplete_reason == "cost_cap":
                 state = f"PARTIAL ({r.skipped_count} skipped: cost cap)"
             else:
-                state = f"PARTIAL (subset: {len(r.cases)} of {r.cases_total} cases selected)"
+                ran = len({c.case_id for c in r.cases})
+                state = f"PARTIAL (subset: {ran} of {r.cases_total} cases ran)"
             lines.append(
-                f"{r.task_class}: {r.n} cases, {r.passed_count} passed, mean {r.mean:.3f}, "
+                f"{r.task_class}: {r.n} case{'' if r.n == 1 else 's'}, {r.passed_count} passed, "
+                f"mean {r.mean:.3f}, "
                 f"stddev {r.stddev:.3f}, lower_bound_95 {r.lower_bound_95:.3f} "
                 f"({r.bound.method}), cost {r.total_cost_usd:.4f} USD, "
                 f"cache hits {r.cache_hits}/{len(r.cases)}, {state}"
@@ -299,6 +301,9 @@ class EvalReporter:
                 lines += ["  " + line for line in format_verdict(outcome.verdict).splitlines()]
             if outcome.recommendation is not None:
                 lines.append(f"  recommendation: {outcome.recommendation}")
+        kept = self.bench.run_settings.kept_dir
+        if kept is not None and self.outcomes:
+            lines.append(f"workspaces kept in: {kept}/<task class>/<case id>[-r<attempt>]")
         lines += [f"VERDICT ERROR: {error}" for error in self.verdict_errors]
         lines += [f"WRITE ERROR: {error}" for error in self.write_errors]
         lines += self.comparisons

@@ -75,6 +75,7 @@ class BenchSession:
             cassette_dir=settings.cassettes,
             cassette_digest=cassette_digest,
             keep_workspaces=settings.keep_workspaces,
+            kept_dir=state.workspaces(run_scope) if settings.keep_workspaces else None,
             sut_policy=settings.sut_policy,
             rubric_sandbox=settings.rubric_sandbox,
         )

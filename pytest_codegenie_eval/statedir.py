@@ -8,6 +8,7 @@ rootdir unless ``--codegenie-state-dir`` says otherwise)::
     audit.jsonl, audit.jsonl.lock  the hash-linked chain and its writers' lock (audit.py)
     recommendations/             promotion recommendations, never applied (evidence.py)
     ledger/<run scope>.jsonl     the session's SUT cost ledger (cost_tag.py)
+    workspaces/<run scope>/<tc>/<case>  kept workspaces (--codegenie-keep-workspaces)
 
 :func:`atomic_write` is how every one of those files (and a bench's ``digests.yaml``) is
 written: a temporary file in the same directory, then a rename, so a reader never sees
@@ -28,6 +29,7 @@ RUNS_DIR = "runs"
 CACHE_DIR = "cache"
 RECOMMENDATIONS_DIR = "recommendations"
 LEDGER_DIR = "ledger"
+WORKSPACES_DIR = "workspaces"
 TMP_PREFIX = ".tmp-"
 
 
@@ -56,6 +58,10 @@ class StateDir:
     @property
     def recommendations(self) -> Path:
         return self.root / RECOMMENDATIONS_DIR
+
+    def workspaces(self, run_scope: str) -> Path:
+        """Where --codegenie-keep-workspaces moves each attempt's run directory."""
+        return self.root / WORKSPACES_DIR / run_scope
 
     def ledger(self, run_scope: str) -> Path:
         return self.root / LEDGER_DIR / f"{run_scope}.jsonl"

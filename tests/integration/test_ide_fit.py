@@ -66,3 +66,63 @@ def test_a_disabled_plugin_skips_a_conftest_hook_cleanly(project: pytest.Pyteste
     result = project.runpytest_subprocess("-p", "no:codegenie_eval", "-p", "no:cacheprovider")
     assert "unknown hook" not in result.stdout.str() + result.stderr.str()
     result.assert_outcomes(passed=1)
+
+
+def _noop(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-sut=noop", *args
+    )
+
+
+def test_tb_short_and_line_shorten_the_case_report(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    long = _noop(pytester).stdout.str()
+    assert "SUT exit code" in long
+    short = _noop(pytester, "--tb=short").stdout.str()
+    assert "[block] answer.wrong" in short
+    assert "SUT exit code" not in short
+    assert "breakdown:" not in short
+    line = _noop(pytester, "--tb=line")
+    line.stdout.fnmatch_lines(
+        ["*codegenie case stub/alpha: score 0.000 vs threshold 1.000*; [[]block[]] answer.wrong*"]
+    )
+    assert "breakdown:" not in line.stdout.str()
+
+
+def test_a_single_case_reads_in_the_singular(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    result = _noop(pytester, "-x")
+    result.stdout.fnmatch_lines(["stub: 1 case, 0 passed*PARTIAL (subset: 1 of 3 cases ran)*"])
+
+
+def test_kept_workspaces_are_named_in_the_summary(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "--codegenie-bench=stub",
+        "--codegenie-keep-workspaces",
+        "--codegenie-no-cache",
+    )
+    result.assert_outcomes(passed=3)
+    line = next(ln for ln in result.outlines if ln.startswith("workspaces kept in: "))
+    kept = Path(line.removeprefix("workspaces kept in: ").split("/<task class>")[0])
+    assert (kept / "stub" / "beta" / "workspace" / "answer.txt").read_text().strip() == "3"
+
+
+def test_jsonl_to_stdout_is_contiguous_parseable_lines_under_q(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    import json
+
+    result = pytester.runpytest_subprocess(
+        "-q", "-p", "no:cacheprovider", "-n", "2", "--codegenie-bench=stub", "--codegenie-jsonl=-"
+    )
+    result.assert_outcomes(passed=3)
+    lines = result.outlines
+    first = next(i for i, line in enumerate(lines) if line.startswith("{"))
+    block = lines[first : first + 4]
+    records = [json.loads(line) for line in block]  # each JSON line stands alone
+    assert [r["type"] for r in records] == ["case", "case", "case", "aggregate"]
+    assert not lines[first + 4].startswith("{")
