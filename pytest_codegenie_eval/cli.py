@@ -28,6 +28,41 @@ DEFAULT_BENCH_ROOT = "bench"
 DEFAULT_TIERS = "docs/trust-tiers.yaml"
 
 
+# option dest -> (the ini key pytest reads, the default when the project sets none)
+_PROJECT_KEYS = {
+    "state_dir": ("codegenie_state_dir", DEFAULT_STATE_DIR),
+    "bench_root": ("codegenie_bench_root", DEFAULT_BENCH_ROOT),
+    "tiers": ("codegenie_tiers", DEFAULT_TIERS),
+}
+_DEFAULT_HELP = {
+    dest: f"default: the project's {ini} (pytest.ini, pyproject.toml, tox.ini, setup.cfg), "
+    f"else {default}, relative to the pytest rootdir"
+    for dest, (ini, default) in _PROJECT_KEYS.items()
+}
+
+
+def _fill_from_project(args: argparse.Namespace) -> None:
+    """Options not given on the command line come from the project's pytest configuration,
+    found and read by pytest itself (rootdir and ini file as a pytest run in this directory
+    would find them), so the console script and the plugin never disagree on where the
+    state directory, the bench root or the tier file are. Command line over ini."""
+    missing = [dest for dest in _PROJECT_KEYS if getattr(args, dest, "") is None]
+    if not missing:
+        return
+    from _pytest.config import _prepareconfig
+
+    config = _prepareconfig(["-p", "no:cacheprovider"])
+    try:
+        root = config.rootpath
+        for dest in missing:
+            ini, default = _PROJECT_KEYS[dest]
+            value = config.getini(ini) if ini in config._parser._inidict else ""
+            path = Path(str(value or default)).expanduser()
+            setattr(args, dest, str(path if path.is_absolute() else root / path))
+    finally:
+        config._ensure_unconfigure()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad arguments, which here means "cost cap hit": use 1."""
 
@@ -52,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest")
     ver = sub.add_parser("verify", help="walk the audit chain and every report it names")
-    ver.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
+    ver.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
     ver.add_argument("--since", default=None, help="check reports recorded at or after ISO time")
     ver.add_argument("--strict", action="store_true", help="also fail on unrecorded reports")
     ver.add_argument(
@@ -66,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     dig = sub.add_parser("digests", help="print, check or rewrite a task class's digests.yaml")
     dig.add_argument("--task-class", required=True)
-    dig.add_argument("--bench-root", default=DEFAULT_BENCH_ROOT, help="default: %(default)s")
+    dig.add_argument("--bench-root", default=None, help=_DEFAULT_HELP["bench_root"])
     mode = dig.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="rewrite cases/digests.yaml")
     mode.add_argument("--check", action="store_true", help="exit 6 if any pin is stale")
@@ -75,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         help="clean up after a killed session: temporary files, a torn chain tail, "
         "reports without a record (never rewrites history)",
     )
-    rep.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
+    rep.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
     rep.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
     cmp_ = sub.add_parser(
         "compare",
@@ -86,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmp_.add_argument("a", metavar="A")
     cmp_.add_argument("b", metavar="B")
-    cmp_.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
+    cmp_.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
     cmp_.add_argument(
         "--margin",
         type=float,
@@ -106,13 +141,13 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--rate", type=float, required=True, help="expected pass rate in [0, 1]")
     plan.add_argument("--repeat", type=int, default=1, metavar="K", help="attempts per case")
     plan.add_argument("--power", type=float, default=0.8, help="default: %(default)s")
-    plan.add_argument("--tiers", default=DEFAULT_TIERS, help="default: %(default)s")
+    plan.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
     pv = sub.add_parser("promote-verdict", help="judge recorded evidence for a trust tier")
     pv.add_argument("--task-class", required=True)
     pv.add_argument("--tier", required=True)
-    pv.add_argument("--bench-root", default=DEFAULT_BENCH_ROOT, help="default: %(default)s")
-    pv.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="default: %(default)s")
-    pv.add_argument("--tiers", default=DEFAULT_TIERS, help="default: %(default)s")
+    pv.add_argument("--bench-root", default=None, help=_DEFAULT_HELP["bench_root"])
+    pv.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
+    pv.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
     return parser
 
 
@@ -370,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # everything after `run` belongs to pytest, options included
         return cmd_run(argparse.Namespace(pytest_args=argv[1:]))
     args = _parser().parse_args(argv)
+    _fill_from_project(args)
     handlers = {
         "run": cmd_run,
         "verify": cmd_verify,

@@ -147,3 +147,31 @@ def test_task_class_without_baseline_fails_each_case_but_reports(
     result.stdout.fnmatch_lines(
         ["*[[]block[]] harness.case_invalid: *no baseline SUT*", "stub: 3 cases, 0 passed*"]
     )
+
+
+def test_the_console_script_reads_the_projects_pytest_configuration(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    pytester.makepyprojecttoml(
+        '[tool.pytest.ini_options]\ncodegenie_state_dir = "ci/state"\n'
+        'codegenie_tiers = "ci/tiers.yaml"\n'
+    )
+    (pytester.path / "ci").mkdir()
+    (pytester.path / "ci" / "tiers.yaml").write_text(
+        "schema_version: 1\nthresholds: {bronze: 0.5}\n"
+    )
+    pytester.runpytest_inprocess("-p", "no:cacheprovider", "--codegenie-bench=stub")
+    assert (pytester.path / "ci" / "state" / "audit.jsonl").is_file()
+    sub = pytester.path / "somewhere" / "deeper"
+    sub.mkdir(parents=True)
+    # from a subdirectory, like pytest: the rootdir and its ini file are found upwards
+    found = run_cli(sub, "verify")
+    assert found.returncode == cli.EXIT_OK, found.stderr
+    assert "records 1" in found.stdout
+    # live: the default state directory holds nothing, so without the ini this fails
+    default = run_cli(sub, "verify", "--state-dir", str(pytester.path / ".codegenie" / "eval"))
+    assert default.returncode == cli.EXIT_GENERIC
+    # the configured tier file (bronze 0.5), not docs/trust-tiers.yaml
+    plan = run_cli(sub, "plan", "--tier", "bronze", "--rate", "0.9")
+    assert plan.returncode == cli.EXIT_OK, plan.stderr
+    assert "bronze 0.50" in plan.stdout
