@@ -169,6 +169,18 @@ def add_options(parser: pytest.Parser) -> None:
         "a recorded run id, or latest:TASK_CLASS[:SUT], resolved before any case runs)",
     )
     group.addoption(
+        "--codegenie-fail-on-partial",
+        action="store_true",
+        default=None,
+        help="exit non-zero when a run is partial (cost cap, or a subset of cases)",
+    )
+    group.addoption(
+        "--codegenie-github-annotations",
+        default=None,
+        choices=("on", "off"),
+        help="under GitHub Actions, one ::error annotation per failed case (default on)",
+    )
+    group.addoption(
         "--codegenie-repeat",
         default=None,
         metavar="K",
@@ -207,6 +219,10 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("codegenie_import_timeout", "task class import time limit (s)", default="")
     parser.addini("codegenie_repeat", "attempts per case (default 1)", default="")
+    parser.addini(
+        "codegenie_fail_on_partial", "exit non-zero on a partial run", type="bool", default=False
+    )
+    parser.addini("codegenie_github_annotations", "on or off (default on)", default="")
 
 
 @dataclass(frozen=True)
@@ -232,6 +248,8 @@ class Settings:
     import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
     repeat: int = 1
     compare_to: str | None = None
+    fail_on_partial: bool = False
+    github_annotations: bool = True
 
 
 def _positive_seconds(config: pytest.Config, name: str, default: float) -> float:
@@ -246,6 +264,13 @@ def _positive_seconds(config: pytest.Config, name: str, default: float) -> float
         flag = "--" + name.replace("_", "-")
         raise pytest.UsageError(f"{flag} must be a positive number of seconds, got {raw!r}")
     return value
+
+
+def _on_off(config: pytest.Config, name: str) -> bool:
+    raw = str(config.getoption(name) or config.getini(name) or "on").lower()
+    if raw not in ("on", "off"):
+        raise pytest.UsageError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
 
 
 MAX_REPEAT = 1000
@@ -334,6 +359,11 @@ def settings_from_config(config: pytest.Config) -> Settings:
         ),
         repeat=_repeat(config),
         compare_to=config.getoption("codegenie_compare_to") or None,
+        fail_on_partial=bool(
+            config.getoption("codegenie_fail_on_partial")
+            or config.getini("codegenie_fail_on_partial")
+        ),
+        github_annotations=_on_off(config, "codegenie_github_annotations"),
     )
 
 

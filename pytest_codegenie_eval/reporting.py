@@ -9,6 +9,7 @@ run report, the audit record, the JSONL stream and the optional promotion verdic
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,17 +98,40 @@ class EvalReporter:
     # -- session end ---------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.finish(session)
+        self._github_step_summary()
         unrecorded = any(o.error for o in self.outcomes) or self.write_errors
-        if (self.bench.outcome.tampered_after_pass or unrecorded) and session.exitstatus == 0:
-            # items reported passed before a change was seen, or a run whose report or
-            # record could not be written: neither is a passing run
+        partial = self.bench.settings.fail_on_partial and any(
+            not o.report.complete for o in self.outcomes
+        )
+        failing = self.bench.outcome.tampered_after_pass or unrecorded or partial
+        if failing and session.exitstatus == 0:
+            # items reported passed before a change was seen, a run whose report or record
+            # could not be written, or (asked for) a partial run: not a passing run
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _github_step_summary(self) -> None:
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not target or not self.outcomes:
+            return
+        from pytest_codegenie_eval.ci_output import step_summary
+
+        text = step_summary([(o.report, o.verdict) for o in self.outcomes])
+        try:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            self.write_errors.append(f"could not write $GITHUB_STEP_SUMMARY {target}: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         lines = self.summary_lines()
         if lines:
             terminalreporter.write_sep("=", "codegenie eval summary")
             for line in lines:
+                terminalreporter.write_line(line)
+        if os.environ.get("GITHUB_ACTIONS") == "true" and self.bench.settings.github_annotations:
+            from pytest_codegenie_eval.ci_output import workflow_annotations
+
+            for line in workflow_annotations(o.report for o in self.outcomes):
                 terminalreporter.write_line(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -276,6 +300,11 @@ class EvalReporter:
             else:
                 ran = len({c.case_id for c in r.cases})
                 state = f"PARTIAL (subset: {ran} of {r.cases_total} cases ran)"
+            if not r.complete:
+                why = "the cost cap" if r.incomplete_reason == "cost_cap" else "a subset of cases"
+                lines.append(
+                    f"PARTIAL RUN of {r.task_class}: {why}; not complete evidence for any tier"
+                )
             lines.append(
                 f"{r.task_class}: {r.n} case{'' if r.n == 1 else 's'}, {r.passed_count} passed, "
                 f"mean {r.mean:.3f}, "

@@ -1,0 +1,58 @@
+"""CI-native output (issue 15): step summary, annotations, fail-on-partial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+BASE = ("-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-no-cache")
+
+HOSTILE = """\
+import sys
+print("::error title=forged::an injected annotation\\n::set-output name=x::y")
+print("<script>alert(1)</script> | pipe")
+sys.exit(1)
+"""
+
+
+def test_github_step_summary_and_annotations(
+    pytester: pytest.Pytester, stub_bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    script = pytester.path / "hostile.py"
+    script.write_text(HOSTILE)
+    import sys
+
+    result = pytester.runpytest_inprocess(*BASE, f"--codegenie-sut={sys.executable} {script}")
+    result.assert_outcomes(failed=3)
+    text = summary.read_text()
+    assert "### codegenie eval: stub" in text
+    assert "| 3 | 0 | 0.000 |" in text
+    assert "| alpha | 1 | sut.exception" in text
+    assert "<script>" not in text
+    errors = [line for line in result.outlines if line.startswith("::error ")]
+    assert len(errors) == 3
+    assert errors[0].startswith("::error file=bench/stub/cases/alpha/case.toml,line=1,title=")
+    # the SUT's output cannot start a workflow command of its own: newlines are escaped
+    for line in result.outlines:
+        if "forged" in line or "set-output" in line:
+            assert not line.startswith(("::set-output", "::error title=forged"))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    off = pytester.runpytest_inprocess(*BASE, "--codegenie-github-annotations=off")
+    assert not [line for line in off.outlines if line.startswith("::error ")]
+
+
+def test_fail_on_partial_makes_a_subset_run_fail(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    plain = pytester.runpytest_inprocess(*BASE, "-k", "alpha")
+    assert plain.ret == pytest.ExitCode.OK  # live: a partial run exits 0 under plain pytest
+    plain.stdout.fnmatch_lines(["PARTIAL RUN of stub: a subset of cases; not complete evidence*"])
+    strict = pytester.runpytest_inprocess(*BASE, "-k", "alpha", "--codegenie-fail-on-partial")
+    strict.assert_outcomes(passed=1)
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    whole = pytester.runpytest_inprocess(*BASE, "--codegenie-fail-on-partial")
+    assert whole.ret == pytest.ExitCode.OK
