@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +30,13 @@ from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, with_pi
 from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
 from pytest_codegenie_eval.digests import case_digest, check_input_links
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass, rubric_digest
-from pytest_codegenie_eval.models import BenchCase, CaseResult, FailureMode, Severity
+from pytest_codegenie_eval.models import (
+    BenchCase,
+    CachedFrom,
+    CaseResult,
+    FailureMode,
+    Severity,
+)
 from pytest_codegenie_eval.process import (
     ResourceLimits,
     isolated_script,
@@ -656,7 +663,12 @@ def run_case(
         elif settings.kept_dir is not None:
             _keep(run_dir, settings.kept_dir / task_class.name / kept_name(case.case_id, repeat))
     if settings.cache is not None and not any(m.code in _NOT_CACHED for m in result.failure_modes):
-        settings.cache.put(key, result.model_copy(update={"nodeid": ""}))
+        origin = CachedFrom(
+            run_scope=settings.run_scope,
+            cost_usd=result.cost_usd,
+            measured_at=datetime.now(UTC).isoformat(),
+        )
+        settings.cache.put(key, result.model_copy(update={"nodeid": "", "cached_from": origin}))
     return result
 
 

@@ -79,6 +79,14 @@ class BenchCase(_Wire):
         return value.lower()
 
 
+class CachedFrom(_Wire):
+    """Where a cached result was measured: its session and what the SUT cost then."""
+
+    run_scope: str
+    cost_usd: NonNegFloat
+    measured_at: str
+
+
 class CaseResult(_Wire):
     """The harness's record of one case in one run (what JSONL case lines are made of)."""
 
@@ -107,6 +115,8 @@ class CaseResult(_Wire):
     stdout_tail: str = ""
     stderr_tail: str = ""
     repeat: Annotated[int, Field(ge=1)] = 1  # which attempt of the case (--codegenie-repeat)
+    # a cached result: the session that measured it and its cost then (cost_usd is 0 now)
+    cached_from: CachedFrom | None = None
 
     @property
     def block_failures(self) -> tuple[FailureMode, ...]:

@@ -223,6 +223,7 @@ def add_options(parser: pytest.Parser) -> None:
         "codegenie_fail_on_partial", "exit non-zero on a partial run", type="bool", default=False
     )
     parser.addini("codegenie_github_annotations", "on or off (default on)", default="")
+    parser.addini("codegenie_cache", "score cache: on (default) or off", default="")
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ def _positive_seconds(config: pytest.Config, name: str, default: float) -> float
 
 
 def _on_off(config: pytest.Config, name: str) -> bool:
-    raw = str(config.getoption(name) or config.getini(name) or "on").lower()
+    raw = str(config.getoption(name, None) or config.getini(name) or "on").lower()
     if raw not in ("on", "off"):
         raise pytest.UsageError(f"{name} must be on or off, got {raw!r}")
     return raw == "on"
@@ -338,7 +339,8 @@ def settings_from_config(config: pytest.Config) -> Settings:
         benches=tuple(benches),
         bench_root=bench_root,
         sut=str(sut) if sut else None,
-        no_cache=bool(config.getoption("codegenie_no_cache")),
+        no_cache=bool(config.getoption("codegenie_no_cache"))
+        or not _on_off(config, "codegenie_cache"),
         max_cost_usd=cap,
         cassettes=cassettes,
         jsonl=config.getoption("codegenie_jsonl"),

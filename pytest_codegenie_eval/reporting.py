@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,10 +21,25 @@ from pytest_codegenie_eval.aggregate import build_report
 from pytest_codegenie_eval.audit import write_run_record
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution import HARNESS_VERSION, recheck_at_session_end
+from pytest_codegenie_eval.layout import attempt_from_nodeid
 from pytest_codegenie_eval.models import BenchRunReport, CaseResult, PromotionVerdict
 from pytest_codegenie_eval.promotion import format_verdict
 from pytest_codegenie_eval.results import worker_crashed
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
+
+
+def _cached_cost(r: BenchRunReport) -> str:
+    """What the cached results cost when they were measured: a rerun of a stochastic agent
+    that hits the cache is not a free, fresh measurement."""
+    origins = [c.cached_from for c in r.cases if c.cached and c.cached_from is not None]
+    if not origins:
+        return ""
+    spent = sum(o.cost_usd for o in origins)
+    sessions = len({o.run_scope for o in origins})
+    return (
+        f" (cached results: measured earlier in {sessions} session(s) for {spent:.4f} USD; "
+        "--codegenie-no-cache measures a stochastic agent afresh)"
+    )
 
 
 def _repeat_fields(r: BenchRunReport) -> dict[str, object]:
@@ -84,7 +100,26 @@ class EvalReporter:
         self.comparisons: list[str] = []  # --codegenie-compare-to
 
     # -- collection of results -----------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)  # before junitxml records the test case
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._junit_names(report)
+        self._collect(report)
+
+    def _junit_names(self, report: pytest.TestReport) -> None:
+        """In --junitxml a case reads as ``classname=<task class>``, ``name=<case id>``
+        (and its attempt), not as a path ending in ``case.toml``."""
+        xml = self._junit()
+        where = attempt_from_nodeid(report.nodeid)
+        if xml is None or where is None:
+            return
+        xml.node_reporter(report).add_attribute("classname", where[0])
+
+    def _junit(self) -> Any:
+        from _pytest.junitxml import xml_key
+
+        return self.bench.config.stash.get(xml_key, None)
+
+    def _collect(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name == PAYLOAD_PROPERTY and isinstance(value, str):
                 self.results[report.nodeid] = CaseResult.model_validate_json(value)
@@ -96,8 +131,10 @@ class EvalReporter:
                 self.results[report.nodeid] = crashed
 
     # -- session end ---------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.finish(session)
+        self._junit_properties()
         self._github_step_summary()
         unrecorded = any(o.error for o in self.outcomes) or self.write_errors
         partial = self.bench.settings.fail_on_partial and any(
@@ -108,6 +145,30 @@ class EvalReporter:
             # items reported passed before a change was seen, a run whose report or record
             # could not be written, or (asked for) a partial run: not a passing run
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _junit_properties(self) -> None:
+        """The aggregate as <testsuite> properties, which GitLab and Jenkins show."""
+        xml = self._junit()
+        if xml is None:
+            return
+        for o in self.outcomes:
+            r = o.report
+            prefix = f"codegenie.{r.task_class}."
+            values: dict[str, object] = {
+                "cases": r.n,
+                "passed": r.passed_count,
+                "mean": f"{r.mean:.6f}",
+                "lower_bound_95": f"{r.lower_bound_95:.6f}",
+                "bound_method": r.bound.method,
+                "complete": str(r.complete).lower(),
+                "run_id": r.run_id,
+                "chain_head": o.chain_head or "",
+            }
+            if o.verdict is not None:
+                outcome = "sufficient" if o.verdict.evidence_sufficient else "insufficient"
+                values["verdict"] = f"{o.verdict.tier}: {outcome}"
+            for name, value in values.items():
+                xml.add_global_property(prefix + name, value)
 
     def _github_step_summary(self) -> None:
         target = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -233,6 +294,11 @@ class EvalReporter:
                             "failure_modes": [fm.model_dump() for fm in case.failure_modes],
                             "cost_usd": case.cost_usd,
                             "cached": case.cached,
+                            **(
+                                {"cached_from": case.cached_from.model_dump()}
+                                if case.cached and case.cached_from is not None
+                                else {}
+                            ),
                             "duration_s": round(case.duration_s, 6),
                             **({"repeat": case.repeat} if report.repeats > 1 else {}),
                         },
@@ -310,7 +376,7 @@ class EvalReporter:
                 f"mean {r.mean:.3f}, "
                 f"stddev {r.stddev:.3f}, lower_bound_95 {r.lower_bound_95:.3f} "
                 f"({r.bound.method}), cost {r.total_cost_usd:.4f} USD, "
-                f"cache hits {r.cache_hits}/{len(r.cases)}, {state}"
+                f"cache hits {r.cache_hits}/{len(r.cases)}, {state}" + _cached_cost(r)
             )
             lines.append(f"  sut: {r.sut}  run id: {r.run_id}")
             if r.repeats > 1:

@@ -56,3 +56,50 @@ def test_fail_on_partial_makes_a_subset_run_fail(
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     whole = pytester.runpytest_inprocess(*BASE, "--codegenie-fail-on-partial")
     assert whole.ret == pytest.ExitCode.OK
+
+
+@pytest.mark.parametrize("mode", [[], ["-n", "2"]], ids=["no-xdist", "n2"])
+def test_junitxml_names_cases_by_task_class_and_carries_the_aggregate(
+    pytester: pytest.Pytester, stub_bench: Path, mode: list[str]
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    result = pytester.runpytest_subprocess(*BASE, *mode, "--junitxml=out.xml")
+    result.assert_outcomes(passed=3)
+    root = ET.parse(pytester.path / "out.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert sorted((c.get("classname"), c.get("name")) for c in cases) == [
+        ("stub", "alpha"),
+        ("stub", "beta"),
+        ("stub", "gamma"),
+    ]
+    props = {
+        str(p.get("name")): str(p.get("value"))
+        for p in root.findall("./testsuite/properties/property")
+    }
+    assert props["codegenie.stub.cases"] == "3"
+    assert props["codegenie.stub.passed"] == "3"
+    assert props["codegenie.stub.bound_method"] == "clopper-pearson"
+    assert float(props["codegenie.stub.lower_bound_95"]) == pytest.approx(0.05 ** (1 / 3), abs=1e-6)
+    assert len(props["codegenie.stub.run_id"]) == 64
+    assert len(props["codegenie.stub.chain_head"]) == 64
+
+
+def test_a_cached_result_says_where_and_for_how_much_it_was_measured(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    import json
+
+    base = ("-p", "no:cacheprovider", "--codegenie-bench=stub")
+    pytester.runpytest_inprocess(*base).assert_outcomes(passed=3)
+    warm = pytester.runpytest_inprocess(*base, "--codegenie-jsonl=out.jsonl")
+    warm.stdout.fnmatch_lines(["*cache hits 3/3*(cached results: measured earlier in 1 session*"])
+    lines = [json.loads(x) for x in (pytester.path / "out.jsonl").read_text().splitlines()]
+    case = next(x for x in lines if x["type"] == "case")
+    assert case["cached"] is True
+    assert case["cost_usd"] == 0.0
+    assert set(case["cached_from"]) == {"run_scope", "cost_usd", "measured_at"}
+    # ini codegenie_cache = off measures afresh
+    pytester.makeini("[pytest]\ncodegenie_cache = off\n")
+    fresh = pytester.runpytest_inprocess(*base)
+    fresh.stdout.fnmatch_lines(["*cache hits 0/3*"])
