@@ -142,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--repeat", type=int, default=1, metavar="K", help="attempts per case")
     plan.add_argument("--power", type=float, default=0.8, help="default: %(default)s")
     plan.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
+    init = sub.add_parser(
+        "init",
+        help="write an uncalibrated trust-tier file and, with --task-class, a task-class "
+        "skeleton that passes the fence",
+    )
+    init.add_argument("--task-class", default=None, metavar="NAME")
+    init.add_argument("--bench-root", default=None, help=_DEFAULT_HELP["bench_root"])
+    init.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
     pv = sub.add_parser("promote-verdict", help="judge recorded evidence for a trust tier")
     pv.add_argument("--task-class", required=True)
     pv.add_argument("--tier", required=True)
@@ -332,6 +340,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.scaffold import ScaffoldError, write_task_class, write_tiers
+
+    tiers = Path(args.tiers)
+    if write_tiers(tiers):
+        print(f"wrote {tiers} (uncalibrated thresholds: edit them before trusting a verdict)")
+    else:
+        print(f"kept {tiers} (it exists)")
+    if args.task_class:
+        try:
+            directory = write_task_class(Path(args.bench_root), args.task_class)
+        except ScaffoldError as exc:
+            print(f"codegenie-eval init: {exc}", file=sys.stderr)
+            return EXIT_GENERIC
+        print(f"wrote {directory} (3 example cases, pinned)")
+        print(f"next: pytest --codegenie-fence && pytest --codegenie-bench={args.task_class}")
+    return EXIT_OK
+
+
 def cmd_promote_verdict(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.errors import CodegenieEvalError
     from pytest_codegenie_eval.evidence import recommend
@@ -413,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repair": cmd_repair,
         "compare": cmd_compare,
         "plan": cmd_plan,
+        "init": cmd_init,
         "promote-verdict": cmd_promote_verdict,
     }
     return handlers[args.command](args)

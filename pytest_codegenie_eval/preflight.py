@@ -77,7 +77,10 @@ def check_verdict_request(bench: BenchSession) -> None:
                     f"{', '.join(sorted(floors)) or 'no tier'}"
                 )
     except CodegenieEvalError as exc:
-        raise pytest.UsageError(f"--codegenie-verdict={tier}: {exc}") from exc
+        hint = ""
+        if not bench.settings.tiers_path.exists():
+            hint = "; create one with `codegenie-eval init` (uncalibrated thresholds)"
+        raise pytest.UsageError(f"--codegenie-verdict={tier}: {exc}{hint}") from exc
 
 
 def check_sandbox(settings: Settings) -> None:
