@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,3 +85,15 @@ def run_bench(pytester: pytest.Pytester, stub_bench: Path, xdist_args: list[str]
         return pytester.runpytest_subprocess(*argv, *args)
 
     return run
+
+
+def run_cli(cwd: Path | None, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the ``codegenie-eval`` console script in a child process (in ``cwd``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_codegenie_eval.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_codegenie_eval import cli
-from tests.conftest import repin
+from tests.conftest import repin, run_cli
 
 TIERS = """# UNCALIBRATED
 schema_version: 1
@@ -18,17 +18,6 @@ uncalibrated: true
 thresholds: {bronze: 0.3, silver: 0.8}
 current_tiers: {stub: none}
 """
-
-
-def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_codegenie_eval.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_help_imports_nothing_heavy() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,20 +11,9 @@ from scipy.stats import binomtest
 from pytest_codegenie_eval import cli
 from pytest_codegenie_eval.compare import compare
 from pytest_codegenie_eval.models import BenchRunReport, CaseResult
-from tests.conftest import newest_report
+from tests.conftest import newest_report, run_cli
 
 BASE = ("-p", "no:cacheprovider", "--codegenie-bench=stub")
-
-
-def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_codegenie_eval.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

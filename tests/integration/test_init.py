@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,17 +9,7 @@ import pytest
 from pytest_codegenie_eval import cli
 from pytest_codegenie_eval.fence import check_bench_root
 from pytest_codegenie_eval.tiers import load_tier_config
-
-
-def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_codegenie_eval.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.conftest import run_cli
 
 
 def test_init_writes_a_tier_file_and_a_skeleton_that_passes_the_fence_and_runs(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,12 @@ from pytest_codegenie_eval.audit import AUDIT_FILE, verify, write_run_record
 from pytest_codegenie_eval.errors import ChainTamperDetected
 from pytest_codegenie_eval.evidence import recorded_evidence
 from pytest_codegenie_eval.statedir import atomic_write
+from tests.conftest import run_cli as run_cli_in
 from tests.unit.test_audit import make_report
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_codegenie_eval.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli_in(None, *args, timeout=120)
 
 
 @pytest.fixture
