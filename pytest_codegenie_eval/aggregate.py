@@ -50,13 +50,26 @@ def _single(values: set[str]) -> str:
     return next(iter(values)) if len(values) == 1 else ("mixed" if values else "")
 
 
-def _per_case(scored: list[CaseResult]) -> dict[str, list[CaseResult]]:
+def attempts_by_case(results: Iterable[CaseResult]) -> dict[str, list[CaseResult]]:
+    """case_id -> its scored attempts, r1 first (attempts the cost cap skipped are not
+    scores and are left out); what the report, its bound and ``compare`` all pair on."""
     by_case: dict[str, list[CaseResult]] = {}
-    for r in scored:
-        by_case.setdefault(r.case_id, []).append(r)
+    for r in results:
+        if r.status != "skipped_cost_cap":
+            by_case.setdefault(r.case_id, []).append(r)
     for attempts in by_case.values():
         attempts.sort(key=lambda r: r.repeat)
     return by_case
+
+
+def case_mean(attempts: list[CaseResult]) -> float:
+    """A case's score: the mean of its attempts (the case is the unit, ADR 0016)."""
+    return sum(r.score for r in attempts) / len(attempts)
+
+
+def case_passed(attempts: list[CaseResult]) -> bool:
+    """A case passes only when every attempt passed (ADR 0016)."""
+    return all(r.passed for r in attempts)
 
 
 def _repeat_stats(by_case: dict[str, list[CaseResult]], repeats: int) -> dict[str, object]:
@@ -72,7 +85,7 @@ def _repeat_stats(by_case: dict[str, list[CaseResult]], repeats: int) -> dict[st
         attempts = by_case[case_id]
         n = len(attempts)
         c = sum(1 for r in attempts if r.passed)
-        acc = Welford()
+        acc = Welford()  # for the variance; the case's score is case_mean, as in the bound
         for r in attempts:
             acc.add(r.score)
         at_1.append(c / n)
@@ -86,8 +99,8 @@ def _repeat_stats(by_case: dict[str, list[CaseResult]], repeats: int) -> dict[st
                 case_id=case_id,
                 scores=tuple(r.score for r in attempts),
                 passes=c,
-                mean=min(1.0, max(0.0, acc.mean)),
-                passed=c == n,
+                mean=min(1.0, max(0.0, case_mean(attempts))),
+                passed=case_passed(attempts),
             )
         )
     return {
@@ -134,19 +147,14 @@ def build_report(
         reason = "subset"
     complete = reason is None
     run_id = content_run_id(task_class, ordered, complete=complete)
-    by_case = _per_case(scored)
-    case_means = [
-        sum(r.score for r in by_case[case_id]) / len(by_case[case_id])
-        for case_id in sorted(by_case)
-    ]
+    by_case = attempts_by_case(scored)
+    case_ids = sorted(by_case)
+    case_means = [case_mean(by_case[case_id]) for case_id in case_ids]
+    passed_flags = [case_passed(by_case[case_id]) for case_id in case_ids]
     acc = Welford()
     for value in case_means:
         acc.add(value)
-    bound = lower_bound_95(
-        case_means,
-        seed=seed_from_run_id(run_id),
-        passed=[all(r.passed for r in by_case[case_id]) for case_id in sorted(by_case)],
-    )
+    bound = lower_bound_95(case_means, seed=seed_from_run_id(run_id), passed=passed_flags)
     extra: dict[str, object] = {}
     if repeats > 1:
         extra = _repeat_stats(by_case, repeats)
@@ -168,9 +176,7 @@ def build_report(
             "incomplete_reason": reason,
             "cases_total": total,
             "n": len(case_means),
-            "passed_count": sum(
-                1 for attempts in by_case.values() if all(r.passed for r in attempts)
-            ),
+            "passed_count": sum(passed_flags),
             "mean": min(1.0, max(0.0, acc.mean)) if case_means else 0.0,
             "stddev": acc.stddev if case_means else 0.0,
             "lower_bound_95": bound.value,

@@ -56,7 +56,10 @@ def _fill_from_project(args: argparse.Namespace) -> None:
         root = config.rootpath
         for dest in missing:
             ini, default = _PROJECT_KEYS[dest]
-            value = config.getini(ini) if ini in config._parser._inidict else ""
+            try:
+                value = config.getini(ini)
+            except ValueError:  # the plugin is disabled (-p no:codegenie_eval in addopts)
+                value = ""
             path = Path(str(value or default)).expanduser()
             setattr(args, dest, str(path if path.is_absolute() else root / path))
     finally:
@@ -317,7 +320,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.errors import CodegenieEvalError
-    from pytest_codegenie_eval.planning import cases_needed
+    from pytest_codegenie_eval.planning import MAX_CASES, cases_needed
     from pytest_codegenie_eval.tiers import load_tier_config
 
     try:
@@ -330,7 +333,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if result.cases is None:
         print(
             f"pass rate {args.rate:.2f}, {attempts} per case: no bench of up to "
-            f"{5000} cases reaches {args.tier} {threshold:.2f} (the rate must exceed it)"
+            f"{MAX_CASES} cases reaches {args.tier} {threshold:.2f} (the rate must exceed it)"
         )
         return EXIT_GENERIC
     print(

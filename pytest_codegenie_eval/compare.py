@@ -21,9 +21,11 @@ import numpy as np
 from pydantic import ValidationError
 from scipy.stats import binomtest
 
+from pytest_codegenie_eval.aggregate import attempts_by_case, case_mean, case_passed
 from pytest_codegenie_eval.audit import recorded
 from pytest_codegenie_eval.errors import CodegenieEvalError
-from pytest_codegenie_eval.models import BenchRunReport, CaseResult
+from pytest_codegenie_eval.evidence import recorded_evidence
+from pytest_codegenie_eval.models import BenchRunReport
 from pytest_codegenie_eval.stats import lower_bound_95
 
 LATEST = "latest:"
@@ -108,15 +110,10 @@ class Comparison:
 
 
 def _per_case(report: BenchRunReport) -> dict[str, tuple[float, bool]]:
-    """case_id -> (mean score over its attempts, every attempt passed); skipped attempts
-    (cost cap) are not scores and are left out."""
-    by_case: dict[str, list[CaseResult]] = {}
-    for case in report.cases:
-        if case.status != "skipped_cost_cap":
-            by_case.setdefault(case.case_id, []).append(case)
+    """case_id -> (its score, it passed), exactly as the report's aggregate counts them."""
     return {
-        case_id: (sum(c.score for c in cases) / len(cases), all(c.passed for c in cases))
-        for case_id, cases in by_case.items()
+        case_id: (case_mean(attempts), case_passed(attempts))
+        for case_id, attempts in attempts_by_case(report.cases).items()
     }
 
 
@@ -232,17 +229,15 @@ def load_report(reference: str, state_dir: Path) -> BenchRunReport:
     path = Path(reference)
     if path.is_file():
         return _read(path)
-    records = list(recorded(state_dir))
     if reference.startswith(LATEST):
         task_class, _, sut = reference.removeprefix(LATEST).partition(":")
-        for record in reversed(records):
-            if record.get("task_class") != task_class or record.get("kind") == "repair":
-                continue
-            report = _read(state_dir / str(record.get("report_path", "")))
+        # the reports the gate would read as evidence for the task class, newest last
+        for report in reversed(recorded_evidence(state_dir, task_class).reports):
             if not sut or report.sut == sut:
                 return report
         what = f"task class {task_class!r}" + (f" and SUT {sut!r}" if sut else "")
         raise ReportNotFound(f"no run of {what} is recorded in {state_dir}")
+    records = list(recorded(state_dir))
     ref = reference.lower().removeprefix("partial:")
     if len(ref) >= 8 and all(ch in "0123456789abcdef" for ch in ref):
         matches = [
