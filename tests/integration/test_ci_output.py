@@ -103,3 +103,30 @@ def test_a_cached_result_says_where_and_for_how_much_it_was_measured(
     pytester.makeini("[pytest]\ncodegenie_cache = off\n")
     fresh = pytester.runpytest_inprocess(*base)
     fresh.stdout.fnmatch_lines(["*cache hits 0/3*"])
+
+
+def test_a_failure_detail_cannot_forge_a_workflow_command() -> None:
+    from pytest_codegenie_eval.ci_output import workflow_annotations
+    from pytest_codegenie_eval.models import BenchRunReport, CaseResult, FailureMode
+
+    forged = "boom\n::error title=forged::all good\n::add-mask::x"
+    case = CaseResult(
+        task_class="t",
+        case_id="c",
+        nodeid="bench/t/cases/c/case.toml::c",
+        failure_modes=(FailureMode(code="sut.exception", severity="block", detail=forged),),
+    )
+    report = BenchRunReport(
+        run_id="ab" * 32,
+        task_class="t",
+        created_at="2026-12-02T00:00:00+00:00",
+        harness_version="0",
+        cases=(case,),
+    )
+    # live: written as it comes, the detail starts commands of its own on new lines
+    naive = f"::error title=c::{forged}".splitlines()
+    assert any(line.startswith("::error title=forged") for line in naive)
+    (line,) = workflow_annotations([report])
+    assert "\n" not in line
+    assert line.startswith("::error file=bench/t/cases/c/case.toml,line=1,title=codegenie t/c::")
+    assert "%0A::error title=forged" in line
