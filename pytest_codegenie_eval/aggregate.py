@@ -20,6 +20,8 @@ from pytest_codegenie_eval.models import (
     BoundInfo,
     CaseRepeats,
     CaseResult,
+    MergedShard,
+    ShardInfo,
 )
 from pytest_codegenie_eval.stats import Welford, lower_bound_95, seed_from_run_id
 
@@ -120,6 +122,8 @@ def build_report(
     created_at: datetime | None = None,
     cases_total: int | None = None,
     repeats: int = 1,
+    shard: ShardInfo | None = None,
+    merged_from: tuple[MergedShard, ...] = (),
 ) -> BenchRunReport:
     """Aggregate one task class's case results (any order) into its run report.
 
@@ -130,21 +134,34 @@ def build_report(
     bootstrap resamples cases, never attempts), and a case counts as passed only when all
     its attempts passed (docs/adr/0016-repeats-per-case.md). A run missing an attempt of
     some case is a subset too.
+
+    With ``shard`` (``--codegenie-shard=I/N``) the report is one part of a run: whole when
+    every case of its shard ran (``incomplete_reason`` "shard", for ``codegenie-eval merge``
+    to join), a subset or cost-capped otherwise.
     """
     ordered = sorted(results, key=lambda r: (r.case_id, r.repeat))
     scored = [r for r in ordered if r.status != "skipped_cost_cap"]
     skipped = len(ordered) - len(scored)
     total = cases_total if cases_total is not None else len({r.case_id for r in ordered})
+    if shard is not None:
+        from pytest_codegenie_eval.sharding import shard_case_ids
+
+        total = len(shard.cases)
+        wanted = len(shard_case_ids(shard))
+    else:
+        wanted = total
     attempts_per_case: dict[str, int] = {}
     for r in ordered:
         attempts_per_case[r.case_id] = attempts_per_case.get(r.case_id, 0) + 1
-    reason: Literal["cost_cap", "subset"] | None = None
+    reason: Literal["cost_cap", "subset", "shard"] | None = None
     if skipped:
         reason = "cost_cap"
-    elif len(attempts_per_case) < total or any(
+    elif len(attempts_per_case) < wanted or any(
         count < repeats for count in attempts_per_case.values()
     ):
         reason = "subset"
+    elif shard is not None:
+        reason = "shard"
     complete = reason is None
     run_id = content_run_id(task_class, ordered, complete=complete)
     by_case = attempts_by_case(scored)
@@ -201,6 +218,8 @@ def build_report(
             "repeats": repeats,
             "clustered_standard_error": clustered_se,
             **extra,
+            "shard": shard,
+            "merged_from": merged_from,
             "cases": tuple(ordered),
         }
     )

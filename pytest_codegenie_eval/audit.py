@@ -86,10 +86,13 @@ LOCK_TIMEOUT_S = 120.0
 
 # Optional: absent for a run's own record; "adopted" for a report that `codegenie-eval
 # repair` recorded after its session died between writing it and appending its record;
-# "repair" for the record of a repair itself (its report is the repair note).
+# "repair" for the record of a repair itself (its report is the repair note); "shard" for
+# one part of a --codegenie-shard run; "merged" for the run `codegenie-eval merge` built
+# from shards, whose record lists the shard reports' digests in SOURCES_FIELD.
 KIND_FIELD = "kind"
-RECORD_KINDS = ("adopted", "repair")
-_KNOWN_FIELDS = frozenset((*RECORD_FIELDS, KIND_FIELD))
+SOURCES_FIELD = "sources"
+RECORD_KINDS = ("adopted", "repair", "shard", "merged")
+_KNOWN_FIELDS = frozenset((*RECORD_FIELDS, KIND_FIELD, SOURCES_FIELD))
 _STR_FIELDS = ("prev_hash", "created_at", "run_id", "task_class", "report_path", "report_digest")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # One file directly in runs/; no separators, NUL or leading dot (so no "..", no hidden files).
@@ -201,6 +204,8 @@ def _check_line(line: bytes) -> tuple[dict[str, object] | None, list[str]]:
         wrong.append("hash")
     if KIND_FIELD in record and record[KIND_FIELD] not in RECORD_KINDS:
         wrong.append(KIND_FIELD)
+    if SOURCES_FIELD in record and not _is_digest_list(record[SOURCES_FIELD]):
+        wrong.append(SOURCES_FIELD)
     if wrong:
         return None, [f"field(s) of the wrong type: {', '.join(wrong)}"]
 
@@ -225,6 +230,12 @@ def _check_line(line: bytes) -> tuple[dict[str, object] | None, list[str]]:
             f"recomputed {recomputed[:16]}…): the record was changed after it was written"
         )
     return record, problems
+
+
+def _is_digest_list(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, str) and _HEX64.fullmatch(item) for item in value
+    )
 
 
 def _report_path_problem(report_path: str) -> str | None:
@@ -374,6 +385,9 @@ def write_run_record(report: BenchRunReport, out_dir: Path) -> tuple[Path, str]:
     chain lock, the last record is checked (parses, canonical, hash right; not the whole
     chain, so appends stay O(1)) and the new record is appended and fsynced.
 
+    A shard report's record has ``"kind": "shard"``; a merged report's has ``"kind":
+    "merged"`` and the digests of the shard reports it was built from in ``sources``.
+
     Returns the report's path and the new chain head (the new record's hash). Raises
     :class:`ChainTamperDetected` if the chain's tail is torn or altered; the report file is
     then already on disk (its path is in the message) but not recorded.
@@ -402,9 +416,21 @@ def write_run_record(report: BenchRunReport, out_dir: Path) -> tuple[Path, str]:
                 "complete": report.complete,
                 "report_path": report_file.relative_to(out_dir).as_posix(),
                 "report_digest": _digest(data),
+                **_kind_fields(report),
             },
         )
     return report_file, head
+
+
+def _kind_fields(report: BenchRunReport) -> dict[str, object]:
+    if report.shard is not None:
+        return {KIND_FIELD: "shard"}
+    if report.merged_from:
+        return {
+            KIND_FIELD: "merged",
+            SOURCES_FIELD: [shard.report_digest for shard in report.merged_from],
+        }
+    return {}
 
 
 def _append(out_dir: Path, last: Mapping[str, object] | None, fields: Mapping[str, object]) -> str:

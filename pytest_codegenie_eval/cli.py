@@ -1,5 +1,5 @@
-"""The ``codegenie-eval`` console script: run, verify, repair, digests, compare,
-promote-verdict.
+"""The ``codegenie-eval`` console script: run, verify, repair, digests, compare, plan,
+init, merge, promote-verdict.
 
 Exit codes (README.md): 0 success, 1 generic failure (failing cases, bad arguments, and
 for ``promote-verdict`` insufficient evidence), 2 cost cap hit, 3 task class not registered,
@@ -153,6 +153,25 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--task-class", default=None, metavar="NAME")
     init.add_argument("--bench-root", default=None, help=_DEFAULT_HELP["bench_root"])
     init.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
+    merge = sub.add_parser(
+        "merge",
+        help="join the shard reports of a --codegenie-shard run into one recorded run",
+        description="SOURCE is a shard report file (in <state dir>/runs/) or a directory "
+        "searched for state directories (CI artifacts: one per shard job; in each, the "
+        "newest report of every shard counts). The shards must be one run: the same task "
+        "class, cases, SUT, rubric, harness and repeats, every shard present once and whole. "
+        "The merged report (aggregate, bound and run id as one machine running every case "
+        "would have written) is recorded in --state-dir with the shard reports' digests.",
+    )
+    merge.add_argument("sources", nargs="+", metavar="SOURCE")
+    merge.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
+    merge.add_argument("--task-class", default=None, help="merge only this task class")
+    merge.add_argument(
+        "--allow-unrecorded",
+        action="store_true",
+        help="accept shard report files without their audit chain (their origin is then "
+        "unproven; the merged record says so with an empty chain head)",
+    )
     pv = sub.add_parser("promote-verdict", help="judge recorded evidence for a trust tier")
     pv.add_argument("--task-class", required=True)
     pv.add_argument("--tier", required=True)
@@ -343,6 +362,42 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.audit import write_run_record
+    from pytest_codegenie_eval.errors import ChainTamperDetected, ShardMergeError
+    from pytest_codegenie_eval.sharding import find_shard_sources, merge_shards
+
+    try:
+        sources = find_shard_sources(
+            [Path(source) for source in args.sources], allow_unrecorded=args.allow_unrecorded
+        )
+        reports = merge_shards(sources, task_class=args.task_class)
+    except ShardMergeError as exc:
+        print(f"codegenie-eval merge: {exc}", file=sys.stderr)
+        return EXIT_GENERIC
+    state_dir = Path(args.state_dir)
+    for report in reports:
+        try:
+            path, head = write_run_record(report, state_dir)
+        except ChainTamperDetected as exc:
+            print(f"codegenie-eval merge: {exc}", file=sys.stderr)
+            return EXIT_CHAIN_TAMPER
+        except OSError as exc:
+            print(f"codegenie-eval merge: could not record the merged run: {exc}", file=sys.stderr)
+            return EXIT_GENERIC
+        shards = ", ".join(f"{m.index}/{m.count}" for m in report.merged_from)
+        print(
+            f"{report.task_class}: merged shards {shards}: {report.n} cases, "
+            f"{report.passed_count} passed, mean {report.mean:.3f}, lower_bound_95 "
+            f"{report.lower_bound_95:.3f} ({report.bound.method}), "
+            f"{'complete' if report.complete else 'PARTIAL'}"
+        )
+        print(f"  run id: {report.run_id}")
+        print(f"  report: {path}")
+        print(f"  chain head: {head}")
+    return EXIT_OK
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.scaffold import ScaffoldError, write_task_class, write_tiers
 
@@ -444,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": cmd_compare,
         "plan": cmd_plan,
         "init": cmd_init,
+        "merge": cmd_merge,
         "promote-verdict": cmd_promote_verdict,
     }
     return handlers[args.command](args)

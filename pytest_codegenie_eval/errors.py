@@ -153,3 +153,13 @@ class CostCapReached(CodegenieEvalError):
         self.spent_usd = spent_usd
         self.cap_usd = cap_usd
         super().__init__(f"cost cap reached: spent {spent_usd:.4f} USD of {cap_usd:.4f} USD")
+
+
+class ShardMergeError(CodegenieEvalError):
+    """Shard reports that cannot be merged into one run: missing, duplicated, mismatched,
+    partial or unrecorded shards (``codegenie-eval merge``)."""
+
+    def __init__(self, path: Path | None, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path is not None else problem)

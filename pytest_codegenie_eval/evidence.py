@@ -39,17 +39,22 @@ class Evidence:
 
 
 def recorded_evidence(state_dir: Path, task_class: str) -> Evidence:
-    """Every report of ``task_class`` that the audit chain names, in chain order."""
+    """Every run report of ``task_class`` that the audit chain names, in chain order
+    (shard reports left out: ``codegenie-eval merge`` records the run they are parts of)."""
     reports: list[BenchRunReport] = []
     digests: list[str] = []
     for record in recorded(state_dir):
-        if record.get("task_class") != task_class or record.get("kind") == "repair":
+        # a shard is a part of a run, never evidence alone: the merged record stands for it
+        if record.get("task_class") != task_class or record.get("kind") in ("repair", "shard"):
             continue
         path = state_dir / str(record.get("report_path", ""))
         try:
-            reports.append(BenchRunReport.model_validate_json(path.read_bytes()))
+            report = BenchRunReport.model_validate_json(path.read_bytes())
         except (OSError, ValidationError):
             continue
+        if report.shard is not None:
+            continue
+        reports.append(report)
         digests.append(str(record.get("report_digest", "")))
     return Evidence(tuple(reports), tuple(digests))
 

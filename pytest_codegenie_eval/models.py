@@ -159,6 +159,43 @@ class CaseRepeats(_Wire):
     passed: bool  # every attempt passed (what the gate's case floor counts, ADR 0016)
 
 
+class ShardCase(_Wire):
+    """One case of the task class a shard belongs to (every case, not only the shard's)."""
+
+    case_id: str
+    case_digest: str = ""  # empty for a case that could not be loaded
+
+
+class ShardInfo(_Wire):
+    """What a ``--codegenie-shard=I/N`` report is a part of."""
+
+    index: Annotated[int, Field(ge=1)]
+    count: Annotated[int, Field(ge=1)]
+    rubric_digest: str = ""  # of the task class definition the shard ran against
+    cases: tuple[ShardCase, ...]  # the task class's full case list, sorted by case_id
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ShardInfo:
+        if self.index > self.count:
+            raise ValueError(f"shard index {self.index} is greater than the count {self.count}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+class MergedShard(_Wire):
+    """One shard report a merged report was built from (``codegenie-eval merge``)."""
+
+    index: Annotated[int, Field(ge=1)]
+    count: Annotated[int, Field(ge=1)]
+    run_id: str
+    report_digest: str  # BLAKE3 of the shard report file's bytes
+    source: str  # the file it was read from
+    chain_head: str | None = None  # head of the shard's own audit chain, when it had one
+
+
 class BenchRunReport(_Wire):
     """One task class in one session: the evidence a team defends.
 
@@ -180,7 +217,8 @@ class BenchRunReport(_Wire):
     sut_network: str = ""
     rubric_isolation: str = ""
     complete: bool = True
-    incomplete_reason: Literal["cost_cap", "subset"] | None = None
+    # "shard": one part of a --codegenie-shard run; `codegenie-eval merge` makes the whole
+    incomplete_reason: Literal["cost_cap", "subset", "shard"] | None = None
     cases_total: int = 0
     n: int = 0
     passed_count: int = 0
@@ -199,6 +237,8 @@ class BenchRunReport(_Wire):
     within_case_variance: NonNegFloat | None = None  # mean variance of a case's attempts
     clustered_standard_error: NonNegFloat | None = None  # of the mean, cases as clusters
     case_repeats: tuple[CaseRepeats, ...] = ()  # per case, when repeats > 1
+    shard: ShardInfo | None = None  # set on the report of one shard
+    merged_from: tuple[MergedShard, ...] = ()  # set on a report merged from shards
     cases: tuple[CaseResult, ...] = ()
 
 

@@ -6,7 +6,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -14,6 +14,9 @@ from pytest_codegenie_eval.activation import bench_names
 from pytest_codegenie_eval.bench_import import DEFAULT_IMPORT_TIMEOUT_S
 from pytest_codegenie_eval.sandbox import NetworkMode, SandboxMode
 from pytest_codegenie_eval.sut import SutLimits, SutPolicy
+
+if TYPE_CHECKING:
+    from pytest_codegenie_eval.sharding import Shard
 
 GROUP = "codegenie-eval"
 RUBRIC_SANDBOXES = ("auto", "bwrap", "namespaces", "none")
@@ -188,6 +191,13 @@ def add_options(parser: pytest.Parser) -> None:
         "unit of evidence (default 1)",
     )
     group.addoption(
+        "--codegenie-shard",
+        default=None,
+        metavar="I/N",
+        help="run shard I of N of each task class's cases (a CI matrix job); join the shard "
+        "reports with `codegenie-eval merge`",
+    )
+    group.addoption(
         "--codegenie-import-timeout",
         default=None,
         metavar="SECONDS",
@@ -251,6 +261,7 @@ class Settings:
     compare_to: str | None = None
     fail_on_partial: bool = False
     github_annotations: bool = True
+    shard: Shard | None = None
 
 
 def _positive_seconds(config: pytest.Config, name: str, default: float) -> float:
@@ -295,6 +306,18 @@ def _repeat(config: pytest.Config) -> int:
 def _path(root: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def _shard(config: pytest.Config) -> Shard | None:
+    raw = config.getoption("codegenie_shard")
+    if not raw:
+        return None
+    from pytest_codegenie_eval.sharding import parse_shard
+
+    try:
+        return parse_shard(str(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def settings_from_config(config: pytest.Config) -> Settings:
@@ -366,6 +389,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
             or config.getini("codegenie_fail_on_partial")
         ),
         github_annotations=_on_off(config, "codegenie_github_annotations"),
+        shard=_shard(config),
     )
 
 

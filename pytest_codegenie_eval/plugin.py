@@ -145,9 +145,26 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    if config.stash.get(SESSION_KEY, None) is None:
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is None:
         return
     from pytest_codegenie_eval.collection import CaseItem
+
+    shard = bench.settings.shard
+    if shard is not None:
+        from pytest_codegenie_eval.sharding import shard_of
+
+        # every xdist worker and the controller compute the same split from case ids alone
+        kept: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            outside = (
+                isinstance(item, CaseItem) and shard_of(item.case_id, shard.count) != shard.index
+            )
+            (dropped if outside else kept).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
 
     # cases run in (task class, case_id) order wherever they sit in the item list
     slots = [i for i, item in enumerate(items) if isinstance(item, CaseItem)]

@@ -30,6 +30,7 @@ REASON_NO_REPORTS = "no run reports in evidence window"
 REASON_CHAIN = "audit chain does not verify"
 REASON_INCOMPLETE = "report incomplete (cost cap)"
 REASON_SUBSET = "report incomplete (subset of cases selected)"
+REASON_SHARD = "report is one shard of a run (join the shards with codegenie-eval merge)"
 REASON_MIXED_ISOLATION = "mixed isolation classes in evidence window"
 _NAMED_CASES = 10  # how many short-falling cases a reason names before "and N more"
 
@@ -189,8 +190,11 @@ class PromotionGate:
         if incomplete:
             # a run stopped by the cost cap and one that selected a subset (-k, node ids)
             # are both partial evidence; name the cap whenever it is involved
-            subset_only = all(r.incomplete_reason == "subset" for r in incomplete)
-            reasons.append(REASON_SUBSET if subset_only else REASON_INCOMPLETE)
+            why = {r.incomplete_reason for r in incomplete}
+            if "cost_cap" in why:
+                reasons.append(REASON_INCOMPLETE)
+            else:
+                reasons.append(REASON_SHARD if why == {"shard"} else REASON_SUBSET)
         isolation_classes = tuple(sorted({report.isolation_class for report in reports}))
         if len({_regime(report) for report in reports}) > 1:
             # scores from runs isolated differently (sandboxed or not, network on or off)

@@ -22,7 +22,13 @@ from pytest_codegenie_eval.audit import write_run_record
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution import HARNESS_VERSION, recheck_at_session_end
 from pytest_codegenie_eval.layout import attempt_from_nodeid
-from pytest_codegenie_eval.models import BenchRunReport, CaseResult, PromotionVerdict
+from pytest_codegenie_eval.models import (
+    BenchRunReport,
+    CaseResult,
+    PromotionVerdict,
+    ShardCase,
+    ShardInfo,
+)
 from pytest_codegenie_eval.promotion import format_verdict
 from pytest_codegenie_eval.results import worker_crashed
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
@@ -137,8 +143,9 @@ class EvalReporter:
         self._junit_properties()
         self._github_step_summary()
         unrecorded = any(o.error for o in self.outcomes) or self.write_errors
+        # a whole shard is a part by design, not a partial run
         partial = self.bench.settings.fail_on_partial and any(
-            not o.report.complete for o in self.outcomes
+            not o.report.complete and o.report.incomplete_reason != "shard" for o in self.outcomes
         )
         failing = self.bench.outcome.tampered_after_pass or unrecorded or partial
         if failing and session.exitstatus == 0:
@@ -209,7 +216,13 @@ class EvalReporter:
             for fm in result.failure_modes
         ):
             self.bench.outcome.digest_mismatch = True
-        for task_class in sorted(by_class):
+        names = set(by_class)
+        if settings.shard is not None:
+            # a shard with no case of some task class still reports it, so that merge can
+            # tell an empty shard from a missing one
+            names |= set(settings.benches)
+        for task_class in sorted(names):
+            by_class.setdefault(task_class, [])
             loaded = self.bench.loaded(task_class)
             if loaded is not None:
                 checked = recheck_at_session_end(loaded, by_class[task_class])
@@ -225,6 +238,7 @@ class EvalReporter:
                 harness_version=HARNESS_VERSION,
                 cases_total=len(loaded.cases) + len(loaded.orphan_pins) if loaded else None,
                 repeats=settings.repeat,
+                shard=self._shard_info(task_class, by_class[task_class]),
             )
             if report.incomplete_reason == "cost_cap":
                 self.bench.outcome.cost_cap_hit = True
@@ -252,6 +266,23 @@ class EvalReporter:
                 self.write_errors.append(
                     f"could not write --codegenie-jsonl {settings.jsonl}: {exc}"
                 )
+
+    def _shard_info(self, task_class: str, results: list[CaseResult]) -> ShardInfo | None:
+        shard = self.bench.settings.shard
+        if shard is None:
+            return None
+        from pytest_codegenie_eval.sharding import shard_info
+
+        loaded = self.bench.loaded(task_class)
+        if loaded is not None:
+            return shard_info(loaded, shard)
+        # the task class could not be loaded: its case list is what this shard saw
+        seen = sorted({r.case_id for r in results})
+        return ShardInfo(
+            index=shard.index,
+            count=shard.count,
+            cases=tuple(ShardCase(case_id=case_id) for case_id in seen),
+        )
 
     def _verdict(self, task_class: str) -> tuple[PromotionVerdict | None, Path | None]:
         from pytest_codegenie_eval.evidence import recommend
@@ -319,6 +350,7 @@ class EvalReporter:
                         "bound_method": report.bound.method,
                         "total_cost_usd": report.total_cost_usd,
                         "complete": report.complete,
+                        **({"shard": report.shard.label} if report.shard else {}),
                         "chain_head": outcome.chain_head,
                         **(_repeat_fields(report) if report.repeats > 1 else {}),
                     },
@@ -361,12 +393,19 @@ class EvalReporter:
             r = outcome.report
             if r.complete:
                 state = "complete"
+            elif r.incomplete_reason == "shard" and r.shard is not None:
+                state = f"shard {r.shard.label} of {r.cases_total} cases"
             elif r.incomplete_reason == "cost_cap":
                 state = f"PARTIAL ({r.skipped_count} skipped: cost cap)"
             else:
                 ran = len({c.case_id for c in r.cases})
                 state = f"PARTIAL (subset: {ran} of {r.cases_total} cases ran)"
-            if not r.complete:
+            if r.shard is not None:
+                lines.append(
+                    f"SHARD {r.shard.label} of {r.task_class}: one part of a run, not evidence "
+                    "alone; join the shards with `codegenie-eval merge`"
+                )
+            if not r.complete and r.incomplete_reason != "shard":
                 why = "the cost cap" if r.incomplete_reason == "cost_cap" else "a subset of cases"
                 lines.append(
                     f"PARTIAL RUN of {r.task_class}: {why}; not complete evidence for any tier"

@@ -607,3 +607,36 @@ def test_any_single_byte_change_of_a_report_fails_verify(
         assert any(str(path) in problem for problem in result.problems)
     finally:
         path.write_bytes(original)
+
+
+# --------------------------------------------------------------------------- shard kinds
+
+
+def test_shard_and_merged_reports_are_recorded_with_their_kind(tmp_path: Path) -> None:
+    from pytest_codegenie_eval.models import MergedShard, ShardInfo
+
+    out_dir = tmp_path / "eval"
+    shard = make_report(0, complete=False).model_copy(
+        update={"shard": ShardInfo(index=1, count=2, cases=()), "incomplete_reason": "shard"}
+    )
+    sources = ["a" * 64, "b" * 64]
+    merged = make_report(1).model_copy(
+        update={
+            "merged_from": tuple(
+                MergedShard(index=i + 1, count=2, run_id="r", report_digest=d, source="s")
+                for i, d in enumerate(sources)
+            )
+        }
+    )
+    write_run_record(shard, out_dir)
+    write_run_record(merged, out_dir)
+    first, second = chain_records(out_dir)
+    assert first["kind"] == "shard"
+    assert "sources" not in first
+    assert (second["kind"], second["sources"]) == ("merged", sources)
+    assert verify(out_dir, strict=True).ok
+
+    # a forger who re-hashes a record cannot slip a malformed source list past verify
+    for bad in (["not-hex"], "a" * 64, [1]):
+        forge(out_dir, [first, {**second, "sources": bad}])
+        assert "field(s) of the wrong type: sources" in problem_text(out_dir)
