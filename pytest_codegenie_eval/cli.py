@@ -1,5 +1,5 @@
 """The ``codegenie-eval`` console script: run, verify, repair, digests, compare, plan,
-init, merge, promote-verdict.
+init, merge, report, promote-verdict.
 
 Exit codes (README.md): 0 success, 1 generic failure (failing cases, bad arguments, and
 for ``promote-verdict`` insufficient evidence), 2 cost cap hit, 3 task class not registered,
@@ -171,6 +171,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept shard report files without their audit chain (their origin is then "
         "unproven; the merged record says so with an empty chain head)",
+    )
+    html = sub.add_parser(
+        "report",
+        help="build the static results page (HTML, no server, no network) from a state dir",
+        description="Write a self-contained site to --out: an overview of every task class, "
+        "the trend of its bound, its cases with their diffs, and a comparison of two runs "
+        "(the newest two, or --compare A B). Needs the html extra: "
+        "pip install 'pytest-codegenie-eval[html]'.",
+    )
+    html.add_argument("--out", required=True, metavar="DIR")
+    html.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
+    html.add_argument("--task-class", default=None, help="only this task class")
+    html.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
+    html.add_argument(
+        "--compare",
+        nargs=2,
+        default=None,
+        metavar=("A", "B"),
+        help="the runs the compare page pairs (report file, run id or latest:TASK_CLASS[:SUT])",
     )
     pv = sub.add_parser("promote-verdict", help="judge recorded evidence for a trust tier")
     pv.add_argument("--task-class", required=True)
@@ -398,6 +417,28 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.htmlreport import build_site
+
+    try:
+        built = build_site(
+            Path(args.state_dir),
+            Path(args.out),
+            task_class=args.task_class,
+            tiers_path=Path(args.tiers),
+            compare_refs=tuple(args.compare) if args.compare else None,
+        )
+    except CodegenieEvalError as exc:
+        print(f"codegenie-eval report: {exc}", file=sys.stderr)
+        return EXIT_GENERIC
+    print(
+        f"results page: {built.index} ({built.task_classes} task class(es), {built.runs} "
+        f"run(s), {built.case_pages} case page(s))"
+    )
+    return EXIT_OK
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.scaffold import ScaffoldError, write_task_class, write_tiers
 
@@ -500,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan": cmd_plan,
         "init": cmd_init,
         "merge": cmd_merge,
+        "report": cmd_report,
         "promote-verdict": cmd_promote_verdict,
     }
     return handlers[args.command](args)

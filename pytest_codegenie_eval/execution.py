@@ -53,6 +53,7 @@ from pytest_codegenie_eval.sandbox import (
     ro_sources_that_exist,
     sandbox_path,
 )
+from pytest_codegenie_eval.statedir import store_diff
 from pytest_codegenie_eval.sut import HookRunner, SutPolicy, SutRun, SutSpec, run_sut
 
 HARNESS_VERSION = __version__
@@ -88,6 +89,7 @@ class RunSettings:
     kept_dir: Path | None = None  # where kept workspaces go: <state>/workspaces/<run scope>
     sut_policy: SutPolicy = field(default_factory=SutPolicy)
     rubric_sandbox: str = "auto"
+    diff_dir: Path | None = None  # where each run's diff is kept (<state dir>/diffs)
 
 
 def rubric_env() -> dict[str, str]:
@@ -656,6 +658,7 @@ def run_case(
             stdout_tail=sut_run.stdout_tail,
             stderr_tail=sut_run.stderr_tail,
             repeat=repeat,
+            diff_digest=store_diff(settings.diff_dir, diff) if diff and settings.diff_dir else "",
         )
     finally:
         if not settings.keep_workspaces:

@@ -114,6 +114,7 @@ class CaseResult(_Wire):
     rubric_isolation: str = ""  # "bwrap", "namespaces" or "env-only": how the rubric ran
     stdout_tail: str = ""
     stderr_tail: str = ""
+    diff_digest: str = ""  # BLAKE3 of the diff the SUT made, kept in <state dir>/diffs/
     repeat: Annotated[int, Field(ge=1)] = 1  # which attempt of the case (--codegenie-repeat)
     # a cached result: the session that measured it and its cost then (cost_usd is 0 now)
     cached_from: CachedFrom | None = None

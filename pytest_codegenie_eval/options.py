@@ -191,6 +191,13 @@ def add_options(parser: pytest.Parser) -> None:
         "unit of evidence (default 1)",
     )
     group.addoption(
+        "--codegenie-html",
+        default=None,
+        metavar="DIR",
+        help="at session end, build the static results page of the state directory in DIR "
+        "(needs the html extra)",
+    )
+    group.addoption(
         "--codegenie-shard",
         default=None,
         metavar="I/N",
@@ -234,6 +241,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("codegenie_github_annotations", "on or off (default on)", default="")
     parser.addini("codegenie_cache", "score cache: on (default) or off", default="")
+    parser.addini("codegenie_html", "results page directory, built at session end", default="")
 
 
 @dataclass(frozen=True)
@@ -262,6 +270,7 @@ class Settings:
     fail_on_partial: bool = False
     github_annotations: bool = True
     shard: Shard | None = None
+    html: Path | None = None  # --codegenie-html
 
 
 def _positive_seconds(config: pytest.Config, name: str, default: float) -> float:
@@ -306,6 +315,11 @@ def _repeat(config: pytest.Config) -> int:
 def _path(root: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def _optional_path(root: Path, config: pytest.Config, name: str) -> Path | None:
+    raw = config.getoption(name) or config.getini(name)
+    return _path(root, str(raw)) if raw else None
 
 
 def _shard(config: pytest.Config) -> Shard | None:
@@ -390,6 +404,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         ),
         github_annotations=_on_off(config, "codegenie_github_annotations"),
         shard=_shard(config),
+        html=_optional_path(root, config, "codegenie_html"),
     )
 
 

@@ -130,9 +130,22 @@ def check_compare_reference(bench: BenchSession) -> None:
         raise pytest.UsageError(f"--codegenie-compare-to: {exc}") from None
 
 
+def check_html(bench: BenchSession) -> None:
+    """``--codegenie-html`` needs the html extra: say so before any agent runs, not after."""
+    if bench.settings.html is None:
+        return
+    from pytest_codegenie_eval.htmlreport import HtmlDependencyMissing, require
+
+    try:
+        require()
+    except HtmlDependencyMissing as exc:
+        raise pytest.UsageError(f"--codegenie-html: {exc}") from exc
+
+
 def run_all(bench: BenchSession) -> None:
     """Every preflight check that applies to this session."""
     check_state_dir(bench)
+    check_html(bench)
     check_chain(bench)
     check_compare_reference(bench)
     if bench.settings.verdict_tier is not None:

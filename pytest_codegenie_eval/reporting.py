@@ -104,6 +104,7 @@ class EvalReporter:
         self.verdict_errors: list[str] = []
         self.write_errors: list[str] = []
         self.comparisons: list[str] = []  # --codegenie-compare-to
+        self.html_index: Path | None = None  # --codegenie-html
 
     # -- collection of results -----------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)  # before junitxml records the test case
@@ -259,6 +260,8 @@ class EvalReporter:
                 from pytest_codegenie_eval.compare import compare, format_comparison
 
                 self.comparisons += format_comparison(compare(reference, report))
+        if settings.html is not None and self.outcomes:
+            self._build_html(settings.html)
         if settings.jsonl:
             try:
                 self._write_jsonl(settings.jsonl)
@@ -266,6 +269,17 @@ class EvalReporter:
                 self.write_errors.append(
                     f"could not write --codegenie-jsonl {settings.jsonl}: {exc}"
                 )
+
+    def _build_html(self, out: Path) -> None:
+        from pytest_codegenie_eval.htmlreport import build_site
+
+        settings = self.bench.settings
+        try:
+            built = build_site(settings.state_dir, out, tiers_path=settings.tiers_path)
+        except (CodegenieEvalError, OSError) as exc:
+            self.write_errors.append(f"could not build the results page in {out}: {exc}")
+            return
+        self.html_index = built.index
 
     def _shard_info(self, task_class: str, results: list[CaseResult]) -> ShardInfo | None:
         shard = self.bench.settings.shard
@@ -454,6 +468,8 @@ class EvalReporter:
                 "scored against changed before the session ended (sut.tampered_bench); "
                 "the run fails"
             )
+        if self.html_index is not None:
+            lines.append(f"results page: {self.html_index}")
         if self.jsonl_path and self.jsonl_path != "-":
             lines.append(f"jsonl: {self.jsonl_path}")
         return lines

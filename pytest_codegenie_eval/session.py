@@ -78,6 +78,7 @@ class BenchSession:
             kept_dir=state.workspaces(run_scope) if settings.keep_workspaces else None,
             sut_policy=settings.sut_policy,
             rubric_sandbox=settings.rubric_sandbox,
+            diff_dir=state.diffs,
         )
 
     @staticmethod

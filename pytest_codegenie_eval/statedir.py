@@ -9,6 +9,8 @@ rootdir unless ``--codegenie-state-dir`` says otherwise)::
     recommendations/             promotion recommendations, never applied (evidence.py)
     ledger/<run scope>.jsonl     the session's SUT cost ledger (cost_tag.py)
     workspaces/<run scope>/<tc>/<case>  kept workspaces (--codegenie-keep-workspaces)
+    diffs/<d[:2]>/<d>.diff       the diff each SUT run made, by BLAKE3 digest (a case
+                                 result's diff_digest names it; the results page shows it)
 
 :func:`atomic_write` is how every one of those files (and a bench's ``digests.yaml``) is
 written: a temporary file in the same directory, then a rename, so a reader never sees
@@ -30,6 +32,7 @@ CACHE_DIR = "cache"
 RECOMMENDATIONS_DIR = "recommendations"
 LEDGER_DIR = "ledger"
 WORKSPACES_DIR = "workspaces"
+DIFFS_DIR = "diffs"
 TMP_PREFIX = ".tmp-"
 
 
@@ -58,6 +61,10 @@ class StateDir:
     @property
     def recommendations(self) -> Path:
         return self.root / RECOMMENDATIONS_DIR
+
+    @property
+    def diffs(self) -> Path:
+        return self.root / DIFFS_DIR
 
     def workspaces(self, run_scope: str) -> Path:
         """Where --codegenie-keep-workspaces moves each attempt's run directory."""
@@ -104,3 +111,37 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> Path:
     if durable:
         fsync_dir(path.parent)
     return path
+
+
+def _diff_path(diffs_dir: Path, digest: str) -> Path:
+    return diffs_dir / digest[:2] / f"{digest}.diff"
+
+
+def store_diff(diffs_dir: Path, text: str) -> str:
+    """Keep a SUT run's diff under its BLAKE3 digest (idempotent: the same diff from a
+    rerun or another worker is the same file) and return the digest."""
+    import blake3
+
+    data = text.encode("utf-8", errors="surrogateescape")
+    digest = str(blake3.blake3(data).hexdigest())
+    path = _diff_path(diffs_dir, digest)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, durable=False)
+    return digest
+
+
+def read_diff(diffs_dir: Path, digest: str) -> str | None:
+    """The diff recorded under ``digest``, or ``None`` when it is missing or its bytes no
+    longer match the digest (a diff is shown only as it was recorded)."""
+    import blake3
+
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return None
+    try:
+        data = _diff_path(diffs_dir, digest).read_bytes()
+    except OSError:
+        return None
+    if str(blake3.blake3(data).hexdigest()) != digest:
+        return None
+    return data.decode("utf-8", errors="replace")

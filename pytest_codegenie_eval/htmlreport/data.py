@@ -1,0 +1,218 @@
+"""What the results page shows, read from a state directory and nothing else.
+
+Every number on the page comes from a run report the audit chain names, a recommendation
+file, or the tier file: this module reads them and computes nothing new except the paired
+comparison, which is :func:`~pytest_codegenie_eval.compare.compare` (the numbers
+``codegenie-eval compare`` prints). Rendering (templates, charts, highlighting) is in the
+sibling modules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+from pydantic import ValidationError
+
+from pytest_codegenie_eval.audit import VerifyResult, recorded, verify
+from pytest_codegenie_eval.compare import Comparison, compare
+from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
+from pytest_codegenie_eval.statedir import StateDir
+from pytest_codegenie_eval.tiers import TierConfig, load_tier_config
+
+_SLUG = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def slug(text: str) -> str:
+    """A file name for a task class or case id: safe characters only, and unique (a short
+    digest is added whenever characters had to be replaced)."""
+    cleaned = _SLUG.sub("_", text).strip("._") or "x"
+    if cleaned == text:
+        return text
+    return f"{cleaned[:80]}-{blake3.blake3(text.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One chain record of a task class and what its report holds."""
+
+    seq: int
+    kind: str  # "run", "adopted", "shard" or "merged"
+    created_at: str
+    run_id: str
+    report_path: str
+    report_verified: bool  # the report's bytes match the record's digest
+    report: BenchRunReport | None  # None: missing or unreadable
+
+    @property
+    def is_evidence(self) -> bool:
+        """A whole run (not a shard) whose report is present."""
+        return self.report is not None and self.kind != "shard"
+
+
+@dataclass
+class TaskClassView:
+    """Everything the pages of one task class show."""
+
+    name: str
+    slug: str
+    runs: list[RunEntry] = field(default_factory=list)
+    verdict: PromotionVerdict | None = None
+    verdict_file: str | None = None
+    current_tier: str | None = None
+    comparison: Comparison | None = None
+    compare_a: RunEntry | None = None
+    compare_b: RunEntry | None = None
+
+    @property
+    def latest(self) -> RunEntry | None:
+        """The newest run of the task class (shards are parts of a run, not runs)."""
+        runs = [r for r in self.runs if r.is_evidence]
+        return runs[-1] if runs else None
+
+
+@dataclass
+class SiteData:
+    """The whole site's input."""
+
+    state_dir: Path
+    chain: VerifyResult
+    task_classes: list[TaskClassView]
+    tiers: TierConfig | None
+    tiers_path: Path | None
+    tiers_error: str | None
+    diffs_dir: Path
+
+
+def _kind(record: dict[str, object]) -> str:
+    kind = record.get("kind")
+    return str(kind) if isinstance(kind, str) else "run"
+
+
+def _read_run(state_dir: Path, record: dict[str, object]) -> RunEntry:
+    report_path = str(record.get("report_path", ""))
+    report: BenchRunReport | None = None
+    verified = False
+    try:
+        data = (state_dir / report_path).read_bytes()
+    except OSError:
+        data = None
+    if data is not None:
+        verified = str(blake3.blake3(data).hexdigest()) == record.get("report_digest")
+        try:
+            report = BenchRunReport.model_validate_json(data)
+        except ValidationError:
+            report = None
+    seq = record.get("seq")
+    return RunEntry(
+        seq=seq if isinstance(seq, int) else -1,
+        kind=_kind(record),
+        created_at=str(record.get("created_at", "")),
+        run_id=str(record.get("run_id", "")),
+        report_path=report_path,
+        report_verified=verified,
+        report=report,
+    )
+
+
+def _newest_verdict(state_dir: Path, task_class: str) -> tuple[PromotionVerdict | None, str]:
+    """The newest recommendation written for the task class (their names sort by time)."""
+    folder = StateDir(state_dir).recommendations
+    best: tuple[str, PromotionVerdict] | None = None
+    try:
+        names = sorted(p.name for p in folder.glob("*.json"))
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            verdict = PromotionVerdict.model_validate_json((folder / name).read_bytes())
+        except (OSError, ValidationError):
+            continue
+        if verdict.task_class == task_class and (best is None or name >= best[0]):
+            best = (name, verdict)
+    if best is None:
+        return None, ""
+    return best[1], best[0]
+
+
+def _entry_of(view: TaskClassView, report: BenchRunReport) -> RunEntry | None:
+    for run in view.runs:
+        if run.report is not None and (run.report.run_id, run.report.created_at) == (
+            report.run_id,
+            report.created_at,
+        ):
+            return run
+    return None
+
+
+def _comparison(view: TaskClassView, refs: tuple[str, str] | None, state_dir: Path) -> None:
+    """The two runs the compare page pairs: the ones asked for, else the newest two."""
+    if refs is not None:
+        from pytest_codegenie_eval.compare import load_report
+
+        a, b = (load_report(ref, state_dir) for ref in refs)
+        if a.task_class != view.name:
+            return
+        view.compare_a = _entry_of(view, a)
+        view.compare_b = _entry_of(view, b)
+        view.comparison = compare(a, b)
+        return
+    runs = [r for r in view.runs if r.is_evidence]
+    if len(runs) >= 2:
+        view.compare_a, view.compare_b = runs[-2], runs[-1]
+        older, newer = view.compare_a.report, view.compare_b.report
+        assert older is not None
+        assert newer is not None
+        view.comparison = compare(older, newer)
+
+
+def collect(
+    state_dir: Path,
+    *,
+    task_class: str | None = None,
+    tiers_path: Path | None = None,
+    compare_refs: tuple[str, str] | None = None,
+) -> SiteData:
+    """Read the state directory (and the tier file, when there is one) into :class:`SiteData`.
+
+    Raises :class:`CodegenieEvalError` when the state directory does not exist or a
+    ``compare_refs`` reference names no report.
+    """
+    if not state_dir.is_dir():
+        raise CodegenieEvalError(f"state directory {state_dir} does not exist")
+    chain = verify(state_dir)
+    views: dict[str, TaskClassView] = {}
+    for record in recorded(state_dir):
+        name = record.get("task_class")
+        if not isinstance(name, str) or _kind(record) == "repair":
+            continue
+        if task_class is not None and name != task_class:
+            continue
+        view = views.setdefault(name, TaskClassView(name=name, slug=slug(name)))
+        view.runs.append(_read_run(state_dir, record))
+    if task_class is not None and task_class not in views:
+        raise CodegenieEvalError(f"the audit chain in {state_dir} records no run of {task_class!r}")
+    tiers: TierConfig | None = None
+    tiers_error: str | None = None
+    if tiers_path is not None and tiers_path.is_file():
+        try:
+            tiers = load_tier_config(tiers_path)
+        except CodegenieEvalError as exc:
+            tiers_error = str(exc)
+    for view in views.values():
+        view.verdict, view.verdict_file = _newest_verdict(state_dir, view.name)
+        if tiers is not None:
+            view.current_tier = tiers.current_tier(view.name)
+        _comparison(view, compare_refs, state_dir)
+    return SiteData(
+        state_dir=state_dir,
+        chain=chain,
+        task_classes=[views[name] for name in sorted(views)],
+        tiers=tiers,
+        tiers_path=tiers_path,
+        tiers_error=tiers_error,
+        diffs_dir=StateDir(state_dir).diffs,
+    )

@@ -1,0 +1,31 @@
+// Sorting and filtering of the tables that ask for it (List.js, shipped alongside).
+// Loaded as a file, never inline: the pages' Content-Security-Policy runs no inline script.
+// A link can carry the view: index.html#filter=axios&sort=c-score:desc
+(function () {
+  "use strict";
+  if (typeof List !== "function") { return; }
+  var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  document.querySelectorAll("[data-list]").forEach(function (el) {
+    if (!el.id) { return; }
+    var names = el.getAttribute("data-list").split(",");
+    var list = new List(el.id, { valueNames: names });
+    var sort = (params.get("sort") || "").split(":");
+    if (sort[0] && names.indexOf(sort[0]) !== -1) {
+      list.sort(sort[0], { order: sort[1] === "desc" ? "desc" : "asc" });
+    }
+    var box = el.querySelector("input.search");
+    if (box) {
+      // List.js listens to keys; a pasted or autofilled filter must apply too
+      box.addEventListener("input", function () { list.search(box.value); });
+    }
+    var filter = params.get("filter");
+    if (filter) {
+      if (box) { box.value = filter; }
+      list.search(filter);
+    }
+    function mark() { el.setAttribute("data-shown", String(list.visibleItems.length)); }
+    list.on("updated", mark);
+    mark();
+    el.setAttribute("data-list-ready", String(list.items.length));
+  });
+})();

@@ -1,0 +1,284 @@
+"""The static results page (issue 16), built from real runs and read in a real, headless
+Chromium (Debian's package, driven by Playwright; nothing is downloaded).
+
+The overview lists each task class, the trend chart has one point per chain record, the
+case table one row per attempt, a case page shows its diff highlighted, and a hostile SUT's
+output stays text. The hostile test also shows the attack is live without the defences:
+with autoescaping off and no Content-Security-Policy the SUT's script runs in the viewer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_codegenie_eval import cli, htmlreport
+from pytest_codegenie_eval.htmlreport import charts
+from tests.conftest import REPO, copy_stub, run_cli
+
+BASE = ("-p", "no:cacheprovider")
+# What a hostile SUT prints and writes: if any of it runs, the page's <body> is marked.
+PAYLOAD = "<script>document.body.setAttribute('data-pwned', 'yes')</script>"
+IMG_PAYLOAD = "<img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">"
+HOSTILE_SUT = f"""
+import pathlib, sys
+ws = pathlib.Path(sys.argv[1])
+n = int((ws / "question.txt").read_text().split()[-1])
+(ws / "answer.txt").write_text(f"{{n + 1}}\\n")
+(ws / "notes.html").write_text({PAYLOAD!r} + {IMG_PAYLOAD!r} + "\\n")
+print({PAYLOAD!r})
+print({IMG_PAYLOAD!r}, file=sys.stderr)
+"""
+ARTIFACTS = Path(os.environ.get("CODEGENIE_TEST_ARTIFACTS", REPO / ".ci-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium from the system (``.ci/run`` installs Debian's ``chromium``)."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(
+            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    opened = context.new_page()
+    opened.requests = requests  # what the test checks: nothing but file:// is ever asked for
+    yield opened
+    context.close()
+
+
+def _url(path: Path, fragment: str = "") -> str:
+    return path.resolve().as_uri() + fragment
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four runs of ``stub`` (no-op, baseline, a subset, a hostile SUT) and one of ``other``,
+    made once for the module (the tests only read them)."""
+    root = tmp_path_factory.mktemp("results-page")
+    copy_stub(root)
+    other = copy_stub(root, "other")
+    registration = other / "registration.py"
+    registration.write_text(registration.read_text().replace('"stub"', '"other"'))
+    (root / "hostile.py").write_text(HOSTILE_SUT)
+    (root / "pytest.ini").write_text("[pytest]\n")
+    shutil.copy(REPO / "docs" / "trust-tiers.yaml", root / "tiers.yaml")
+    for args, code in (
+        (("--codegenie-bench=stub", "--codegenie-sut=noop"), cli.EXIT_GENERIC),
+        (("--codegenie-bench=stub",), cli.EXIT_OK),
+        (("--codegenie-bench=stub", "-k", "alpha"), cli.EXIT_OK),
+        (("--codegenie-bench=stub", "--codegenie-sut=python hostile.py {workspace}"), 0),
+        (("--codegenie-bench=other",), cli.EXIT_OK),
+    ):
+        done = run_cli(root, "run", *BASE, *args)
+        assert done.returncode == code, done.stdout + done.stderr
+    return root
+
+
+@pytest.fixture
+def state(project: Path) -> Path:
+    return project / ".codegenie" / "eval"
+
+
+def _build(project: Path, state: Path, out: Path) -> Path:
+    built = run_cli(
+        project, "report", "--out", str(out), "--state-dir", str(state), "--tiers", "tiers.yaml"
+    )
+    assert built.returncode == cli.EXIT_OK, built.stderr
+    assert "2 task class(es), 5 run(s), 6 case page(s)" in built.stdout
+    return out
+
+
+def test_the_site_shows_every_task_class_trend_cases_and_diffs(
+    project: Path, state: Path, page: Any, tmp_path: Path
+) -> None:
+    site = _build(project, state, tmp_path / "site")
+    page.goto(_url(site / "index.html"))
+    names = page.locator("section.task-class h2").all_inner_texts()
+    assert names == ["other", "stub"]
+    assert page.locator("#chain-status").inner_text().startswith("audit chain verified")
+    head = (state / "audit.jsonl").read_text().splitlines()[-1]
+    assert page.locator("#chain-head").inner_text() == json.loads(head)["hash"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "results-overview-1280x800.png"), full_page=True)
+
+    page.goto(_url(site / "tc" / "stub" / "index.html"))
+    records = [
+        json.loads(line)
+        for line in (state / "audit.jsonl").read_text().splitlines()
+        if json.loads(line)["task_class"] == "stub"
+    ]
+    complete = page.locator(f"#{charts.BOUND_COMPLETE_ID} use").count()
+    partial = page.locator(f"#{charts.BOUND_PARTIAL_ID} use").count()
+    assert (complete, partial) == (3, 1)  # one point per chain record, the subset hollow
+    assert complete + partial == len(records)
+    assert page.locator("#trend [id^=trend-threshold-]").count() == 3  # bronze, silver, gold
+    assert page.locator("table.runs tbody tr").count() == len(records)
+
+    # the case table has one row per case, and filters and sorts in the browser
+    cases = page.locator("#cases tbody tr")
+    assert cases.count() == 3
+    assert page.locator("#cases").get_attribute("data-list-ready") == "3"
+    page.fill("#cases input.search", "beta")
+    assert cases.count() == 1
+    assert cases.first.locator(".c-case").inner_text() == "beta"
+    page.goto(_url(site / "tc" / "stub" / "index.html", "#sort=c-case:desc"))
+    page.reload()  # a new fragment alone does not load the page again
+    assert page.locator("#cases tbody .c-case").all_inner_texts() == ["gamma", "beta", "alpha"]
+
+    # a case page: breakdown, and the diff the SUT made, highlighted by Pygments
+    page.locator("#cases .c-case a", has_text="alpha").click()
+    assert page.locator("#case-id").inner_text() == "alpha"
+    diff = page.locator("#diff .highlight")
+    assert "answer.txt" in diff.inner_text()
+    assert diff.locator(".gi").count() >= 1  # an inserted line, in Pygments' markup
+    assert page.locator("table.breakdown th").all_inner_texts() == [
+        "ANSWER_CORRECT",
+        "NO_EXTRA_FILES",
+    ]
+    assert all(url.startswith("file://") for url in page.requests), page.requests
+
+
+def test_a_hostile_sut_output_is_shown_as_text(
+    project: Path, state: Path, page: Any, tmp_path: Path
+) -> None:
+    site = _build(project, state, tmp_path / "site")
+    page.goto(_url(site / "tc" / "stub" / "cases" / "alpha.html"))
+    assert page.locator("body").get_attribute("data-pwned") is None
+    assert page.locator("#stdout").inner_text().strip() == PAYLOAD
+    assert page.locator("#stderr").inner_text().strip() == IMG_PAYLOAD
+    assert PAYLOAD in page.locator("#diff").inner_text()  # the file the SUT wrote
+    assert page.locator("#stdout script, #stderr img, #diff script, #diff img").count() == 0
+
+
+@pytest.mark.parametrize(
+    ("escape", "csp", "runs"),
+    [(False, False, True), (False, True, False), (True, False, False)],
+    ids=["no-defence", "csp-only", "escaping-only"],
+)
+def test_each_defence_alone_stops_the_hostile_output(
+    tmp_path: Path,
+    state: Path,
+    page: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    escape: bool,
+    csp: bool,
+    runs: bool,
+) -> None:
+    """Autoescaping and the Content-Security-Policy each stop the SUT's script; with both
+    removed it runs (the attack is live, so the test above can fail)."""
+    import jinja2
+
+    real = htmlreport._environment
+
+    def weakened() -> Any:
+        env: Any = real()
+        loader = env.loader
+
+        def load(name: str) -> str:
+            source = str(loader.get_source(env, name)[0])
+            return (
+                source if csp else re.sub(r"<meta http-equiv=\"Content-Security[^>]*>", "", source)
+            )
+
+        env = jinja2.Environment(
+            loader=jinja2.FunctionLoader(load),
+            autoescape=escape,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        return env
+
+    monkeypatch.setattr(htmlreport, "_environment", weakened)
+    out = tmp_path / "weak"
+    htmlreport.build_site(state, out)
+    page.goto(_url(out / "tc" / "stub" / "cases" / "alpha.html"))
+    pwned = page.locator("body").get_attribute("data-pwned")
+    assert (pwned is not None) is runs, pwned
+
+
+def test_the_pages_fit_a_phone(project: Path, state: Path, browser: Any, tmp_path: Path) -> None:
+    site = _build(project, state, tmp_path / "site")
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    for page_path in ("index.html", "tc/stub/index.html", "tc/stub/cases/alpha.html"):
+        phone.goto(_url(site / page_path))
+        width = phone.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], (page_path, width)  # wide tables scroll in their box
+    phone.goto(_url(site / "index.html"))
+    phone.screenshot(path=str(ARTIFACTS / "results-overview-390x844.png"), full_page=True)
+    context.close()
+
+
+def test_compare_page_shows_the_paired_numbers(
+    project: Path, state: Path, page: Any, tmp_path: Path
+) -> None:
+    """The compare page pairs the runs asked for with the numbers `codegenie-eval compare`
+    prints for them."""
+    runs = sorted((state / "runs").glob("*-stub.json"))
+    noop, baseline = runs[0], runs[1]
+    out = tmp_path / "site"
+    built = run_cli(
+        project,
+        "report",
+        "--out",
+        str(out),
+        "--state-dir",
+        str(state),
+        "--task-class",
+        "stub",
+        "--compare",
+        str(noop),
+        str(baseline),
+    )
+    assert built.returncode == cli.EXIT_OK, built.stderr
+    expected = json.loads(run_cli(project, "compare", str(noop), str(baseline), "--json").stdout)
+    page.goto(_url(out / "tc" / "stub" / "compare.html"))
+    rows = dict(
+        zip(
+            page.locator("#paired th").all_inner_texts(),
+            page.locator("#paired td").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert rows["paired cases"] == str(expected["paired"])
+    assert rows["mean difference"] == f"{expected['mean_delta']:+.3f}"
+    assert rows["95% lower bound on the difference"].startswith(
+        f"{expected['lower_bound_delta_95']:+.3f}"
+    )
+    assert page.locator("#deltas tbody tr").count() == 3
+    assert not (out / "tc" / "other").exists()  # --task-class builds that one only
+
+
+def test_session_end_builds_the_page_and_a_missing_state_dir_is_an_error(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    result = pytester.runpytest_inprocess(*BASE, "--codegenie-bench=stub", "--codegenie-html=html")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([f"results page: {pytester.path / 'html' / 'index.html'}"])
+    assert (pytester.path / "html" / "tc" / "stub" / "cases" / "gamma.html").is_file()
+    missing = run_cli(pytester.path, "report", "--out", "x", "--state-dir", "nowhere")
+    assert missing.returncode == cli.EXIT_GENERIC
+    assert "state directory nowhere does not exist" in missing.stderr

@@ -1,0 +1,53 @@
+"""The wheel ships what the package reads at run time: the results page's templates and
+static files, the type marker and both entry points (a user installs from the wheel, not
+from this checkout)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_the_wheel_holds_the_templates_static_files_and_entry_points(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",  # offline: setuptools and wheel come from the dev extra
+            "--wheel-dir",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("pytest_codegenie_eval-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    package = REPO / "pytest_codegenie_eval"
+    needed = [
+        p.relative_to(REPO).as_posix()
+        for folder in ("htmlreport/templates", "htmlreport/static")
+        for p in (package / folder).iterdir()
+    ]
+    assert len(needed) >= 10
+    missing = [name for name in [*needed, "pytest_codegenie_eval/py.typed"] if name not in names]
+    assert not missing, missing
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    for line in (
+        "codegenie_eval = pytest_codegenie_eval.plugin",
+        "codegenie_eval_hooks = pytest_codegenie_eval.hooks_plugin",
+        "codegenie-eval = pytest_codegenie_eval.cli:main",
+    ):
+        assert line in text
