@@ -282,3 +282,28 @@ def test_session_end_builds_the_page_and_a_missing_state_dir_is_an_error(
     missing = run_cli(pytester.path, "report", "--out", "x", "--state-dir", "nowhere")
     assert missing.returncode == cli.EXIT_GENERIC
     assert "state directory nowhere does not exist" in missing.stderr
+
+
+def test_a_tampered_report_or_diff_is_flagged_never_shown_as_recorded(
+    project: Path, tmp_path: Path
+) -> None:
+    """Whoever edits a report or a kept diff after the fact does not get it onto the page
+    as if it had been recorded."""
+    state = tmp_path / "state"
+    shutil.copytree(project / ".codegenie" / "eval", state)
+    newest = sorted((state / "runs").glob("*-stub.json"))[-1]
+    report = json.loads(newest.read_text())
+    alpha = next(c for c in report["cases"] if c["case_id"] == "alpha")
+    diff = state / "diffs" / alpha["diff_digest"][:2] / f"{alpha['diff_digest']}.diff"
+    diff.write_text("+ an edited diff\n")
+    out = htmlreport.build_site(state, tmp_path / "site").index.parent
+    case_page = (out / "tc" / "stub" / "cases" / "alpha.html").read_text()
+    assert "an edited diff" not in case_page
+    assert "no longer matches its recorded digest" in case_page
+
+    report["cases"][0]["score"] = 0.5
+    newest.write_text(json.dumps(report, indent=2) + "\n")
+    htmlreport.build_site(state, tmp_path / "site")
+    overview = (out / "index.html").read_text()
+    assert "audit chain DOES NOT VERIFY" in overview
+    assert "report does not match its record" in overview
