@@ -135,6 +135,9 @@ class CaseItem(pytest.Item):
             # the task class itself is broken, or a pin names a missing directory
             self._fail_with("harness.case_invalid", str(self.error), status="load_error")
         settings = bench.run_settings
+        if bench.executor is not None and bench.executor.has(self.nodeid):
+            self._remote(bench)
+            return
         cap = settings.max_cost_usd
         if cap is not None and settings.ledger is not None:
             spent = settings.ledger.total_usd()
@@ -173,6 +176,47 @@ class CaseItem(pytest.Item):
         except Exception as exc:
             # a harness bug still yields a recorded, failed case rather than a lost one
             self._fail_with("harness.internal_error", f"{type(exc).__name__}: {exc}")
+        attach_result(self, result)
+        if not result.passed:
+            raise CaseFailed(result)
+
+    def _remote(self, bench: BenchSession) -> None:
+        """Wait for this attempt's result from the Dask cluster, then record it here as a
+        local one is recorded: its diff kept, its cost in the ledger, its result cached."""
+        from pytest_codegenie_eval.cost_tag import Invocation, invocation_tag
+        from pytest_codegenie_eval.execution import cache_key, remember
+        from pytest_codegenie_eval.statedir import StateDir, store_diff
+
+        assert bench.executor is not None
+        assert self.task_class is not None
+        assert self.entry is not None
+        outcome = bench.executor.wait(self.nodeid)
+        settings = bench.run_settings
+        if outcome.result is None:
+            skipped = results.cost_cap_skipped(
+                self.task_class_name,
+                self.case_id,
+                self.nodeid,
+                self.entry.case.curation_class if self.entry.case else None,
+                self.repeat,
+            )
+            attach_result(self, skipped)
+            spent, cap = bench.executor.spent_usd, settings.max_cost_usd or 0.0
+            pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
+        result = outcome.result
+        if outcome.diff:
+            kept = store_diff(StateDir(bench.settings.state_dir).diffs, outcome.diff)
+            if kept != result.diff_digest:  # the worker's digest must name these bytes
+                result = result.model_copy(update={"diff_digest": kept})
+        if settings.ledger is not None and result.cost_usd:
+            tag = invocation_tag(settings.run_scope, self.task_class_name, self.case_id)
+            settings.ledger.record(
+                Invocation(tag, self.task_class_name, self.case_id, result.cost_usd)
+            )
+        sut = bench.sut_for(self.task_class)
+        remember(
+            settings, cache_key(self.entry, self.task_class, sut, settings, self.repeat), result
+        )
         attach_result(self, result)
         if not result.passed:
             raise CaseFailed(result)

@@ -88,6 +88,12 @@ def check_input_links(input_dir: Path) -> None:
                 )
 
 
+def case_files(case_dir: Path) -> list[tuple[str, Path]]:
+    """The files :func:`case_digest` covers, as (relative POSIX name, path); a link inside
+    the case is listed as the files it reaches."""
+    return list(_iter_files(case_dir))
+
+
 def case_digest(case_dir: Path) -> str:
     """BLAKE3 hex digest of a case directory (docs/bench-authoring.md)."""
     return hash_tree(_iter_files(case_dir))

@@ -69,6 +69,8 @@ _NOT_CACHED = frozenset(
         "sut.timeout",
         "rubric.timeout",
         "harness.worker_crashed",
+        "harness.worker_lost",
+        "harness.bundle_mismatch",
         "sut.tampered_bench",
         "rubric.tampered_bench",
     }
@@ -577,11 +579,9 @@ def run_case(
     if case is None or entry.error is not None:
         raise ValueError(f"case {entry.name} did not load: {entry.error}")
     key = cache_key(entry, task_class, sut, settings, repeat)
-    if settings.cache is not None:
-        hit = settings.cache.get(key)
-        if hit is not None:
-            update = {"cached": True, "cost_usd": 0.0, "nodeid": nodeid, "repeat": repeat}
-            return hit.model_copy(update=update)
+    hit = cached_result(settings, key, nodeid, repeat)
+    if hit is not None:
+        return hit
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
     try:
@@ -665,14 +665,35 @@ def run_case(
             shutil.rmtree(run_dir, ignore_errors=True)
         elif settings.kept_dir is not None:
             _keep(run_dir, settings.kept_dir / task_class.name / kept_name(case.case_id, repeat))
-    if settings.cache is not None and not any(m.code in _NOT_CACHED for m in result.failure_modes):
-        origin = CachedFrom(
-            run_scope=settings.run_scope,
-            cost_usd=result.cost_usd,
-            measured_at=datetime.now(UTC).isoformat(),
-        )
-        settings.cache.put(key, result.model_copy(update={"nodeid": "", "cached_from": origin}))
+    remember(settings, key, result)
     return result
+
+
+def cached_result(settings: RunSettings, key: str, nodeid: str, repeat: int) -> CaseResult | None:
+    """The cached result of an attempt, as this session reports it (cost 0: not spent now)."""
+    if settings.cache is None:
+        return None
+    hit = settings.cache.get(key)
+    if hit is None:
+        return None
+    return hit.model_copy(
+        update={"cached": True, "cost_usd": 0.0, "nodeid": nodeid, "repeat": repeat}
+    )
+
+
+def remember(settings: RunSettings, key: str, result: CaseResult) -> None:
+    """Cache a measured result with where it was measured (results a crash, a timeout or
+    tampering produced are never cached)."""
+    if settings.cache is None or any(m.code in _NOT_CACHED for m in result.failure_modes):
+        return
+    origin = CachedFrom(
+        run_scope=settings.run_scope,
+        cost_usd=result.cost_usd,
+        measured_at=datetime.now(UTC).isoformat(),
+    )
+    # where it ran (the Dask tries) is of that session; cached_from says where it came from
+    update = {"nodeid": "", "cached_from": origin, "executor_attempts": ()}
+    settings.cache.put(key, result.model_copy(update=update))
 
 
 def _sut_failures(run: SutRun, case: BenchCase) -> list[FailureMode]:

@@ -73,6 +73,9 @@ HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
         "harness.case_invalid": "the case could not be loaded",
         "harness.digest_mismatch": "the case's content does not match its digests.yaml pin",
         "harness.worker_crashed": "the pytest worker running the case crashed",
+        "harness.worker_lost": "the Dask worker running the case died, and so did its retry",
+        "harness.bundle_mismatch": "a Dask worker received task class or case bytes whose "
+        "digest differs from the one the controller computed",
         "harness.internal_error": "the harness itself failed while running the case",
     }
 )
@@ -196,6 +199,11 @@ def rubric_digest(directory: Path) -> str:
     taxonomy and task.md (what the agent is told), so editing any of them misses the
     cache; over-invalidating on a baseline edit is the safe direction.
     """
+    return hash_tree(definition_files(directory), domain=b"pytest-codegenie-eval task class v1\0")
+
+
+def definition_files(directory: Path) -> list[tuple[str, Path]]:
+    """The files :func:`rubric_digest` covers, as (relative POSIX name, path)."""
     files = []
     # pruned while walking: re-digested after every SUT run, it must not visit the cases
     for dirpath, dirnames, filenames in os.walk(directory):
@@ -215,7 +223,7 @@ def rubric_digest(directory: Path) -> str:
             if top and name.lower().startswith("readme"):
                 continue
             files.append((path.relative_to(directory).as_posix(), path))
-    return hash_tree(files, domain=b"pytest-codegenie-eval task class v1\0")
+    return files
 
 
 def parse_case_toml(path: Path) -> BenchCase:

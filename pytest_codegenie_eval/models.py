@@ -87,6 +87,16 @@ class CachedFrom(_Wire):
     measured_at: str
 
 
+class ExecutorAttempt(_Wire):
+    """One try of a case on a Dask worker (``--codegenie-executor``): a worker that dies
+    mid-case is retried once elsewhere, and both tries are recorded."""
+
+    worker: str
+    outcome: Literal["completed", "lost"]
+    # what the SUT reported; None when the worker died before the SUT could report it
+    cost_usd: NonNegFloat | None = None
+
+
 class CaseResult(_Wire):
     """The harness's record of one case in one run (what JSONL case lines are made of)."""
 
@@ -118,6 +128,8 @@ class CaseResult(_Wire):
     repeat: Annotated[int, Field(ge=1)] = 1  # which attempt of the case (--codegenie-repeat)
     # a cached result: the session that measured it and its cost then (cost_usd is 0 now)
     cached_from: CachedFrom | None = None
+    # under a Dask executor: each try of the case and the worker that ran it
+    executor_attempts: tuple[ExecutorAttempt, ...] = ()
 
     @property
     def block_failures(self) -> tuple[FailureMode, ...]:

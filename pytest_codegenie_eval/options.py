@@ -16,6 +16,7 @@ from pytest_codegenie_eval.sandbox import NetworkMode, SandboxMode
 from pytest_codegenie_eval.sut import SutLimits, SutPolicy
 
 if TYPE_CHECKING:
+    from pytest_codegenie_eval.dask_executor import ExecutorSpec
     from pytest_codegenie_eval.sharding import Shard
 
 GROUP = "codegenie-eval"
@@ -191,6 +192,13 @@ def add_options(parser: pytest.Parser) -> None:
         "unit of evidence (default 1)",
     )
     group.addoption(
+        "--codegenie-executor",
+        default=None,
+        metavar="WHERE",
+        help="where cases run: local (default), dask-local[:WORKERS] (a LocalCluster) or "
+        "dask://HOST:PORT (a running scheduler); needs the dask extra",
+    )
+    group.addoption(
         "--codegenie-html",
         default=None,
         metavar="DIR",
@@ -241,6 +249,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("codegenie_github_annotations", "on or off (default on)", default="")
     parser.addini("codegenie_cache", "score cache: on (default) or off", default="")
+    parser.addini("codegenie_executor", "local, dask-local[:N] or dask://HOST:PORT", default="")
     parser.addini("codegenie_html", "results page directory, built at session end", default="")
 
 
@@ -271,6 +280,11 @@ class Settings:
     github_annotations: bool = True
     shard: Shard | None = None
     html: Path | None = None  # --codegenie-html
+    executor: ExecutorSpec | None = None  # None: local (in pytest or its xdist workers)
+
+    @property
+    def executor_label(self) -> str:
+        return self.executor.label if self.executor is not None else "local"
 
 
 def _positive_seconds(config: pytest.Config, name: str, default: float) -> float:
@@ -320,6 +334,25 @@ def _path(root: Path, value: str) -> Path:
 def _optional_path(root: Path, config: pytest.Config, name: str) -> Path | None:
     raw = config.getoption(name) or config.getini(name)
     return _path(root, str(raw)) if raw else None
+
+
+def _executor(config: pytest.Config) -> ExecutorSpec | None:
+    raw = config.getoption("codegenie_executor") or config.getini("codegenie_executor")
+    if not raw or str(raw).strip() == "local":
+        return None
+    from pytest_codegenie_eval.dask_executor import parse_executor
+
+    try:
+        spec = parse_executor(str(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    workers = config.getoption("numprocesses", None)
+    if workers not in (None, 0, "0"):
+        raise pytest.UsageError(
+            f"--codegenie-executor={spec.label} and -n {workers}: one fan-out at a time (the "
+            "Dask cluster runs the cases in parallel; drop -n)"
+        )
+    return spec
 
 
 def _shard(config: pytest.Config) -> Shard | None:
@@ -405,6 +438,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         github_annotations=_on_off(config, "codegenie_github_annotations"),
         shard=_shard(config),
         html=_optional_path(root, config, "codegenie_html"),
+        executor=_executor(config),
     )
 
 

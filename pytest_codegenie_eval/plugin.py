@@ -99,11 +99,34 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     bench = config.stash.get(SESSION_KEY, None)
-    if bench is None or _is_worker(config) or not bench.settings.benches or bench.settings.fence:
+    if bench is None or _is_worker(config) or bench.settings.fence:
         return
-    from pytest_codegenie_eval.preflight import run_all
+    if bench.settings.benches:
+        from pytest_codegenie_eval.preflight import run_all
 
-    run_all(bench)
+        run_all(bench)
+    if bench.settings.executor is not None and not config.option.collectonly:
+        from pytest_codegenie_eval.preflight import start_executor
+
+        start_executor(bench)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A Dask executor: every selected, uncached case goes to the cluster now; each item
+    then waits for its own result (reported in item order)."""
+    bench = session.config.stash.get(SESSION_KEY, None)
+    if bench is None or bench.executor is None:
+        return
+    from pytest_codegenie_eval.dask_executor import submit_items
+
+    submit_items(bench, session.items)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is not None and bench.executor is not None:
+        bench.executor.close()
+        bench.executor = None
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

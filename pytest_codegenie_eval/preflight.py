@@ -142,6 +142,30 @@ def check_html(bench: BenchSession) -> None:
         raise pytest.UsageError(f"--codegenie-html: {exc}") from exc
 
 
+def start_executor(bench: BenchSession) -> None:
+    """``--codegenie-executor=dask…``: connect to the scheduler (or start the LocalCluster)
+    now, so an unreachable one is a usage error before any case starts."""
+    spec = bench.settings.executor
+    if spec is None or bench.executor is not None:
+        return
+    hook = bench.config.pluginmanager.hook.pytest_codegenie_eval_run_sut
+    hooks = [i for i in hook.get_hookimpls() if i.plugin_name != "codegenie_eval"]
+    if bench.settings.sut is None and hooks:
+        raise pytest.UsageError(
+            f"--codegenie-executor={spec.label}: the SUT is the pytest_codegenie_eval_run_sut "
+            "hook, which runs inside this pytest process and cannot run on a Dask worker; "
+            "give the agent as a command (--codegenie-sut='CMD {workspace}')"
+        )
+    from pytest_codegenie_eval.dask_executor import DaskRunner, ExecutorUnavailable
+
+    try:
+        bench.executor = DaskRunner(
+            spec, max_cost_usd=bench.settings.max_cost_usd, run_scope=bench.run_scope
+        )
+    except ExecutorUnavailable as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
 def run_all(bench: BenchSession) -> None:
     """Every preflight check that applies to this session."""
     check_state_dir(bench)

@@ -438,6 +438,15 @@ class EvalReporter:
                 lines.append(f"  sut isolation: {r.sut_isolation} (network {r.sut_network})")
             if r.sut_isolation in ("env-only", "mixed"):
                 lines.append(f"  WARNING: {self._sandbox_warning()}")
+            tries = [a for c in r.cases for a in c.executor_attempts]
+            if tries:
+                workers = len({a.worker for a in tries})
+                lost = sum(1 for a in tries if a.outcome == "lost")
+                lines.append(
+                    f"  executor: {self.bench.settings.executor_label}: "
+                    f"{sum(1 for c in r.cases if c.executor_attempts)} attempt(s) on {workers} "
+                    f"worker(s)" + (f", {lost} lost with their worker and retried" if lost else "")
+                )
             if r.rubric_isolation:
                 lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_isolation})")
             if outcome.error:

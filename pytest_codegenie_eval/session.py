@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -37,6 +38,9 @@ from pytest_codegenie_eval.sut import (
     resolve_sut,
 )
 
+if TYPE_CHECKING:
+    from pytest_codegenie_eval.dask_executor import DaskRunner
+
 PAYLOAD_PROPERTY = "codegenie_eval"
 
 
@@ -62,6 +66,7 @@ class BenchSession:
         self.run_scope = run_scope
         self.outcome = Outcome()
         self.compare_reference: BenchRunReport | None = None  # --codegenie-compare-to
+        self.executor: DaskRunner | None = None  # --codegenie-executor=dask…, once started
         self._loaded: dict[Path, LoadedTaskClass | CodegenieEvalError] = {}
         self._suts: dict[str, SutSpec] = {}
         self.targets = explicit_targets(config)

@@ -1,0 +1,585 @@
+"""Cases on a Dask cluster: ``--codegenie-executor=dask://HOST:PORT`` or ``dask-local[:N]``.
+
+pytest stays the controller. Once collection is done the plugin submits every selected,
+uncached case (:meth:`DaskRunner.submit`), and each item's ``runtest`` waits for its own
+future (:meth:`DaskRunner.wait`): the cluster runs the cases in parallel while the terminal
+reports them in item order.
+
+A worker runs exactly what a local case runs (:func:`run_on_worker`): the task class
+definition and the case travel as content (:class:`TaskClassBundle`, :class:`CaseBundle`)
+with the digests the controller computed, and the worker writes them into a directory of
+its own, digests them again and refuses the case (``harness.bundle_mismatch``) when a byte
+differs, so a worker never scores against another rubric than the controller digested.
+Then it runs :func:`~pytest_codegenie_eval.execution.run_case` with a sandboxed SUT and
+rubric, and returns the :class:`~pytest_codegenie_eval.models.CaseResult` and the diff.
+The controller caches the result and keeps the diff, as for a local case.
+
+- **Cost cap.** With ``--codegenie-max-cost-usd`` the controller keeps at most one case
+  per worker thread in flight and submits the next one as a result arrives; once the
+  recorded spend passes the cap it submits nothing more, sets a cluster-wide event that
+  makes a queued case return unstarted, and cancels the futures it has not submitted. A
+  case that already started finishes and is recorded: its spend is real.
+- **A worker that dies** mid-case: the case is submitted once more (Dask places it on a
+  live worker) and both tries are recorded in ``executor_attempts``; when the retry is
+  lost too the case fails with ``harness.worker_lost``. Either way it is never lost.
+- **A scheduler that cannot be reached** is a usage error before any case starts.
+
+Needs the ``dask`` extra (``pip install 'pytest-codegenie-eval[dask]'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_codegenie_eval import results
+from pytest_codegenie_eval.digests import case_digest, case_files
+from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.loader import (
+    CaseEntry,
+    LoadedTaskClass,
+    definition_files,
+    load_task_class,
+    rubric_digest,
+)
+from pytest_codegenie_eval.models import CaseResult, ExecutorAttempt
+from pytest_codegenie_eval.sut import SutPolicy, SutSpec, resolve_sut
+
+if TYPE_CHECKING:
+    from pytest_codegenie_eval.session import BenchSession
+
+EXECUTOR_HELP = "local (default), dask-local[:WORKERS] or dask://HOST:PORT"
+DEFAULT_LOCAL_WORKERS = 2
+CONNECT_TIMEOUT_S = 5.0
+_DASK_URL = re.compile(r"(?:dask|tcp)://(?P<host>[^\s/:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
+_EXTRA = "pip install 'pytest-codegenie-eval[dask]'"
+
+
+class ExecutorUnavailable(CodegenieEvalError):
+    """The Dask executor cannot be used: not installed, or the scheduler is unreachable."""
+
+
+# --------------------------------------------------------------------------- the option
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """Where cases run: ``local`` (in pytest, or its xdist workers), a ``LocalCluster``
+    this session starts, or an existing scheduler."""
+
+    kind: Literal["local", "dask-local", "dask"] = "local"
+    address: str = ""  # tcp://HOST:PORT for "dask"
+    workers: int = DEFAULT_LOCAL_WORKERS  # for "dask-local"
+
+    @property
+    def is_dask(self) -> bool:
+        return self.kind != "local"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "dask-local":
+            return f"dask-local:{self.workers}"
+        return self.address if self.kind == "dask" else "local"
+
+
+def parse_executor(text: str) -> ExecutorSpec:
+    """Parse the option value; raises ValueError naming what is accepted."""
+    value = text.strip()
+    if value in ("", "local"):
+        return ExecutorSpec()
+    if value == "dask-local" or value.startswith("dask-local:"):
+        raw = value.partition(":")[2] or str(DEFAULT_LOCAL_WORKERS)
+        if raw.isdigit() and 1 <= int(raw) <= 256:
+            return ExecutorSpec("dask-local", workers=int(raw))
+        raise ValueError(f"dask-local:WORKERS takes 1 to 256 workers, got {raw!r}")
+    match = _DASK_URL.fullmatch(value)
+    if match is not None and 0 < int(match.group("port")) < 65536:
+        return ExecutorSpec("dask", address=f"tcp://{match.group('host')}:{match.group('port')}")
+    raise ValueError(f"--codegenie-executor must be {EXECUTOR_HELP}, got {text!r}")
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+@dataclass(frozen=True)
+class TaskClassBundle:
+    """A task class definition as content: the files its rubric digest covers, and the
+    case pins (``cases/digests.yaml``)."""
+
+    name: str
+    rubric_digest: str
+    files: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class CaseBundle:
+    """One case directory as content, with the digest the controller computed."""
+
+    dir_name: str
+    case_digest: str
+    files: tuple[tuple[str, bytes], ...]
+
+
+def bundle_task_class(loaded: LoadedTaskClass) -> TaskClassBundle:
+    files = [(rel, path.read_bytes()) for rel, path in definition_files(loaded.directory)]
+    pins = loaded.directory / "cases" / "digests.yaml"
+    if pins.is_file():
+        files.append(("cases/digests.yaml", pins.read_bytes()))
+    return TaskClassBundle(loaded.name, loaded.rubric_digest, tuple(sorted(files)))
+
+
+def bundle_case(entry: CaseEntry) -> CaseBundle:
+    files = tuple(sorted((rel, path.read_bytes()) for rel, path in case_files(entry.directory)))
+    return CaseBundle(entry.directory.name, entry.digest, files)
+
+
+def _write_files(root: Path, files: Iterable[tuple[str, bytes]]) -> None:
+    for rel, data in files:
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root.resolve()):
+            raise CodegenieEvalError(f"bundle path {rel!r} leaves its directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """Everything but the task class a worker needs to run one attempt of a case."""
+
+    nodeid: str
+    task_class: str
+    case_id: str
+    case: CaseBundle
+    sut: SutSpec
+    sut_option: str | None  # --codegenie-sut, to find the baseline in the worker's copy
+    policy: SutPolicy
+    rubric_sandbox: str
+    cassette_dir: Path | None
+    cassette_digest: str
+    run_scope: str
+    repeat: int
+    import_timeout_s: float
+    stop_event: str  # the name of the cluster-wide "cost cap reached" event
+
+
+@dataclass(frozen=True)
+class WorkerReply:
+    """What a worker sends back: the result (None when the cost cap stopped the case
+    before it started), the diff the SUT made, and which worker ran it."""
+
+    result: CaseResult | None
+    diff: str
+    worker: str
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
+
+
+def _stopped(name: str) -> bool:
+    try:
+        from distributed import Event
+
+        event: Any = Event  # untyped in distributed
+        return bool(event(name).is_set())
+    except (ImportError, ValueError):  # not on a worker (a direct call in a test)
+        return False
+
+
+def _mismatch(job: CaseJob, detail: str, worker: str) -> WorkerReply:
+    result = results.harness_failure(
+        job.task_class,
+        job.case_id,
+        job.nodeid,
+        "harness.bundle_mismatch",
+        detail,
+        "crashed",
+        job.repeat,
+    )
+    return WorkerReply(result, "", worker)
+
+
+def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
+    """Run one attempt on a Dask worker, exactly as a local case runs (module docstring)."""
+    from pytest_codegenie_eval.cost_tag import CostLedger
+    from pytest_codegenie_eval.execution import RunSettings, run_case
+    from pytest_codegenie_eval.statedir import read_diff
+
+    worker = _worker_address()
+    if _stopped(job.stop_event):
+        return WorkerReply(None, "", worker)
+    scratch = Path(tempfile.mkdtemp(prefix="codegenie-dask-"))
+    try:
+        tc_dir = scratch / bundle.name
+        _write_files(tc_dir, bundle.files)
+        got = rubric_digest(tc_dir)
+        if got != bundle.rubric_digest:
+            return _mismatch(
+                job,
+                f"task class {bundle.name}: the worker's copy digests to {got[:16]}…, the "
+                f"controller's to {bundle.rubric_digest[:16]}…; refusing to score against "
+                "another rubric",
+                worker,
+            )
+        case_dir = tc_dir / "cases" / job.case.dir_name
+        _write_files(case_dir, job.case.files)
+        got = case_digest(case_dir)
+        if got != job.case.case_digest:
+            return _mismatch(
+                job,
+                f"case {job.case_id}: the worker's copy digests to {got[:16]}…, the "
+                f"controller's to {job.case.case_digest[:16]}…",
+                worker,
+            )
+        loaded = load_task_class(tc_dir, import_timeout_s=job.import_timeout_s)
+        entry = loaded.by_dir[job.case.dir_name]
+        sut = job.sut
+        if sut.kind == "baseline":
+            # the baseline lives in the task class: run the worker's (verified) copy
+            sut = resolve_sut(
+                job.sut_option,
+                baseline_script=loaded.task_class.baseline_sut_path,
+                rootdir=tc_dir,
+                hook_identity=None,
+            )
+            if sut.digest != job.sut.digest:
+                return _mismatch(job, "the baseline SUT's bytes differ on the worker", worker)
+        settings = RunSettings(
+            cache=None,  # the controller caches
+            ledger=CostLedger(scratch / "ledger.jsonl"),
+            run_scope=job.run_scope,
+            cassette_dir=job.cassette_dir,
+            cassette_digest=job.cassette_digest,
+            sut_policy=job.policy,
+            rubric_sandbox=job.rubric_sandbox,
+            diff_dir=scratch / "diffs",
+        )
+        result = run_case(loaded, entry, sut, settings, nodeid=job.nodeid, repeat=job.repeat)
+        diff = read_diff(scratch / "diffs", result.diff_digest) if result.diff_digest else None
+        return WorkerReply(result, diff or "", worker)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the controller
+
+
+@dataclass
+class _Pending:
+    job: CaseJob
+    bundle: TaskClassBundle
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: WorkerReply | None = None
+    lost: list[ExecutorAttempt] = field(default_factory=list)
+    error: str | None = None
+    future: Any = None
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :meth:`DaskRunner.wait` hands an item: a result (with its diff), or ``None``
+    for a case the cost cap kept from starting."""
+
+    result: CaseResult | None
+    diff: str = ""
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ExecutorUnavailable(
+            f"--codegenie-executor needs Dask's distributed, which is not installed: {_EXTRA}"
+        ) from exc
+    return distributed
+
+
+class DaskRunner:
+    """The controller's side: connect (or start a LocalCluster), submit, wait, close."""
+
+    def __init__(self, spec: ExecutorSpec, *, max_cost_usd: float | None, run_scope: str) -> None:
+        distributed = _import_distributed()
+        self.spec = spec
+        self.max_cost_usd = max_cost_usd
+        self.stop_event = f"codegenie-eval-cost-cap-{run_scope}"
+        self.cluster: Any = None
+        try:
+            if spec.kind == "dask-local":
+                import dask
+
+                # a worker that dies fails its task at once: the controller retries it
+                # itself, once, so that both tries are known and recorded
+                with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                    self.cluster = distributed.LocalCluster(
+                        n_workers=spec.workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                    )
+                self.client = distributed.Client(self.cluster, timeout=CONNECT_TIMEOUT_S)
+            else:
+                self.client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise ExecutorUnavailable(
+                f"--codegenie-executor={spec.label}: the Dask scheduler cannot be reached "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        self._lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._queue: list[str] = []  # submitted when a slot frees (cost cap only)
+        self._spent = 0.0
+        self._stopped = False
+        self._in_flight = 0
+        self._closed = False
+
+    # -- submission ----------------------------------------------------------------------
+    def capacity(self) -> int:
+        info = self.client.scheduler_info()
+        return max(1, sum(int(w.get("nthreads", 1)) for w in info["workers"].values()))
+
+    def submit(self, jobs: list[tuple[CaseJob, TaskClassBundle]]) -> None:
+        """Submit the jobs: all at once, or one per worker thread under a cost cap."""
+        with self._lock:
+            for job, bundle in jobs:
+                # the bundle travels inside each task, not scattered once: scattered data
+                # dies with the worker holding it, and the retry would have nothing to read
+                self._pending[job.nodeid] = _Pending(job, bundle)
+                self._queue.append(job.nodeid)
+            limit = len(self._queue) if self.max_cost_usd is None else self.capacity()
+            while self._queue and self._in_flight < limit:
+                self._start(self._queue.pop(0))
+
+    def _start(self, nodeid: str) -> None:
+        """Submit one try (the caller holds the lock)."""
+        pending = self._pending[nodeid]
+        tries = len(pending.lost) + 1
+        digest = hashlib.blake2b(nodeid.encode(), digest_size=8).hexdigest()
+        future = self.client.submit(
+            run_on_worker,
+            pending.bundle,
+            pending.job,
+            key=f"codegenie-case-{digest}-try{tries}-{os.urandom(4).hex()}",
+            pure=False,
+        )
+        pending.future = future
+        self._in_flight += 1
+        future.add_done_callback(lambda f, n=nodeid: self._finished(n, f))
+
+    def has(self, nodeid: str) -> bool:
+        return nodeid in self._pending
+
+    # -- completion (runs on the client's thread) -----------------------------------------
+    def _finished(self, nodeid: str, future: Any) -> None:
+        from distributed.scheduler import KilledWorker
+
+        with self._lock:
+            self._in_flight -= 1
+            pending = self._pending[nodeid]
+            if future is not pending.future or self._closed:
+                return
+            try:
+                reply: WorkerReply = future.result()
+            except KilledWorker as exc:
+                worker = getattr(getattr(exc, "last_worker", None), "address", "") or "unknown"
+                pending.lost.append(ExecutorAttempt(worker=str(worker), outcome="lost"))
+                if len(pending.lost) < 2 and not self._stopped:
+                    self._start(nodeid)  # once more, on a live worker
+                    return
+                pending.done.set()
+            except BaseException as exc:  # cancelled, or the worker function raised
+                pending.error = f"{type(exc).__name__}: {exc}"
+                pending.done.set()
+            else:
+                pending.reply = reply
+                if reply.result is not None:
+                    self._spent += reply.result.cost_usd
+                pending.done.set()
+            self._after_result()
+
+    def _after_result(self) -> None:
+        """Enforce the cost cap, then fill the free slot (the caller holds the lock)."""
+        cap = self.max_cost_usd
+        if cap is not None and self._spent > cap and not self._stopped:
+            self._stopped = True
+            from distributed import Event
+
+            event: Any = Event  # untyped in distributed
+            event(self.stop_event, client=self.client).set()
+            for nodeid in self._queue:
+                self._pending[nodeid].cancelled = True
+                self._pending[nodeid].done.set()
+            self._queue.clear()
+        if self._queue and not self._stopped:
+            self._start(self._queue.pop(0))
+
+    # -- waiting (the item's runtest) --------------------------------------------------------
+    def wait(self, nodeid: str) -> Outcome:
+        pending = self._pending[nodeid]
+        pending.done.wait()
+        job = pending.job
+        if pending.cancelled or (pending.reply is not None and pending.reply.result is None):
+            return Outcome(None)
+        if pending.error is not None:
+            return Outcome(
+                results.harness_failure(
+                    job.task_class,
+                    job.case_id,
+                    job.nodeid,
+                    "harness.internal_error",
+                    f"the Dask task failed: {pending.error}",
+                    "crashed",
+                    job.repeat,
+                )
+            )
+        if pending.reply is None:  # both tries lost with their workers
+            where = ", ".join(a.worker for a in pending.lost)
+            lost = results.harness_failure(
+                job.task_class,
+                job.case_id,
+                job.nodeid,
+                "harness.worker_lost",
+                f"the Dask worker died during the case, and again during its retry ({where}); "
+                "what the SUT spent in those tries is unknown",
+                "crashed",
+                job.repeat,
+            )
+            return Outcome(lost.model_copy(update={"executor_attempts": tuple(pending.lost)}))
+        reply = pending.reply
+        assert reply.result is not None
+        result = reply.result
+        done = ExecutorAttempt(worker=reply.worker, outcome="completed", cost_usd=result.cost_usd)
+        result = result.model_copy(update={"executor_attempts": (*pending.lost, done)})
+        return Outcome(result, reply.diff)
+
+    @property
+    def spent_usd(self) -> float:
+        return self._spent
+
+    def close(self) -> None:
+        self._closed = True
+        client = getattr(self, "client", None)
+        if client is not None:
+            futures = [p.future for p in getattr(self, "_pending", {}).values() if p.future]
+            if futures:
+                client.cancel(futures, force=True)
+            client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+
+def submit_items(bench: BenchSession, items: Iterable[Any]) -> int:
+    """Submit every runnable, uncached case item of the session; returns how many."""
+    from pytest_codegenie_eval.collection import CaseItem
+    from pytest_codegenie_eval.execution import cache_key, cached_result
+
+    runner = bench.executor
+    assert runner is not None
+    settings = bench.run_settings
+    bundles: dict[str, TaskClassBundle] = {}
+    jobs: list[tuple[CaseJob, TaskClassBundle]] = []
+    for item in items:
+        if not isinstance(item, CaseItem) or item.error is not None:
+            continue
+        loaded, entry = item.task_class, item.entry
+        if loaded is None or entry is None or entry.case is None or entry.error is not None:
+            continue  # runs (and fails) in the item itself
+        try:
+            sut = bench.sut_for(loaded)
+        except CodegenieEvalError:
+            continue
+        key = cache_key(entry, loaded, sut, settings, item.repeat)
+        if cached_result(settings, key, item.nodeid, item.repeat) is not None:
+            continue  # a cache hit costs nothing: the item reads it itself
+        if loaded.name not in bundles:
+            bundles[loaded.name] = bundle_task_class(loaded)
+        job = job_for(
+            nodeid=item.nodeid,
+            loaded=loaded,
+            entry=entry,
+            sut=sut,
+            sut_option=bench.settings.sut,
+            policy=settings.sut_policy,
+            rubric_sandbox=settings.rubric_sandbox,
+            cassette_dir=settings.cassette_dir,
+            cassette_digest=settings.cassette_digest,
+            run_scope=settings.run_scope,
+            repeat=item.repeat,
+            import_timeout_s=bench.settings.import_timeout_s,
+            stop_event=runner.stop_event,
+        )
+        jobs.append((job, bundles[loaded.name]))
+    runner.submit(jobs)
+    return len(jobs)
+
+
+def job_for(
+    *,
+    nodeid: str,
+    loaded: LoadedTaskClass,
+    entry: CaseEntry,
+    sut: SutSpec,
+    sut_option: str | None,
+    policy: SutPolicy,
+    rubric_sandbox: str,
+    cassette_dir: Path | None,
+    cassette_digest: str,
+    run_scope: str,
+    repeat: int,
+    import_timeout_s: float,
+    stop_event: str,
+) -> CaseJob:
+    """A :class:`CaseJob` for one attempt of a loaded case."""
+    assert entry.case is not None
+    return CaseJob(
+        nodeid=nodeid,
+        task_class=loaded.name,
+        case_id=entry.case.case_id,
+        case=bundle_case(entry),
+        sut=sut,
+        sut_option=sut_option,
+        policy=policy,
+        rubric_sandbox=rubric_sandbox,
+        cassette_dir=cassette_dir,
+        cassette_digest=cassette_digest,
+        run_scope=run_scope,
+        repeat=repeat,
+        import_timeout_s=import_timeout_s,
+        stop_event=stop_event,
+    )
+
+
+__all__ = [
+    "CaseBundle",
+    "CaseJob",
+    "DaskRunner",
+    "ExecutorSpec",
+    "ExecutorUnavailable",
+    "Outcome",
+    "TaskClassBundle",
+    "WorkerReply",
+    "bundle_case",
+    "bundle_task_class",
+    "job_for",
+    "parse_executor",
+    "run_on_worker",
+    "submit_items",
+]

@@ -1,0 +1,264 @@
+"""Cases on a real Dask LocalCluster with two worker processes (issue 17); no mocks of Dask.
+
+The shipped benches give the aggregate a local run gives; a worker killed mid-case yields a
+retried case or ``harness.worker_lost``, never a lost one; the cost cap stops submission;
+a worker that receives other task-class bytes than the controller digested refuses the
+case (and, without that check, would have scored the agent with the other rubric).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_codegenie_eval import cli
+from pytest_codegenie_eval.dask_executor import (
+    DaskRunner,
+    ExecutorSpec,
+    bundle_task_class,
+    job_for,
+    parse_executor,
+    run_on_worker,
+)
+from pytest_codegenie_eval.loader import load_task_class, rubric_digest
+from pytest_codegenie_eval.sut import SutPolicy, resolve_sut
+from tests.conftest import REPO, copy_stub, newest_report, repin, run_cli
+
+pytest.importorskip("distributed")
+
+DASK = "--codegenie-executor=dask-local:2"
+RUN = ("run", "-p", "no:cacheprovider")
+# A SUT that kills the Dask worker it runs under (its parent, with the sandbox off) in
+# every try, or only in the first try of each case ("once": a marker file remembers).
+KILLER = """
+import os, pathlib, signal, sys
+workspace, markers, mode = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+marker = markers / os.environ["CODEGENIE_CASE_ID"]
+if mode == "always" or not marker.exists():
+    marker.touch()
+    os.kill(os.getppid(), signal.SIGKILL)
+    os._exit(1)
+n = int((workspace / "question.txt").read_text().split()[-1])
+(workspace / "answer.txt").write_text(f"{n + 1}\\n")
+"""
+# Answers right, reports a cost, and takes a moment (so that cases overlap on the cluster).
+SPENDER = """
+import json, pathlib, sys, time
+workspace = pathlib.Path(sys.argv[1])
+n = int((workspace / "question.txt").read_text().split()[-1])
+(workspace / "answer.txt").write_text(f"{n + 1}\\n")
+(workspace / ".codegenie").mkdir(exist_ok=True)
+(workspace / ".codegenie" / "sut-result.json").write_text(json.dumps({"cost_usd": 0.4}))
+time.sleep(0.5)
+"""
+
+
+def _report_of(state: Path, task_class: str) -> dict[str, Any]:
+    (path,) = sorted((state / "runs").glob(f"*-{task_class}.json"))[-1:]
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def test_parse_executor_values() -> None:
+    assert parse_executor("local").kind == "local"
+    assert parse_executor("dask-local").workers == 2
+    assert parse_executor("dask-local:4").label == "dask-local:4"
+    assert parse_executor("dask://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+    for bad in ("dask-local:0", "dask://host", "dask://host:99999", "ray://x:1", "dask-local:x"):
+        with pytest.raises(ValueError, match="dask"):
+            parse_executor(bad)
+
+
+def test_the_shipped_benches_give_the_local_aggregate(tmp_path: Path) -> None:
+    benches = (
+        "--codegenie-bench=vuln-remediation",
+        "--codegenie-bench=migration-chainguard-distroless",
+    )
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    done = run_cli(REPO, *RUN, *benches, f"--codegenie-state-dir={local}")
+    assert done.returncode == cli.EXIT_OK, done.stdout[-3000:]
+    done = run_cli(REPO, *RUN, *benches, f"--codegenie-state-dir={remote}", DASK)
+    assert done.returncode == cli.EXIT_OK, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "executor: dask-local:2:" in done.stdout
+    for task_class in ("vuln-remediation", "migration-chainguard-distroless"):
+        a, b = _report_of(local, task_class), _report_of(remote, task_class)
+        for name in ("run_id", "n", "passed_count", "mean", "lower_bound_95", "bound"):
+            assert a[name] == b[name], (task_class, name)
+        tries = [t for c in b["cases"] for t in c["executor_attempts"]]
+        assert len(tries) == len(b["cases"])  # every case ran on a worker, once
+        assert all(t["worker"].startswith("tcp://127.0.0.1:") for t in tries)
+        assert all(c["sut_isolation"] == a["cases"][0]["sut_isolation"] for c in b["cases"])
+    # the diffs came back with the results and are kept on the controller
+    case = _report_of(remote, "vuln-remediation")["cases"][0]
+    digest = case["diff_digest"]
+    assert (remote / "diffs" / digest[:2] / f"{digest}.diff").is_file()
+
+
+@pytest.fixture
+def killer(pytester: pytest.Pytester, stub_bench: Path) -> Path:
+    (pytester.path / "killer.py").write_text(KILLER)
+    markers = pytester.path / "markers"
+    markers.mkdir()
+    return markers
+
+
+def _run_killer(pytester: pytest.Pytester, markers: Path, mode: str, case: str) -> Any:
+    return run_cli(
+        pytester.path,
+        *RUN,
+        "--codegenie-bench=stub",
+        "--codegenie-sut-sandbox=none",  # the SUT must see (and kill) its worker
+        f"--codegenie-sut=python killer.py {{workspace}} {markers} {mode}",
+        DASK,
+        "-k",
+        case,
+    )
+
+
+def test_a_worker_killed_mid_case_is_retried_once_and_both_tries_recorded(
+    pytester: pytest.Pytester, killer: Path
+) -> None:
+    done = _run_killer(pytester, killer, "once", "alpha")
+    assert done.returncode == cli.EXIT_OK, done.stdout[-3000:]
+    (case,) = newest_report(pytester.path)["cases"]
+    assert case["passed"]
+    tries = case["executor_attempts"]
+    assert [t["outcome"] for t in tries] == ["lost", "completed"]
+    assert tries[0]["cost_usd"] is None  # the worker died before the SUT could report
+    assert "1 lost with their worker and retried" in done.stdout
+
+
+def test_a_case_whose_retry_dies_too_is_recorded_as_worker_lost(
+    pytester: pytest.Pytester, killer: Path
+) -> None:
+    done = _run_killer(pytester, killer, "always", "beta")
+    assert done.returncode == cli.EXIT_GENERIC
+    report = newest_report(pytester.path)
+    (case,) = report["cases"]
+    assert [fm["code"] for fm in case["failure_modes"]] == ["harness.worker_lost"]
+    assert [t["outcome"] for t in case["executor_attempts"]] == ["lost", "lost"]
+    assert report["block_failure_count"] == 1
+
+
+def test_the_cost_cap_stops_submission_across_the_cluster(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    for i in range(5):  # eight cases in all
+        case = stub_bench / "cases" / f"more{i}"
+        shutil.copytree(stub_bench / "cases" / "alpha", case)
+        toml = (case / "case.toml").read_text().replace('"alpha"', f'"more{i}"')
+        (case / "case.toml").write_text(toml.replace("0011223344556611", f"00112233445566a{i}"))
+    repin(stub_bench)
+    (pytester.path / "spender.py").write_text(SPENDER)
+    done = run_cli(
+        pytester.path,
+        *RUN,
+        "--codegenie-bench=stub",
+        "--codegenie-sut=python spender.py {workspace}",
+        "--codegenie-max-cost-usd=0.5",
+        DASK,
+    )
+    assert done.returncode == cli.EXIT_COST_CAP, done.stdout[-3000:]
+    report = newest_report(pytester.path)
+    assert report["incomplete_reason"] == "cost_cap"
+    ran = [c for c in report["cases"] if c["status"] == "scored"]
+    # two in flight (one per worker); the cap is passed by the second result, and at most
+    # the one submitted after the first result had started: never the other five
+    assert 2 <= len(ran) <= 3, [c["case_id"] for c in ran]
+    assert report["skipped_count"] == 8 - len(ran)
+    assert report["total_cost_usd"] == pytest.approx(0.4 * len(ran))
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[DaskRunner]:
+    started = DaskRunner(ExecutorSpec("dask-local", workers=2), max_cost_usd=None, run_scope="t")
+    yield started
+    started.close()
+
+
+ALWAYS_ONE = """
+from pytest_codegenie_eval.rubric import serve
+
+def score(case, out):
+    return {"score": 1.0, "breakdown": {"ANSWER_CORRECT": 1.0, "NO_EXTRA_FILES": 1.0}}
+
+if __name__ == "__main__":
+    serve(score)
+"""
+
+
+def test_a_worker_refuses_task_class_bytes_the_controller_did_not_digest(
+    tmp_path: Path, runner: DaskRunner
+) -> None:
+    loaded = load_task_class(copy_stub(tmp_path))
+    bundle = bundle_task_class(loaded)
+    entry = loaded.by_dir["alpha"]
+    job = job_for(
+        nodeid="alpha",
+        loaded=loaded,
+        entry=entry,
+        sut=resolve_sut("noop", baseline_script=None, rootdir=tmp_path, hook_identity=None),
+        sut_option="noop",
+        policy=SutPolicy(),
+        rubric_sandbox="auto",
+        cassette_dir=None,
+        cassette_digest="",
+        run_scope="t",
+        repeat=1,
+        import_timeout_s=60,
+        stop_event=runner.stop_event,
+    )
+    honest = runner.client.submit(run_on_worker, bundle, job, pure=False).result()
+    assert honest.result.score == 0.0  # the no-op agent answers nothing
+    swapped = tuple(
+        (rel, ALWAYS_ONE.encode() if rel == "rubric.py" else data) for rel, data in bundle.files
+    )
+    tampered = replace(bundle, files=swapped)
+    refused = runner.client.submit(run_on_worker, tampered, job, pure=False).result()
+    assert [fm.code for fm in refused.result.failure_modes] == ["harness.bundle_mismatch"]
+    assert not refused.result.passed
+    assert "refusing to score against another rubric" in refused.result.failure_modes[0].detail
+
+    # the attack is live without the check: the same bytes with their own digest score 1.0
+    forged_dir = tmp_path / "forged" / "stub"
+    for rel, data in swapped:
+        (forged_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (forged_dir / rel).write_bytes(data)
+    forged = replace(tampered, rubric_digest=rubric_digest(forged_dir))
+    scored = runner.client.submit(run_on_worker, forged, job, pure=False).result()
+    assert scored.result.score == 1.0
+
+
+def test_usage_errors_before_any_case_starts(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    base = ("-p", "no:cacheprovider", "--codegenie-bench=stub")
+    both = pytester.runpytest_inprocess(*base, DASK, "-n", "2")
+    assert both.ret == pytest.ExitCode.USAGE_ERROR
+    assert "one fan-out at a time" in both.stderr.str()
+    gone = pytester.runpytest_inprocess(*base, "--codegenie-executor=dask://127.0.0.1:9")
+    assert gone.ret == pytest.ExitCode.USAGE_ERROR
+    assert "the Dask scheduler cannot be reached" in gone.stderr.str()
+    assert not list((pytester.path / ".codegenie" / "eval").glob("runs/*"))
+    pytester.makeconftest(
+        "def pytest_codegenie_eval_run_sut(case, workspace, task_class, env):\n    return {}\n"
+    )
+    hooked = pytester.runpytest_inprocess(*base, DASK)
+    assert hooked.ret == pytest.ExitCode.USAGE_ERROR
+    assert "cannot run on a Dask worker" in hooked.stderr.str()
+
+
+def test_results_are_cached_on_the_controller(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    first = run_cli(pytester.path, *RUN, "--codegenie-bench=stub", DASK)
+    assert first.returncode == cli.EXIT_OK, first.stdout[-3000:]
+    measured = newest_report(pytester.path)
+    again = run_cli(pytester.path, *RUN, "--codegenie-bench=stub", DASK)
+    assert again.returncode == cli.EXIT_OK
+    assert "cache hits 3/3" in again.stdout
+    cached = newest_report(pytester.path)
+    assert cached["run_id"] == measured["run_id"]
+    assert all(not c["executor_attempts"] for c in cached["cases"])  # nothing was submitted
