@@ -142,16 +142,7 @@ class CaseItem(pytest.Item):
         if cap is not None and settings.ledger is not None:
             spent = settings.ledger.total_usd()
             if spent > cap:
-                # the controller sees the cap in the report this record joins
-                skipped = results.cost_cap_skipped(
-                    self.task_class_name,
-                    self.case_id,
-                    self.nodeid,
-                    self.entry.case.curation_class if self.entry.case else None,
-                    self.repeat,
-                )
-                attach_result(self, skipped)
-                pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
+                self._skip_for_cost_cap(spent, cap)
         try:
             sut = bench.sut_for(self.task_class)
         except CodegenieEvalError as exc:
@@ -180,6 +171,20 @@ class CaseItem(pytest.Item):
         if not result.passed:
             raise CaseFailed(result)
 
+    def _skip_for_cost_cap(self, spent: float, cap: float) -> NoReturn:
+        """Record the attempt as kept from starting by the cost cap (the controller sees
+        the cap in the report this record joins), and skip the item."""
+        case = self.entry.case if self.entry is not None else None
+        skipped = results.cost_cap_skipped(
+            self.task_class_name,
+            self.case_id,
+            self.nodeid,
+            case.curation_class if case else None,
+            self.repeat,
+        )
+        attach_result(self, skipped)
+        pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
+
     def _remote(self, bench: BenchSession) -> None:
         """Wait for this attempt's result from the Dask cluster, then record it here as a
         local one is recorded: its diff kept, its cost in the ledger, its result cached."""
@@ -193,16 +198,7 @@ class CaseItem(pytest.Item):
         outcome = bench.executor.wait(self.nodeid)
         settings = bench.run_settings
         if outcome.result is None:
-            skipped = results.cost_cap_skipped(
-                self.task_class_name,
-                self.case_id,
-                self.nodeid,
-                self.entry.case.curation_class if self.entry.case else None,
-                self.repeat,
-            )
-            attach_result(self, skipped)
-            spent, cap = bench.executor.spent_usd, settings.max_cost_usd or 0.0
-            pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
+            self._skip_for_cost_cap(bench.executor.spent_usd, settings.max_cost_usd or 0.0)
         result = outcome.result
         if outcome.diff:
             kept = store_diff(StateDir(bench.settings.state_dir).diffs, outcome.diff)

@@ -59,6 +59,18 @@ def _shard_job(root: Path, index: int, state: Path, *extra: str) -> Any:
     )
 
 
+def _bronze_verdict(root: Path, state: Path) -> Any:
+    """``promote-verdict`` for bronze on the stub's evidence in ``state``."""
+    return run_cli(
+        root,
+        "promote-verdict",
+        "--task-class=stub",
+        "--tier=bronze",
+        f"--state-dir={state}",
+        "--tiers=tiers.yaml",
+    )
+
+
 @pytest.fixture
 def matrix(pytester: pytest.Pytester, stub_bench: Path) -> tuple[Path, list[str]]:
     """Three shard jobs' state directories under artifacts/ (shard 2 with xdist)."""
@@ -115,14 +127,7 @@ def test_three_shard_jobs_merge_into_the_single_machine_run(
     shutil.copy(REPO / "docs" / "trust-tiers.yaml", pytester.path / "tiers.yaml")
     verdicts = []
     for state in (final, pytester.path / ".codegenie" / "eval"):
-        out = run_cli(
-            pytester.path,
-            "promote-verdict",
-            "--task-class=stub",
-            "--tier=bronze",
-            f"--state-dir={state}",
-            "--tiers=tiers.yaml",
-        )
+        out = _bronze_verdict(pytester.path, state)
         assert "no run reports" not in out.stdout, out.stdout
         verdicts.append(out.stdout.replace(str(state), "STATE").splitlines()[:-1])
     assert verdicts[0] == verdicts[1]  # the same evidence: the same verdict, word for word
@@ -244,14 +249,7 @@ def test_a_state_dir_of_shards_is_no_evidence_until_merged(
     assert kinds == ["shard", "shard", "shard"]
     out = run_cli(pytester.path, "merge", str(state), "--state-dir", str(state))
     assert out.returncode == cli.EXIT_OK, out.stderr
-    verdict = run_cli(
-        pytester.path,
-        "promote-verdict",
-        "--task-class=stub",
-        "--tier=bronze",
-        f"--state-dir={state}",
-        "--tiers=tiers.yaml",
-    )
+    verdict = _bronze_verdict(pytester.path, state)
     # the merged run is judged on its bound alone (three cases are too few for bronze),
     # not refused as missing or partial evidence
     reasons = [line for line in verdict.stdout.splitlines() if line.startswith("  - ")]
