@@ -29,6 +29,7 @@ Needs the ``dask`` extra (``pip install 'pytest-codegenie-eval[dask]'``).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -36,8 +37,9 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_codegenie_eval import results
@@ -47,6 +49,7 @@ from pytest_codegenie_eval.loader import (
     CaseEntry,
     LoadedTaskClass,
     definition_files,
+    load_cases,
     load_task_class,
     rubric_digest,
 )
@@ -170,7 +173,7 @@ class CaseJob:
     run_scope: str
     repeat: int
     import_timeout_s: float
-    stop_event: str  # the name of the cluster-wide "cost cap reached" event
+    stop_event: str  # the cluster-wide "cost cap reached" event ("" without a cost cap)
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,15 @@ class WorkerReply:
     worker: str
 
 
+def _warm_up() -> str:
+    """Import what a case needs on a worker (run on every worker when the runner starts)."""
+    import pytest_codegenie_eval.execution
+    import pytest_codegenie_eval.rubric  # noqa: F401
+    from pytest_codegenie_eval import __version__
+
+    return __version__
+
+
 def _worker_address() -> str:
     try:
         from distributed import get_worker
@@ -193,12 +205,14 @@ def _worker_address() -> str:
 
 
 def _stopped(name: str) -> bool:
+    if not name:  # no cost cap: nothing can stop a case
+        return False
     try:
         from distributed import Event
 
         event: Any = Event  # untyped in distributed
         return bool(event(name).is_set())
-    except (ImportError, ValueError):  # not on a worker (a direct call in a test)
+    except (ImportError, ValueError, RuntimeError):  # not on a worker, no client
         return False
 
 
@@ -215,6 +229,54 @@ def _mismatch(job: CaseJob, detail: str, worker: str) -> WorkerReply:
     return WorkerReply(result, "", worker)
 
 
+# A worker loads each task class definition once (its registration is imported in a child
+# interpreter, ~50 ms): by rubric digest, in a directory of its own, re-checked before use.
+_DEFINITIONS: dict[str, LoadedTaskClass] = {}
+_DEFINITIONS_LOCK = threading.Lock()
+
+
+def _definition(bundle: TaskClassBundle, import_timeout_s: float) -> LoadedTaskClass | str:
+    """The loaded definition of ``bundle`` on this worker, or why its bytes are refused."""
+    with _DEFINITIONS_LOCK:
+        known = _DEFINITIONS.get(bundle.rubric_digest)
+        if known is not None and rubric_digest(known.directory) == bundle.rubric_digest:
+            return known
+        root = Path(tempfile.mkdtemp(prefix="codegenie-dask-definition-"))
+        atexit.register(shutil.rmtree, root, True)
+        tc_dir = root / bundle.name
+        _write_files(tc_dir, bundle.files)
+        (tc_dir / "cases").mkdir(parents=True, exist_ok=True)
+        got = rubric_digest(tc_dir)
+        if got != bundle.rubric_digest:
+            return (
+                f"task class {bundle.name}: the worker's copy digests to {got[:16]}…, the "
+                f"controller's to {bundle.rubric_digest[:16]}…; refusing to score against "
+                "another rubric"
+            )
+        loaded = load_task_class(tc_dir, import_timeout_s=import_timeout_s)
+        _DEFINITIONS[bundle.rubric_digest] = loaded
+        return loaded
+
+
+def _case_entry(loaded: LoadedTaskClass, job: CaseJob, scratch: Path) -> CaseEntry | str:
+    """The job's case written under ``scratch``, loaded as the loader loads any case (its
+    pin checked against the task class's ``digests.yaml``), or why it is refused."""
+    cases_dir = scratch / "cases"
+    case_dir = cases_dir / job.case.dir_name
+    _write_files(case_dir, job.case.files)
+    pins = loaded.directory / "cases" / "digests.yaml"
+    if pins.is_file():
+        shutil.copyfile(pins, cases_dir / "digests.yaml")
+    got = case_digest(case_dir)
+    if got != job.case.case_digest:
+        return (
+            f"case {job.case_id}: the worker's copy digests to {got[:16]}…, the "
+            f"controller's to {job.case.case_digest[:16]}…"
+        )
+    entries, _ = load_cases(cases_dir)
+    return next(e for e in entries if e.name == job.case.dir_name)
+
+
 def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
     """Run one attempt on a Dask worker, exactly as a local case runs (module docstring)."""
     from pytest_codegenie_eval.cost_tag import CostLedger
@@ -224,38 +286,32 @@ def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
     worker = _worker_address()
     if _stopped(job.stop_event):
         return WorkerReply(None, "", worker)
+    definition = _definition(bundle, job.import_timeout_s)
+    if isinstance(definition, str):
+        return _mismatch(job, definition, worker)
     scratch = Path(tempfile.mkdtemp(prefix="codegenie-dask-"))
     try:
-        tc_dir = scratch / bundle.name
-        _write_files(tc_dir, bundle.files)
-        got = rubric_digest(tc_dir)
-        if got != bundle.rubric_digest:
-            return _mismatch(
-                job,
-                f"task class {bundle.name}: the worker's copy digests to {got[:16]}…, the "
-                f"controller's to {bundle.rubric_digest[:16]}…; refusing to score against "
-                "another rubric",
-                worker,
+        entry = _case_entry(definition, job, scratch)
+        if isinstance(entry, str):
+            return _mismatch(job, entry, worker)
+        if entry.error is not None or entry.case is None:
+            failed = results.load_error(
+                job.task_class, job.case_id, job.nodeid, entry.error, None, job.repeat
             )
-        case_dir = tc_dir / "cases" / job.case.dir_name
-        _write_files(case_dir, job.case.files)
-        got = case_digest(case_dir)
-        if got != job.case.case_digest:
-            return _mismatch(
-                job,
-                f"case {job.case_id}: the worker's copy digests to {got[:16]}…, the "
-                f"controller's to {job.case.case_digest[:16]}…",
-                worker,
-            )
-        loaded = load_task_class(tc_dir, import_timeout_s=job.import_timeout_s)
-        entry = loaded.by_dir[job.case.dir_name]
+            return WorkerReply(failed, "", worker)
+        loaded = replace(
+            definition,
+            cases=(entry,),
+            orphan_pins=(),
+            by_dir=MappingProxyType({entry.name: entry}),
+        )
         sut = job.sut
         if sut.kind == "baseline":
             # the baseline lives in the task class: run the worker's (verified) copy
             sut = resolve_sut(
                 job.sut_option,
                 baseline_script=loaded.task_class.baseline_sut_path,
-                rootdir=tc_dir,
+                rootdir=loaded.directory,
                 hook_identity=None,
             )
             if sut.digest != job.sut.digest:
@@ -318,7 +374,8 @@ class DaskRunner:
         distributed = _import_distributed()
         self.spec = spec
         self.max_cost_usd = max_cost_usd
-        self.stop_event = f"codegenie-eval-cost-cap-{run_scope}"
+        # without a cap there is nothing to stop, and no worker asks the scheduler
+        self.stop_event = f"codegenie-eval-cost-cap-{run_scope}" if max_cost_usd is not None else ""
         self.cluster: Any = None
         try:
             if spec.kind == "dask-local":
@@ -341,6 +398,17 @@ class DaskRunner:
             raise ExecutorUnavailable(
                 f"--codegenie-executor={spec.label}: the Dask scheduler cannot be reached "
                 f"({type(exc).__name__}: {exc})"
+            ) from exc
+        try:
+            # import the harness on every worker now, in parallel: part of starting the
+            # cluster, not of the first case each worker runs
+            self.client.run(_warm_up)
+        except Exception as exc:
+            self.close()
+            raise ExecutorUnavailable(
+                f"--codegenie-executor={spec.label}: the workers cannot import "
+                f"pytest_codegenie_eval ({type(exc).__name__}: {exc}); install the same "
+                f"version on them ({_EXTRA})"
             ) from exc
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
