@@ -262,3 +262,26 @@ def test_results_are_cached_on_the_controller(pytester: pytest.Pytester, stub_be
     cached = newest_report(pytester.path)
     assert cached["run_id"] == measured["run_id"]
     assert all(not c["executor_attempts"] for c in cached["cases"])  # nothing was submitted
+
+
+def test_an_existing_scheduler_is_used_by_its_address(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    """``dask://HOST:PORT``: a cluster the team runs (here one started beside the test)."""
+    import distributed
+
+    local_cluster: Any = distributed.LocalCluster  # untyped in distributed
+    with local_cluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        address = str(cluster.scheduler_address).replace("tcp://", "dask://")
+        done = run_cli(
+            pytester.path, *RUN, "--codegenie-bench=stub", f"--codegenie-executor={address}"
+        )
+        assert done.returncode == cli.EXIT_OK, done.stdout[-3000:] + done.stderr[-2000:]
+        workers = set(cluster.scheduler_info["workers"])
+    report = newest_report(pytester.path)
+    assert report["passed_count"] == 3
+    ran_on = {t["worker"] for c in report["cases"] for t in c["executor_attempts"]}
+    assert ran_on <= workers
+    assert ran_on  # the cases ran on that cluster's workers, not in pytest
