@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,13 @@ def test_a_hostile_sut_output_is_shown_as_text(
     assert page.locator("#stderr").inner_text().strip() == IMG_PAYLOAD
     assert PAYLOAD in page.locator("#diff").inner_text()  # the file the SUT wrote
     assert page.locator("#stdout script, #stderr img, #diff script, #diff img").count() == 0
+    # the raw diff the page links to is text too, not a page the SUT wrote
+    raw = page.locator("#diff a", has_text="raw diff").get_attribute("href")
+    assert raw is not None
+    page.goto(_url(site / "tc" / "stub" / "cases" / raw))
+    assert PAYLOAD in page.content().replace("&lt;", "<").replace("&gt;", ">")
+    assert page.evaluate("document.body && document.body.getAttribute('data-pwned')") is None
+    assert page.locator("script, img").count() == 0
 
 
 @pytest.mark.parametrize(
@@ -307,3 +315,23 @@ def test_a_tampered_report_or_diff_is_flagged_never_shown_as_recorded(
     overview = (out / "index.html").read_text()
     assert "audit chain DOES NOT VERIFY" in overview
     assert "report does not match its record" in overview
+
+
+@pytest.mark.parametrize("module", ["jinja2", "pygments", "matplotlib"])
+def test_without_the_html_extra_the_error_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, module: str, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # an import of it now fails
+    with pytest.raises(htmlreport.HtmlDependencyMissing, match=r"\[html\]") as err:
+        htmlreport.build_site(tmp_path, tmp_path / "site")
+    assert module in str(err.value)
+
+
+def test_a_session_asking_for_the_page_without_the_extra_stops_before_any_case(
+    pytester: pytest.Pytester, stub_bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    result = pytester.runpytest_inprocess(*BASE, "--codegenie-bench=stub", "--codegenie-html=x")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "pytest-codegenie-eval[html]" in result.stderr.str()
+    assert not (pytester.path / ".codegenie" / "eval" / "runs").exists()
