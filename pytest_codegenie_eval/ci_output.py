@@ -50,7 +50,12 @@ def step_summary(
     """The Markdown appended to ``$GITHUB_STEP_SUMMARY``."""
     parts: list[str] = []
     for report, verdict in reports:
-        state = "complete" if report.complete else f"**PARTIAL** ({report.incomplete_reason})"
+        if report.complete:
+            state = "complete"
+        elif report.shard is not None and report.incomplete_reason == "shard":
+            state = f"shard {report.shard.label} (merge the shards for the run)"
+        else:
+            state = f"**PARTIAL** ({report.incomplete_reason})"
         parts += [
             f"### codegenie eval: {_md(report.task_class)}",
             "",

@@ -130,3 +130,13 @@ def test_a_failure_detail_cannot_forge_a_workflow_command() -> None:
     assert "\n" not in line
     assert line.startswith("::error file=bench/t/cases/c/case.toml,line=1,title=codegenie t/c::")
     assert "%0A::error title=forged" in line
+
+
+def test_a_shard_reads_as_a_shard_in_the_step_summary(
+    pytester: pytest.Pytester, stub_bench: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.runpytest_inprocess(*BASE, "--codegenie-shard=1/3").assert_outcomes(passed=1)
+    assert "| shard 1/3 (merge the shards for the run) |" in summary.read_text()
+    assert "PARTIAL" not in summary.read_text()
