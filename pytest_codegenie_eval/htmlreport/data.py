@@ -69,9 +69,13 @@ class TaskClassView:
 
     @property
     def latest(self) -> RunEntry | None:
-        """The newest run of the task class (shards are parts of a run, not runs)."""
+        """The newest run of the task class. Shards are parts of a run, so a shard is shown
+        only where no whole run is recorded (a shard job's own page)."""
         runs = [r for r in self.runs if r.is_evidence]
-        return runs[-1] if runs else None
+        if runs:
+            return runs[-1]
+        shards = [r for r in self.runs if r.report is not None]
+        return shards[-1] if shards else None
 
 
 @dataclass

@@ -335,3 +335,14 @@ def test_a_session_asking_for_the_page_without_the_extra_stops_before_any_case(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "pytest-codegenie-eval[html]" in result.stderr.str()
     assert not (pytester.path / ".codegenie" / "eval" / "runs").exists()
+
+
+def test_a_shard_jobs_page_shows_its_shard(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    """A CI shard job's own page: no whole run is recorded, so its shard is shown as one."""
+    result = pytester.runpytest_inprocess(
+        *BASE, "--codegenie-bench=stub", "--codegenie-shard=2/3", "--codegenie-html=html"
+    )
+    result.assert_outcomes(passed=1, deselected=2)
+    overview = (pytester.path / "html" / "index.html").read_text()
+    assert "shard 2/3" in overview
+    assert (pytester.path / "html" / "tc" / "stub" / "cases" / "gamma.html").is_file()
