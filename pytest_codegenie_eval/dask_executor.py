@@ -388,7 +388,7 @@ class DaskRunner:
                         n_workers=spec.workers,
                         threads_per_worker=1,
                         processes=True,
-                        dashboard_address=None,
+                        dashboard_address=":0",  # any free port: never clash with 8787
                     )
                 self.client = distributed.Client(self.cluster, timeout=CONNECT_TIMEOUT_S)
             else:

@@ -272,7 +272,7 @@ def test_an_existing_scheduler_is_used_by_its_address(
 
     local_cluster: Any = distributed.LocalCluster  # untyped in distributed
     with local_cluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster:
         address = str(cluster.scheduler_address).replace("tcp://", "dask://")
         done = run_cli(

@@ -188,7 +188,10 @@ def _mutate(tc: Path, mutation: str, failure_modes: str) -> None:
             fh.write(f'"ghost": "{"0" * 64}"\n')
     elif mutation == "pin-duplicate":
         text = (cases / "digests.yaml").read_text()
-        line = next(x for x in text.splitlines() if x.startswith('"alpha"'))
+        # (after pins-not-yaml there is no pin line left to repeat: repeat a made-up one)
+        line = next(
+            (x for x in text.splitlines() if x.startswith('"alpha"')), f'"alpha": "{"0" * 64}"'
+        )
         (cases / "digests.yaml").write_text(text + line + "\n")
     elif mutation == "pins-not-yaml":
         (cases / "digests.yaml").write_text("alpha: [\n")
