@@ -185,6 +185,11 @@ def _parser() -> argparse.ArgumentParser:
     html.add_argument("--task-class", default=None, help="only this task class")
     html.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
     html.add_argument(
+        "--bench-root",
+        default=None,
+        help=_DEFAULT_HELP["bench_root"] + "; verdicts are judged afresh from the chain with it",
+    )
+    html.add_argument(
         "--compare",
         nargs=2,
         default=None,
@@ -428,6 +433,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             task_class=args.task_class,
             tiers_path=Path(args.tiers),
             compare_refs=tuple(args.compare) if args.compare else None,
+            bench_root=Path(args.bench_root),
         )
     except CodegenieEvalError as exc:
         print(f"codegenie-eval report: {exc}", file=sys.stderr)

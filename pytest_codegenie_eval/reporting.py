@@ -275,7 +275,12 @@ class EvalReporter:
 
         settings = self.bench.settings
         try:
-            built = build_site(settings.state_dir, out, tiers_path=settings.tiers_path)
+            built = build_site(
+                settings.state_dir,
+                out,
+                tiers_path=settings.tiers_path,
+                bench_root=settings.bench_root,
+            )
         except (CodegenieEvalError, OSError) as exc:
             self.write_errors.append(f"could not build the results page in {out}: {exc}")
             return

@@ -216,6 +216,7 @@ def build_site(
     task_class: str | None = None,
     tiers_path: Path | None = None,
     compare_refs: tuple[str, str] | None = None,
+    bench_root: Path | None = None,
 ) -> SiteSummary:
     """Build the static site for ``state_dir`` into ``out`` (created; pages of an earlier
     build there are replaced). Raises :class:`HtmlDependencyMissing` without the html
@@ -224,7 +225,11 @@ def build_site(
     from pytest_codegenie_eval import __version__
 
     site = collect(
-        state_dir, task_class=task_class, tiers_path=tiers_path, compare_refs=compare_refs
+        state_dir,
+        task_class=task_class,
+        tiers_path=tiers_path,
+        compare_refs=compare_refs,
+        bench_root=bench_root,
     )
     if (out / "tc").is_dir():
         shutil.rmtree(out / "tc")  # pages of task classes no longer asked for

@@ -9,6 +9,7 @@ sibling modules.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,9 @@ class TaskClassView:
     runs: list[RunEntry] = field(default_factory=list)
     verdict: PromotionVerdict | None = None
     verdict_file: str | None = None
+    verdicts_ignored: int = 0  # newer recommendation files that do not match the chain
+    verdict_recomputed: bool = False  # judged from the chain when the page was built
+    verdict_error: str | None = None  # why it could not be judged then
     current_tier: str | None = None
     comparison: Comparison | None = None
     compare_a: RunEntry | None = None
@@ -122,24 +126,59 @@ def _read_run(state_dir: Path, record: dict[str, object]) -> RunEntry:
     )
 
 
-def _newest_verdict(state_dir: Path, task_class: str) -> tuple[PromotionVerdict | None, str]:
-    """The newest recommendation written for the task class (their names sort by time)."""
+def _newest_verdict(
+    state_dir: Path, task_class: str, hashes: set[str], digests: set[str]
+) -> tuple[PromotionVerdict | None, str, int]:
+    """The newest recommendation for the task class that matches the audit chain, its
+    file, and how many newer ones were set aside.
+
+    A recommendation file is not itself chained, so one is shown only when the chain head
+    it was judged at is a record of this chain and every report it judged is recorded
+    there: a hand-written "SUFFICIENT" never reaches the page.
+    """
     folder = StateDir(state_dir).recommendations
-    best: tuple[str, PromotionVerdict] | None = None
     try:
-        names = sorted(p.name for p in folder.glob("*.json"))
+        names = sorted((p.name for p in folder.glob("*.json")), reverse=True)
     except OSError:
         names = []
+    ignored = 0
     for name in names:
         try:
-            verdict = PromotionVerdict.model_validate_json((folder / name).read_bytes())
-        except (OSError, ValidationError):
+            # a recommendation file wraps the verdict (evidence.write_recommendation)
+            payload = json.loads((folder / name).read_bytes())
+            verdict = PromotionVerdict.model_validate(payload.get("verdict"))
+        except (OSError, ValueError, AttributeError):  # ValidationError is a ValueError
             continue
-        if verdict.task_class == task_class and (best is None or name >= best[0]):
-            best = (name, verdict)
-    if best is None:
-        return None, ""
-    return best[1], best[0]
+        if verdict.task_class != task_class:
+            continue
+        if verdict.chain_head in hashes and set(verdict.report_digests) <= digests:
+            return verdict, name, ignored
+        ignored += 1
+    return None, "", ignored
+
+
+def _recompute(
+    view: TaskClassView, state_dir: Path, bench_root: Path, tiers_path: Path, tiers: TierConfig
+) -> None:
+    """Judge the task class's recorded evidence now, as ``promote-verdict`` would (read
+    only: no recommendation is written), for the tier its newest recommendation asked for,
+    else the tier above its current one."""
+    from pytest_codegenie_eval.evidence import evaluate_recorded
+    from pytest_codegenie_eval.loader import load_task_class, resolve_task_class_dir
+
+    try:
+        tier = view.verdict.tier if view.verdict is not None else tiers.next_tier(view.current_tier)
+        if tier is None:
+            return  # already at the highest tier
+        loaded = load_task_class(resolve_task_class_dir(bench_root, view.name))
+        view.verdict = evaluate_recorded(
+            state_dir=state_dir, tiers_path=tiers_path, task_class=loaded.task_class, tier=tier
+        )
+    except CodegenieEvalError as exc:
+        view.verdict_error = str(exc)
+        return
+    view.verdict_recomputed = True
+    view.verdict_file = None
 
 
 def _entry_of(view: TaskClassView, report: BenchRunReport) -> RunEntry | None:
@@ -179,8 +218,13 @@ def collect(
     task_class: str | None = None,
     tiers_path: Path | None = None,
     compare_refs: tuple[str, str] | None = None,
+    bench_root: Path | None = None,
 ) -> SiteData:
     """Read the state directory (and the tier file, when there is one) into :class:`SiteData`.
+
+    With ``bench_root`` and a tier file, each task class's verdict is judged afresh from
+    the chain (as ``promote-verdict`` judges, writing nothing); otherwise the newest
+    recommendation file that matches the chain is shown, and says so.
 
     Raises :class:`CodegenieEvalError` when the state directory does not exist or a
     ``compare_refs`` reference names no report.
@@ -189,7 +233,11 @@ def collect(
         raise CodegenieEvalError(f"state directory {state_dir} does not exist")
     chain = verify(state_dir)
     views: dict[str, TaskClassView] = {}
+    hashes: set[str] = set()
+    digests: set[str] = set()
     for record in recorded(state_dir):
+        hashes.add(str(record.get("hash", "")))
+        digests.add(str(record.get("report_digest", "")))
         name = record.get("task_class")
         if not isinstance(name, str) or _kind(record) == "repair":
             continue
@@ -207,9 +255,13 @@ def collect(
         except CodegenieEvalError as exc:
             tiers_error = str(exc)
     for view in views.values():
-        view.verdict, view.verdict_file = _newest_verdict(state_dir, view.name)
+        view.verdict, view.verdict_file, view.verdicts_ignored = _newest_verdict(
+            state_dir, view.name, hashes, digests
+        )
         if tiers is not None:
             view.current_tier = tiers.current_tier(view.name)
+            if bench_root is not None and bench_root.is_dir() and tiers_path is not None:
+                _recompute(view, state_dir, bench_root, tiers_path, tiers)
         _comparison(view, compare_refs, state_dir)
     return SiteData(
         state_dir=state_dir,

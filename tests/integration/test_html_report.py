@@ -346,3 +346,48 @@ def test_a_shard_jobs_page_shows_its_shard(pytester: pytest.Pytester, stub_bench
     overview = (pytester.path / "html" / "index.html").read_text()
     assert "shard 2/3" in overview
     assert (pytester.path / "html" / "tc" / "stub" / "cases" / "gamma.html").is_file()
+
+
+def test_the_verdict_is_judged_from_the_chain_not_read_from_a_file(
+    project: Path, tmp_path: Path
+) -> None:
+    """A recommendation file is not chained: whoever writes one could put "SUFFICIENT" on
+    the page. With the bench root the page judges the evidence itself; without it, a file
+    is shown only when it matches the chain, and says where it came from."""
+    state = tmp_path / "state"
+    shutil.copytree(project / ".codegenie" / "eval", state)
+    done = run_cli(
+        project,
+        "promote-verdict",
+        "--task-class=stub",
+        "--tier=bronze",
+        f"--state-dir={state}",
+        "--tiers=tiers.yaml",
+    )
+    assert "evidence INSUFFICIENT" in done.stdout
+    (genuine,) = (state / "recommendations").glob("*.json")
+    forged = json.loads(genuine.read_text())
+    forged["verdict"].update(evidence_sufficient=True, reasons=[], next_step=None)
+    (state / "recommendations" / "29991231T000000Z-stub-bronze.json").write_text(json.dumps(forged))
+
+    def overview(**kwargs: Any) -> str:
+        out = tmp_path / f"site-{len(kwargs)}"
+        htmlreport.build_site(state, out, tiers_path=project / "tiers.yaml", **kwargs)
+        return (out / "index.html").read_text()
+
+    judged = overview(bench_root=project / "bench")
+    stub = judged[judged.index('data-task-class="stub"') :]
+    assert "bronze: evidence INSUFFICIENT" in stub
+    assert "judged from the audit chain when this page was built" in stub
+    # the attack is live without judging: the forged file matches the chain, so it shows
+    shown = overview()
+    stub = shown[shown.index('data-task-class="stub"') :]
+    assert "bronze: evidence SUFFICIENT" in stub
+    assert "29991231T000000Z-stub-bronze.json" in stub  # and says which file it is
+    # a file judged at a head this chain never had is set aside altogether
+    forged["verdict"]["chain_head"] = "f" * 64
+    (state / "recommendations" / "29991231T000000Z-stub-bronze.json").write_text(json.dumps(forged))
+    aside = overview()
+    stub = aside[aside.index('data-task-class="stub"') :]
+    assert "bronze: evidence INSUFFICIENT" in stub
+    assert "1 newer recommendation file set aside" in stub
