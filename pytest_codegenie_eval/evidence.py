@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from pytest_codegenie_eval.audit import recorded, verify
+from pytest_codegenie_eval.audit import VerifyResult, recorded, verify
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
 from pytest_codegenie_eval.promotion import PromotionGate
 from pytest_codegenie_eval.registry import TaskClass
@@ -38,21 +38,26 @@ class Evidence:
     digests: tuple[str, ...]
 
 
+def counts_as_evidence(kind: object, report: BenchRunReport) -> bool:
+    """Whether a recorded report is a run: a repair note is not, and a shard is a part of a
+    run, never evidence alone (the merged record stands for it)."""
+    return kind not in ("repair", "shard") and report.shard is None
+
+
 def recorded_evidence(state_dir: Path, task_class: str) -> Evidence:
     """Every run report of ``task_class`` that the audit chain names, in chain order
     (shard reports left out: ``codegenie-eval merge`` records the run they are parts of)."""
     reports: list[BenchRunReport] = []
     digests: list[str] = []
     for record in recorded(state_dir):
-        # a shard is a part of a run, never evidence alone: the merged record stands for it
-        if record.get("task_class") != task_class or record.get("kind") in ("repair", "shard"):
-            continue
+        if record.get("task_class") != task_class or record.get("kind") == "repair":
+            continue  # a repair's report is its note, not a run report
         path = state_dir / str(record.get("report_path", ""))
         try:
             report = BenchRunReport.model_validate_json(path.read_bytes())
         except (OSError, ValidationError):
             continue
-        if report.shard is not None:
+        if not counts_as_evidence(record.get("kind"), report):
             continue
         reports.append(report)
         digests.append(str(record.get("report_digest", "")))
@@ -71,18 +76,29 @@ class _Window:
 def _window(state_dir: Path, tiers_path: Path, task_class: TaskClass) -> _Window:
     """Load the tiers, verify the chain and cut the task class's evidence window."""
     gate = PromotionGate(load_tier_config(tiers_path))
-    check = verify(state_dir)
-    evidence = recorded_evidence(state_dir, task_class.name)
+    return _cut(gate, recorded_evidence(state_dir, task_class.name), verify(state_dir), task_class)
+
+
+def _cut(
+    gate: PromotionGate, evidence: Evidence, check: VerifyResult, task_class: TaskClass
+) -> _Window:
     reports = gate.evidence_window(evidence.reports, task_class=task_class.name)
     digests = evidence.digests[-len(reports) :] if reports else ()
     return _Window(gate, reports, digests, check.ok, check.head)
 
 
-def evaluate_recorded(
-    *, state_dir: Path, tiers_path: Path, task_class: TaskClass, tier: str
+def judge(
+    *,
+    gate: PromotionGate,
+    evidence: Evidence,
+    check: VerifyResult,
+    task_class: TaskClass,
+    tier: str,
 ) -> PromotionVerdict:
-    """Verify the chain and judge the task class's evidence window for ``tier``."""
-    w = _window(state_dir, tiers_path, task_class)
+    """Judge evidence already read (and the chain check already made) for ``tier``: what
+    :func:`evaluate_recorded` does after reading, for a caller that has read it (the
+    results page)."""
+    w = _cut(gate, evidence, check, task_class)
     return w.gate.evaluate(
         task_class=task_class,
         tier=tier,
@@ -90,6 +106,19 @@ def evaluate_recorded(
         chain_verified=w.chain_verified,
         chain_head=w.chain_head,
         report_digests=w.digests,
+    )
+
+
+def evaluate_recorded(
+    *, state_dir: Path, tiers_path: Path, task_class: TaskClass, tier: str
+) -> PromotionVerdict:
+    """Verify the chain and judge the task class's evidence window for ``tier``."""
+    return judge(
+        gate=PromotionGate(load_tier_config(tiers_path)),
+        evidence=recorded_evidence(state_dir, task_class.name),
+        check=verify(state_dir),
+        task_class=task_class,
+        tier=tier,
     )
 
 

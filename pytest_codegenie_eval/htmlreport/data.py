@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from pytest_codegenie_eval.audit import VerifyResult, recorded, verify
 from pytest_codegenie_eval.compare import Comparison, compare
 from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.evidence import counts_as_evidence
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
 from pytest_codegenie_eval.statedir import StateDir
 from pytest_codegenie_eval.tiers import TierConfig, load_tier_config
@@ -45,13 +46,14 @@ class RunEntry:
     created_at: str
     run_id: str
     report_path: str
+    report_digest: str  # what the record says the report's bytes digest to
     report_verified: bool  # the report's bytes match the record's digest
     report: BenchRunReport | None  # None: missing or unreadable
 
     @property
     def is_evidence(self) -> bool:
-        """A whole run (not a shard) whose report is present."""
-        return self.report is not None and self.kind != "shard"
+        """A whole run whose report is present (what the gate's evidence window holds)."""
+        return self.report is not None and counts_as_evidence(self.kind, self.report)
 
 
 @dataclass
@@ -121,6 +123,7 @@ def _read_run(state_dir: Path, record: dict[str, object]) -> RunEntry:
         created_at=str(record.get("created_at", "")),
         run_id=str(record.get("run_id", "")),
         report_path=report_path,
+        report_digest=str(record.get("report_digest", "")),
         report_verified=verified,
         report=report,
     )
@@ -158,21 +161,33 @@ def _newest_verdict(
 
 
 def _recompute(
-    view: TaskClassView, state_dir: Path, bench_root: Path, tiers_path: Path, tiers: TierConfig
+    view: TaskClassView, chain: VerifyResult, bench_root: Path, tiers: TierConfig
 ) -> None:
     """Judge the task class's recorded evidence now, as ``promote-verdict`` would (read
     only: no recommendation is written), for the tier its newest recommendation asked for,
-    else the tier above its current one."""
-    from pytest_codegenie_eval.evidence import evaluate_recorded
+    else the tier above its current one. The reports and the chain check are the ones this
+    build already read."""
+    from pytest_codegenie_eval.evidence import Evidence, judge
     from pytest_codegenie_eval.loader import load_task_class, resolve_task_class_dir
+    from pytest_codegenie_eval.promotion import PromotionGate
 
+    pairs = [
+        (r.report, r.report_digest)
+        for r in view.runs
+        if r.report is not None and counts_as_evidence(r.kind, r.report)
+    ]
+    evidence = Evidence(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
     try:
         tier = view.verdict.tier if view.verdict is not None else tiers.next_tier(view.current_tier)
         if tier is None:
             return  # already at the highest tier
         loaded = load_task_class(resolve_task_class_dir(bench_root, view.name))
-        view.verdict = evaluate_recorded(
-            state_dir=state_dir, tiers_path=tiers_path, task_class=loaded.task_class, tier=tier
+        view.verdict = judge(
+            gate=PromotionGate(tiers),
+            evidence=evidence,
+            check=chain,
+            task_class=loaded.task_class,
+            tier=tier,
         )
     except CodegenieEvalError as exc:
         view.verdict_error = str(exc)
@@ -260,8 +275,8 @@ def collect(
         )
         if tiers is not None:
             view.current_tier = tiers.current_tier(view.name)
-            if bench_root is not None and bench_root.is_dir() and tiers_path is not None:
-                _recompute(view, state_dir, bench_root, tiers_path, tiers)
+            if bench_root is not None and bench_root.is_dir():
+                _recompute(view, chain, bench_root, tiers)
         _comparison(view, compare_refs, state_dir)
     return SiteData(
         state_dir=state_dir,
