@@ -15,7 +15,7 @@ cases are added or removed, and every job computes it alone, without talking to 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -210,10 +210,12 @@ def find_shard_sources(inputs: Iterable[Path], *, allow_unrecorded: bool) -> lis
 # --------------------------------------------------------------------------- merging
 
 
-def _same(sources: Sequence[ShardSource], what: str, value: object, get: object) -> None:
+def _same(sources: Sequence[ShardSource], what: str, get: Callable[[ShardSource], object]) -> None:
+    """Every shard agrees with the first on ``get``; a typed error names the first that
+    does not."""
     first = sources[0]
+    value = get(first)
     for source in sources[1:]:
-        assert callable(get)
         if get(source) != value:
             raise ShardMergeError(
                 source.path,
@@ -240,7 +242,7 @@ def _check_group(sources: Sequence[ShardSource]) -> dict[int, ShardSource]:
     """Every consistency rule of one task class's shards; the shards by index."""
     first = sources[0]
     task_class = first.report.task_class
-    _same(sources, "shard count", first.shard.count, lambda s: s.shard.count)
+    _same(sources, "shard count", lambda s: s.shard.count)
     for source in sources[1:]:
         if source.shard.cases != first.shard.cases:
             raise ShardMergeError(
@@ -249,11 +251,9 @@ def _check_group(sources: Sequence[ShardSource]) -> dict[int, ShardSource]:
                 f"{first.shard.label} ({first.path}): "
                 + _first_case_difference(source.shard, first.shard),
             )
-    _same(sources, "rubric digest", first.shard.rubric_digest, lambda s: s.shard.rubric_digest)
-    _same(sources, "repeats", first.report.repeats, lambda s: s.report.repeats)
-    _same(
-        sources, "harness version", first.report.harness_version, lambda s: s.report.harness_version
-    )
+    _same(sources, "rubric digest", lambda s: s.shard.rubric_digest)
+    _same(sources, "repeats", lambda s: s.report.repeats)
+    _same(sources, "harness version", lambda s: s.report.harness_version)
     suts = {s.report.sut_digest for s in sources if s.report.sut_digest}
     if len(suts) > 1 or "mixed" in suts:
         odd = next(s for s in sources if s.report.sut_digest not in ("", first.report.sut_digest))
