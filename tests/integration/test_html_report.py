@@ -304,6 +304,11 @@ def test_a_tampered_report_or_diff_is_flagged_never_shown_as_recorded(
     alpha = next(c for c in report["cases"] if c["case_id"] == "alpha")
     diff = state / "diffs" / alpha["diff_digest"][:2] / f"{alpha['diff_digest']}.diff"
     diff.write_text("+ an edited diff\n")
+    # the attack is live: the edited bytes sit where the page reads the recorded diff from
+    from pytest_codegenie_eval.statedir import read_diff
+
+    assert diff.read_text() == "+ an edited diff\n"
+    assert read_diff(state / "diffs", alpha["diff_digest"]) is None  # the digest check
     out = htmlreport.build_site(state, tmp_path / "site").index.parent
     case_page = (out / "tc" / "stub" / "cases" / "alpha.html").read_text()
     assert "an edited diff" not in case_page
