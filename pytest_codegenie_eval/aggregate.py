@@ -189,6 +189,8 @@ def build_report(
             "sut_isolation": _single({r.sut_isolation for r in scored if r.sut_isolation}),
             "sut_network": _single({r.sut_network for r in scored if r.sut_network}),
             "rubric_isolation": _single({r.rubric_isolation for r in scored if r.rubric_isolation}),
+            "jail_uid": _single({str(r.jail_uid) for r in scored if r.jail_uid is not None}),
+            "sut_memory_limit": _single({r.sut_memory_limit for r in scored if r.sut_memory_limit}),
             "complete": complete,
             "incomplete_reason": reason,
             "cases_total": total,

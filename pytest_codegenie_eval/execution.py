@@ -29,6 +29,7 @@ from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
 from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, with_pinned_canary
 from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
 from pytest_codegenie_eval.digests import case_digest, check_input_links
+from pytest_codegenie_eval.jailuser import JailUser
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass, rubric_digest
 from pytest_codegenie_eval.models import (
     BenchCase,
@@ -299,10 +300,11 @@ def validate_rubric_output(
     return ValidatedScore(score, breakdown, tuple(modes))
 
 
-def rubric_isolation(mode: str = "auto") -> str:
-    """How a rubric runs under ``mode`` on this machine: ``bwrap``, ``namespaces`` or
-    ``env-only`` (the environment allowlist, temporary cwd and limits apply to all)."""
-    if mode in ("auto", "bwrap") and bwrap_status().usable:
+def rubric_isolation(mode: str = "auto", user: JailUser | None = None) -> str:
+    """How a rubric runs under ``mode`` on this machine: ``bwrap`` (as ``user`` when one is
+    given), ``namespaces`` or ``env-only`` (the environment allowlist, temporary cwd and
+    limits apply to all)."""
+    if mode in ("auto", "bwrap") and bwrap_status(user).usable:
         return "bwrap"
     if mode in ("auto", "bwrap", "namespaces") and sandbox_prefix():
         return "namespaces"
@@ -310,7 +312,12 @@ def rubric_isolation(mode: str = "auto") -> str:
 
 
 def _rubric_jail(
-    task_class: LoadedTaskClass, case_dir: Path, workspace: Path, cwd: Path, env: dict[str, str]
+    task_class: LoadedTaskClass,
+    case_dir: Path,
+    workspace: Path,
+    cwd: Path,
+    env: dict[str, str],
+    user: JailUser | None,
 ) -> Jail:
     """The rubric's sandbox: no network; the task class (its ``cases/`` hidden but for this
     case), the case and the workspace read-only; its own scratch directory read-write."""
@@ -330,6 +337,7 @@ def _rubric_jail(
         env={**env, "PATH": sandbox_path([interpreter_bin()], visible)},
         network="none",
         masks=(task_class.directory / "cases",),
+        user=user,
     )
 
 
@@ -339,9 +347,11 @@ def run_rubric(
     case_dir: Path,
     harness_output: Mapping[str, Any],
     mode: str = "auto",
+    user: JailUser | None = None,
 ) -> ValidatedScore:
     """Run ``python -I rubric.py`` isolated: temp cwd, allowlisted env, limits, timeout,
-    inside bubblewrap (or namespaces) as ``mode`` and the machine allow."""
+    inside bubblewrap (or namespaces) as ``mode`` and the machine allow; a bubblewrap jail
+    runs as ``user`` when one is given (a root harness), with its cwd handed to it."""
     payload = json.dumps(
         {
             "case": case.model_dump(mode="json"),
@@ -349,15 +359,17 @@ def run_rubric(
             "harness_output": dict(harness_output),
         }
     ).encode("utf-8")
-    isolation = rubric_isolation(mode)
+    isolation = rubric_isolation(mode, user)
     with tempfile.TemporaryDirectory(prefix="codegenie-rubric-") as cwd:
         argv = isolated_script(task_class.rubric_path)
         env = rubric_env()
         if isolation == "bwrap":
-            bwrap = bwrap_status().path
+            bwrap = bwrap_status(user).path
             assert bwrap is not None
             workspace = Path(str(harness_output["workspace"]))
-            jail = _rubric_jail(task_class, case_dir, workspace, Path(cwd), env)
+            if user is not None:
+                os.chown(cwd, user.uid, user.gid)
+            jail = _rubric_jail(task_class, case_dir, workspace, Path(cwd), env, user)
             argv, env = jail.argv(bwrap, argv), jail.spawn_env()
         elif isolation == "namespaces":
             argv = [*sandbox_prefix(), *argv]
@@ -605,8 +617,10 @@ def run_case(
             invocation.cost_usd = sut_run.cost_usd
         modes = _sut_failures(sut_run, case)
         modes += tamper_failures(task_class, entry)
-        modes += _escape_failures(run_dir, workspace)
-        rubric_mode = rubric_isolation(settings.rubric_sandbox)
+        if sut_run.workspace_overflow is None:  # never walk an oversized tree
+            modes += _escape_failures(run_dir, workspace)
+        jail_user = settings.sut_policy.jail_user
+        rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
         if sut_run.workspace_overflow is not None:
             # nothing of an oversized workspace is read: no diff, no rubric
             modes.append(_block("sut.workspace_too_large", sut_run.workspace_overflow))
@@ -632,6 +646,7 @@ def run_case(
                 entry.directory,
                 harness_output,
                 settings.rubric_sandbox,
+                jail_user,
             )
         if not any(m.code == "sut.tampered_bench" for m in modes):
             # a rubric outside bubblewrap can write the case it reads
@@ -655,6 +670,8 @@ def run_case(
             sut_isolation=sut_run.isolation,
             sut_network=sut_run.network,
             rubric_isolation=rubric_mode,
+            jail_uid=sut_run.jail_uid,
+            sut_memory_limit=sut_run.memory_limit,
             stdout_tail=sut_run.stdout_tail,
             stderr_tail=sut_run.stderr_tail,
             repeat=repeat,
@@ -700,6 +717,10 @@ def _sut_failures(run: SutRun, case: BenchCase) -> list[FailureMode]:
     if run.timed_out:
         return [_block("sut.timeout", f"killed after {case.sut_timeout_s:g} s")]
     modes = []
+    if run.memory_exceeded is not None:
+        modes.append(_block("sut.memory_exceeded", run.memory_exceeded))
+    if run.workspace_overflow is not None:
+        return modes  # the harness stopped it: its exit code says nothing of its own
     if run.exit_code != 0:
         detail = run.error or f"exit code {run.exit_code}; stderr: {tail(run.stderr, 1500)}"
         modes.append(_block("sut.exception", detail))

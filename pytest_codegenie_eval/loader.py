@@ -63,7 +63,10 @@ HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
         "sut.timeout": "the SUT ran past the case's sut_timeout_s and was killed",
         "sut.escaped_workspace": "the SUT wrote outside its workspace or left a link out of it",
         "sut.tampered_bench": "the task class definition or the case changed during the SUT run",
-        "sut.workspace_too_large": "the workspace grew past --codegenie-sut-max-workspace-mb",
+        "sut.workspace_too_large": "the workspace or the SUT's private /tmp, HOME and /dev/shm "
+        "grew past --codegenie-sut-max-workspace-mb or --codegenie-sut-max-files",
+        "sut.memory_exceeded": "the SUT's processes together needed more memory than "
+        "--codegenie-sut-max-memory-mb",
         "rubric.malformed_output": "the rubric did not print exactly one valid BenchScore JSON",
         "rubric.timeout": "the rubric ran past the case's rubric_timeout_s and was killed",
         "rubric.tampered_bench": "the task class or the case changed while the rubric ran",

@@ -122,6 +122,11 @@ class CaseResult(_Wire):
     sut_isolation: str = ""
     sut_network: str = ""  # "none" (sandboxed, network off) or "host"
     rubric_isolation: str = ""  # "bwrap", "namespaces" or "env-only": how the rubric ran
+    # the host uid the SUT ran as (its jails' user when the harness is root); None: unknown
+    jail_uid: int | None = None
+    # how the SUT's memory limit held: "cgroup" (all its processes together) or
+    # "per-process" (an address-space rlimit on each, where no cgroup could be made)
+    sut_memory_limit: str = ""
     stdout_tail: str = ""
     stderr_tail: str = ""
     diff_digest: str = ""  # BLAKE3 of the diff the SUT made, kept in <state dir>/diffs/
@@ -229,6 +234,8 @@ class BenchRunReport(_Wire):
     sut_isolation: str = ""  # one value, or "mixed" when cases differ
     sut_network: str = ""
     rubric_isolation: str = ""
+    jail_uid: str = ""  # the host uid the SUTs ran as, or "mixed" when cases differ
+    sut_memory_limit: str = ""  # "cgroup", "per-process" or "mixed"
     complete: bool = True
     # "shard": one part of a --codegenie-shard run; `codegenie-eval merge` makes the whole
     incomplete_reason: Literal["cost_cap", "subset", "shard"] | None = None

@@ -12,6 +12,12 @@ import pytest
 
 from pytest_codegenie_eval.activation import bench_names
 from pytest_codegenie_eval.bench_import import DEFAULT_IMPORT_TIMEOUT_S
+from pytest_codegenie_eval.jailuser import (
+    DEFAULT_JAIL_USER,
+    JailUserError,
+    harness_is_root,
+    resolve_jail_user,
+)
 from pytest_codegenie_eval.sandbox import NetworkMode, SandboxMode
 from pytest_codegenie_eval.sut import SutLimits, SutPolicy
 
@@ -28,6 +34,7 @@ _LIMIT_OPTIONS = (
     ("codegenie_sut_max_memory_mb", "memory_mb", "--codegenie-sut-max-memory-mb"),
     ("codegenie_sut_max_procs", "max_procs", "--codegenie-sut-max-procs"),
     ("codegenie_sut_max_file_mb", "max_file_mb", "--codegenie-sut-max-file-mb"),
+    ("codegenie_sut_max_files", "max_files", "--codegenie-sut-max-files"),
 )
 
 
@@ -153,6 +160,13 @@ def add_options(parser: pytest.Parser) -> None:
             help=f"SUT limit: {attr.replace('_', ' ')} (default {getattr(defaults, attr)})",
         )
     group.addoption(
+        "--codegenie-sandbox-user",
+        default=None,
+        metavar="USER",
+        help="when the harness runs as root: the unprivileged host user (NAME, UID or "
+        f"UID:GID) every SUT and rubric sandbox runs as (default {DEFAULT_JAIL_USER})",
+    )
+    group.addoption(
         "--codegenie-require-sandbox",
         action="store_true",
         default=False,
@@ -228,6 +242,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("codegenie_sut_sandbox", "SUT sandbox: bwrap or none", default="")
     parser.addini("codegenie_sut_network", "sandboxed SUT network: none or host", default="")
     parser.addini("codegenie_sut_ro", "extra read-only paths for the SUT", type="args", default=[])
+    parser.addini(
+        "codegenie_sandbox_user", "host user of the sandboxes when the harness is root", default=""
+    )
     parser.addini(
         "codegenie_sut_env", "environment variables passed to the SUT", type="args", default=[]
     )
@@ -383,10 +400,6 @@ def settings_from_config(config: pytest.Config) -> Settings:
         if not math.isfinite(cap) or cap < 0:
             raise pytest.UsageError(f"--codegenie-max-cost-usd must be >= 0, got {cap_raw!r}")
     sut = config.getoption("codegenie_sut") or config.getini("codegenie_sut") or None
-    cassettes_raw = config.getoption("codegenie_cassettes")
-    cassettes = _path(root, cassettes_raw) if cassettes_raw else None
-    if cassettes is not None and not cassettes.is_dir():
-        raise pytest.UsageError(f"--codegenie-cassettes {cassettes} is not a directory")
     bench_root = _path(
         root, config.getoption("codegenie_bench_root") or config.getini("codegenie_bench_root")
     )
@@ -394,6 +407,15 @@ def settings_from_config(config: pytest.Config) -> Settings:
         root, config.getoption("codegenie_state_dir") or config.getini("codegenie_state_dir")
     )
     tiers = _path(root, config.getoption("codegenie_tiers") or config.getini("codegenie_tiers"))
+    cassettes_raw = config.getoption("codegenie_cassettes")
+    cassettes = _path(root, cassettes_raw).resolve() if cassettes_raw else None
+    if cassettes is not None:
+        if not cassettes.is_dir():
+            raise pytest.UsageError(f"--codegenie-cassettes {cassettes} is not a directory")
+        # the SUT reads it inside its sandbox: the same guards as --codegenie-sut-ro
+        _refuse_guarded(
+            "--codegenie-cassettes", cassettes_raw, cassettes, root, bench_root, state_dir
+        )
     policy = _sut_policy(config, root, bench_root=bench_root, state_dir=state_dir)
     rubric_sandbox = str(
         config.getoption("codegenie_rubric_sandbox")
@@ -485,28 +507,43 @@ def _sut_policy(
         path = _path(root, str(raw)).resolve()
         if not path.exists():
             raise pytest.UsageError(f"--codegenie-sut-ro {raw!r}: {path} does not exist")
-        guarded = {
-            "the pytest rootdir": root.resolve(),
-            "the bench root (it holds every answer key)": bench_root.resolve(),
-            "the state directory (cache, reports, audit chain)": state_dir.resolve(),
-        }
-        for what, guarded_path in guarded.items():
-            if guarded_path == path or guarded_path.is_relative_to(path):
-                raise pytest.UsageError(
-                    f"--codegenie-sut-ro {raw!r} would show the SUT {what} ({guarded_path}); "
-                    "name the agent's own directory instead"
-                )
-        if path.is_relative_to(bench_root.resolve()) or path.is_relative_to(state_dir.resolve()):
-            raise pytest.UsageError(
-                f"--codegenie-sut-ro {raw!r} lies inside the bench root or the state "
-                "directory, which the SUT must never see"
-            )
+        _refuse_guarded("--codegenie-sut-ro", str(raw), path, root, bench_root, state_dir)
         if path not in ro_paths:
             ro_paths.append(path)
+    user_raw = config.getoption("codegenie_sandbox_user") or config.getini("codegenie_sandbox_user")
+    try:
+        user = resolve_jail_user(str(user_raw) if user_raw else None)
+    except JailUserError as exc:
+        raise pytest.UsageError(str(exc)) from None
     return SutPolicy(
         sandbox=sandbox,
         network=network,
         ro_paths=tuple(ro_paths),
         env_names=tuple(env_names),
         limits=SutLimits(**limits),
+        # a harness that is not root starts its jails as itself
+        jail_user=user if harness_is_root() else None,
     )
+
+
+def _refuse_guarded(
+    flag: str, raw: str, path: Path, root: Path, bench_root: Path, state_dir: Path
+) -> None:
+    """A path the SUT's sandbox binds may neither hold nor lie inside the rootdir's guarded
+    trees: the rootdir, the bench root (every answer key) or the state directory."""
+    guarded = {
+        "the pytest rootdir": root.resolve(),
+        "the bench root (it holds every answer key)": bench_root.resolve(),
+        "the state directory (cache, reports, audit chain)": state_dir.resolve(),
+    }
+    for what, guarded_path in guarded.items():
+        if guarded_path == path or guarded_path.is_relative_to(path):
+            raise pytest.UsageError(
+                f"{flag} {raw!r} would show the SUT {what} ({guarded_path}); "
+                "name the agent's own directory instead"
+            )
+    if path.is_relative_to(bench_root.resolve()) or path.is_relative_to(state_dir.resolve()):
+        raise pytest.UsageError(
+            f"{flag} {raw!r} lies inside the bench root or the state "
+            "directory, which the SUT must never see"
+        )

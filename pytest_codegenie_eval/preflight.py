@@ -7,7 +7,9 @@ or a ``--codegenie-verdict`` tier that the tier file or the task class does not 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -91,11 +93,71 @@ def check_sandbox(settings: Settings) -> None:
         raise pytest.UsageError(
             "--codegenie-require-sandbox contradicts --codegenie-sut-sandbox=none; drop one"
         )
-    status = bwrap_status()
+    status = bwrap_status(settings.sut_policy.jail_user)
     if not status.usable:
         raise pytest.UsageError(
             f"--codegenie-require-sandbox: the SUT sandbox is unavailable, no case was "
             f"started: {status.reason}"
+        )
+
+
+# How many entries of a large tree (a Python prefix, an agent's installation) are looked at;
+# a task class directory is looked at whole.
+_PREFIX_ENTRIES = 2_000
+_BENCH_ENTRIES = 50_000
+
+
+def _jail_visible_bench_paths(settings: Settings) -> tuple[list[Path], list[Path]]:
+    """What of each selected task class a sandbox is shown: the directories themselves
+    (first list, not their contents) and, below them, everything but ``cases/`` and each
+    case directory (second list); ``cases/`` itself, with its pins, stays hidden."""
+    from pytest_codegenie_eval.layout import CASES
+
+    tops: list[Path] = []
+    paths: list[Path] = []
+    for name in settings.benches:
+        directory = settings.bench_root / name
+        if not directory.is_dir():
+            continue
+        tops += [directory, directory / CASES]
+        with contextlib.suppress(OSError):
+            for child in sorted(directory.iterdir()):
+                if child.name != CASES:
+                    paths.append(child)
+        cases = directory / CASES
+        with contextlib.suppress(OSError):
+            paths += sorted(p for p in cases.iterdir() if p.is_dir())
+    return tops, paths
+
+
+def check_jail_user_can_read(bench: BenchSession) -> None:
+    """A root harness runs every sandbox as an unprivileged user: what the sandboxes read
+    (the Python prefix, the harness package, each selected task class and its cases, the
+    ``--codegenie-sut-ro`` paths and the cassettes) must be readable by that user, or the
+    run would fail case by case. An unreadable path is a usage error naming it."""
+    settings = bench.settings
+    policy = settings.sut_policy
+    user = policy.jail_user
+    if user is None or not bwrap_status(user).usable:
+        return
+    from pytest_codegenie_eval.jailuser import unreadable_for
+    from pytest_codegenie_eval.sandbox import harness_package_dir, python_prefixes
+
+    large = [*python_prefixes(), harness_package_dir(), *policy.ro_paths]
+    if settings.cassettes is not None:
+        large.append(settings.cassettes)
+    tops, below = _jail_visible_bench_paths(settings)
+    found = (
+        unreadable_for(user, large, limit=_PREFIX_ENTRIES)
+        or unreadable_for(user, tops, limit=1)
+        or unreadable_for(user, below, limit=_BENCH_ENTRIES)
+    )
+    if found is not None:
+        raise pytest.UsageError(
+            f"codegenie: the harness runs as root and starts every sandbox as {user.name} "
+            f"(uid {user.uid}), which cannot read {found}; no case was started. Make it "
+            "readable by that user (chmod o+rX, or move it out of a private home directory), "
+            "or name another user with --codegenie-sandbox-user (ini codegenie_sandbox_user)."
         )
 
 
@@ -169,6 +231,7 @@ def start_executor(bench: BenchSession) -> None:
 def run_all(bench: BenchSession) -> None:
     """Every preflight check that applies to this session."""
     check_state_dir(bench)
+    check_jail_user_can_read(bench)
     check_html(bench)
     check_chain(bench)
     check_compare_reference(bench)

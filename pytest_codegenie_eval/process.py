@@ -216,6 +216,7 @@ def run_process(
     limits: ResourceLimits | None = None,
     watch: Callable[[], str | None] | None = None,
     watch_every_s: float = 1.0,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion or timeout; never raises for the child's behaviour.
 
@@ -223,6 +224,7 @@ def run_process(
     only its last ``max_stderr`` bytes. On exit or timeout the whole process group is killed.
     ``watch`` is called about every ``watch_every_s`` while the child runs; a message it
     returns kills the child and becomes ``stopped`` (a workspace growing past its cap).
+    ``on_start`` is told the child's pid as soon as it runs.
     """
     started = time.monotonic()
     reaping = _become_subreaper()
@@ -249,6 +251,8 @@ def run_process(
         return ProcessResult(None, b"", b"", False, False, 0.0, f"{type(exc).__name__}: {exc}")
     if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # pragma: no cover
         raise RuntimeError("pipes were not created")
+    if on_start is not None:
+        on_start(proc.pid)
     deadline = started + timeout_s
     out = bytearray()
     err = bytearray()

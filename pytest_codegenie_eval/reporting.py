@@ -398,7 +398,8 @@ class EvalReporter:
         why = (
             "--codegenie-sut-sandbox=none was given"
             if policy.sandbox == "none"
-            else bwrap_status().reason or "the sandbox was unavailable for some cases"
+            else bwrap_status(policy.jail_user).reason
+            or "the sandbox was unavailable for some cases"
         )
         return (
             f"the SUT ran without its sandbox, environment allowlist only ({why}); it could "
@@ -440,7 +441,12 @@ class EvalReporter:
             if r.repeats > 1:
                 lines.append("  " + _repeat_line(r))
             if r.sut_isolation:
-                lines.append(f"  sut isolation: {r.sut_isolation} (network {r.sut_network})")
+                how = [f"network {r.sut_network}"]
+                if r.jail_uid:
+                    how.append(f"host uid {r.jail_uid}")
+                if r.sut_memory_limit:
+                    how.append(f"memory limit {r.sut_memory_limit}")
+                lines.append(f"  sut isolation: {r.sut_isolation} ({', '.join(how)})")
             if r.sut_isolation in ("env-only", "mixed"):
                 lines.append(f"  WARNING: {self._sandbox_warning()}")
             tries = [a for c in r.cases for a in c.executor_attempts]

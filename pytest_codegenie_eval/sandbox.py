@@ -16,19 +16,19 @@ See ``docs/adr/0012-sut-sandbox.md`` for the threat model.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import os
 import shutil
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.jailuser import JailUser, Stage, missing_tools
 
 SandboxMode = Literal["bwrap", "none"]
 NetworkMode = Literal["none", "host"]
@@ -132,13 +132,25 @@ def harness_package_dir() -> Path:
     return _abs(Path(__file__).parent)
 
 
+# procfs files and directories a jail never gets to write, whoever it runs as: the global
+# sysctls (host uid 0 may write them without any capability) and the other old knobs
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+SANDBOX_SHM = "/dev/shm"
+# the private tmpfs mounts of a jail: what counts as its scratch space
+SCRATCH_MOUNTS = (SANDBOX_TMP, SANDBOX_HOME, SANDBOX_SHM)
+
+
 @dataclass(frozen=True)
 class Jail:
     """Everything one sandboxed child may see and do (paths are identical inside and out).
 
     ``ro`` and ``rw`` are bind-mounted at their own paths; ``masks`` get an empty tmpfs
     (hiding, say, a task class's ``cases/`` behind a bound task class directory);
-    ``scratch_bytes`` caps each private tmpfs (``/tmp`` and ``HOME``).
+    ``scratch_bytes`` caps each private tmpfs (``/tmp``, ``HOME`` and ``/dev/shm``; the rest
+    of ``/dev`` is read-only). ``user`` is the host user the jail runs as when the harness
+    is root (``None``: as the harness itself); ``readonly_proc`` keeps
+    :data:`PROC_READ_ONLY` read-only and is turned off only by tests that show the attack
+    it stops.
     """
 
     ro: tuple[Path, ...]
@@ -148,14 +160,27 @@ class Jail:
     network: NetworkMode = "none"
     masks: tuple[Path, ...] = ()
     scratch_bytes: int = 256 * 1024 * 1024
+    user: JailUser | None = None
+    readonly_proc: bool = True
 
     def spawn_env(self) -> dict[str, str]:
         """The environment to start ``bwrap`` with: it passes it on unchanged."""
         return dict(self.env)
 
-    def argv(self, bwrap: str, command: Sequence[str]) -> list[str]:
-        """The ``bwrap`` command line running ``command`` inside this jail."""
+    def argv(self, bwrap: str, command: Sequence[str], stage: Stage | None = None) -> list[str]:
+        """The ``bwrap`` command line running ``command`` inside this jail (started inside
+        ``stage``, or this process's stage, as :attr:`user` when there is one)."""
+        prefix: list[str] = []
+        user = self.user
+        if user is not None:
+            stage = stage or Stage.for_process()
+            prefix = stage.prefix(user)
+
+        def source(path: Path) -> str:
+            return str(stage.source(path, user)) if stage is not None and user else str(path)
+
         args = [
+            *prefix,
             bwrap,
             "--unshare-all",
             "--unshare-user",
@@ -175,8 +200,13 @@ class Jail:
                 args += ["--symlink", os.readlink(sysdir), str(sysdir)]
             else:
                 args += ["--ro-bind", str(sysdir), str(sysdir)]
-        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--proc", "/proc"]
+        if self.readonly_proc:
+            for knob in PROC_READ_ONLY:
+                args += ["--ro-bind-try", knob, knob]
         size = str(self.scratch_bytes)
+        # /dev: device nodes stay usable, shared memory is a capped tmpfs, the rest read-only
+        args += ["--dev", "/dev", "--size", size, "--tmpfs", SANDBOX_SHM, "--remount-ro", "/dev"]
         args += ["--size", size, "--tmpfs", SANDBOX_TMP, "--size", size, "--tmpfs", SANDBOX_HOME]
         # parents before children, so a deeper bind is never hidden by a shallower one
         entries: list[tuple[int, int, str, Path]] = []
@@ -197,7 +227,7 @@ class Jail:
             if flag == "--tmpfs":
                 args += ["--size", "4096", flag, str(path)]
             else:
-                args += [flag, str(path), str(path)]
+                args += [flag, source(path), str(path)]
         # nothing else is writable: the sandbox's own root tmpfs becomes read-only
         args += ["--remount-ro", "/", "--chdir", str(self.chdir), "--"]
         if os.path.exists(_ENV):
@@ -235,7 +265,7 @@ class BwrapStatus:
     reason: str = ""
 
 
-_status_cache: dict[str | None, BwrapStatus] = {}
+_status_cache: dict[tuple[str | None, JailUser | None], BwrapStatus] = {}
 
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install "
@@ -243,160 +273,46 @@ INSTALL_HINT = (
 )
 
 
-def bwrap_status() -> BwrapStatus:
-    """Find ``bwrap`` on ``PATH`` and check, once per binary, that it can start a jail."""
+def bwrap_status(user: JailUser | None = None) -> BwrapStatus:
+    """Find ``bwrap`` on ``PATH`` and check, once per binary and jail user, that it can
+    start a jail (as ``user`` through this process's :class:`Stage` when one is given)."""
     path = shutil.which("bwrap")
-    cached = _status_cache.get(path)
+    cached = _status_cache.get((path, user))
     if cached is not None:
         return cached
     if path is None:
         status = BwrapStatus(None, False, f"bwrap is not on PATH; {INSTALL_HINT}")
     elif not sys.platform.startswith("linux"):
         status = BwrapStatus(path, False, "bubblewrap needs Linux")
+    elif user is not None and missing_tools():
+        status = BwrapStatus(
+            path,
+            False,
+            f"the harness runs as root and must start the sandbox as {user.name} (uid "
+            f"{user.uid}), which needs {', '.join(missing_tools())} (util-linux) on PATH",
+        )
     else:
-        jail = Jail(ro=(), rw=(), chdir=Path("/"), env={"PATH": "/usr/bin:/bin"})
-        try:
-            probe = subprocess.run(
-                jail.argv(path, ["true"]),
-                capture_output=True,
-                timeout=_PROBE_TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            status = BwrapStatus(path, False, f"{path} could not start: {exc}")
-        else:
-            if probe.returncode == 0:
-                status = BwrapStatus(path, True)
-            else:
-                said = probe.stderr.decode("utf-8", "replace").strip().splitlines()
-                why = said[-1] if said else f"exit code {probe.returncode}"
-                status = BwrapStatus(
-                    path,
-                    False,
-                    f"{path} cannot create namespaces here ({why}); {INSTALL_HINT}",
-                )
-    _status_cache[path] = status
+        status = _probe(path, user)
+    _status_cache[(path, user)] = status
     return status
 
 
-# -- a pids cgroup: a process limit that also binds root -----------------------------------
-
-
-@dataclass
-class PidsCgroup:
-    """A throw-away pids cgroup capping how many processes a child tree may have.
-
-    ``RLIMIT_NPROC`` does not bind a process whose real uid is root (the kernel exempts
-    it), and a sandbox started by root maps its user to root outside. A pids cgroup does.
-    Created only where the harness may write the cgroup hierarchy; :meth:`create` returns
-    ``None`` elsewhere, and the caller falls back to ``RLIMIT_NPROC``.
-    """
-
-    directory: Path
-    _removed: bool = field(default=False, repr=False)
-
-    @staticmethod
-    def _base() -> Path | None:
-        for line in _read("/proc/self/cgroup").splitlines():
-            hierarchy, _, rest = line.partition(":")
-            controllers, _, rel = rest.partition(":")
-            if "pids" in controllers.split(","):
-                base = Path("/sys/fs/cgroup/pids") / rel.lstrip("/")
-                return base if base.is_dir() else None
-            if hierarchy == "0" and controllers == "":
-                unified = Path("/sys/fs/cgroup") / rel.lstrip("/")
-                if "pids" in _read(str(unified / "cgroup.subtree_control")).split():
-                    return unified
-        return None
-
-    @classmethod
-    def create(cls, max_pids: int) -> PidsCgroup | None:
-        if not sys.platform.startswith("linux"):
-            return None
-        base = cls._base()
-        if base is None or not os.access(base, os.W_OK):
-            return None
-        _sweep(base)
-        directory = base / f"codegenie-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        try:
-            directory.mkdir()
-            (directory / "pids.max").write_text(str(max_pids))
-        except OSError:
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-            return None
-        return cls(directory)
-
-    def wrap(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` started from inside the cgroup (a shell moves itself in, then execs)."""
-        script = 'echo 0 > "$1" && shift && exec "$@"'
-        return ["/bin/sh", "-c", script, "sh", str(self.directory / "cgroup.procs"), *argv]
-
-    @classmethod
-    def shared(cls, max_pids: int) -> PidsCgroup | None:
-        """One cgroup per process and limit, reused run after run (a SUT runs alone in its
-        worker) and removed at exit; ``None`` where none can be created."""
-        key = (os.getpid(), max_pids)
-        known = _shared.get(key)
-        if known is not None and not known.directory.is_dir():
-            del _shared[key]  # removed behind our back: make a new one
-        if key not in _shared:
-            cgroup = cls.create(max_pids)
-            if cgroup is not None:
-                atexit.register(cgroup.remove)
-            _shared[key] = cgroup
-        return _shared[key]
-
-    def drain(self) -> None:
-        """Kill whatever a finished run left in the cgroup."""
-        for pid in _read(str(self.directory / "cgroup.procs")).split():
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pid), 9)
-
-    def remove(self) -> None:
-        """Kill whatever is left in the cgroup and delete it."""
-        if self._removed:
-            return
-        for _ in range(50):
-            self.drain()
-            try:
-                self.directory.rmdir()
-            except FileNotFoundError:
-                break
-            except OSError:
-                _pause()
-                continue
-            break
-        self._removed = True
-
-
-_shared: dict[tuple[int, int], PidsCgroup | None] = {}
-
-
-def _sweep(base: Path) -> None:
-    """Remove the empty cgroups of harness processes that died without cleaning up (an
-    xdist worker ends without running atexit handlers)."""
-    for stale in base.glob("codegenie-*-*"):
-        try:
-            owner = int(stale.name.split("-")[1])
-            os.kill(owner, 0)
-        except ValueError:
-            continue
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                stale.rmdir()
-        except PermissionError:
-            continue
-
-
-def _pause() -> None:
-    # waiting for the kernel to reap killed tasks before the cgroup can go
-    time.sleep(0.01)
-
-
-def _read(path: str) -> str:
+def _probe(path: str, user: JailUser | None) -> BwrapStatus:
+    jail = Jail(ro=(), rw=(), chdir=Path("/"), env={"PATH": "/usr/bin:/bin"}, user=user)
+    as_user = f" as {user.name} (uid {user.uid})" if user is not None else ""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError:
-        return ""
+        probe = subprocess.run(
+            jail.argv(path, ["true"]),
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError, CodegenieEvalError) as exc:
+        return BwrapStatus(path, False, f"{path} could not start{as_user}: {exc}")
+    if probe.returncode == 0:
+        return BwrapStatus(path, True)
+    said = probe.stderr.decode("utf-8", "replace").strip().splitlines()
+    why = said[-1] if said else f"exit code {probe.returncode}"
+    return BwrapStatus(
+        path, False, f"{path} cannot create namespaces here{as_user} ({why}); {INSTALL_HINT}"
+    )

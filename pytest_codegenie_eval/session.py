@@ -35,6 +35,7 @@ from pytest_codegenie_eval.sut import (
     SutSpec,
     hook_identity,
     refuse_guarded_mounts,
+    refuse_unreadable_mounts,
     resolve_sut,
 )
 
@@ -180,5 +181,6 @@ class BenchSession:
                 (task_class.directory / "cases", self.settings.state_dir),
                 rootdir=self.config.rootpath,
             )
+            refuse_unreadable_mounts(spec, self.settings.sut_policy.jail_user)
             self._suts[task_class.name] = spec
         return spec

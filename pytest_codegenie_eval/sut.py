@@ -24,16 +24,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import blake3
 
+from pytest_codegenie_eval.cgroups import ChildCgroups
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.hashing import hash_parts
+from pytest_codegenie_eval.jailuser import JailUser, default_jail_user, give_to, unreadable_for
 from pytest_codegenie_eval.process import ResourceLimits, isolated_script, run_process, tail
 from pytest_codegenie_eval.sandbox import (
     SANDBOX_HOME,
     SANDBOX_TMP,
+    SCRATCH_MOUNTS,
     Isolation,
     Jail,
     NetworkMode,
-    PidsCgroup,
     SandboxMode,
     bwrap_status,
     interpreter_bin,
@@ -68,6 +70,7 @@ class SutLimits:
     max_procs: int = 512
     max_file_mb: int = 1024
     max_workspace_mb: int = 1024
+    max_files: int = 200_000
 
     @property
     def max_workspace_bytes(self) -> int:
@@ -83,14 +86,25 @@ class SutPolicy:
     ro_paths: tuple[Path, ...] = ()
     env_names: tuple[str, ...] = ()
     limits: SutLimits = field(default_factory=SutLimits)
+    # the host user every jail runs as: ``nobody`` for a root harness, None (the harness's
+    # own uid) otherwise; only tests showing the attack set None for a root harness
+    jail_user: JailUser | None = field(default_factory=default_jail_user)
+    # only tests showing the attack turn the read-only /proc/sys off
+    readonly_proc: bool = True
 
     def isolation(self, spec: SutSpec) -> Isolation:
         """The isolation a run of ``spec`` really gets on this machine."""
         if spec.kind == "hook":
             return "in-process"
-        if self.sandbox == "bwrap" and bwrap_status().usable:
+        if self.sandbox == "bwrap" and bwrap_status(self.jail_user).usable:
             return "bwrap"
         return "env-only"
+
+    def jail_uid(self, spec: SutSpec) -> int | None:
+        """The host uid the SUT runs as (its jail's, or the harness's own without one)."""
+        if self.isolation(spec) == "bwrap" and self.jail_user is not None:
+            return self.jail_user.uid
+        return os.geteuid()
 
     def effective_network(self, spec: SutSpec) -> NetworkMode:
         """``none`` only where a sandbox enforces it: env-only and in-process SUTs share the
@@ -111,7 +125,9 @@ class SutPolicy:
                     limits.max_procs,
                     limits.max_file_mb,
                     limits.max_workspace_mb,
+                    limits.max_files,
                 ],
+                "uid": self.jail_uid(spec),
             },
             sort_keys=True,
         )
@@ -142,6 +158,11 @@ class SutRun:
     isolation: Isolation = "in-process"
     network: NetworkMode = "host"
     workspace_overflow: str | None = None
+    memory_exceeded: str | None = None
+    jail_uid: int | None = None  # the host uid the SUT ran as
+    # how --codegenie-sut-max-memory-mb was enforced: "cgroup" (all processes together) or
+    # "per-process" (an address-space rlimit on each, where no cgroup could be made)
+    memory_limit: Literal["cgroup", "per-process", ""] = ""
 
     @property
     def stdout_tail(self) -> str:
@@ -260,6 +281,20 @@ def refuse_guarded_mounts(
                 )
 
 
+def refuse_unreadable_mounts(spec: SutSpec, user: JailUser | None) -> None:
+    """Refuse a SUT whose files its sandbox's user could not read (a root harness starts
+    every sandbox as an unprivileged user)."""
+    if user is None or spec.kind == "hook":
+        return
+    found = unreadable_for(user, spec.mounts, limit=2_000)
+    if found is not None:
+        raise SutConfigError(
+            f"the SUT's sandbox runs as {user.name} (uid {user.uid}), which cannot read "
+            f"{found}; make it readable by that user or name another with "
+            "--codegenie-sandbox-user"
+        )
+
+
 # Never bound for a baseline SUT, although they sit beside its script: the answer keys and
 # the bench author's tests.
 _NOT_FOR_THE_BASELINE = frozenset({"cases", "tests", "__pycache__"})
@@ -359,9 +394,12 @@ def _read_cost(workspace: Path) -> tuple[float, str | None]:
     return cost, None
 
 
-def workspace_usage(root: Path, stop_above: int | None = None) -> tuple[int, int]:
+def workspace_usage(
+    root: Path, stop_above: int | None = None, max_entries: int | None = None
+) -> tuple[int, int]:
     """Bytes and entries under ``root``, counted from ``lstat`` (no file is read, no link
-    followed); stops counting once ``stop_above`` bytes are passed."""
+    followed); stops counting once ``stop_above`` bytes or ``max_entries`` entries are
+    passed, so the walk is never longer than the limits it checks."""
     total = entries = 0
     stack = [str(root)]
     while stack:
@@ -378,9 +416,65 @@ def workspace_usage(root: Path, stop_above: int | None = None) -> tuple[int, int
                         stack.append(entry.path)
                     if stop_above is not None and total > stop_above:
                         return total, entries
+                    if max_entries is not None and entries > max_entries:
+                        return total, entries
         except OSError:
             continue
     return total, entries
+
+
+def jail_scratch_usage(bwrap_pid: int) -> tuple[int, int]:
+    """Bytes and files in a running jail's private tmpfs mounts (``/tmp``, ``HOME``,
+    ``/dev/shm``) together, read from the filesystems' own counters through the jail's root
+    (``/proc/<pid>/root``); ``(0, 0)`` where the jail cannot be found or read."""
+    try:
+        with open(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children", "rb") as handle:
+            children = handle.read().split()
+    except OSError:
+        return 0, 0
+    used = files = 0
+    for child in children[:1]:
+        for mount in SCRATCH_MOUNTS:
+            try:
+                info = os.statvfs(f"/proc/{int(child)}/root{mount}")
+            except (OSError, ValueError):
+                continue
+            used += (info.f_blocks - info.f_bfree) * info.f_frsize
+            files += max(info.f_files - info.f_ffree - 1, 0)  # the mount's own root
+    return used, files
+
+
+class _Watch:
+    """What stops a running SUT: its workspace, or its scratch space, past a limit."""
+
+    def __init__(self, workspace: Path, limits: SutLimits, jailed: bool) -> None:
+        self.workspace = workspace
+        self.limits = limits
+        self.jailed = jailed
+        self.pid: int | None = None
+
+    def started(self, pid: int) -> None:
+        self.pid = pid
+
+    def __call__(self) -> str | None:
+        limits = self.limits
+        cap = limits.max_workspace_bytes
+        used, entries = workspace_usage(self.workspace, cap, limits.max_files)
+        if used > cap:
+            return _overflow_message(used, limits)
+        scratch, scratch_files = (0, 0)
+        if self.jailed and self.pid is not None:
+            scratch, scratch_files = jail_scratch_usage(self.pid)
+        if scratch > cap:
+            return (
+                f"the SUT's private /tmp, HOME and /dev/shm grew to {scratch / MiB:.1f} MiB "
+                f"together, past the {limits.max_workspace_mb} MiB limit "
+                "(--codegenie-sut-max-workspace-mb)"
+            )
+        if entries + scratch_files > limits.max_files:
+            where = "the workspace" + (" and its scratch space" if scratch_files else "")
+            return f"{where} held more than {limits.max_files} files (--codegenie-sut-max-files)"
+        return None
 
 
 def _overflow_message(used: int, limits: SutLimits) -> str:
@@ -408,24 +502,32 @@ def sut_environment(
     return env
 
 
-def _limits(policy: SutPolicy, case: BenchCase, *, nproc: bool) -> ResourceLimits:
+def _limits(
+    policy: SutPolicy, case: BenchCase, *, nproc: bool, address_space: bool
+) -> ResourceLimits:
     limits = policy.limits
     return ResourceLimits(
         cpu_seconds=int(case.sut_timeout_s) + 2,
-        address_space_bytes=limits.memory_mb * MiB,
+        address_space_bytes=limits.memory_mb * MiB if address_space else None,
         file_size_bytes=limits.max_file_mb * MiB,
         processes=limits.max_procs if nproc else None,
     )
 
 
 @contextlib.contextmanager
-def _process_cap(policy: SutPolicy) -> Iterator[PidsCgroup | None]:
-    cgroup = PidsCgroup.shared(policy.limits.max_procs)
+def _child_cgroups(policy: SutPolicy) -> Iterator[ChildCgroups]:
+    cgroups = ChildCgroups.shared(policy.limits.max_procs, policy.limits.memory_mb * MiB)
     try:
-        yield cgroup
+        yield cgroups
     finally:
-        if cgroup is not None:
-            cgroup.drain()
+        cgroups.drain()
+
+
+def _memory_message(limits: SutLimits, kills: int) -> str:
+    return (
+        f"the SUT's processes together needed more than {limits.memory_mb} MiB "
+        f"(--codegenie-sut-max-memory-mb); the kernel killed {kills} of them"
+    )
 
 
 def run_sut(
@@ -443,7 +545,8 @@ def run_sut(
 
     ``env`` holds the contract's ``CODEGENIE_*`` variables. A subprocess SUT gets them,
     the allowlist and the variables ``policy`` names, and nothing else of the harness's
-    environment; inside bubblewrap where the policy asks for it and the machine allows it.
+    environment; inside bubblewrap where the policy asks for it and the machine allows it,
+    as the policy's jail user when the harness is root (the workspace is handed to it).
     """
     policy = policy or SutPolicy()
     isolation = policy.isolation(spec)
@@ -461,8 +564,9 @@ def run_sut(
         token.replace("{workspace}", str(workspace)).replace("{case_id}", case.case_id)
         for token in spec.argv_template
     ]
+    jail_uid = policy.jail_uid(spec)
     if isolation == "bwrap":
-        status = bwrap_status()
+        status = bwrap_status(policy.jail_user)
         assert status.path is not None  # isolation() said it is usable
         visible = ro_sources_that_exist(
             [*python_prefixes(), *spec.mounts, *policy.ro_paths, *extra_ro]
@@ -475,6 +579,9 @@ def run_sut(
             tmpdir=SANDBOX_TMP,
             path=sandbox_path(bins, visible),
         )
+        if policy.jail_user is not None:
+            give_to(policy.jail_user, workspace)
+            os.chown(run_dir, policy.jail_user.uid, policy.jail_user.gid)
         jail = Jail(
             ro=visible,
             rw=(workspace,),
@@ -482,6 +589,8 @@ def run_sut(
             env=jail_env,
             network=policy.network,
             scratch_bytes=policy.limits.max_workspace_bytes,
+            user=policy.jail_user,
+            readonly_proc=policy.readonly_proc,
         )
         argv = jail.argv(status.path, argv)
         child_env: Mapping[str, str] = jail.spawn_env()
@@ -491,15 +600,11 @@ def run_sut(
         tmp.mkdir(exist_ok=True)
         child_env = sut_environment(env, policy, home=str(home), tmpdir=str(tmp), path=None)
 
-    def watch() -> str | None:
-        used, _ = workspace_usage(workspace, stop_above=policy.limits.max_workspace_bytes)
-        if used > policy.limits.max_workspace_bytes:
-            return _overflow_message(used, policy.limits)
-        return None
-
-    with _process_cap(policy) as cgroup:
-        if cgroup is not None:
-            argv = cgroup.wrap(argv)
+    watch = _Watch(workspace, policy.limits, jailed=isolation == "bwrap")
+    with _child_cgroups(policy) as cgroups:
+        if cgroups.directories():
+            argv = cgroups.wrap(argv)
+        kills_before = cgroups.oom_kills()
         result = run_process(
             argv,
             cwd=workspace,
@@ -507,14 +612,24 @@ def run_sut(
             timeout_s=case.sut_timeout_s,
             max_stdout=8 * MiB,
             max_stderr=256 * 1024,
-            limits=_limits(policy, case, nproc=cgroup is None),
+            limits=_limits(
+                policy, case, nproc=cgroups.pids is None, address_space=cgroups.memory is None
+            ),
             watch=watch,
+            on_start=watch.started,
         )
+        kills = cgroups.oom_kills() - kills_before
     overflow = result.stopped
     if overflow is None:
-        used, _ = workspace_usage(workspace, stop_above=policy.limits.max_workspace_bytes)
-        if used > policy.limits.max_workspace_bytes:
+        cap = policy.limits.max_workspace_bytes
+        used, entries = workspace_usage(workspace, cap, policy.limits.max_files)
+        if used > cap:
             overflow = _overflow_message(used, policy.limits)
+        elif entries > policy.limits.max_files:
+            overflow = (
+                f"the workspace held more than {policy.limits.max_files} files "
+                "(--codegenie-sut-max-files)"
+            )
     cost, cost_error = _read_cost(workspace)
     error = result.spawn_error or cost_error
     if result.stdout_truncated:
@@ -530,6 +645,9 @@ def run_sut(
         isolation=isolation,
         network=network,
         workspace_overflow=overflow,
+        memory_exceeded=_memory_message(policy.limits, kills) if kills > 0 else None,
+        jail_uid=jail_uid,
+        memory_limit="cgroup" if cgroups.memory is not None else "per-process",
     )
 
 

@@ -117,7 +117,7 @@ def test_sut_cannot_find_and_copy_the_answer_key(project: Project, mode: str) ->
         assert stolen == [False, False, False]
         result.assert_outcomes(failed=3)
         assert {case["sut_isolation"] for case in cases.values()} == {"bwrap"}
-        result.stdout.fnmatch_lines(["*sut isolation: bwrap (network none)*"])
+        result.stdout.fnmatch_lines(["*sut isolation: bwrap (network none*"])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -344,7 +344,7 @@ def test_network_is_off_unless_asked_for(
     # env-only cannot switch the network off, and says so
     assert cases["alpha"]["sut_network"] == ("none" if not reachable else "host")
     if not reachable:
-        result.stdout.fnmatch_lines(["*sut isolation: bwrap (network none)*"])
+        result.stdout.fnmatch_lines(["*sut isolation: bwrap (network none*"])
 
 
 def test_a_failing_sut_with_the_network_off_gets_a_hint(pytester: pytest.Pytester) -> None:
@@ -423,10 +423,38 @@ def test_allocating_or_writing_past_a_limit_fails(
     # the limits hold with or without the sandbox; lifting the limit shows the attack live
     extra = [limit] if limited else []
     _result, cases = project.run([attack], mode, "-k", "alpha", *extra, **plan)
-    spy = cases["alpha"]["spy"][attack]
-    assert spy["ok"] is (not limited), spy
-    if limited:
+    case = cases["alpha"]
+    spy = case["spy"].get(attack)
+    if not limited:
+        assert spy is not None
+        assert spy["ok"], spy
+    elif attack == "alloc" and case["sut_memory_limit"] == "cgroup":
+        # the memory cgroup's OOM killer ends the process before it can report
+        assert spy is None or not spy["ok"], spy
+        assert "sut.memory_exceeded" in _codes(case)
+    else:
+        assert spy is not None
+        assert not spy["ok"], spy
         assert spy["detail"] in ("MemoryError", "[Errno 27] File too large")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_many_children_cannot_share_out_the_memory_limit(project: Project, mode: str) -> None:
+    # six children of 100 MiB each under a 300 MiB limit: each is under a per-process
+    # limit, so only a limit on all of them together (the memory cgroup) stops them
+    _result, cases = project.run(
+        ["alloc-children"], mode, "-k", "alpha", "--codegenie-sut-max-memory-mb=300",
+        children=6, child_mb=100,
+    )  # fmt: skip
+    case = cases["alpha"]
+    spy = case["spy"]["alloc-children"]
+    if case["sut_memory_limit"] == "per-process":
+        assert os.geteuid() != 0, "a root harness can always make a memory cgroup here"
+        assert spy["ok"], spy  # the attack, live: the per-process fallback cannot stop it
+        return
+    assert case["sut_memory_limit"] == "cgroup"
+    assert not spy["ok"], spy
+    assert "sut.memory_exceeded" in _codes(case)
 
 
 # -- the sandbox hidden: env-only works, is recorded, and never promotes -------------------
@@ -467,7 +495,7 @@ def test_without_bwrap_the_run_is_env_only_and_the_gate_refuses_it(
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
-            "*sut isolation: env-only (network host)*",
+            "*sut isolation: env-only (network host*",
             "*WARNING: the SUT ran without its sandbox*bwrap is not on PATH*",
             "*codegenie verdict stub → bronze: evidence INSUFFICIENT*",
             "*SUT isolation below bwrap required for bronze: alpha (env-only), beta (env-only), "
@@ -516,7 +544,7 @@ def test_an_in_process_hook_is_never_promotion_evidence_by_default(
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
-            "*sut isolation: in-process (network host)*",
+            "*sut isolation: in-process (network host*",
             "*SUT isolation below bwrap required for bronze: alpha (in-process)*",
         ]
     )
@@ -646,7 +674,10 @@ def test_the_rubric_has_no_network_and_cannot_write_the_case(
     planted = (bench / "cases" / "alpha" / "planted.txt").exists()
     if rubric_mode == "namespaces":
         # live: the host's network and filesystem; the harness still sees the case change
-        assert tried == {"case": True, "connect": True, "workspace": True}
+        # (a root harness hands the workspace to the sandbox user, whom a rubric mapped to
+        # root in its own user namespace cannot override)
+        workspace = os.geteuid() != 0
+        assert tried == {"case": True, "connect": True, "workspace": workspace}
         assert received == [b"rubric\n"]
         assert planted
         assert "rubric.tampered_bench" in _codes(case)

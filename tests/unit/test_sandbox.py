@@ -252,13 +252,14 @@ def test_isolation_is_recorded_as_it_really_was() -> None:
 def test_the_pids_cgroup_caps_a_tree_and_is_swept_when_its_owner_died(tmp_path: Path) -> None:
     import subprocess
 
-    from pytest_codegenie_eval.sandbox import PidsCgroup
+    from pytest_codegenie_eval.cgroups import ChildCgroups
 
-    cgroup = PidsCgroup.create(8)
-    if cgroup is None:
+    cgroups = ChildCgroups.create(8, None)
+    if cgroups.pids is None:
         pytest.skip("this machine lets the harness create no pids cgroup (RLIMIT_NPROC instead)")
+    directory = cgroups.pids
     try:
-        assert (cgroup.directory / "pids.max").read_text().strip() == "8"
+        assert (directory / "pids.max").read_text().strip() == "8"
         forker = (
             "import os, time\n"
             "n = 0\n"
@@ -273,19 +274,57 @@ def test_the_pids_cgroup_caps_a_tree_and_is_swept_when_its_owner_died(tmp_path: 
             "print(n)\n"
         )
         done = subprocess.run(
-            cgroup.wrap([sys.executable, "-c", forker]), capture_output=True, text=True
+            cgroups.wrap([sys.executable, "-c", forker]), capture_output=True, text=True
         )
         assert int(done.stdout) < 8  # 8 tasks in all, the forking process included
-        cgroup.drain()
+        cgroups.drain()
         # a cgroup named for a pid that no longer exists is removed by the next create()
         dead = subprocess.Popen(["true"])
         dead.wait()
-        stale = cgroup.directory.parent / f"codegenie-{dead.pid}-feedfacecafe"
+        stale = directory.parent / f"codegenie-{dead.pid}-feedfacecafe"
         stale.mkdir()
-        again = PidsCgroup.create(8)
+        again = ChildCgroups.create(8, None)
         assert not stale.exists()
-        if again is not None:
-            again.remove()
+        again.remove()
     finally:
-        cgroup.remove()
-    assert not cgroup.directory.exists()
+        cgroups.remove()
+    assert not directory.exists()
+
+
+def test_the_memory_cgroup_bounds_all_the_children_together() -> None:
+    import subprocess
+
+    from pytest_codegenie_eval.cgroups import ChildCgroups
+
+    # six children of 60 MiB each: 360 MiB together, under a 200 MiB cap for all of them
+    hog = (
+        "import os, time\n"
+        "kids = []\n"
+        "for _ in range(6):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        block = bytearray(60 * 1024 * 1024)\n"
+        "        for i in range(0, len(block), 4096): block[i] = 1\n"
+        "        time.sleep(1)\n"
+        "        os._exit(0)\n"
+        "    kids.append(pid)\n"
+        "print(sum(os.waitpid(p, 0)[1] != 0 for p in kids))\n"
+    )
+    cgroups = ChildCgroups.create(None, 200 * 1024 * 1024)
+    if cgroups.memory is None:
+        assert os.geteuid() != 0 or not os.path.isdir("/sys/fs/cgroup/memory"), (
+            "a root harness with a memory controller must get a memory cgroup"
+        )
+        pytest.skip("this machine lets the harness create no memory cgroup (RLIMIT_AS instead)")
+    try:
+        # the attack works without the cgroup: every child keeps its 60 MiB
+        free = subprocess.run([sys.executable, "-c", hog], capture_output=True, text=True)
+        assert free.stdout.strip() == "0"
+        assert cgroups.oom_kills() == 0
+        capped = subprocess.run(
+            cgroups.wrap([sys.executable, "-c", hog]), capture_output=True, text=True
+        )
+        assert capped.stdout.strip() not in ("", "0")
+        assert cgroups.oom_kills() >= 1
+    finally:
+        cgroups.remove()
