@@ -134,7 +134,14 @@ def harness_package_dir() -> Path:
 
 # procfs files and directories a jail never gets to write, whoever it runs as: the global
 # sysctls (host uid 0 may write them without any capability) and the other old knobs
-PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+PROC_READ_ONLY = (
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/pressure",  # PSI triggers: kernel work on behalf of whoever opens them
+)
 SANDBOX_SHM = "/dev/shm"
 # the private tmpfs mounts of a jail: what counts as its scratch space
 SCRATCH_MOUNTS = (SANDBOX_TMP, SANDBOX_HOME, SANDBOX_SHM)
