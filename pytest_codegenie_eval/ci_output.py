@@ -7,8 +7,22 @@
   at its ``case.toml`` so the failure shows on the pull request
   (``--codegenie-github-annotations=off`` turns them off).
 
-Both read only the run reports the session wrote. Text from cases and SUTs is escaped as
-GitHub's workflow-command syntax requires, so a SUT cannot inject a command of its own.
+Both read only the run reports the session wrote. Text from cases, SUTs and rubrics (case
+ids, failure-mode details that may quote the SUT's output or name its files) is untrusted:
+
+* in an annotation, its control characters are first shown as escapes (ESC as ``\\x1b``,
+  a lone CR as ``\\x0d``: :func:`~pytest_codegenie_eval.untrusted_text.visible`), then
+  ``%``, CR and LF are percent-encoded as GitHub's workflow-command syntax requires, and
+  ``:`` and ``,`` too in a property (the title, the file). Each annotation is one log line,
+  and what a SUT wrote is only ever data of the harness's own ``::error`` command;
+* in the step summary (a Markdown file, not the log), the same characters are shown, and
+  pipes, angle brackets and line breaks are escaped so that a cell stays a cell.
+
+Everything else the plugin prints of such text (failure reports, the terminal summary) is
+made safe by :mod:`pytest_codegenie_eval.untrusted_text`: no line of it starts a workflow
+command, and under GitHub Actions it is printed between ``::stop-commands::`` fences. So a
+SUT cannot inject a command of its own: only the harness's annotations and fences start a
+line with ``::``.
 """
 
 from __future__ import annotations
@@ -17,10 +31,13 @@ from collections.abc import Iterable, Sequence
 
 from pytest_codegenie_eval.layout import CASE_TOML, attempt_from_nodeid
 from pytest_codegenie_eval.models import BenchRunReport, CaseResult, PromotionVerdict
+from pytest_codegenie_eval.untrusted_text import visible
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """Workflow-command data: controls shown, then GitHub's percent-encoding (a CR that is
+    left after :func:`visible` is only there when the test hook turned it off)."""
+    return visible(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_property(text: str) -> str:
@@ -28,9 +45,10 @@ def _escape_property(text: str) -> str:
 
 
 def _md(text: str) -> str:
-    """Table-cell safe Markdown text (no pipes, no line breaks, no HTML)."""
+    """Table-cell safe Markdown text (no controls, pipes, line breaks or HTML)."""
     return (
-        text.replace("\\", "\\\\")
+        visible(text)
+        .replace("\\", "\\\\")
         .replace("|", "\\|")
         .replace("<", "&lt;")
         .replace(">", "&gt;")

@@ -27,6 +27,7 @@ from pytest_codegenie_eval.layout import (
 from pytest_codegenie_eval.loader import CaseEntry, LoadedTaskClass
 from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
+from pytest_codegenie_eval.untrusted_text import fenced, safe_line, safe_lines
 
 RESULT_KEY = pytest.StashKey[CaseResult]()
 
@@ -41,7 +42,12 @@ class CaseFailed(Exception):
 
 def format_result(result: CaseResult, *, style: str = "long") -> str:
     """The readable failure report of one case; ``--tb=short`` keeps the score and the
-    failure modes, ``--tb=line`` (and ``--tb=no``) one line."""
+    failure modes, ``--tb=line`` (and ``--tb=no``) one line.
+
+    It quotes untrusted text (the SUT's output, failure-mode details that may name files
+    the agent made, names read from disk), so it is printable as a whole: every line is a
+    :func:`~pytest_codegenie_eval.untrusted_text.safe_line`, and all but the headline are
+    fenced against workflow commands under GitHub Actions (:func:`printable_report`)."""
     attempt = f" attempt {result.repeat}" if result.repeat != 1 else ""
     headline = (
         f"codegenie case {result.task_class}/{result.case_id}{attempt}: "
@@ -50,11 +56,11 @@ def format_result(result: CaseResult, *, style: str = "long") -> str:
     )
     if style in ("line", "no"):
         codes = ", ".join(f"[{fm.severity}] {fm.code}" for fm in result.failure_modes)
-        return headline + (f"; {codes}" if codes else "")
-    lines = [headline]
+        return safe_line(headline + (f"; {codes}" if codes else ""))
+    lines: list[str] = []
     if style == "short":
         lines += [_format_mode(fm) for fm in result.failure_modes]
-        return "\n".join(lines)
+        return printable_report(headline, "\n".join(lines))
     if result.breakdown:
         width = max(len(k) for k in result.breakdown)
         lines.append("breakdown:")
@@ -73,15 +79,33 @@ def format_result(result: CaseResult, *, style: str = "long") -> str:
         )
     if result.stdout_tail.strip():
         lines.append("SUT stdout (tail):")
-        lines += ["  " + line for line in result.stdout_tail.rstrip().splitlines()[-20:]]
+        lines += ["  " + line for line in _tail_lines(result.stdout_tail)]
     if result.stderr_tail.strip():
         lines.append("SUT stderr (tail):")
-        lines += ["  " + line for line in result.stderr_tail.rstrip().splitlines()[-20:]]
-    return "\n".join(lines)
+        lines += ["  " + line for line in _tail_lines(result.stderr_tail)]
+    return printable_report(headline, "\n".join(lines))
+
+
+def printable_report(headline: str, body: str) -> str:
+    """A failure report safe to print: the headline one safe line first (pytest's short
+    summary shows the first line of a report), then the body's lines made safe and, under
+    GitHub Actions, fenced so that no workflow command runs while they print."""
+    shown = [safe_line(headline)]
+    if body:
+        shown += fenced(safe_lines(body))
+    return "\n".join(shown)
+
+
+def _tail_lines(tail: str, count: int = 20) -> list[str]:
+    """The last lines of a stream, split at newlines only: a lone carriage return (or a
+    form feed, U+2028, ...) stays in its line, where it is shown rather than obeyed."""
+    return tail.rstrip().replace("\r\n", "\n").split("\n")[-count:]
 
 
 def _format_mode(fm: FailureMode) -> str:
-    detail = f": {fm.detail}" if fm.detail else ""
+    # a multi-line detail (a stderr tail) continues indented under its mode, so that it
+    # cannot pass for a line of the report itself
+    detail = ": " + fm.detail.replace("\n", "\n      ") if fm.detail else ""
     return f"  [{fm.severity}] {fm.code}{detail}"
 
 
@@ -232,11 +256,14 @@ class CaseItem(pytest.Item):
         if isinstance(excinfo.value, CaseFailed):
             tbstyle = style or self.config.getoption("tbstyle", "auto")
             return format_result(excinfo.value.result, style=str(tbstyle))
-        return str(super().repr_failure(excinfo, style=style))
+        # a harness error: its message may still quote what a SUT or a rubric wrote
+        headline, _, body = str(super().repr_failure(excinfo, style=style)).partition("\n")
+        return printable_report(headline, body)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         attempt = f" attempt {self.repeat}" if self.name != self.case_id else ""
-        return self.path, 0, f"codegenie case {self.task_class_name}/{self.case_id}{attempt}"
+        domain = f"codegenie case {self.task_class_name}/{self.case_id}{attempt}"
+        return self.path, 0, safe_line(domain)
 
 
 def _attempts(parent: pytest.File, name: str, **kwargs: Any) -> Iterator[CaseItem]:

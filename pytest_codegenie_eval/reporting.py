@@ -32,6 +32,7 @@ from pytest_codegenie_eval.models import (
 from pytest_codegenie_eval.promotion import format_verdict
 from pytest_codegenie_eval.results import worker_crashed
 from pytest_codegenie_eval.session import PAYLOAD_PROPERTY, BenchSession
+from pytest_codegenie_eval.untrusted_text import fenced, safe_lines
 
 
 def _cached_cost(r: BenchRunReport) -> str:
@@ -195,7 +196,9 @@ class EvalReporter:
         lines = self.summary_lines()
         if lines:
             terminalreporter.write_sep("=", "codegenie eval summary")
-            for line in lines:
+            # the lines quote case ids, names read from disk, error messages and verdict
+            # reasons: each is printed as a safe line, all of them fenced under GitHub Actions
+            for line in fenced(safe_lines("\n".join(lines))):
                 terminalreporter.write_line(line)
         if os.environ.get("GITHUB_ACTIONS") == "true" and self.bench.settings.github_annotations:
             from pytest_codegenie_eval.ci_output import workflow_annotations
@@ -381,7 +384,10 @@ class EvalReporter:
             terminal = self.bench.config.pluginmanager.get_plugin("terminalreporter")
             if terminal is not None:
                 terminal.write_line("")  # progress output may have left a partial line
-            sys.stdout.write(text)
+            # json.dumps already escapes every control character; a "##[" (which GitHub's
+            # runner obeys anywhere in a log line) can only sit inside a JSON string, where
+            # "##\u005b" is the same value
+            sys.stdout.write(text.replace("##[", "##\\u005b"))
             sys.stdout.flush()
             self.jsonl_path = "-"
             return
