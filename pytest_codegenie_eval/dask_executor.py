@@ -24,7 +24,29 @@ The controller caches the result and keeps the diff, as for a local case.
   lost too the case fails with ``harness.worker_lost``. Either way it is never lost.
 - **A scheduler that cannot be reached** is a usage error before any case starts.
 
-Needs the ``dask`` extra (``pip install 'pytest-codegenie-eval[dask]'``).
+The SUT is an adversary, and with ``--codegenie-sut-network=host`` it shares the network of
+the machine it runs on. Anyone who can talk to a Dask scheduler runs code in it
+(``Client.run_on_scheduler``) and on its workers (``Client.run``), where the cases' bundles,
+expected answers included, pass through. So:
+
+- **``dask-local[:N]``** runs its ``LocalCluster`` on ``127.0.0.1`` over ``tls://``, with
+  credentials made for this session (:func:`local_security`): a key and a self-signed
+  certificate, the only CA the scheduler, the workers and the controller's client accept.
+  They are held in the memory of the pytest process and the worker processes (Dask writes
+  them into a private temporary directory for the instant it loads them), nowhere a
+  sandboxed SUT sees. A client without that certificate fails the TLS handshake. The Bokeh
+  dashboard is off, and the HTTP servers Dask always opens (the scheduler's would show the
+  workers, their logs and call stacks) listen on ``127.0.0.1`` with no routes
+  (:func:`start_local_cluster`).
+- **``dask+tls://HOST:PORT``** (or ``tls://HOST:PORT``) reaches a team's scheduler over TLS
+  with the client credentials of Dask's own config (``distributed.comm.tls.*``, which
+  ``Security()`` reads; :func:`remote_security`). Without them it is a usage error.
+- **``dask://HOST:PORT``** (or ``tcp://HOST:PORT``) is plain TCP, with no authentication:
+  together with ``--codegenie-sut-network=host`` it is refused before any case starts
+  (:func:`check_sut_network`).
+
+Needs the ``dask`` extra (``pip install 'pytest-codegenie-eval[dask]'``), which brings
+``cryptography`` for the session's credentials.
 """
 
 from __future__ import annotations
@@ -59,15 +81,31 @@ from pytest_codegenie_eval.sut import SutPolicy, SutSpec, resolve_sut
 if TYPE_CHECKING:
     from pytest_codegenie_eval.session import BenchSession
 
-EXECUTOR_HELP = "local (default), dask-local[:WORKERS] or dask://HOST:PORT"
+EXECUTOR_HELP = "local (default), dask-local[:WORKERS], dask://HOST:PORT or dask+tls://HOST:PORT"
 DEFAULT_LOCAL_WORKERS = 2
 CONNECT_TIMEOUT_S = 5.0
-_DASK_URL = re.compile(r"(?:dask|tcp)://(?P<host>[^\s/:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})")
+LOOPBACK = "127.0.0.1"
+_DASK_URL = re.compile(
+    r"(?P<scheme>dask|tcp|dask\+tls|tls)://(?P<host>[^\s/:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})"
+)
+_TLS_SCHEMES = ("dask+tls", "tls")
 _EXTRA = "pip install 'pytest-codegenie-eval[dask]'"
+# The client's credentials for dask+tls://, in Dask's config (and the variables that set them).
+_TLS_KEYS = (
+    ("distributed.comm.tls.ca-file", "DASK_DISTRIBUTED__COMM__TLS__CA_FILE"),
+    ("distributed.comm.tls.client.cert", "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"),
+    ("distributed.comm.tls.client.key", "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"),
+)
 
 
 class ExecutorUnavailable(CodegenieEvalError):
-    """The Dask executor cannot be used: not installed, or the scheduler is unreachable."""
+    """The Dask executor cannot be used: not installed, no TLS credentials for a TLS
+    scheduler, the scheduler unreachable, or an unsafe combination of options."""
+
+
+class ExecutorRefused(ExecutorUnavailable):
+    """The executor would let the SUT reach the scheduler: a plain-TCP scheduler (no
+    authentication) while the SUT shares the host's network."""
 
 
 # --------------------------------------------------------------------------- the option
@@ -79,12 +117,18 @@ class ExecutorSpec:
     this session starts, or an existing scheduler."""
 
     kind: Literal["local", "dask-local", "dask"] = "local"
-    address: str = ""  # tcp://HOST:PORT for "dask"
+    address: str = ""  # tcp://HOST:PORT or tls://HOST:PORT for "dask"
     workers: int = DEFAULT_LOCAL_WORKERS  # for "dask-local"
 
     @property
     def is_dask(self) -> bool:
         return self.kind != "local"
+
+    @property
+    def plain_tcp(self) -> bool:
+        """An existing scheduler reached without TLS: no authentication, anyone who reaches
+        it runs code in it."""
+        return self.kind == "dask" and self.address.startswith("tcp://")
 
     @property
     def label(self) -> str:
@@ -105,8 +149,120 @@ def parse_executor(text: str) -> ExecutorSpec:
         raise ValueError(f"dask-local:WORKERS takes 1 to 256 workers, got {raw!r}")
     match = _DASK_URL.fullmatch(value)
     if match is not None and 0 < int(match.group("port")) < 65536:
-        return ExecutorSpec("dask", address=f"tcp://{match.group('host')}:{match.group('port')}")
+        protocol = "tls" if match.group("scheme") in _TLS_SCHEMES else "tcp"
+        address = f"{protocol}://{match.group('host')}:{match.group('port')}"
+        return ExecutorSpec("dask", address=address)
     raise ValueError(f"--codegenie-executor must be {EXECUTOR_HELP}, got {text!r}")
+
+
+# --------------------------------------------------------------------------- security
+
+
+def check_sut_network(spec: ExecutorSpec, network: str) -> None:
+    """Refuse a plain-TCP scheduler when the SUT shares the host's network
+    (``--codegenie-sut-network=host``): it could connect to the scheduler, which
+    authenticates no one over plain TCP, and run code there and on every worker. Raises
+    :class:`ExecutorRefused`; call it before any case starts."""
+    if spec.plain_tcp and network == "host":
+        tls = spec.address.replace("tcp://", "dask+tls://", 1)
+        raise ExecutorRefused(
+            f"--codegenie-executor={spec.label} with --codegenie-sut-network=host: the agent "
+            "shares the host's network and could reach this plain-TCP Dask scheduler, which "
+            "authenticates no one, and run code in it and on its workers "
+            "(Client.run_on_scheduler, Client.run), where the cases and their expected answers "
+            f"pass; use a TLS scheduler ({tls}, with the client's credentials in Dask's config "
+            "distributed.comm.tls.*) or dask-local, or keep the SUT off the network "
+            "(--codegenie-sut-network=none)"
+        )
+
+
+def local_security() -> Any:
+    """Credentials for one session's ``LocalCluster``: ``Security.temporary()``, a fresh
+    key and self-signed certificate (the only CA every role accepts), in memory only, with
+    encryption required on every connection. Needs ``cryptography``."""
+    from distributed.security import Security
+
+    security: Any = Security  # untyped in distributed
+    try:
+        return security.temporary()
+    except ImportError as exc:
+        raise ExecutorUnavailable(
+            "--codegenie-executor=dask-local makes TLS credentials for each session with "
+            f"the cryptography package, which is not installed: {_EXTRA}"
+        ) from exc
+
+
+def remote_security(spec: ExecutorSpec) -> Any:
+    """The client's credentials for a TLS scheduler: ``Security()``, which reads Dask's own
+    config (``distributed.comm.tls.*``, from its YAML files or ``DASK_DISTRIBUTED__COMM__TLS__…``
+    variables). Raises :class:`ExecutorUnavailable` when the CA file or the client
+    certificate is not configured, or a configured path is not a file."""
+    from distributed.security import Security
+
+    make: Any = Security  # untyped in distributed
+    try:
+        security: Any = make()
+    except ValueError as exc:  # e.g. an unsupported distributed.comm.tls.min-version
+        raise ExecutorUnavailable(
+            f"--codegenie-executor={spec.label}: Dask's TLS config is invalid ({exc})"
+        ) from exc
+    values = (security.tls_ca_file, security.tls_client_cert, security.tls_client_key)
+    settings = [(key, env, value) for (key, env), value in zip(_TLS_KEYS, values, strict=True)]
+    missing = [f"{key} ({env})" for key, env, value in settings[:2] if not value]
+    if missing:
+        raise ExecutorUnavailable(
+            f"--codegenie-executor={spec.label}: a TLS scheduler needs this client's TLS "
+            f"credentials, and Dask's config sets no {' and no '.join(missing)}; set them "
+            "in a Dask config file or those variables (and distributed.comm.tls.client.key "
+            "unless the key is in the certificate file)"
+        )
+    for key, _, value in settings:
+        # a value with a newline is the PEM itself, as Dask allows; anything else a path
+        if value and "\n" not in value and not Path(value).is_file():
+            raise ExecutorUnavailable(
+                f"--codegenie-executor={spec.label}: {key} is {value}, which is not a file"
+            )
+    return security
+
+
+def start_local_cluster(workers: int, *, insecure_for_tests: bool = False) -> tuple[Any, Any]:
+    """Start the ``LocalCluster`` of ``dask-local``; returns it and the client's
+    ``Security``. Its scheduler, nannies and workers listen on ``127.0.0.1`` only, over
+    ``tls://`` with :func:`local_security`; the Bokeh dashboard is off; the HTTP servers
+    Dask opens on every scheduler and worker listen on ``127.0.0.1`` and serve no route (by
+    default the scheduler's shows the workers, their logs and call stacks to anyone).
+
+    ``insecure_for_tests`` exists only so that the tests can show the attack the defaults
+    stop: plain ``tcp://``, no credentials, and Dask's default HTTP routes.
+    """
+    distributed = _import_distributed()
+    import dask
+
+    security = None if insecure_for_tests else local_security()
+    # a worker that dies fails its task at once: the controller retries it itself, once,
+    # so that both tries are known and recorded
+    config: dict[str, Any] = {"distributed.scheduler.allowed-failures": 0}
+    worker_config: dict[str, Any] = {}
+    if not insecure_for_tests:
+        config["distributed.scheduler.http.routes"] = []
+        # handed to each nanny, which applies it to every worker process it starts,
+        # restarts included
+        worker_config["distributed.worker.http.routes"] = []
+    with dask.config.set(config):
+        cluster = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host=LOOPBACK,
+            protocol="tcp://" if security is None else "tls://",
+            security=security,
+            dashboard_address=None,
+            # the scheduler's HTTP server: on loopback, on any free port (never 8787), and
+            # without the Bokeh dashboard even where bokeh is installed
+            scheduler_kwargs={"dashboard": False, "dashboard_address": f"{LOOPBACK}:0"},
+            config=worker_config,
+        )
+    return cluster, security
 
 
 # --------------------------------------------------------------------------- bundles
@@ -370,7 +526,15 @@ def _import_distributed() -> Any:
 class DaskRunner:
     """The controller's side: connect (or start a LocalCluster), submit, wait, close."""
 
-    def __init__(self, spec: ExecutorSpec, *, max_cost_usd: float | None, run_scope: str) -> None:
+    def __init__(
+        self,
+        spec: ExecutorSpec,
+        *,
+        max_cost_usd: float | None,
+        run_scope: str,
+        insecure_for_tests: bool = False,
+    ) -> None:
+        """``insecure_for_tests``: see :func:`start_local_cluster` (dask-local only)."""
         distributed = _import_distributed()
         self.spec = spec
         self.max_cost_usd = max_cost_usd
@@ -379,25 +543,25 @@ class DaskRunner:
         self.cluster: Any = None
         try:
             if spec.kind == "dask-local":
-                import dask
-
-                # a worker that dies fails its task at once: the controller retries it
-                # itself, once, so that both tries are known and recorded
-                with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                    self.cluster = distributed.LocalCluster(
-                        n_workers=spec.workers,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=":0",  # any free port: never clash with 8787
-                    )
-                self.client = distributed.Client(self.cluster, timeout=CONNECT_TIMEOUT_S)
+                self.cluster, security = start_local_cluster(
+                    spec.workers, insecure_for_tests=insecure_for_tests
+                )
+                target: Any = self.cluster
             else:
-                self.client = distributed.Client(spec.address, timeout=CONNECT_TIMEOUT_S)
+                security = remote_security(spec) if spec.address.startswith("tls://") else None
+                target = spec.address
+            self.client = distributed.Client(target, security=security, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             self.close()
+            hint = (
+                "; check that its certificate and this client's are signed by the CA of "
+                "distributed.comm.tls.ca-file"
+                if spec.address.startswith("tls://")
+                else ""
+            )
             raise ExecutorUnavailable(
                 f"--codegenie-executor={spec.label}: the Dask scheduler cannot be reached "
-                f"({type(exc).__name__}: {exc})"
+                f"({type(exc).__name__}: {exc}){hint}"
             ) from exc
         try:
             # import the harness on every worker now, in parallel: part of starting the
@@ -639,6 +803,7 @@ __all__ = [
     "CaseBundle",
     "CaseJob",
     "DaskRunner",
+    "ExecutorRefused",
     "ExecutorSpec",
     "ExecutorUnavailable",
     "Outcome",
@@ -646,8 +811,12 @@ __all__ = [
     "WorkerReply",
     "bundle_case",
     "bundle_task_class",
+    "check_sut_network",
     "job_for",
+    "local_security",
     "parse_executor",
+    "remote_security",
     "run_on_worker",
+    "start_local_cluster",
     "submit_items",
 ]

@@ -209,8 +209,10 @@ def add_options(parser: pytest.Parser) -> None:
         "--codegenie-executor",
         default=None,
         metavar="WHERE",
-        help="where cases run: local (default), dask-local[:WORKERS] (a LocalCluster) or "
-        "dask://HOST:PORT (a running scheduler); needs the dask extra",
+        help="where cases run: local (default), dask-local[:WORKERS] (a LocalCluster), "
+        "dask+tls://HOST:PORT (a running scheduler, TLS with Dask's own security config), "
+        "dask://HOST:PORT (plain TCP: refused with --codegenie-sut-network=host); needs the "
+        "dask extra",
     )
     group.addoption(
         "--codegenie-html",
@@ -266,7 +268,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("codegenie_github_annotations", "on or off (default on)", default="")
     parser.addini("codegenie_cache", "score cache: on (default) or off", default="")
-    parser.addini("codegenie_executor", "local, dask-local[:N] or dask://HOST:PORT", default="")
+    parser.addini(
+        "codegenie_executor",
+        "local, dask-local[:N], dask+tls://HOST:PORT or dask://HOST:PORT",
+        default="",
+    )
     parser.addini("codegenie_html", "results page directory, built at session end", default="")
 
 

@@ -218,9 +218,15 @@ def start_executor(bench: BenchSession) -> None:
             "hook, which runs inside this pytest process and cannot run on a Dask worker; "
             "give the agent as a command (--codegenie-sut='CMD {workspace}')"
         )
-    from pytest_codegenie_eval.dask_executor import DaskRunner, ExecutorUnavailable
+    from pytest_codegenie_eval.dask_executor import (
+        DaskRunner,
+        ExecutorUnavailable,
+        check_sut_network,
+    )
 
     try:
+        # a plain-TCP scheduler is refused before the plugin connects to it
+        check_sut_network(spec, bench.settings.sut_policy.network)
         bench.executor = DaskRunner(
             spec, max_cost_usd=bench.settings.max_cost_usd, run_scope=bench.run_scope
         )

@@ -92,7 +92,7 @@ def test_the_shipped_benches_give_the_local_aggregate(tmp_path: Path) -> None:
             assert a[name] == b[name], (task_class, name)
         tries = [t for c in b["cases"] for t in c["executor_attempts"]]
         assert len(tries) == len(b["cases"])  # every case ran on a worker, once
-        assert all(t["worker"].startswith("tcp://127.0.0.1:") for t in tries)
+        assert all(t["worker"].startswith("tls://127.0.0.1:") for t in tries)  # TLS, loopback
         assert all(c["sut_isolation"] == a["cases"][0]["sut_isolation"] for c in b["cases"])
     # the diffs came back with the results and are kept on the controller
     case = _report_of(remote, "vuln-remediation")["cases"][0]
@@ -164,7 +164,7 @@ def test_the_cost_cap_stops_submission_across_the_cluster(
         "--codegenie-max-cost-usd=0.5",
         DASK,
     )
-    assert done.returncode == cli.EXIT_COST_CAP, done.stdout[-3000:]
+    assert done.returncode == cli.EXIT_COST_CAP, done.stdout[-3000:] + done.stderr[-3000:]
     report = newest_report(pytester.path)
     assert report["incomplete_reason"] == "cost_cap"
     ran = [c for c in report["cases"] if c["status"] == "scored"]
