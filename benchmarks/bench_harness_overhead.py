@@ -54,25 +54,39 @@ def floor_loop(rubric: Path, n: int, case_dir: Path) -> float:
     return time.perf_counter() - started
 
 
-def bwrap_start_cost(n: int = 100) -> tuple[float, float] | None:
-    """Seconds per start of ``/bin/true`` bare and inside the SUT's jail, or None."""
+def bwrap_start_cost(n: int = 100) -> tuple[float, float, float | None] | None:
+    """Seconds per start of ``/bin/true`` bare, inside the SUT's jail as the harness's own
+    uid, and (for a root harness) dropped to the sandbox user through the staging
+    namespace; None without bubblewrap."""
+    from pytest_codegenie_eval.jailuser import default_jail_user, give_to
     from pytest_codegenie_eval.sandbox import Jail, bwrap_status
 
     status = bwrap_status()
     if not status.usable or status.path is None:
         return None
-    with tempfile.TemporaryDirectory() as ws:
-        jail = Jail(ro=(), rw=(Path(ws),), chdir=Path(ws), env={"PATH": "/usr/bin:/bin"})
+    user = default_jail_user()
+
+    def per_start(jail: Jail) -> float:
+        assert status.path is not None
         argv = jail.argv(status.path, ["/bin/true"])
+        subprocess.run(argv, check=True, env=jail.spawn_env())  # stages once, not timed
+        started = time.perf_counter()
+        for _ in range(n):
+            subprocess.run(argv, check=True, env=jail.spawn_env())
+        return (time.perf_counter() - started) / n
+
+    with tempfile.TemporaryDirectory() as ws:
         started = time.perf_counter()
         for _ in range(n):
             subprocess.run(["/bin/true"], check=True)
         bare = (time.perf_counter() - started) / n
-        started = time.perf_counter()
-        for _ in range(n):
-            subprocess.run(argv, check=True, env=jail.spawn_env())
-        jailed = (time.perf_counter() - started) / n
-    return bare, jailed
+        env = {"PATH": "/usr/bin:/bin"}
+        jailed = per_start(Jail(ro=(), rw=(Path(ws),), chdir=Path(ws), env=env))
+        dropped = None
+        if user is not None and bwrap_status(user).usable:
+            give_to(user, Path(ws))
+            dropped = per_start(Jail(ro=(), rw=(Path(ws),), chdir=Path(ws), env=env, user=user))
+    return bare, jailed, dropped
 
 
 def main() -> None:
@@ -102,6 +116,10 @@ def main() -> None:
         else:
             print(f"bwrap start: {cost[1] * 1000:.2f} ms per jail vs {cost[0] * 1000:.2f} ms "
                   f"for a bare /bin/true spawn")  # fmt: skip
+            if cost[2] is not None:
+                print(f"bwrap start as the sandbox user (root harness: staging namespace, "
+                      f"nsenter, setpriv): {cost[2] * 1000:.2f} ms per jail, "
+                      f"ratio {cost[2] / cost[1]:.2f} to a jail as root")  # fmt: skip
         warm_root = Path(tmp) / "warm"
         generate(warm_root, args.warm_cases)
         cold = _run([*PYTEST, "--codegenie-sut=noop", "-n", "2"], warm_root)

@@ -73,6 +73,7 @@ def test_an_agent_installation_is_visible_only_when_listed(
     whose entry script imports a module beside it."""
     copy_stub(pytester.path)
     agent = tmp_path_factory.mktemp("opt-agent")
+    agent.chmod(0o755)  # installed as a package manager leaves it: readable by every user
     (agent / "brain.py").write_text(
         "def solve(q):\n    return int(q.split()[-1]) + 1\n", encoding="utf-8"
     )
