@@ -118,7 +118,7 @@ def main() -> None:
                   f"for a bare /bin/true spawn")  # fmt: skip
             if cost[2] is not None:
                 print(f"bwrap start as the sandbox user (root harness: staging namespace, "
-                      f"nsenter, setpriv): {cost[2] * 1000:.2f} ms per jail, "
+                      f"nsenter as the user): {cost[2] * 1000:.2f} ms per jail, "
                       f"ratio {cost[2] / cost[1]:.2f} to a jail as root")  # fmt: skip
         warm_root = Path(tmp) / "warm"
         generate(warm_root, args.warm_cases)

@@ -596,6 +596,7 @@ def run_case(
         return hit
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
+    jail_user = settings.sut_policy.jail_user
     try:
         workspace = _prepare_workspace(task_class, entry, run_dir)
         with tag_invocation(
@@ -619,8 +620,10 @@ def run_case(
         modes += tamper_failures(task_class, entry)
         if sut_run.workspace_overflow is None:  # never walk an oversized tree
             modes += _escape_failures(run_dir, workspace)
-        jail_user = settings.sut_policy.jail_user
         rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
+        # the rubric's jail user must enter the run directory to reach the workspace; a
+        # rubric outside bubblewrap runs as the harness, which then owns it again
+        _hand_over(run_dir, jail_user if rubric_mode == "bwrap" else None)
         if sut_run.workspace_overflow is not None:
             # nothing of an oversized workspace is read: no diff, no rubric
             modes.append(_block("sut.workspace_too_large", sut_run.workspace_overflow))
@@ -684,6 +687,14 @@ def run_case(
             _keep(run_dir, settings.kept_dir / task_class.name / kept_name(case.case_id, repeat))
     remember(settings, key, result)
     return result
+
+
+def _hand_over(run_dir: Path, user: JailUser | None) -> None:
+    """Make the run directory (mode 0700) the jail user's, or the harness's own again."""
+    uid, gid = (user.uid, user.gid) if user is not None else (os.geteuid(), os.getegid())
+    info = run_dir.stat()
+    if (info.st_uid, info.st_gid) != (uid, gid):
+        os.chown(run_dir, uid, gid)
 
 
 def cached_result(settings: RunSettings, key: str, nodeid: str, repeat: int) -> CaseResult | None:

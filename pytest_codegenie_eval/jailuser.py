@@ -11,8 +11,8 @@ Started as that user, bubblewrap opens its bind sources with that user's permiss
 source below a ``0700`` directory (a venv or pyenv under ``/root``) could not be bound. A
 :class:`Stage` solves this once per harness process: a helper process holds a private mount
 namespace in which root bind-mounts each source into a ``0755`` staging tmpfs; each jail is
-started inside that namespace (``nsenter``), drops to the user (``setpriv``) and binds from
-the staged paths to the real ones. The staging mounts never reach the host's mount table
+started inside that namespace as the user (one ``nsenter``) and binds from the staged paths
+to the real ones. The staging mounts never reach the host's mount table
 and vanish with the helper, which exits when the harness process does. What the jail reads
 must still be readable by the user (:func:`unreadable_for` checks it before any case
 starts), and what it writes is handed to it (:func:`give_to`).
@@ -40,7 +40,7 @@ from pytest_codegenie_eval.errors import CodegenieEvalError
 DEFAULT_JAIL_USER = "nobody"
 # nobody:nogroup on Debian and most distributions; used when the name is not in passwd
 NOBODY_ID = 65534
-_TOOLS = ("unshare", "nsenter", "setpriv")
+_TOOLS = ("unshare", "nsenter")
 _STAGE_PREFIX = "codegenie-stage-"
 _HELPER_TIMEOUT_S = 10.0
 
@@ -255,6 +255,7 @@ class Stage:
         self._lock = threading.Lock()
         self._staged: dict[Path, tuple[Path, tuple[int, int]]] = {}
         self._count = 0
+        self._staged_dirs: list[Path] = []
         self._containers: list[Path] = []
         self.add_containers(containers)
 
@@ -274,15 +275,14 @@ class Stage:
         return self._helper.poll() is None
 
     def prefix(self, user: JailUser) -> list[str]:
-        """Run the rest of a command line inside the stage, as ``user``."""
+        """Run the rest of a command line inside the stage, as ``user`` (``nsenter`` sets
+        the uid and gid after entering and drops every supplementary group: one exec does
+        both)."""
         return [
             "nsenter",
             f"--mount={self.namespace}",
-            "--",
-            "setpriv",
-            f"--reuid={user.uid}",
-            f"--regid={user.gid}",
-            "--clear-groups",
+            f"--setuid={user.uid}",
+            f"--setgid={user.gid}",
             "--",
         ]
 
@@ -294,15 +294,30 @@ class Stage:
                 self._containers.append(real)
 
     def source(self, path: Path, user: JailUser) -> Path:
-        """Where a bind of ``path`` takes its source inside the stage: below a staged
-        container when ``user`` may walk down to it from there, else staged on its own."""
+        """Where a bind of ``path`` takes its source inside the stage: below an already
+        staged directory (a container, or a task class directory holding a case) that is
+        still the same directory and that ``user`` may walk down from, else staged on its
+        own."""
         real = Path(os.path.realpath(path))
-        for container in self._containers:
-            if real.is_relative_to(container) and _walkable(user, container, real):
-                staged, _ = self._staged[container]
-                return staged / real.relative_to(container)
+        if real in self._staged and self._current(real):
+            return self._staged[real][0]
+        above = sorted(
+            (top for top in self._staged_dirs if real.is_relative_to(top)),
+            key=lambda top: -len(top.parts),
+        )
+        for top in above:
+            if self._current(top) and _walkable(user, top, real):
+                return self._staged[top][0] / real.relative_to(top)
         self.stage([real])
         return self._staged[real][0]
+
+    def _current(self, path: Path) -> bool:
+        """Whether ``path`` is still the file it was when it was staged."""
+        try:
+            info = os.stat(path)
+        except OSError:
+            return False
+        return self._staged[path][1] == (info.st_dev, info.st_ino)
 
     def stage(self, paths: Iterable[Path]) -> None:
         """Bind-mount each path (absolute and resolved) into the stage, once."""
@@ -338,6 +353,8 @@ class Stage:
                 raise JailUserError(f"could not stage {todo[0][0]} for the sandbox: {said}")
             for path, target, identity in todo:
                 self._staged[path] = (target, identity)
+                if path.is_dir() and path not in self._staged_dirs:
+                    self._staged_dirs.append(path)
 
     def close(self) -> None:
         """End the helper (its namespace and every staging mount go with it)."""
