@@ -328,3 +328,52 @@ def test_the_memory_cgroup_bounds_all_the_children_together() -> None:
         assert cgroups.oom_kills() >= 1
     finally:
         cgroups.remove()
+
+
+def test_the_sandbox_user_is_never_root_and_nobody_needs_no_passwd_entry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pwd
+
+    from pytest_codegenie_eval.jailuser import JailUserError, resolve_jail_user
+
+    assert (resolve_jail_user("1234:5678").uid, resolve_jail_user("1234:5678").gid) == (1234, 5678)
+    for root in ("root", "0", "0:0", "1234:0"):
+        with pytest.raises(JailUserError, match="is root"):
+            resolve_jail_user(root)
+    with pytest.raises(JailUserError, match="NAME, UID or UID:GID"):
+        resolve_jail_user("12:not-a-group-x")
+
+    # a minimal container: no passwd entry for nobody, and the default still works
+    def missing(name: str) -> pwd.struct_passwd:
+        raise KeyError(name)
+
+    monkeypatch.setattr(pwd, "getpwnam", missing)
+    fallback = resolve_jail_user(None)
+    assert (fallback.uid, fallback.gid, fallback.name) == (65534, 65534, "nobody")
+    with pytest.raises(JailUserError, match="no user 'builder'"):
+        resolve_jail_user("builder")
+
+
+def test_what_the_sandbox_user_may_read_is_decided_by_each_entry_mode(tmp_path: Path) -> None:
+    from pytest_codegenie_eval.jailuser import JailUser, unreadable_for
+
+    user = JailUser(54321, 54321, "someone")
+    tree = tmp_path / "tc"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "ok.py").write_text("x")
+    for path in (tree, tree / "sub"):
+        path.chmod(0o755)
+    (tree / "sub" / "ok.py").chmod(0o644)
+    assert unreadable_for(user, [tree]) is None
+    (tree / "sub" / "secret.py").write_text("x")
+    (tree / "sub" / "secret.py").chmod(0o600)
+    assert unreadable_for(user, [tree]) == str(tree / "sub" / "secret.py")
+    (tree / "sub").chmod(0o711)  # enterable but not listable: the jail could not list it
+    assert unreadable_for(user, [tree]) == str(tree / "sub")
+    # owned by the user, its owner bits count
+    if os.geteuid() == 0:
+        os.chown(tree / "sub", user.uid, user.gid)
+        (tree / "sub").chmod(0o700)
+        os.chown(tree / "sub" / "secret.py", user.uid, user.gid)
+        assert unreadable_for(user, [tree]) is None
