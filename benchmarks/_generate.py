@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_codegenie_eval.digests import write_digests
+from pytest_codegenie_eval.taskclass.digests import write_digests
 
 REGISTRATION = """from pytest_codegenie_eval import register_task_class
 

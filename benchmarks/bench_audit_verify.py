@@ -21,7 +21,8 @@ from pathlib import Path
 
 import blake3
 
-from pytest_codegenie_eval.audit import (
+from pytest_codegenie_eval.models import BenchRunReport, CaseResult
+from pytest_codegenie_eval.store.audit import (
     AUDIT_FILE,
     GENESIS_PREV_HASH,
     RUNS_DIR,
@@ -32,7 +33,6 @@ from pytest_codegenie_eval.audit import (
     verify,
     write_run_record,
 )
-from pytest_codegenie_eval.models import BenchRunReport, CaseResult
 
 VERIFY_TARGET_S = 1.0
 APPENDS_ON_TOP = 100

@@ -3,7 +3,7 @@
 Run with ``.venv/bin/python benchmarks/bench_bca.py``. For n = 10, 1,000 and 100,000
 uniform scores it prints, side by side, the wall time (best of several runs, without
 tracing) and the peak traced allocation (one run under :mod:`tracemalloc`) of
-:func:`pytest_codegenie_eval.stats.lower_bound_95` and of scipy's BCa interval with the
+:func:`pytest_codegenie_eval.evidence.stats.lower_bound_95` and of scipy's BCa interval with the
 same generator, the scipy/ours ratios and the difference between the two bounds.
 
 scipy's BCa jackknife materialises an ``n x (n - 1)`` index array (a 9.3 GiB bool array at
@@ -30,7 +30,7 @@ import numpy.typing as npt
 import scipy
 from scipy import stats as scipy_stats
 
-from pytest_codegenie_eval.stats import DEFAULT_RESAMPLES, lower_bound_95
+from pytest_codegenie_eval.evidence.stats import DEFAULT_RESAMPLES, lower_bound_95
 
 SIZES = (10, 1_000, 100_000)
 SEED = 0x3F9A0C2E

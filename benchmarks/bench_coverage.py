@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.stats
 
-from pytest_codegenie_eval.stats import LowerBound, lower_bound_95
+from pytest_codegenie_eval.evidence.stats import LowerBound, lower_bound_95
 
 Draw = Callable[[np.random.Generator, int], np.ndarray]
 

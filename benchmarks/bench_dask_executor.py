@@ -38,8 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_codegenie_eval.dask_executor import DaskRunner, ExecutorSpec
-from pytest_codegenie_eval.digests import write_digests
+from pytest_codegenie_eval.execution.executors.dask import DaskRunner, ExecutorSpec
+from pytest_codegenie_eval.taskclass.digests import write_digests
 
 REPO = Path(__file__).resolve().parents[1]
 STUB = REPO / "tests" / "fixtures" / "bench" / "stub"

@@ -58,8 +58,8 @@ def bwrap_start_cost(n: int = 100) -> tuple[float, float, float | None] | None:
     """Seconds per start of ``/bin/true`` bare, inside the SUT's jail as the harness's own
     uid, and (for a root harness) dropped to the sandbox user through the staging
     namespace; None without bubblewrap."""
-    from pytest_codegenie_eval.jailuser import default_jail_user, give_to
-    from pytest_codegenie_eval.sandbox import Jail, bwrap_status
+    from pytest_codegenie_eval.execution.isolation.jailuser import default_jail_user, give_to
+    from pytest_codegenie_eval.execution.isolation.sandbox import Jail, bwrap_status
 
     status = bwrap_status()
     if not status.usable or status.path is None:

@@ -28,11 +28,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pytest_codegenie_eval.aggregate import build_report
-from pytest_codegenie_eval.audit import write_run_record
-from pytest_codegenie_eval.htmlreport import SiteSummary, build_site
+from pytest_codegenie_eval.evidence.aggregate import build_report
 from pytest_codegenie_eval.models import CaseResult, FailureMode
-from pytest_codegenie_eval.statedir import StateDir, store_diff
+from pytest_codegenie_eval.output.html import SiteSummary, build_site
+from pytest_codegenie_eval.store.audit import write_run_record
+from pytest_codegenie_eval.store.statedir import StateDir, store_diff
 
 TASK_CLASS = "bench-perf"
 TIERS = Path(__file__).resolve().parents[1] / "docs" / "trust-tiers.yaml"

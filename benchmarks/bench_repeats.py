@@ -17,7 +17,7 @@ import tracemalloc
 
 import numpy as np
 
-from pytest_codegenie_eval.aggregate import build_report
+from pytest_codegenie_eval.evidence.aggregate import build_report
 from pytest_codegenie_eval.models import CaseResult
 
 

@@ -29,13 +29,14 @@ _WHERE = {
     "BenchScore": "models",
     "FailureMode": "models",
     "PromotionVerdict": "models",
-    "PromotionGate": "promotion",
+    "PromotionGate": "evidence.promotion",
     "Rubric": "rubric",
     "TaskClass": "registry",
     "register_task_class": "registry",
 }
 
 if TYPE_CHECKING:
+    from pytest_codegenie_eval.evidence.promotion import PromotionGate
     from pytest_codegenie_eval.models import (
         BenchCase,
         BenchRunReport,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
         FailureMode,
         PromotionVerdict,
     )
-    from pytest_codegenie_eval.promotion import PromotionGate
     from pytest_codegenie_eval.registry import TaskClass, register_task_class
     from pytest_codegenie_eval.rubric import Rubric
 

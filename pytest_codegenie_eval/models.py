@@ -281,5 +281,5 @@ class PromotionVerdict(_Wire):
     report_digests: tuple[str, ...] = ()
     isolation_classes: tuple[str, ...] = ()
     uncalibrated: bool = True
-    # when the bound falls short: how many cases would clear the threshold (planning.py)
+    # when the bound falls short: how many cases would clear the threshold (evidence/planning.py)
     next_step: str | None = None

@@ -32,7 +32,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from pytest_codegenie_eval.digests import write_digests
+from pytest_codegenie_eval.taskclass.digests import write_digests
 
 REPO = Path(__file__).resolve().parent.parent
 TASK_CLASS = "vuln-remediation"

@@ -4,11 +4,15 @@ format change, and bump the schema version if consumers must notice)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from pytest_codegenie_eval.snapshots import sample_documents, shape
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the shapes live with the tests that check them
 
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "tests" / "snapshots"
+from tests.snapshot_shapes import sample_documents, shape  # noqa: E402
+
+SNAPSHOTS = REPO / "tests" / "snapshots"
 
 
 def main() -> None:

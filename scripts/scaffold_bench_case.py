@@ -47,7 +47,7 @@ import nodesemver
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from pytest_codegenie_eval.digests import case_digest
+from pytest_codegenie_eval.taskclass.digests import case_digest
 
 _CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")

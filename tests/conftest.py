@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+import pytest_codegenie_eval.evidence.verdicts
+
 # In-process pytester runs drop modules first imported during the run; numpy cannot be
 # imported twice in one process, so everything the plugin imports lazily is loaded here.
-import pytest_codegenie_eval.collection
-import pytest_codegenie_eval.evidence
-import pytest_codegenie_eval.reporting  # noqa: F401
+import pytest_codegenie_eval.pytest_plugin.items
+import pytest_codegenie_eval.pytest_plugin.reporter  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 STUB = REPO / "tests" / "fixtures" / "bench" / "stub"
@@ -34,7 +35,7 @@ def copy_stub(dest_root: Path, name: str = "stub") -> Path:
 
 def repin(task_class_dir: Path) -> None:
     """Rewrite cases/digests.yaml after a test edited a case on purpose."""
-    from pytest_codegenie_eval.digests import write_digests
+    from pytest_codegenie_eval.taskclass.digests import write_digests
 
     write_digests(task_class_dir / "cases")
 
@@ -90,7 +91,7 @@ def run_bench(pytester: pytest.Pytester, stub_bench: Path, xdist_args: list[str]
 def run_cli(cwd: Path | None, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the ``codegenie-eval`` console script in a child process (in ``cwd``)."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest_codegenie_eval.cli", *args],
+        [sys.executable, "-m", "pytest_codegenie_eval.cli.main", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

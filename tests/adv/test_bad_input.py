@@ -15,12 +15,16 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_codegenie_eval.contract import MAX_YAML_DEPTH, strict_yaml
-from pytest_codegenie_eval.digests import read_digests
 from pytest_codegenie_eval.errors import DigestsFileInvalid, TaskClassInvalid, TierConfigInvalid
-from pytest_codegenie_eval.execution import validate_rubric_output
-from pytest_codegenie_eval.loader import LoadedTaskClass, load_failure_modes, load_task_class
-from pytest_codegenie_eval.tiers import load_tier_config
+from pytest_codegenie_eval.evidence.tiers import load_tier_config
+from pytest_codegenie_eval.execution.attempt import validate_rubric_output
+from pytest_codegenie_eval.taskclass.contract import MAX_YAML_DEPTH, strict_yaml
+from pytest_codegenie_eval.taskclass.digests import read_digests
+from pytest_codegenie_eval.taskclass.loader import (
+    LoadedTaskClass,
+    load_failure_modes,
+    load_task_class,
+)
 from tests.conftest import copy_stub
 
 Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
@@ -141,7 +145,7 @@ def test_contract_yaml_refuses_deep_nesting_and_aliases(
 
 
 def test_the_fence_reports_them_as_violations(tmp_path: Path) -> None:
-    from pytest_codegenie_eval.fence import check_task_class
+    from pytest_codegenie_eval.taskclass.fence import check_task_class
 
     tc = copy_stub(tmp_path)
     for text in (DEEP, LAUGHS):
@@ -265,7 +269,7 @@ def test_a_report_that_cannot_be_written_at_session_end_fails_a_passing_run(
 ) -> None:
     import errno
 
-    from pytest_codegenie_eval import reporting
+    from pytest_codegenie_eval.pytest_plugin import reporter as reporting
 
     def disk_full(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

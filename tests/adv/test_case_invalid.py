@@ -1,5 +1,6 @@
 """Broken bench inputs fail their own item with an error naming the file and the field/key;
-the healthy cases of the same task class still run (docs/bench-authoring.md, collection.py).
+the healthy cases of the same task class still run (docs/bench-authoring.md,
+pytest_plugin/items.py).
 
 Every bench here is built in tmp_path from the stub fixture: broken fixtures are never
 committed.
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval.digests import write_digests
+from pytest_codegenie_eval.taskclass.digests import write_digests
 
 Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]
 HEALTHY = ("alpha", "beta", "gamma")

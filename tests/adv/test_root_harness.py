@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval.jailuser import (
+from pytest_codegenie_eval.execution.isolation.jailuser import (
     JailUser,
     Stage,
     default_jail_user,
     resolve_jail_user,
 )
+from pytest_codegenie_eval.execution.isolation.sandbox import Jail, bwrap_status, python_prefixes
+from pytest_codegenie_eval.execution.sut import SutLimits, SutPolicy, SutSpec, run_sut
 from pytest_codegenie_eval.models import BenchCase
-from pytest_codegenie_eval.sandbox import Jail, bwrap_status, python_prefixes
-from pytest_codegenie_eval.sut import SutLimits, SutPolicy, SutSpec, run_sut
 from tests.conftest import REPO, copy_stub
 
 ROOT = os.geteuid() == 0

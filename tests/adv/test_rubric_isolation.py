@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval.digests import write_digests
 from pytest_codegenie_eval.process import sandbox_prefix
+from pytest_codegenie_eval.taskclass.digests import write_digests
 from tests.adv.procs import alive, run_measuring_rss
 
 Runner = Callable[..., tuple[pytest.RunResult, dict[str, dict[str, Any]]]]

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval.sandbox import bwrap_status
+from pytest_codegenie_eval.execution.isolation.sandbox import bwrap_status
 from tests.adv.procs import alive, run_measuring_rss
 from tests.conftest import copy_stub, newest_report, run_stub
 

@@ -6,7 +6,9 @@ import pytest
 
 
 def count_spawns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    from pytest_codegenie_eval import execution, process, sut
+    from pytest_codegenie_eval import process
+    from pytest_codegenie_eval.execution import attempt as execution
+    from pytest_codegenie_eval.execution import sut
 
     spawned: list[list[str]] = []
     real = process.run_process

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.audit import verify
-from pytest_codegenie_eval.stats import clopper_pearson_lower_bound
+from pytest_codegenie_eval.evidence.stats import clopper_pearson_lower_bound
+from pytest_codegenie_eval.store.audit import verify
 from tests.conftest import REPO, read_jsonl
 
 VULN = "vuln-remediation"

@@ -32,7 +32,7 @@ def test_cache_invalidation(pytester: pytest.Pytester, monkeypatch: pytest.Monke
     refused = rerun()
     refused.assert_outcomes(passed=N - 1, failed=1)
     refused.stdout.fnmatch_lines(["*harness.digest_mismatch*"])
-    from pytest_codegenie_eval.digests import write_digests
+    from pytest_codegenie_eval.taskclass.digests import write_digests
 
     write_digests(bench / "cases")
     repinned = rerun()

@@ -106,8 +106,8 @@ def test_a_cached_result_says_where_and_for_how_much_it_was_measured(
 
 
 def test_a_failure_detail_cannot_forge_a_workflow_command() -> None:
-    from pytest_codegenie_eval.ci_output import workflow_annotations
     from pytest_codegenie_eval.models import BenchRunReport, CaseResult, FailureMode
+    from pytest_codegenie_eval.output.github import workflow_annotations
 
     forged = "boom\n::error title=forged::all good\n::add-mask::x"
     case = CaseResult(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval import cli
+from pytest_codegenie_eval.cli import main as cli
 from tests.conftest import repin, run_cli
 
 TIERS = """# UNCALIBRATED
@@ -23,7 +23,7 @@ current_tiers: {stub: none}
 def test_help_imports_nothing_heavy() -> None:
     code = (
         "import sys\n"
-        "from pytest_codegenie_eval.cli import main\n"
+        "from pytest_codegenie_eval.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
         "print(sorted(m for m in ('pytest', 'pydantic', 'numpy', 'scipy') if m in sys.modules))\n"
     )

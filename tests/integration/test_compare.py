@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from scipy.stats import binomtest
 
-from pytest_codegenie_eval import cli
-from pytest_codegenie_eval.compare import compare
+from pytest_codegenie_eval.cli import main as cli
+from pytest_codegenie_eval.evidence.compare import compare
 from pytest_codegenie_eval.models import BenchRunReport, CaseResult
 from tests.conftest import newest_report, run_cli
 

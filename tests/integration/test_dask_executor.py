@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval import cli
-from pytest_codegenie_eval.dask_executor import (
+from pytest_codegenie_eval.cli import main as cli
+from pytest_codegenie_eval.execution.executors.dask import (
     DaskRunner,
     ExecutorSpec,
     bundle_task_class,
@@ -26,8 +26,8 @@ from pytest_codegenie_eval.dask_executor import (
     parse_executor,
     run_on_worker,
 )
-from pytest_codegenie_eval.loader import load_task_class, rubric_digest
-from pytest_codegenie_eval.sut import SutPolicy, resolve_sut
+from pytest_codegenie_eval.execution.sut import SutPolicy, resolve_sut
+from pytest_codegenie_eval.taskclass.loader import load_task_class, rubric_digest
 from tests.conftest import REPO, copy_stub, newest_report, repin, run_cli
 
 pytest.importorskip("distributed")

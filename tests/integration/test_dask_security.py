@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval import cli
-from pytest_codegenie_eval.dask_executor import (
+from pytest_codegenie_eval.cli import main as cli
+from pytest_codegenie_eval.execution.executors.dask import (
     DaskRunner,
     ExecutorRefused,
     ExecutorSpec,

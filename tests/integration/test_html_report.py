@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval import cli, htmlreport
-from pytest_codegenie_eval.htmlreport import charts
+from pytest_codegenie_eval.cli import main as cli
+from pytest_codegenie_eval.output import html as htmlreport
+from pytest_codegenie_eval.output.html import charts
 from tests.conftest import REPO, copy_stub, run_cli
 
 BASE = ("-p", "no:cacheprovider")
@@ -305,7 +306,7 @@ def test_a_tampered_report_or_diff_is_flagged_never_shown_as_recorded(
     diff = state / "diffs" / alpha["diff_digest"][:2] / f"{alpha['diff_digest']}.diff"
     diff.write_text("+ an edited diff\n")
     # the attack is live: the edited bytes sit where the page reads the recorded diff from
-    from pytest_codegenie_eval.statedir import read_diff
+    from pytest_codegenie_eval.store.statedir import read_diff
 
     assert diff.read_text() == "+ an edited diff\n"
     assert read_diff(state / "diffs", alpha["diff_digest"]) is None  # the digest check

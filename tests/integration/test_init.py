@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval import cli
-from pytest_codegenie_eval.fence import check_bench_root
-from pytest_codegenie_eval.tiers import load_tier_config
+from pytest_codegenie_eval.cli import main as cli
+from pytest_codegenie_eval.evidence.tiers import load_tier_config
+from pytest_codegenie_eval.taskclass.fence import check_bench_root
 from tests.conftest import run_cli
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval import cli
-from pytest_codegenie_eval.audit import AUDIT_FILE, verify, write_run_record
+from pytest_codegenie_eval.cli import main as cli
 from pytest_codegenie_eval.errors import ChainTamperDetected
-from pytest_codegenie_eval.evidence import recorded_evidence
-from pytest_codegenie_eval.statedir import atomic_write
+from pytest_codegenie_eval.evidence.verdicts import recorded_evidence
+from pytest_codegenie_eval.store.audit import AUDIT_FILE, verify, write_run_record
+from pytest_codegenie_eval.store.statedir import atomic_write
 from tests.conftest import run_cli as run_cli_in
 from tests.unit.test_audit import make_report
 

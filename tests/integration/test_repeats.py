@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.stats import lower_bound_95, seed_from_run_id
+from pytest_codegenie_eval.evidence.stats import lower_bound_95, seed_from_run_id
 from tests.conftest import newest_report, read_jsonl
 
 # answers right on the first attempt only: the flaky agent a single run would overrate

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.audit import verify
+from pytest_codegenie_eval.store.audit import verify
 from tests.conftest import RunBench, read_jsonl
 
 TIERS = """# UNCALIBRATED thresholds for tests

@@ -15,8 +15,8 @@ from typing import Any
 import blake3
 import pytest
 
-from pytest_codegenie_eval import cli
-from pytest_codegenie_eval.sharding import shard_of
+from pytest_codegenie_eval.cli import main as cli
+from pytest_codegenie_eval.evidence.shards import shard_of
 from tests.conftest import REPO, newest_report, read_jsonl, repin, run_cli
 
 RUN = ("run", "-p", "no:cacheprovider", "--codegenie-bench=stub")

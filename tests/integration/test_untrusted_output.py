@@ -1,4 +1,4 @@
-"""Nothing a SUT writes acts on a terminal or a CI log (untrusted_text.py).
+"""Nothing a SUT writes acts on a terminal or a CI log (output/untrusted_text.py).
 
 A hostile SUT prints GitHub workflow commands (``::stop-commands::``, an indented
 ``::add-mask::``, forged ``::error``/``::notice`` lines, the older ``##[command]`` form) and
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.untrusted_text import UNSAFE_OUTPUT_ENV
+from pytest_codegenie_eval.output.untrusted_text import UNSAFE_OUTPUT_ENV
 
 # .NET's Char.IsWhiteSpace (what the runner's TrimStart() strips), and more to be strict
 TRIMMED = (

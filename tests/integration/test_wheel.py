@@ -37,17 +37,19 @@ def test_the_wheel_holds_the_templates_static_files_and_entry_points(tmp_path: P
     package = REPO / "pytest_codegenie_eval"
     needed = [
         p.relative_to(REPO).as_posix()
-        for folder in ("htmlreport/templates", "htmlreport/static")
+        for folder in ("output/html/templates", "output/html/static")
         for p in (package / folder).iterdir()
     ]
     assert len(needed) >= 10
+    # every module of every subpackage: a subpackage missing from pyproject's list is caught
+    needed += [p.relative_to(REPO).as_posix() for p in package.rglob("*.py")]
     missing = [name for name in [*needed, "pytest_codegenie_eval/py.typed"] if name not in names]
     assert not missing, missing
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for line in (
-        "codegenie_eval = pytest_codegenie_eval.plugin",
-        "codegenie_eval_hooks = pytest_codegenie_eval.hooks_plugin",
-        "codegenie-eval = pytest_codegenie_eval.cli:main",
+        "codegenie_eval = pytest_codegenie_eval.pytest_plugin.hooks",
+        "codegenie_eval_hooks = pytest_codegenie_eval.pytest_plugin.hookspec_plugin",
+        "codegenie-eval = pytest_codegenie_eval.cli.main:main",
     ):
         assert line in text

@@ -16,7 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_codegenie_eval.audit import (
+from pytest_codegenie_eval.errors import ChainTamperDetected
+from pytest_codegenie_eval.models import BenchRunReport
+from pytest_codegenie_eval.store.audit import (
     AUDIT_FILE,
     GENESIS_PREV_HASH,
     RECORD_FIELDS,
@@ -28,8 +30,6 @@ from pytest_codegenie_eval.audit import (
     verify_or_raise,
     write_run_record,
 )
-from pytest_codegenie_eval.errors import ChainTamperDetected
-from pytest_codegenie_eval.models import BenchRunReport
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -491,7 +491,7 @@ _APPENDER = textwrap.dedent(
     import sys
     from pathlib import Path
 
-    from pytest_codegenie_eval.audit import write_run_record
+    from pytest_codegenie_eval.store.audit import write_run_record
     from pytest_codegenie_eval.models import BenchRunReport
 
     out_dir, worker = Path(sys.argv[1]), int(sys.argv[2])

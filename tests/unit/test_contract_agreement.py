@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_codegenie_eval.digests import read_digests, write_digests
 from pytest_codegenie_eval.errors import CodegenieEvalError, DigestsFileInvalid, TaskClassInvalid
-from pytest_codegenie_eval.fence import Violation, check_task_class
-from pytest_codegenie_eval.loader import load_failure_modes, load_task_class
+from pytest_codegenie_eval.taskclass.digests import read_digests, write_digests
+from pytest_codegenie_eval.taskclass.fence import Violation, check_task_class
+from pytest_codegenie_eval.taskclass.loader import load_failure_modes, load_task_class
 
 VERSIONS = ["version: 1", "version: 2", "version: true", "version: '1'", "version: 1.0", ""]
 CODES = ["answer.wrong", "answer.extra", "sut.mine", "harness.x", "''", "1", "a b"]

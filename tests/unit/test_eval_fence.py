@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.digests import write_digests
-from pytest_codegenie_eval.fence import (
+from pytest_codegenie_eval.taskclass.digests import write_digests
+from pytest_codegenie_eval.taskclass.fence import (
     BANNED_SUBSTRINGS,
     SEED_FLOOR,
     Violation,
@@ -531,7 +531,7 @@ def test_shipped_benches_pass_the_fence() -> None:
 def test_a_link_out_of_input_is_reported_even_when_pinned(
     tc: Path, bench_root: Path, tmp_path: Path, name: str, target: str
 ) -> None:
-    from pytest_codegenie_eval.digests import write_digests
+    from pytest_codegenie_eval.taskclass.digests import write_digests
 
     link = tc / "cases" / "alpha" / "input" / name
     link.symlink_to(target)

@@ -13,18 +13,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_codegenie_eval.cache import CacheKeyParts, ScoreCache
-from pytest_codegenie_eval.canary import CANARY_ENV, canary_for, leaked, mint, with_pinned_canary
-from pytest_codegenie_eval.cost_tag import TAG_ENV, CostLedger, tag_invocation
-from pytest_codegenie_eval.execution import (
+from pytest_codegenie_eval.execution.attempt import (
     rubric_env,
     unified_diff,
     validate_rubric_output,
 )
-from pytest_codegenie_eval.loader import load_task_class
+from pytest_codegenie_eval.execution.canary import (
+    CANARY_ENV,
+    canary_for,
+    leaked,
+    mint,
+    with_pinned_canary,
+)
+from pytest_codegenie_eval.execution.sut import SutConfigError, resolve_sut
 from pytest_codegenie_eval.models import BenchCase, CaseResult
 from pytest_codegenie_eval.process import ResourceLimits, run_process
-from pytest_codegenie_eval.sut import SutConfigError, resolve_sut
+from pytest_codegenie_eval.store.cache import CacheKeyParts, ScoreCache
+from pytest_codegenie_eval.store.cost_ledger import TAG_ENV, CostLedger, tag_invocation
+from pytest_codegenie_eval.taskclass.loader import load_task_class
 from tests.conftest import copy_stub
 
 CASE = BenchCase(
@@ -126,7 +132,7 @@ def test_ledger_records_every_invocation_across_threads(tmp_path: Path) -> None:
 _SPENDER = """
 import sys
 from pathlib import Path
-from pytest_codegenie_eval.cost_tag import CostLedger, tag_invocation
+from pytest_codegenie_eval.store.cost_ledger import CostLedger, tag_invocation
 ledger = CostLedger(Path(sys.argv[1]))
 for i in range(25):
     with tag_invocation(ledger, "scope", "t", f"{sys.argv[2]}-{i}") as invocation:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_codegenie_eval.layout import (
+from pytest_codegenie_eval.taskclass.layout import (
     attempt_from_nodeid,
     case_from_nodeid,
     item_name,

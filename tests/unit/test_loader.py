@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_codegenie_eval.digests import case_digest, read_digests, render_digests
 from pytest_codegenie_eval.errors import (
     BenchCaseDigestMismatch,
     BenchCaseIDCollision,
@@ -20,13 +19,14 @@ from pytest_codegenie_eval.errors import (
     TaskClassInvalid,
     TaskClassNotFound,
 )
-from pytest_codegenie_eval.loader import (
+from pytest_codegenie_eval.registry import TaskClassRegistry, register_task_class
+from pytest_codegenie_eval.taskclass.digests import case_digest, read_digests, render_digests
+from pytest_codegenie_eval.taskclass.loader import (
     load_failure_modes,
     load_task_class,
     parse_case_toml,
     resolve_task_class_dir,
 )
-from pytest_codegenie_eval.registry import TaskClassRegistry, register_task_class
 from tests.conftest import copy_stub, repin
 
 GOOD = """case_id = "c1"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from scipy.stats import binom
 
+from pytest_codegenie_eval.evidence.planning import cases_needed, perfect_cases_needed
+from pytest_codegenie_eval.evidence.promotion import PromotionGate, format_verdict
+from pytest_codegenie_eval.evidence.stats import clopper_pearson_lower_bound, lower_bound_95
+from pytest_codegenie_eval.evidence.tiers import TierConfig
 from pytest_codegenie_eval.models import BenchRunReport
-from pytest_codegenie_eval.planning import cases_needed, perfect_cases_needed
-from pytest_codegenie_eval.promotion import PromotionGate, format_verdict
 from pytest_codegenie_eval.registry import TaskClass
-from pytest_codegenie_eval.stats import clopper_pearson_lower_bound, lower_bound_95
-from pytest_codegenie_eval.tiers import TierConfig
 
 
 @pytest.mark.parametrize(("threshold", "n"), [(0.7, 9), (0.8, 14), (0.9, 29)])

@@ -13,7 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_codegenie_eval.errors import CodegenieEvalError, PromotionMustBeHumanAuthorized
-from pytest_codegenie_eval.evidence import RECOMMENDATION_NOTE, write_recommendation
+from pytest_codegenie_eval.evidence.promotion import (
+    REASON_MIXED_ISOLATION,
+    EvidenceTaskClassMismatch,
+    PromotionGate,
+    UnknownTier,
+    format_verdict,
+)
+from pytest_codegenie_eval.evidence.tiers import TierConfig, load_tier_config
+from pytest_codegenie_eval.evidence.verdicts import RECOMMENDATION_NOTE, write_recommendation
 from pytest_codegenie_eval.models import (
     BenchRunReport,
     CaseResult,
@@ -21,15 +29,7 @@ from pytest_codegenie_eval.models import (
     IsolationClass,
     PromotionVerdict,
 )
-from pytest_codegenie_eval.promotion import (
-    REASON_MIXED_ISOLATION,
-    EvidenceTaskClassMismatch,
-    PromotionGate,
-    UnknownTier,
-    format_verdict,
-)
 from pytest_codegenie_eval.registry import TaskClass
-from pytest_codegenie_eval.tiers import TierConfig, load_tier_config
 
 CONFIG = TierConfig(
     schema_version=1,

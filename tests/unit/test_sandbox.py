@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.cache import CacheKeyParts
-from pytest_codegenie_eval.execution import MAX_DIFF_FILE_BYTES, unified_diff
-from pytest_codegenie_eval.sandbox import (
+from pytest_codegenie_eval.execution.attempt import MAX_DIFF_FILE_BYTES, unified_diff
+from pytest_codegenie_eval.execution.isolation.sandbox import (
     Jail,
     bwrap_status,
     program_mounts,
     python_prefixes,
     sandbox_path,
 )
-from pytest_codegenie_eval.sut import (
+from pytest_codegenie_eval.execution.sut import (
     RESULT_FILE,
     SutConfigError,
     SutLimits,
@@ -32,6 +31,7 @@ from pytest_codegenie_eval.sut import (
     sut_environment,
     workspace_usage,
 )
+from pytest_codegenie_eval.store.cache import CacheKeyParts
 
 
 def _pairs(argv: list[str], flag: str) -> list[str]:
@@ -252,7 +252,7 @@ def test_isolation_is_recorded_as_it_really_was() -> None:
 def test_the_pids_cgroup_caps_a_tree_and_is_swept_when_its_owner_died(tmp_path: Path) -> None:
     import subprocess
 
-    from pytest_codegenie_eval.cgroups import ChildCgroups
+    from pytest_codegenie_eval.execution.isolation.cgroups import ChildCgroups
 
     cgroups = ChildCgroups.create(8, None)
     if cgroups.pids is None:
@@ -294,7 +294,7 @@ def test_the_pids_cgroup_caps_a_tree_and_is_swept_when_its_owner_died(tmp_path: 
 def test_the_memory_cgroup_bounds_all_the_children_together() -> None:
     import subprocess
 
-    from pytest_codegenie_eval.cgroups import ChildCgroups
+    from pytest_codegenie_eval.execution.isolation.cgroups import ChildCgroups
 
     # six children of 60 MiB each: 360 MiB together, under a 200 MiB cap for all of them
     hog = (
@@ -335,7 +335,7 @@ def test_the_sandbox_user_is_never_root_and_nobody_needs_no_passwd_entry(
 ) -> None:
     import pwd
 
-    from pytest_codegenie_eval.jailuser import JailUserError, resolve_jail_user
+    from pytest_codegenie_eval.execution.isolation.jailuser import JailUserError, resolve_jail_user
 
     assert (resolve_jail_user("1234:5678").uid, resolve_jail_user("1234:5678").gid) == (1234, 5678)
     for root in ("root", "0", "0:0", "1234:0"):
@@ -356,7 +356,7 @@ def test_the_sandbox_user_is_never_root_and_nobody_needs_no_passwd_entry(
 
 
 def test_what_the_sandbox_user_may_read_is_decided_by_each_entry_mode(tmp_path: Path) -> None:
-    from pytest_codegenie_eval.jailuser import JailUser, unreadable_for
+    from pytest_codegenie_eval.execution.isolation.jailuser import JailUser, unreadable_for
 
     user = JailUser(54321, 54321, "someone")
     tree = tmp_path / "tc"

@@ -9,22 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_codegenie_eval.aggregate import build_report
 from pytest_codegenie_eval.errors import ShardMergeError
+from pytest_codegenie_eval.evidence.aggregate import build_report
+from pytest_codegenie_eval.evidence.sharding import ShardSource, merge_group, merge_shards
+from pytest_codegenie_eval.evidence.shards import parse_shard, shard_case_ids, shard_of
 from pytest_codegenie_eval.models import (
     BenchRunReport,
     CaseResult,
     FailureMode,
     ShardCase,
     ShardInfo,
-)
-from pytest_codegenie_eval.sharding import (
-    ShardSource,
-    merge_group,
-    merge_shards,
-    parse_shard,
-    shard_case_ids,
-    shard_of,
 )
 
 VERSION = "0.0.test"

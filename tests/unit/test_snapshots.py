@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.snapshots import diff_shapes, sample_documents, shape
+from tests.snapshot_shapes import diff_shapes, sample_documents, shape
 
 SNAPSHOTS = Path(__file__).resolve().parent.parent / "snapshots"
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 import pytest_codegenie_eval
 from pytest_codegenie_eval import models
-from pytest_codegenie_eval.loader import load_breakdown_keys
+from pytest_codegenie_eval.taskclass.loader import load_breakdown_keys
 
 PACKAGE = Path(pytest_codegenie_eval.__file__).parent
 REPO = PACKAGE.parent
@@ -69,7 +69,9 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("module", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "module", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.relative_to(PACKAGE).as_posix()
+)
 def test_no_module_imports_an_llm_sdk(module: Path) -> None:
     assert not (_imports(module) & set(LLM_SDKS)), module
 

@@ -1,4 +1,4 @@
-"""pytest_codegenie_eval.stats: BCa lower bound vs scipy, ties, fallbacks, Welford, seeds."""
+"""evidence.stats: BCa lower bound vs scipy, ties, fallbacks, Welford, seeds."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from pytest_codegenie_eval import stats
-from pytest_codegenie_eval.stats import (
+from pytest_codegenie_eval.evidence import stats
+from pytest_codegenie_eval.evidence.stats import (
     TIE_RULE_HALF,
     TIE_RULE_STRICT,
     LowerBound,

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from pytest_codegenie_eval.errors import TierConfigInvalid
-from pytest_codegenie_eval.tiers import TierConfig, UnknownTier, load_tier_config
+from pytest_codegenie_eval.evidence.tiers import TierConfig, UnknownTier, load_tier_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""What the plugin prints of untrusted text (untrusted_text.py): whatever a SUT or a rubric
+"""What the plugin prints of untrusted text (output/untrusted_text.py): whatever a SUT or a rubric
 wrote, the printed form holds no character a terminal or a log parser obeys, no line that
 GitHub's runner reads as a workflow command, and still every character of the text."""
 
@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_codegenie_eval.ci_output import step_summary, workflow_annotations
-from pytest_codegenie_eval.collection import format_result
 from pytest_codegenie_eval.models import BenchRunReport, CaseResult, FailureMode
-from pytest_codegenie_eval.untrusted_text import (
+from pytest_codegenie_eval.output.github import step_summary, workflow_annotations
+from pytest_codegenie_eval.output.untrusted_text import (
     DOTNET_WHITESPACE,
     UNSAFE_OUTPUT_ENV,
     fence_token,
@@ -23,6 +22,7 @@ from pytest_codegenie_eval.untrusted_text import (
     safe_lines,
     visible,
 )
+from pytest_codegenie_eval.pytest_plugin.items import format_result
 
 # .NET's Char.IsWhiteSpace, as its documentation lists it (what the runner's TrimStart()
 # strips before it looks for "::"), written out here independently of the module

@@ -446,7 +446,7 @@ def test_breakdown_keys_and_weights() -> None:
 
 
 def test_task_class_loads_with_the_harness_loader() -> None:
-    loader = pytest.importorskip("pytest_codegenie_eval.loader")
+    loader = pytest.importorskip("pytest_codegenie_eval.taskclass.loader")
     loaded = loader.load_task_class(BENCH)
     assert loaded.name == "migration-chainguard-distroless"
     assert loaded.task_class.min_cases_for_promotion == {"bronze": 10}

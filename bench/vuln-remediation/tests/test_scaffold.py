@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_codegenie_eval.digests import case_digest
+from pytest_codegenie_eval.taskclass.digests import case_digest
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "scripts" / "scaffold_bench_case.py"

@@ -1,0 +1,289 @@
+"""What the results page shows, read from a state directory and nothing else.
+
+Every number on the page comes from a run report the audit chain names, a recommendation
+file, or the tier file: this module reads them and computes nothing new except the paired
+comparison, which is :func:`~pytest_codegenie_eval.evidence.compare.compare` (the numbers
+``codegenie-eval compare`` prints). Rendering (templates, charts, highlighting) is in the
+sibling modules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+from pydantic import ValidationError
+
+from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.evidence.compare import Comparison, compare
+from pytest_codegenie_eval.evidence.tiers import TierConfig, load_tier_config
+from pytest_codegenie_eval.evidence.verdicts import counts_as_evidence
+from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
+from pytest_codegenie_eval.store.audit import VerifyResult, recorded, verify
+from pytest_codegenie_eval.store.statedir import StateDir
+
+_SLUG = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def slug(text: str) -> str:
+    """A file name for a task class or case id: safe characters only, and unique (a short
+    digest is added whenever characters had to be replaced)."""
+    cleaned = _SLUG.sub("_", text).strip("._") or "x"
+    if cleaned == text:
+        return text
+    return f"{cleaned[:80]}-{blake3.blake3(text.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One chain record of a task class and what its report holds."""
+
+    seq: int
+    kind: str  # "run", "adopted", "shard" or "merged"
+    created_at: str
+    run_id: str
+    report_path: str
+    report_digest: str  # what the record says the report's bytes digest to
+    report_verified: bool  # the report's bytes match the record's digest
+    report: BenchRunReport | None  # None: missing or unreadable
+
+    @property
+    def is_evidence(self) -> bool:
+        """A whole run whose report is present (what the gate's evidence window holds)."""
+        return self.report is not None and counts_as_evidence(self.kind, self.report)
+
+
+@dataclass
+class TaskClassView:
+    """Everything the pages of one task class show."""
+
+    name: str
+    slug: str
+    runs: list[RunEntry] = field(default_factory=list)
+    verdict: PromotionVerdict | None = None
+    verdict_file: str | None = None
+    verdicts_ignored: int = 0  # newer recommendation files that do not match the chain
+    verdict_recomputed: bool = False  # judged from the chain when the page was built
+    verdict_error: str | None = None  # why it could not be judged then
+    current_tier: str | None = None
+    comparison: Comparison | None = None
+    compare_a: RunEntry | None = None
+    compare_b: RunEntry | None = None
+
+    @property
+    def latest(self) -> RunEntry | None:
+        """The newest run of the task class. Shards are parts of a run, so a shard is shown
+        only where no whole run is recorded (a shard job's own page)."""
+        runs = [r for r in self.runs if r.is_evidence]
+        if runs:
+            return runs[-1]
+        shards = [r for r in self.runs if r.report is not None]
+        return shards[-1] if shards else None
+
+
+@dataclass
+class SiteData:
+    """The whole site's input."""
+
+    state_dir: Path
+    chain: VerifyResult
+    task_classes: list[TaskClassView]
+    tiers: TierConfig | None
+    tiers_path: Path | None
+    tiers_error: str | None
+    diffs_dir: Path
+
+
+def _kind(record: dict[str, object]) -> str:
+    kind = record.get("kind")
+    return str(kind) if isinstance(kind, str) else "run"
+
+
+def _read_run(state_dir: Path, record: dict[str, object]) -> RunEntry:
+    report_path = str(record.get("report_path", ""))
+    report: BenchRunReport | None = None
+    verified = False
+    try:
+        data = (state_dir / report_path).read_bytes()
+    except OSError:
+        data = None
+    if data is not None:
+        verified = str(blake3.blake3(data).hexdigest()) == record.get("report_digest")
+        try:
+            report = BenchRunReport.model_validate_json(data)
+        except ValidationError:
+            report = None
+    seq = record.get("seq")
+    return RunEntry(
+        seq=seq if isinstance(seq, int) else -1,
+        kind=_kind(record),
+        created_at=str(record.get("created_at", "")),
+        run_id=str(record.get("run_id", "")),
+        report_path=report_path,
+        report_digest=str(record.get("report_digest", "")),
+        report_verified=verified,
+        report=report,
+    )
+
+
+def _newest_verdict(
+    state_dir: Path, task_class: str, hashes: set[str], digests: set[str]
+) -> tuple[PromotionVerdict | None, str, int]:
+    """The newest recommendation for the task class that matches the audit chain, its
+    file, and how many newer ones were set aside.
+
+    A recommendation file is not itself chained, so one is shown only when the chain head
+    it was judged at is a record of this chain and every report it judged is recorded
+    there: a hand-written "SUFFICIENT" never reaches the page.
+    """
+    folder = StateDir(state_dir).recommendations
+    try:
+        names = sorted((p.name for p in folder.glob("*.json")), reverse=True)
+    except OSError:
+        names = []
+    ignored = 0
+    for name in names:
+        try:
+            # a recommendation file wraps the verdict (evidence.write_recommendation)
+            payload = json.loads((folder / name).read_bytes())
+            verdict = PromotionVerdict.model_validate(payload.get("verdict"))
+        except (OSError, ValueError, AttributeError):  # ValidationError is a ValueError
+            continue
+        if verdict.task_class != task_class:
+            continue
+        if verdict.chain_head in hashes and set(verdict.report_digests) <= digests:
+            return verdict, name, ignored
+        ignored += 1
+    return None, "", ignored
+
+
+def _recompute(
+    view: TaskClassView, chain: VerifyResult, bench_root: Path, tiers: TierConfig
+) -> None:
+    """Judge the task class's recorded evidence now, as ``promote-verdict`` would (read
+    only: no recommendation is written), for the tier its newest recommendation asked for,
+    else the tier above its current one. The reports and the chain check are the ones this
+    build already read."""
+    from pytest_codegenie_eval.evidence.promotion import PromotionGate
+    from pytest_codegenie_eval.evidence.verdicts import Evidence, judge
+    from pytest_codegenie_eval.taskclass.loader import load_task_class, resolve_task_class_dir
+
+    pairs = [
+        (r.report, r.report_digest)
+        for r in view.runs
+        if r.report is not None and counts_as_evidence(r.kind, r.report)
+    ]
+    evidence = Evidence(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+    try:
+        tier = view.verdict.tier if view.verdict is not None else tiers.next_tier(view.current_tier)
+        if tier is None:
+            return  # already at the highest tier
+        loaded = load_task_class(resolve_task_class_dir(bench_root, view.name))
+        view.verdict = judge(
+            gate=PromotionGate(tiers),
+            evidence=evidence,
+            check=chain,
+            task_class=loaded.task_class,
+            tier=tier,
+        )
+    except CodegenieEvalError as exc:
+        view.verdict_error = str(exc)
+        return
+    view.verdict_recomputed = True
+    view.verdict_file = None
+
+
+def _entry_of(view: TaskClassView, report: BenchRunReport) -> RunEntry | None:
+    for run in view.runs:
+        if run.report is not None and (run.report.run_id, run.report.created_at) == (
+            report.run_id,
+            report.created_at,
+        ):
+            return run
+    return None
+
+
+def _comparison(view: TaskClassView, refs: tuple[str, str] | None, state_dir: Path) -> None:
+    """The two runs the compare page pairs: the ones asked for, else the newest two."""
+    if refs is not None:
+        from pytest_codegenie_eval.evidence.compare import load_report
+
+        a, b = (load_report(ref, state_dir) for ref in refs)
+        if a.task_class != view.name:
+            return
+        view.compare_a = _entry_of(view, a)
+        view.compare_b = _entry_of(view, b)
+        view.comparison = compare(a, b)
+        return
+    runs = [r for r in view.runs if r.is_evidence]
+    if len(runs) >= 2:
+        view.compare_a, view.compare_b = runs[-2], runs[-1]
+        older, newer = view.compare_a.report, view.compare_b.report
+        assert older is not None
+        assert newer is not None
+        view.comparison = compare(older, newer)
+
+
+def collect(
+    state_dir: Path,
+    *,
+    task_class: str | None = None,
+    tiers_path: Path | None = None,
+    compare_refs: tuple[str, str] | None = None,
+    bench_root: Path | None = None,
+) -> SiteData:
+    """Read the state directory (and the tier file, when there is one) into :class:`SiteData`.
+
+    With ``bench_root`` and a tier file, each task class's verdict is judged afresh from
+    the chain (as ``promote-verdict`` judges, writing nothing); otherwise the newest
+    recommendation file that matches the chain is shown, and says so.
+
+    Raises :class:`CodegenieEvalError` when the state directory does not exist or a
+    ``compare_refs`` reference names no report.
+    """
+    if not state_dir.is_dir():
+        raise CodegenieEvalError(f"state directory {state_dir} does not exist")
+    chain = verify(state_dir)
+    views: dict[str, TaskClassView] = {}
+    hashes: set[str] = set()
+    digests: set[str] = set()
+    for record in recorded(state_dir):
+        hashes.add(str(record.get("hash", "")))
+        digests.add(str(record.get("report_digest", "")))
+        name = record.get("task_class")
+        if not isinstance(name, str) or _kind(record) == "repair":
+            continue
+        if task_class is not None and name != task_class:
+            continue
+        view = views.setdefault(name, TaskClassView(name=name, slug=slug(name)))
+        view.runs.append(_read_run(state_dir, record))
+    if task_class is not None and task_class not in views:
+        raise CodegenieEvalError(f"the audit chain in {state_dir} records no run of {task_class!r}")
+    tiers: TierConfig | None = None
+    tiers_error: str | None = None
+    if tiers_path is not None and tiers_path.is_file():
+        try:
+            tiers = load_tier_config(tiers_path)
+        except CodegenieEvalError as exc:
+            tiers_error = str(exc)
+    for view in views.values():
+        view.verdict, view.verdict_file, view.verdicts_ignored = _newest_verdict(
+            state_dir, view.name, hashes, digests
+        )
+        if tiers is not None:
+            view.current_tier = tiers.current_tier(view.name)
+            if bench_root is not None and bench_root.is_dir():
+                _recompute(view, chain, bench_root, tiers)
+        _comparison(view, compare_refs, state_dir)
+    return SiteData(
+        state_dir=state_dir,
+        chain=chain,
+        task_classes=[views[name] for name in sorted(views)],
+        tiers=tiers,
+        tiers_path=tiers_path,
+        tiers_error=tiers_error,
+        diffs_dir=StateDir(state_dir).diffs,
+    )

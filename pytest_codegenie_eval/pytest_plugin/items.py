@@ -1,0 +1,338 @@
+"""pytest collectors and items: one item per bench case.
+
+``case.toml`` files of selected task classes become :class:`CaseFile` collectors yielding one
+:class:`CaseItem`. A case that cannot load still yields an item, which fails with the typed
+error: a broken case fails that item and never the run. Pins in ``digests.yaml`` that name
+no directory become failing items too, so a deleted case is never silently lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
+from pytest_codegenie_eval.execution import results
+from pytest_codegenie_eval.execution.attempt import run_case
+from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
+from pytest_codegenie_eval.output.untrusted_text import fenced, safe_line, safe_lines
+from pytest_codegenie_eval.pytest_plugin.activation import SESSION_KEY
+from pytest_codegenie_eval.pytest_plugin.session import PAYLOAD_PROPERTY, BenchSession
+from pytest_codegenie_eval.taskclass.layout import (
+    CASE_TOML,
+    item_name,
+    split_item_name,
+    task_class_dir_of_case,
+)
+from pytest_codegenie_eval.taskclass.loader import CaseEntry, LoadedTaskClass
+
+RESULT_KEY = pytest.StashKey[CaseResult]()
+
+
+class CaseFailed(Exception):
+    """Raised by a case item whose result does not pass; rendered by repr_failure."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.case_id)
+        self.result = result
+
+
+def format_result(result: CaseResult, *, style: str = "long") -> str:
+    """The readable failure report of one case; ``--tb=short`` keeps the score and the
+    failure modes, ``--tb=line`` (and ``--tb=no``) one line.
+
+    It quotes untrusted text (the SUT's output, failure-mode details that may name files
+    the agent made, names read from disk), so it is printable as a whole: every line is a
+    :func:`~pytest_codegenie_eval.output.untrusted_text.safe_line`, and all but the headline are
+    fenced against workflow commands under GitHub Actions (:func:`printable_report`)."""
+    attempt = f" attempt {result.repeat}" if result.repeat != 1 else ""
+    headline = (
+        f"codegenie case {result.task_class}/{result.case_id}{attempt}: "
+        f"score {result.score:.3f} vs threshold {result.pass_threshold:.3f}"
+        + (" (cached)" if result.cached else "")
+    )
+    if style in ("line", "no"):
+        codes = ", ".join(f"[{fm.severity}] {fm.code}" for fm in result.failure_modes)
+        return safe_line(headline + (f"; {codes}" if codes else ""))
+    lines: list[str] = []
+    if style == "short":
+        lines += [_format_mode(fm) for fm in result.failure_modes]
+        return printable_report(headline, "\n".join(lines))
+    if result.breakdown:
+        width = max(len(k) for k in result.breakdown)
+        lines.append("breakdown:")
+        lines += [f"  {k.ljust(width)}  {v:.3f}" for k, v in sorted(result.breakdown.items())]
+    if result.failure_modes:
+        lines.append("failure modes:")
+        lines += [_format_mode(fm) for fm in result.failure_modes]
+    if result.sut_exit_code is not None or result.status == "scored":
+        lines.append(f"SUT exit code: {result.sut_exit_code}")
+    if result.sut_network == "none" and any(
+        fm.code in ("sut.exception", "sut.timeout") for fm in result.failure_modes
+    ):
+        lines.append(
+            "hint: the SUT ran with the network off (--codegenie-sut-network=none); an agent "
+            "that calls a model API needs --codegenie-sut-network=host"
+        )
+    if result.stdout_tail.strip():
+        lines.append("SUT stdout (tail):")
+        lines += ["  " + line for line in _tail_lines(result.stdout_tail)]
+    if result.stderr_tail.strip():
+        lines.append("SUT stderr (tail):")
+        lines += ["  " + line for line in _tail_lines(result.stderr_tail)]
+    return printable_report(headline, "\n".join(lines))
+
+
+def printable_report(headline: str, body: str) -> str:
+    """A failure report safe to print: the headline one safe line first (pytest's short
+    summary shows the first line of a report), then the body's lines made safe and, under
+    GitHub Actions, fenced so that no workflow command runs while they print."""
+    shown = [safe_line(headline)]
+    if body:
+        shown += fenced(safe_lines(body))
+    return "\n".join(shown)
+
+
+def _tail_lines(tail: str, count: int = 20) -> list[str]:
+    """The last lines of a stream, split at newlines only: a lone carriage return (or a
+    form feed, U+2028, ...) stays in its line, where it is shown rather than obeyed."""
+    return tail.rstrip().replace("\r\n", "\n").split("\n")[-count:]
+
+
+def _format_mode(fm: FailureMode) -> str:
+    # a multi-line detail (a stderr tail) continues indented under its mode, so that it
+    # cannot pass for a line of the report itself
+    detail = ": " + fm.detail.replace("\n", "\n      ") if fm.detail else ""
+    return f"  [{fm.severity}] {fm.code}{detail}"
+
+
+def attach_result(item: pytest.Item, result: CaseResult) -> None:
+    """Put the result where the controller finds it, even under xdist (builtins only)."""
+    item.stash[RESULT_KEY] = result
+    item.user_properties.append((PAYLOAD_PROPERTY, result.model_dump_json()))
+    item.user_properties.append(("codegenie_score", f"{result.score:.6f}"))
+
+
+class CaseItem(pytest.Item):
+    """One bench case: runs the SUT then the rubric, passes on score and failure modes."""
+
+    def __init__(
+        self,
+        *,
+        task_class: LoadedTaskClass | None,
+        task_class_name: str,
+        entry: CaseEntry | None,
+        error: CodegenieEvalError | None = None,
+        repeat: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.repeat = repeat
+        self.task_class = task_class
+        self.task_class_name = task_class_name
+        self.entry = entry
+        self.error = error or (entry.error if entry else None)
+        self.add_marker(pytest.mark.codegenie_bench(task_class_name))
+
+    @property
+    def case_id(self) -> str:
+        return self.entry.case_id if self.entry else split_item_name(self.name)[0]
+
+    def runtest(self) -> None:
+        bench: BenchSession = self.config.stash[SESSION_KEY]
+        if self.error is not None or self.task_class is None or self.entry is None:
+            if self.entry is not None and self.error is self.entry.error:
+                case = self.entry.case
+                result = results.load_error(
+                    self.task_class_name,
+                    self.entry.case_id,
+                    self.nodeid,
+                    self.entry.error,
+                    case.curation_class if case else None,
+                    self.repeat,
+                )
+                attach_result(self, result)
+                raise CaseFailed(result)
+            # the task class itself is broken, or a pin names a missing directory
+            self._fail_with("harness.case_invalid", str(self.error), status="load_error")
+        settings = bench.run_settings
+        if bench.executor is not None and bench.executor.has(self.nodeid):
+            self._remote(bench)
+            return
+        cap = settings.max_cost_usd
+        if cap is not None and settings.ledger is not None:
+            spent = settings.ledger.total_usd()
+            if spent > cap:
+                self._skip_for_cost_cap(spent, cap)
+        try:
+            sut = bench.sut_for(self.task_class)
+        except CodegenieEvalError as exc:
+            self._fail_with("harness.case_invalid", str(exc))
+        hook = self.config.pluginmanager.hook
+
+        def run_hook(case: Any, workspace: Path, env: Any) -> Any:
+            return hook.pytest_codegenie_eval_run_sut(
+                case=case, workspace=workspace, task_class=self.task_class_name, env=env
+            )
+
+        try:
+            result = run_case(
+                self.task_class,
+                self.entry,
+                sut,
+                settings,
+                nodeid=self.nodeid,
+                hook=run_hook if sut.kind == "hook" else None,
+                repeat=self.repeat,
+            )
+        except Exception as exc:
+            # a harness bug still yields a recorded, failed case rather than a lost one
+            self._fail_with("harness.internal_error", f"{type(exc).__name__}: {exc}")
+        attach_result(self, result)
+        if not result.passed:
+            raise CaseFailed(result)
+
+    def _skip_for_cost_cap(self, spent: float, cap: float) -> NoReturn:
+        """Record the attempt as kept from starting by the cost cap (the controller sees
+        the cap in the report this record joins), and skip the item."""
+        case = self.entry.case if self.entry is not None else None
+        skipped = results.cost_cap_skipped(
+            self.task_class_name,
+            self.case_id,
+            self.nodeid,
+            case.curation_class if case else None,
+            self.repeat,
+        )
+        attach_result(self, skipped)
+        pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
+
+    def _remote(self, bench: BenchSession) -> None:
+        """Wait for this attempt's result from the Dask cluster, then record it here as a
+        local one is recorded: its diff kept, its cost in the ledger, its result cached."""
+        from pytest_codegenie_eval.execution.attempt import cache_key, remember
+        from pytest_codegenie_eval.store.cost_ledger import Invocation, invocation_tag
+        from pytest_codegenie_eval.store.statedir import StateDir, store_diff
+
+        assert bench.executor is not None
+        assert self.task_class is not None
+        assert self.entry is not None
+        outcome = bench.executor.wait(self.nodeid)
+        settings = bench.run_settings
+        if outcome.result is None:
+            self._skip_for_cost_cap(bench.executor.spent_usd, settings.max_cost_usd or 0.0)
+        result = outcome.result
+        if outcome.diff:
+            kept = store_diff(StateDir(bench.settings.state_dir).diffs, outcome.diff)
+            if kept != result.diff_digest:  # the worker's digest must name these bytes
+                result = result.model_copy(update={"diff_digest": kept})
+        if settings.ledger is not None and result.cost_usd:
+            tag = invocation_tag(settings.run_scope, self.task_class_name, self.case_id)
+            settings.ledger.record(
+                Invocation(tag, self.task_class_name, self.case_id, result.cost_usd)
+            )
+        sut = bench.sut_for(self.task_class)
+        remember(
+            settings, cache_key(self.entry, self.task_class, sut, settings, self.repeat), result
+        )
+        attach_result(self, result)
+        if not result.passed:
+            raise CaseFailed(result)
+
+    def _fail_with(self, code: str, detail: str, *, status: CaseStatus = "crashed") -> NoReturn:
+        result = results.harness_failure(
+            self.task_class_name, self.case_id, self.nodeid, code, detail, status, self.repeat
+        )
+        attach_result(self, result)
+        raise CaseFailed(result)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str:
+        if isinstance(excinfo.value, CaseFailed):
+            tbstyle = style or self.config.getoption("tbstyle", "auto")
+            return format_result(excinfo.value.result, style=str(tbstyle))
+        # a harness error: its message may still quote what a SUT or a rubric wrote
+        headline, _, body = str(super().repr_failure(excinfo, style=style)).partition("\n")
+        return printable_report(headline, body)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        attempt = f" attempt {self.repeat}" if self.name != self.case_id else ""
+        domain = f"codegenie case {self.task_class_name}/{self.case_id}{attempt}"
+        return self.path, 0, safe_line(domain)
+
+
+def _attempts(parent: pytest.File, name: str, **kwargs: Any) -> Iterator[CaseItem]:
+    """One item per attempt of a case: ``name``, or ``name[r1]`` ... ``name[rK]`` under
+    ``--codegenie-repeat=K`` (a case that cannot run fails in every attempt, so the
+    counts stay whole)."""
+    repeats = parent.config.stash[SESSION_KEY].settings.repeat
+    for repeat in range(1, repeats + 1):
+        yield CaseItem.from_parent(
+            parent, name=item_name(name, repeat, repeats), repeat=repeat, **kwargs
+        )
+
+
+class CaseFile(pytest.File):
+    """A ``cases/<dir>/case.toml`` of a selected task class."""
+
+    def collect(self) -> Iterator[CaseItem]:
+        bench: BenchSession = self.config.stash[SESSION_KEY]
+        tc_dir = task_class_dir_of_case(self.path)
+        assert tc_dir is not None  # pytest_collect_file made this collector for one
+        try:
+            loaded = bench.load(tc_dir)
+        except CodegenieEvalError as exc:
+            # the task class itself is broken: every case of it fails with that reason
+            yield from _attempts(
+                self,
+                self.path.parent.name,
+                task_class=None,
+                task_class_name=tc_dir.name,
+                entry=None,
+                error=exc,
+            )
+            return
+        entry = loaded.by_dir.get(self.path.parent.name)
+        if entry is None:  # appeared after the task class was loaded
+            return
+        yield from _attempts(
+            self, entry.case_id, task_class=loaded, task_class_name=loaded.name, entry=entry
+        )
+
+
+class OrphanPinsFile(pytest.File):
+    """``cases/digests.yaml``: pins for directories that no longer exist fail loudly."""
+
+    def collect(self) -> Iterator[CaseItem]:
+        bench: BenchSession = self.config.stash[SESSION_KEY]
+        tc_dir = self.path.parent.parent
+        try:
+            loaded = bench.load(tc_dir)
+        except CodegenieEvalError:
+            return  # reported by every CaseFile of the task class
+        cases_dir = self.path.parent
+        for name in loaded.orphan_pins:
+            error = CodegenieEvalError(
+                f"{self.path}: pins case directory {name!r}, which does not exist under "
+                f"{cases_dir}; restore it or re-pin with "
+                f"`codegenie-eval digests --task-class {loaded.name} --write`"
+            )
+            yield from _attempts(
+                self,
+                name,
+                task_class=loaded,
+                task_class_name=loaded.name,
+                entry=None,
+                error=error,
+            )
+        for entry in loaded.cases:
+            if not (entry.directory / CASE_TOML).exists():
+                # a directory without case.toml has no file to collect: report it here
+                yield from _attempts(
+                    self, entry.name, task_class=loaded, task_class_name=loaded.name, entry=entry
+                )

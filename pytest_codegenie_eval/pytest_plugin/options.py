@@ -1,0 +1,555 @@
+"""Command-line and ini options, defined once and validated once (also used by the CLI)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import pytest
+
+from pytest_codegenie_eval.execution.isolation.jailuser import (
+    DEFAULT_JAIL_USER,
+    JailUserError,
+    harness_is_root,
+    resolve_jail_user,
+)
+from pytest_codegenie_eval.execution.isolation.sandbox import NetworkMode, SandboxMode
+from pytest_codegenie_eval.execution.sut import SutLimits, SutPolicy
+from pytest_codegenie_eval.pytest_plugin.activation import bench_names
+from pytest_codegenie_eval.taskclass.bench_import import DEFAULT_IMPORT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from pytest_codegenie_eval.evidence.shards import Shard
+    from pytest_codegenie_eval.execution.executors.dask import ExecutorSpec
+
+GROUP = "codegenie-eval"
+RUBRIC_SANDBOXES = ("auto", "bwrap", "namespaces", "none")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# (option dest, ini name, SutLimits field, flag)
+_LIMIT_OPTIONS = (
+    ("codegenie_sut_max_workspace_mb", "max_workspace_mb", "--codegenie-sut-max-workspace-mb"),
+    ("codegenie_sut_max_memory_mb", "memory_mb", "--codegenie-sut-max-memory-mb"),
+    ("codegenie_sut_max_procs", "max_procs", "--codegenie-sut-max-procs"),
+    ("codegenie_sut_max_file_mb", "max_file_mb", "--codegenie-sut-max-file-mb"),
+    ("codegenie_sut_max_files", "max_files", "--codegenie-sut-max-files"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option under one group, each with an ini twin where it makes sense."""
+    group = parser.getgroup(GROUP, "pytest-codegenie-eval: score agents on benches")
+    group.addoption(
+        "--codegenie-bench",
+        action="append",
+        default=None,
+        metavar="NAME[,NAME]",
+        help="task class(es) to run, by directory name under the bench root (repeatable)",
+    )
+    group.addoption(
+        "--codegenie-bench-root",
+        default=None,
+        metavar="DIR",
+        help="directory holding one folder per task class (default: bench)",
+    )
+    group.addoption(
+        "--codegenie-sut",
+        default=None,
+        metavar="SUT",
+        help="baseline (default), noop, or a command template like "
+        "'python agent.py {workspace}' ({case_id} is also available)",
+    )
+    group.addoption(
+        "--codegenie-no-cache",
+        action="store_true",
+        default=False,
+        help="ignore and do not write the score cache",
+    )
+    group.addoption(
+        "--codegenie-max-cost-usd",
+        default=None,
+        metavar="USD",
+        help="stop starting new cases once recorded SUT cost passes USD",
+    )
+    group.addoption(
+        "--codegenie-cassettes",
+        default=None,
+        metavar="DIR",
+        help="recorded model interactions the SUT replays (CODEGENIE_CASSETTE_DIR)",
+    )
+    group.addoption(
+        "--codegenie-jsonl",
+        default=None,
+        metavar="PATH",
+        help="write one JSON line per case and one aggregate line ('-' = stdout)",
+    )
+    group.addoption(
+        "--codegenie-state-dir",
+        default=None,
+        metavar="DIR",
+        help="where cache/, runs/, audit.jsonl live (default: .codegenie/eval)",
+    )
+    group.addoption(
+        "--codegenie-verdict",
+        default=None,
+        metavar="TIER",
+        help="evaluate the read-only promotion gate for TIER at session end",
+    )
+    group.addoption(
+        "--codegenie-tiers",
+        default=None,
+        metavar="PATH",
+        help="trust tier configuration (default: docs/trust-tiers.yaml)",
+    )
+    group.addoption(
+        "--codegenie-strict",
+        action="store_true",
+        default=False,
+        help="abort before any SUT starts if a case's digest pin does not match",
+    )
+    group.addoption(
+        "--codegenie-fence",
+        action="store_true",
+        default=False,
+        help="check every task class directory against the contract; run no case",
+    )
+    group.addoption(
+        "--codegenie-keep-workspaces",
+        action="store_true",
+        default=False,
+        help="keep each case's workspace directory for inspection",
+    )
+    group.addoption(
+        "--codegenie-sut-sandbox",
+        default=None,
+        choices=("bwrap", "none"),
+        help="confine command and baseline SUTs with bubblewrap (default: bwrap) or run "
+        "them with only an environment allowlist (none)",
+    )
+    group.addoption(
+        "--codegenie-sut-network",
+        default=None,
+        choices=("none", "host"),
+        help="the sandboxed SUT's network: none (default) or the host's (an agent that "
+        "calls a model API needs host)",
+    )
+    group.addoption(
+        "--codegenie-sut-ro",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="an extra path the sandboxed SUT may read, e.g. an agent's installation (repeatable)",
+    )
+    group.addoption(
+        "--codegenie-sut-env",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="pass the harness's environment variable NAME to the SUT, e.g. an API key "
+        "(repeatable)",
+    )
+    defaults = SutLimits()
+    for dest, attr, flag in _LIMIT_OPTIONS:
+        group.addoption(
+            flag,
+            dest=dest,
+            default=None,
+            metavar="N",
+            help=f"SUT limit: {attr.replace('_', ' ')} (default {getattr(defaults, attr)})",
+        )
+    group.addoption(
+        "--codegenie-sandbox-user",
+        default=None,
+        metavar="USER",
+        help="when the harness runs as root: the unprivileged host user (NAME, UID or "
+        f"UID:GID) every SUT and rubric sandbox runs as (default {DEFAULT_JAIL_USER})",
+    )
+    group.addoption(
+        "--codegenie-require-sandbox",
+        action="store_true",
+        default=False,
+        help="refuse to start when the SUT sandbox (bubblewrap) is unavailable",
+    )
+    group.addoption(
+        "--codegenie-rubric-sandbox",
+        default=None,
+        choices=RUBRIC_SANDBOXES,
+        help="how rubrics are isolated: auto (default: bwrap, else namespaces, else "
+        "environment only), bwrap, namespaces or none",
+    )
+    group.addoption(
+        "--codegenie-compare-to",
+        default=None,
+        metavar="REPORT",
+        help="at session end, compare each task class's run with this one (a report file, "
+        "a recorded run id, or latest:TASK_CLASS[:SUT], resolved before any case runs)",
+    )
+    group.addoption(
+        "--codegenie-fail-on-partial",
+        action="store_true",
+        default=None,
+        help="exit non-zero when a run is partial (cost cap, or a subset of cases)",
+    )
+    group.addoption(
+        "--codegenie-github-annotations",
+        default=None,
+        choices=("on", "off"),
+        help="under GitHub Actions, one ::error annotation per failed case (default on)",
+    )
+    group.addoption(
+        "--codegenie-repeat",
+        default=None,
+        metavar="K",
+        help="run each case K times, as K items <case_id>[r1]..[rK]; the case stays the "
+        "unit of evidence (default 1)",
+    )
+    group.addoption(
+        "--codegenie-executor",
+        default=None,
+        metavar="WHERE",
+        help="where cases run: local (default), dask-local[:WORKERS] (a LocalCluster), "
+        "dask+tls://HOST:PORT (a running scheduler, TLS with Dask's own security config), "
+        "dask://HOST:PORT (plain TCP: refused with --codegenie-sut-network=host); needs the "
+        "dask extra",
+    )
+    group.addoption(
+        "--codegenie-html",
+        default=None,
+        metavar="DIR",
+        help="at session end, build the static results page of the state directory in DIR "
+        "(needs the html extra)",
+    )
+    group.addoption(
+        "--codegenie-shard",
+        default=None,
+        metavar="I/N",
+        help="run shard I of N of each task class's cases (a CI matrix job); join the shard "
+        "reports with `codegenie-eval merge`",
+    )
+    group.addoption(
+        "--codegenie-import-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="time limit for importing a task class's registration.py and breakdown_keys.py "
+        f"(in a child process; default {DEFAULT_IMPORT_TIMEOUT_S:g})",
+    )
+    parser.addini("codegenie_bench", "default task class(es) to run", type="args", default=[])
+    parser.addini("codegenie_bench_root", "bench root directory", default="bench")
+    parser.addini("codegenie_sut", "default SUT (baseline, noop or a command)", default="")
+    parser.addini("codegenie_max_cost_usd", "default cost cap in USD", default="")
+    parser.addini("codegenie_state_dir", "state directory", default=".codegenie/eval")
+    parser.addini("codegenie_tiers", "trust tier configuration", default="docs/trust-tiers.yaml")
+    parser.addini("codegenie_sut_sandbox", "SUT sandbox: bwrap or none", default="")
+    parser.addini("codegenie_sut_network", "sandboxed SUT network: none or host", default="")
+    parser.addini("codegenie_sut_ro", "extra read-only paths for the SUT", type="args", default=[])
+    parser.addini(
+        "codegenie_sandbox_user", "host user of the sandboxes when the harness is root", default=""
+    )
+    parser.addini(
+        "codegenie_sut_env", "environment variables passed to the SUT", type="args", default=[]
+    )
+    for dest, attr, _flag in _LIMIT_OPTIONS:
+        parser.addini(dest, f"SUT limit: {attr}", default="")
+    parser.addini(
+        "codegenie_require_sandbox",
+        "refuse to run without the SUT sandbox",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "codegenie_rubric_sandbox", "rubric isolation: auto, bwrap, namespaces, none", default=""
+    )
+    parser.addini("codegenie_import_timeout", "task class import time limit (s)", default="")
+    parser.addini("codegenie_repeat", "attempts per case (default 1)", default="")
+    parser.addini(
+        "codegenie_fail_on_partial", "exit non-zero on a partial run", type="bool", default=False
+    )
+    parser.addini("codegenie_github_annotations", "on or off (default on)", default="")
+    parser.addini("codegenie_cache", "score cache: on (default) or off", default="")
+    parser.addini(
+        "codegenie_executor",
+        "local, dask-local[:N], dask+tls://HOST:PORT or dask://HOST:PORT",
+        default="",
+    )
+    parser.addini("codegenie_html", "results page directory, built at session end", default="")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated options of one session."""
+
+    benches: tuple[str, ...]
+    bench_root: Path
+    sut: str | None
+    no_cache: bool
+    max_cost_usd: float | None
+    cassettes: Path | None
+    jsonl: str | None
+    state_dir: Path
+    verdict_tier: str | None
+    tiers_path: Path
+    strict: bool
+    fence: bool
+    keep_workspaces: bool
+    sut_policy: SutPolicy = field(default_factory=SutPolicy)
+    require_sandbox: bool = False
+    rubric_sandbox: str = "auto"
+    import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
+    repeat: int = 1
+    compare_to: str | None = None
+    fail_on_partial: bool = False
+    github_annotations: bool = True
+    shard: Shard | None = None
+    html: Path | None = None  # --codegenie-html
+    executor: ExecutorSpec | None = None  # None: local (in pytest or its xdist workers)
+
+    @property
+    def executor_label(self) -> str:
+        return self.executor.label if self.executor is not None else "local"
+
+
+def _positive_seconds(config: pytest.Config, name: str, default: float) -> float:
+    raw = config.getoption(name) or config.getini(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        flag = "--" + name.replace("_", "-")
+        raise pytest.UsageError(f"{flag} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _on_off(config: pytest.Config, name: str) -> bool:
+    raw = str(config.getoption(name, None) or config.getini(name) or "on").lower()
+    if raw not in ("on", "off"):
+        raise pytest.UsageError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
+
+
+MAX_REPEAT = 1000
+
+
+def _repeat(config: pytest.Config) -> int:
+    raw = config.getoption("codegenie_repeat") or config.getini("codegenie_repeat")
+    if raw in (None, ""):
+        return 1
+    try:
+        value = int(str(raw))
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_REPEAT:
+        raise pytest.UsageError(
+            f"--codegenie-repeat must be a whole number from 1 to {MAX_REPEAT}, got {raw!r}"
+        )
+    return value
+
+
+def _path(root: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _optional_path(root: Path, config: pytest.Config, name: str) -> Path | None:
+    raw = config.getoption(name) or config.getini(name)
+    return _path(root, str(raw)) if raw else None
+
+
+def _executor(config: pytest.Config) -> ExecutorSpec | None:
+    raw = config.getoption("codegenie_executor") or config.getini("codegenie_executor")
+    if not raw or str(raw).strip() == "local":
+        return None
+    from pytest_codegenie_eval.execution.executors.dask import parse_executor
+
+    try:
+        spec = parse_executor(str(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    workers = config.getoption("numprocesses", None)
+    if workers not in (None, 0, "0"):
+        raise pytest.UsageError(
+            f"--codegenie-executor={spec.label} and -n {workers}: one fan-out at a time (the "
+            "Dask cluster runs the cases in parallel; drop -n)"
+        )
+    return spec
+
+
+def _shard(config: pytest.Config) -> Shard | None:
+    raw = config.getoption("codegenie_shard")
+    if not raw:
+        return None
+    from pytest_codegenie_eval.evidence.shards import parse_shard
+
+    try:
+        return parse_shard(str(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def settings_from_config(config: pytest.Config) -> Settings:
+    """Command line over ini, validated; bad values are a ``pytest.UsageError``."""
+    root = config.rootpath
+    benches = bench_names(config)
+    cap_raw = config.getoption("codegenie_max_cost_usd") or config.getini("codegenie_max_cost_usd")
+    cap: float | None = None
+    if cap_raw not in (None, ""):
+        try:
+            cap = float(cap_raw)
+        except ValueError:
+            raise pytest.UsageError(
+                f"--codegenie-max-cost-usd must be a number of USD, got {cap_raw!r}"
+            ) from None
+        if not math.isfinite(cap) or cap < 0:
+            raise pytest.UsageError(f"--codegenie-max-cost-usd must be >= 0, got {cap_raw!r}")
+    sut = config.getoption("codegenie_sut") or config.getini("codegenie_sut") or None
+    bench_root = _path(
+        root, config.getoption("codegenie_bench_root") or config.getini("codegenie_bench_root")
+    )
+    state_dir = _path(
+        root, config.getoption("codegenie_state_dir") or config.getini("codegenie_state_dir")
+    )
+    tiers = _path(root, config.getoption("codegenie_tiers") or config.getini("codegenie_tiers"))
+    cassettes_raw = config.getoption("codegenie_cassettes")
+    cassettes = _path(root, cassettes_raw).resolve() if cassettes_raw else None
+    if cassettes is not None:
+        if not cassettes.is_dir():
+            raise pytest.UsageError(f"--codegenie-cassettes {cassettes} is not a directory")
+        # the SUT reads it inside its sandbox: the same guards as --codegenie-sut-ro
+        _refuse_guarded(
+            "--codegenie-cassettes", cassettes_raw, cassettes, root, bench_root, state_dir
+        )
+    policy = _sut_policy(config, root, bench_root=bench_root, state_dir=state_dir)
+    rubric_sandbox = str(
+        config.getoption("codegenie_rubric_sandbox")
+        or config.getini("codegenie_rubric_sandbox")
+        or "auto"
+    )
+    if rubric_sandbox not in RUBRIC_SANDBOXES:
+        raise pytest.UsageError(
+            f"codegenie_rubric_sandbox must be one of {', '.join(RUBRIC_SANDBOXES)}, "
+            f"got {rubric_sandbox!r}"
+        )
+    return Settings(
+        benches=tuple(benches),
+        bench_root=bench_root,
+        sut=str(sut) if sut else None,
+        no_cache=bool(config.getoption("codegenie_no_cache"))
+        or not _on_off(config, "codegenie_cache"),
+        max_cost_usd=cap,
+        cassettes=cassettes,
+        jsonl=config.getoption("codegenie_jsonl"),
+        state_dir=state_dir,
+        verdict_tier=config.getoption("codegenie_verdict"),
+        tiers_path=tiers,
+        strict=bool(config.getoption("codegenie_strict")),
+        fence=bool(config.getoption("codegenie_fence")),
+        keep_workspaces=bool(config.getoption("codegenie_keep_workspaces")),
+        sut_policy=policy,
+        require_sandbox=bool(
+            config.getoption("codegenie_require_sandbox")
+            or config.getini("codegenie_require_sandbox")
+        ),
+        rubric_sandbox=rubric_sandbox,
+        import_timeout_s=_positive_seconds(
+            config, "codegenie_import_timeout", DEFAULT_IMPORT_TIMEOUT_S
+        ),
+        repeat=_repeat(config),
+        compare_to=config.getoption("codegenie_compare_to") or None,
+        fail_on_partial=bool(
+            config.getoption("codegenie_fail_on_partial")
+            or config.getini("codegenie_fail_on_partial")
+        ),
+        github_annotations=_on_off(config, "codegenie_github_annotations"),
+        shard=_shard(config),
+        html=_optional_path(root, config, "codegenie_html"),
+        executor=_executor(config),
+    )
+
+
+def _choice(config: pytest.Config, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = str(config.getoption(name) or config.getini(name) or default)
+    if value not in allowed:
+        raise pytest.UsageError(
+            f"{name} must be one of {', '.join(allowed)}, got {value!r} "
+            f"(--{name.replace('_', '-')} / ini {name})"
+        )
+    return value
+
+
+def _sut_policy(
+    config: pytest.Config, root: Path, *, bench_root: Path, state_dir: Path
+) -> SutPolicy:
+    """The SUT's confinement from the options, every value checked once."""
+    sandbox = cast(
+        SandboxMode, _choice(config, "codegenie_sut_sandbox", ("bwrap", "none"), "bwrap")
+    )
+    network = cast(NetworkMode, _choice(config, "codegenie_sut_network", ("none", "host"), "none"))
+    limits: dict[str, int] = {}
+    for dest, attr, flag in _LIMIT_OPTIONS:
+        raw = config.getoption(dest) or config.getini(dest)
+        if raw in (None, ""):
+            continue
+        try:
+            value = int(str(raw))
+        except ValueError:
+            raise pytest.UsageError(f"{flag} must be a whole number, got {raw!r}") from None
+        if value < 1:
+            raise pytest.UsageError(f"{flag} must be at least 1, got {raw!r}")
+        limits[attr] = value
+    env_names: list[str] = []
+    for name in config.getoption("codegenie_sut_env") or config.getini("codegenie_sut_env") or []:
+        if not _ENV_NAME.match(str(name)):
+            raise pytest.UsageError(
+                f"--codegenie-sut-env takes a variable name (letters, digits, _), got {name!r}"
+            )
+        if name not in env_names:
+            env_names.append(str(name))
+    ro_paths: list[Path] = []
+    for raw in config.getoption("codegenie_sut_ro") or config.getini("codegenie_sut_ro") or []:
+        path = _path(root, str(raw)).resolve()
+        if not path.exists():
+            raise pytest.UsageError(f"--codegenie-sut-ro {raw!r}: {path} does not exist")
+        _refuse_guarded("--codegenie-sut-ro", str(raw), path, root, bench_root, state_dir)
+        if path not in ro_paths:
+            ro_paths.append(path)
+    user_raw = config.getoption("codegenie_sandbox_user") or config.getini("codegenie_sandbox_user")
+    try:
+        user = resolve_jail_user(str(user_raw) if user_raw else None)
+    except JailUserError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return SutPolicy(
+        sandbox=sandbox,
+        network=network,
+        ro_paths=tuple(ro_paths),
+        env_names=tuple(env_names),
+        limits=SutLimits(**limits),
+        # a harness that is not root starts its jails as itself
+        jail_user=user if harness_is_root() else None,
+    )
+
+
+def _refuse_guarded(
+    flag: str, raw: str, path: Path, root: Path, bench_root: Path, state_dir: Path
+) -> None:
+    """A path the SUT's sandbox binds may neither hold nor lie inside the rootdir's guarded
+    trees: the rootdir, the bench root (every answer key) or the state directory."""
+    guarded = {
+        "the pytest rootdir": root.resolve(),
+        "the bench root (it holds every answer key)": bench_root.resolve(),
+        "the state directory (cache, reports, audit chain)": state_dir.resolve(),
+    }
+    for what, guarded_path in guarded.items():
+        if guarded_path == path or guarded_path.is_relative_to(path):
+            raise pytest.UsageError(
+                f"{flag} {raw!r} would show the SUT {what} ({guarded_path}); "
+                "name the agent's own directory instead"
+            )
+    if path.is_relative_to(bench_root.resolve()) or path.is_relative_to(state_dir.resolve()):
+        raise pytest.UsageError(
+            f"{flag} {raw!r} lies inside the bench root or the state "
+            "directory, which the SUT must never see"
+        )

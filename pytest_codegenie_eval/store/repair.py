@@ -1,0 +1,248 @@
+"""``codegenie-eval repair``: put a state directory back in order after a killed session.
+
+A session killed at the wrong moment leaves one of three things behind, none of them
+tampering: a ``.tmp-*`` file of an atomic write, a torn last line in ``audit.jsonl`` (the
+append was cut short), or a run report in ``runs/`` whose chain record was never appended.
+Until they are dealt with, every later run refuses to append and ``verify --strict`` fails.
+
+Repair fixes exactly those, and nothing else:
+
+- temporary files are removed (they never hold anything a record names);
+- a torn tail is moved, byte for byte, into ``quarantine/`` and cut from the chain;
+- a report without a record is *adopted*: a record with ``"kind": "adopted"`` is appended
+  for it, so it counts as evidence and the adoption is visible in the chain; a file in
+  ``runs/`` that is not a readable run report is moved into ``quarantine/``;
+- a record with ``"kind": "repair"`` is appended last, naming a repair note in ``runs/``
+  that lists everything above (paths, sizes, BLAKE3 digests).
+
+Nothing is deleted silently, and history is never rewritten: when the chain has any other
+problem (an edited, removed or reordered record, a changed report) repair changes nothing
+and says so, because that is tampering and the fix is to restore from a backup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import blake3
+from pydantic import ValidationError
+
+from pytest_codegenie_eval.models import BenchRunReport
+from pytest_codegenie_eval.store.audit import (
+    AUDIT_FILE,
+    _append,
+    _chain_bytes,
+    _list_runs,
+    _lock,
+    _verify_data,
+    canonical_json,
+)
+from pytest_codegenie_eval.store.statedir import RUNS_DIR, TMP_PREFIX, atomic_write, fsync_dir
+
+QUARANTINE_DIR = "quarantine"
+TMP_MIN_AGE_S = 60.0
+"""Temporary files outside ``runs/`` are removed only when at least this old: the score cache
+is written without the chain lock, so a younger one may belong to a session still running."""
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What :func:`repair` did (or, with ``dry_run``, would do)."""
+
+    removed: tuple[str, ...] = ()
+    quarantined: tuple[str, ...] = ()
+    adopted: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
+    note: str | None = None
+    head: str | None = None
+    dry_run: bool = False
+    actions: tuple[str, ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.removed or self.quarantined or self.adopted)
+
+
+def _digest(data: bytes) -> str:
+    return str(blake3.blake3(data).hexdigest())
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _temporary_files(out_dir: Path, now: float) -> list[Path]:
+    found = []
+    for dirpath, _dirnames, filenames in os.walk(out_dir):
+        current = Path(dirpath)
+        if current.name == QUARANTINE_DIR:
+            continue
+        under_lock = current in (out_dir, out_dir / RUNS_DIR)
+        for name in filenames:
+            if not name.startswith(TMP_PREFIX):
+                continue
+            path = current / name
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if under_lock or age >= TMP_MIN_AGE_S:
+                found.append(path)
+    return sorted(found)
+
+
+def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
+    """Repair the state directory ``out_dir`` as described in the module docstring.
+
+    Raises :class:`FileNotFoundError` when ``out_dir`` does not exist.
+    """
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"state directory {out_dir} does not exist")
+    with _lock(out_dir):
+        data = _chain_bytes(out_dir)
+        cut = data.rfind(b"\n") + 1
+        body, torn = data[:cut], data[cut:]
+        result, problems = _verify_data(out_dir, body, [], None, None, False)
+        if problems:
+            return RepairResult(refused=result.problems, dry_run=dry_run)
+        named = {str(r["report_path"]) for r in _records(body)}
+        actions: list[str] = []
+        removed = [p for p in _temporary_files(out_dir, time.time())]
+        for path in removed:
+            actions.append(f"remove temporary file {path.relative_to(out_dir)}")
+        adopt: list[tuple[str, bytes, BenchRunReport]] = []
+        strays: list[str] = []
+        for name in _list_runs(out_dir):
+            rel = f"{RUNS_DIR}/{name}"
+            path = out_dir / rel
+            if name.startswith(TMP_PREFIX) or rel in named or not path.is_file():
+                continue
+            raw = path.read_bytes()
+            try:
+                adopt.append((rel, raw, BenchRunReport.model_validate_json(raw)))
+                actions.append(f"adopt {rel} (a run report without a chain record)")
+            except ValidationError:
+                strays.append(rel)
+                actions.append(f"quarantine {rel} (not a run report, named by no record)")
+        if torn:
+            actions.append(f"quarantine the torn last line of {AUDIT_FILE} ({len(torn)} bytes)")
+        if dry_run or not actions:
+            return RepairResult(
+                removed=tuple(str(p.relative_to(out_dir)) for p in removed),
+                quarantined=tuple(strays) + (("torn tail",) if torn else ()),
+                adopted=tuple(rel for rel, _, _ in adopt),
+                dry_run=dry_run,
+                actions=tuple(actions),
+            )
+        return _apply(out_dir, body, torn, removed, adopt, strays, actions)
+
+
+def _records(body: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def _apply(
+    out_dir: Path,
+    body: bytes,
+    torn: bytes,
+    removed: list[Path],
+    adopt: list[tuple[str, bytes, BenchRunReport]],
+    strays: list[str],
+    actions: list[str],
+) -> RepairResult:
+    """Carry the plan out; the caller holds the chain lock and has verified ``body``."""
+    stamp = _stamp()
+    quarantine = out_dir / QUARANTINE_DIR
+    quarantined: list[dict[str, object]] = []
+    if torn or strays:
+        quarantine.mkdir(exist_ok=True)
+    if torn:
+        target = quarantine / f"{stamp}-audit-tail.bin"
+        atomic_write(target, torn)
+        # the bytes are safe in quarantine: only now is the chain cut back to its last line
+        atomic_write(out_dir / AUDIT_FILE, body)
+        quarantined.append(_entry(target.relative_to(out_dir).as_posix(), torn, AUDIT_FILE))
+    for rel in strays:
+        source = out_dir / rel
+        raw = source.read_bytes()
+        target = quarantine / f"{stamp}-{source.name}"
+        os.replace(source, target)
+        quarantined.append(_entry(target.relative_to(out_dir).as_posix(), raw, rel))
+    if strays:
+        fsync_dir(out_dir / RUNS_DIR)
+    gone = []
+    for path in removed:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        gone.append({"path": path.relative_to(out_dir).as_posix(), "bytes": size})
+    records = _records(body)
+    last: dict[str, object] | None = records[-1] if records else None
+    head = str(last["hash"]) if last else None
+    for rel, raw, report in sorted(adopt, key=lambda item: item[2].created_at):
+        fields = {
+            "created_at": report.created_at,
+            "run_id": report.run_id,
+            "task_class": report.task_class,
+            "complete": report.complete,
+            "report_path": rel,
+            "report_digest": _digest(raw),
+            "kind": "adopted",
+        }
+        head = _append(out_dir, last, fields)
+        last = {"seq": _next_seq(last), "hash": head}
+    note = {
+        "kind": "repair",
+        "created_at": datetime.now(UTC).isoformat(),
+        "actions": actions,
+        "removed_temporary_files": gone,
+        "quarantined": quarantined,
+        "adopted": [rel for rel, _, _ in adopt],
+    }
+    note_bytes = canonical_json(note) + b"\n"
+    note_rel = f"{RUNS_DIR}/{stamp}-repair.json"
+    (out_dir / RUNS_DIR).mkdir(exist_ok=True)
+    atomic_write(out_dir / note_rel, note_bytes)
+    head = _append(
+        out_dir,
+        last,
+        {
+            "created_at": note["created_at"],
+            "run_id": f"repair-{_digest(note_bytes)[:16]}",
+            "task_class": "",
+            "complete": False,
+            "report_path": note_rel,
+            "report_digest": _digest(note_bytes),
+            "kind": "repair",
+        },
+    )
+    return RepairResult(
+        removed=tuple(str(g["path"]) for g in gone),
+        quarantined=tuple(str(q["file"]) for q in quarantined),
+        adopted=tuple(rel for rel, _, _ in adopt),
+        note=note_rel,
+        head=head,
+        actions=tuple(actions),
+    )
+
+
+def _next_seq(last: dict[str, object] | None) -> int:
+    if last is None:
+        return 0
+    seq = last["seq"]
+    assert isinstance(seq, int)
+    return seq + 1
+
+
+def _entry(rel: str, raw: bytes, origin: str) -> dict[str, object]:
+    return {"file": rel, "from": origin, "bytes": len(raw), "blake3": _digest(raw)}
+
+
+__all__ = ["QUARANTINE_DIR", "RepairResult", "repair"]

@@ -1,0 +1,147 @@
+"""The state directory's layout, and the one way anything in it is written.
+
+Everything the harness writes lives under one directory (``.codegenie/eval`` at the pytest
+rootdir unless ``--codegenie-state-dir`` says otherwise)::
+
+    cache/<key[:2]>/<key>.json   content-addressed case results (store/cache.py)
+    runs/<stamp>-<id>-<tc>.json  run reports, never overwritten (store/audit.py)
+    audit.jsonl, audit.jsonl.lock  the hash-linked chain and its writers' lock (store/audit.py)
+    recommendations/             promotion recommendations, never applied (evidence/verdicts.py)
+    ledger/<run scope>.jsonl     the session's SUT cost ledger (store/cost_ledger.py)
+    workspaces/<run scope>/<tc>/<case>  kept workspaces (--codegenie-keep-workspaces)
+    diffs/<d[:2]>/<d>.diff       the diff each SUT run made, by BLAKE3 digest (a case
+                                 result's diff_digest names it; the results page shows it)
+
+:func:`atomic_write` is how every one of those files (and a bench's ``digests.yaml``) is
+written: a temporary file in the same directory, then a rename, so a reader never sees
+half a file and a killed writer leaves at most a ``.tmp-*`` file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+AUDIT_FILE = "audit.jsonl"
+LOCK_FILE = "audit.jsonl.lock"
+RUNS_DIR = "runs"
+CACHE_DIR = "cache"
+RECOMMENDATIONS_DIR = "recommendations"
+LEDGER_DIR = "ledger"
+WORKSPACES_DIR = "workspaces"
+DIFFS_DIR = "diffs"
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """The paths of one state directory."""
+
+    root: Path
+
+    @property
+    def cache(self) -> Path:
+        return self.root / CACHE_DIR
+
+    @property
+    def runs(self) -> Path:
+        return self.root / RUNS_DIR
+
+    @property
+    def audit(self) -> Path:
+        return self.root / AUDIT_FILE
+
+    @property
+    def audit_lock(self) -> Path:
+        return self.root / LOCK_FILE
+
+    @property
+    def recommendations(self) -> Path:
+        return self.root / RECOMMENDATIONS_DIR
+
+    @property
+    def diffs(self) -> Path:
+        return self.root / DIFFS_DIR
+
+    def workspaces(self, run_scope: str) -> Path:
+        """Where --codegenie-keep-workspaces moves each attempt's run directory."""
+        return self.root / WORKSPACES_DIR / run_scope
+
+    def ledger(self, run_scope: str) -> Path:
+        return self.root / LEDGER_DIR / f"{run_scope}.jsonl"
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a file creation in ``directory`` durable (where that is possible)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a
+    rename; ``durable`` also fsyncs the file and the directory. Returns ``path``."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=".tmp")
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+    return path
+
+
+def _diff_path(diffs_dir: Path, digest: str) -> Path:
+    return diffs_dir / digest[:2] / f"{digest}.diff"
+
+
+def store_diff(diffs_dir: Path, text: str) -> str:
+    """Keep a SUT run's diff under its BLAKE3 digest (idempotent: the same diff from a
+    rerun or another worker is the same file) and return the digest."""
+    import blake3
+
+    data = text.encode("utf-8", errors="surrogateescape")
+    digest = str(blake3.blake3(data).hexdigest())
+    path = _diff_path(diffs_dir, digest)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, durable=False)
+    return digest
+
+
+def read_diff(diffs_dir: Path, digest: str) -> str | None:
+    """The diff recorded under ``digest``, or ``None`` when it is missing or its bytes no
+    longer match the digest (a diff is shown only as it was recorded)."""
+    import blake3
+
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return None
+    try:
+        data = _diff_path(diffs_dir, digest).read_bytes()
+    except OSError:
+        return None
+    if str(blake3.blake3(data).hexdigest()) != digest:
+        return None
+    return data.decode("utf-8", errors="replace")
