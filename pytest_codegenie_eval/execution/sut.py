@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import blake3
 
+from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution.isolation.cgroups import ChildCgroups
 from pytest_codegenie_eval.execution.isolation.jailuser import (
@@ -76,11 +77,11 @@ class SutConfigError(CodegenieEvalError):
 class SutLimits:
     """Resource limits of a subprocess SUT (the wall timeout is the case's sut_timeout_s)."""
 
-    memory_mb: int = 8192
-    max_procs: int = 512
-    max_file_mb: int = 1024
-    max_workspace_mb: int = 1024
-    max_files: int = 200_000
+    memory_mb: int = defaults.SUT_MEMORY_MB
+    max_procs: int = defaults.SUT_MAX_PROCS
+    max_file_mb: int = defaults.SUT_MAX_FILE_MB
+    max_workspace_mb: int = defaults.SUT_MAX_WORKSPACE_MB
+    max_files: int = defaults.SUT_MAX_FILES
 
     @property
     def max_workspace_bytes(self) -> int:

@@ -10,25 +10,29 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from pytest_codegenie_eval.execution.isolation.jailuser import (
-    DEFAULT_JAIL_USER,
-    JailUserError,
-    harness_is_root,
-    resolve_jail_user,
-)
-from pytest_codegenie_eval.execution.isolation.sandbox import NetworkMode, SandboxMode
-from pytest_codegenie_eval.execution.sut import SutLimits, SutPolicy
+from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.pytest_plugin.activation import bench_names
-from pytest_codegenie_eval.taskclass.bench_import import DEFAULT_IMPORT_TIMEOUT_S
 
 if TYPE_CHECKING:
+    # declaring the options imports only the defaults: the rest is needed once a bench runs
     from pytest_codegenie_eval.evidence.shards import Shard
     from pytest_codegenie_eval.execution.executors.dask import ExecutorSpec
+    from pytest_codegenie_eval.execution.isolation.sandbox import NetworkMode, SandboxMode
+    from pytest_codegenie_eval.execution.sut import SutPolicy
+
+DEFAULT_IMPORT_TIMEOUT_S = defaults.IMPORT_TIMEOUT_S
 
 GROUP = "codegenie-eval"
-RUBRIC_SANDBOXES = ("auto", "bwrap", "namespaces", "none")
+RUBRIC_SANDBOXES = defaults.RUBRIC_SANDBOXES
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # (option dest, ini name, SutLimits field, flag)
+_LIMIT_DEFAULTS = {
+    "max_workspace_mb": defaults.SUT_MAX_WORKSPACE_MB,
+    "memory_mb": defaults.SUT_MEMORY_MB,
+    "max_procs": defaults.SUT_MAX_PROCS,
+    "max_file_mb": defaults.SUT_MAX_FILE_MB,
+    "max_files": defaults.SUT_MAX_FILES,
+}
 _LIMIT_OPTIONS = (
     ("codegenie_sut_max_workspace_mb", "max_workspace_mb", "--codegenie-sut-max-workspace-mb"),
     ("codegenie_sut_max_memory_mb", "memory_mb", "--codegenie-sut-max-memory-mb"),
@@ -150,21 +154,20 @@ def add_options(parser: pytest.Parser) -> None:
         help="pass the harness's environment variable NAME to the SUT, e.g. an API key "
         "(repeatable)",
     )
-    defaults = SutLimits()
     for dest, attr, flag in _LIMIT_OPTIONS:
         group.addoption(
             flag,
             dest=dest,
             default=None,
             metavar="N",
-            help=f"SUT limit: {attr.replace('_', ' ')} (default {getattr(defaults, attr)})",
+            help=f"SUT limit: {attr.replace('_', ' ')} (default {_LIMIT_DEFAULTS[attr]})",
         )
     group.addoption(
         "--codegenie-sandbox-user",
         default=None,
         metavar="USER",
         help="when the harness runs as root: the unprivileged host user (NAME, UID or "
-        f"UID:GID) every SUT and rubric sandbox runs as (default {DEFAULT_JAIL_USER})",
+        f"UID:GID) every SUT and rubric sandbox runs as (default {defaults.JAIL_USER})",
     )
     group.addoption(
         "--codegenie-require-sandbox",
@@ -276,6 +279,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("codegenie_html", "results page directory, built at session end", default="")
 
 
+def _default_policy() -> SutPolicy:
+    from pytest_codegenie_eval.execution.sut import SutPolicy
+
+    return SutPolicy()
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated options of one session."""
@@ -293,7 +302,7 @@ class Settings:
     strict: bool
     fence: bool
     keep_workspaces: bool
-    sut_policy: SutPolicy = field(default_factory=SutPolicy)
+    sut_policy: SutPolicy = field(default_factory=lambda: _default_policy())
     require_sandbox: bool = False
     rubric_sandbox: str = "auto"
     import_timeout_s: float = DEFAULT_IMPORT_TIMEOUT_S
@@ -484,10 +493,19 @@ def _sut_policy(
     config: pytest.Config, root: Path, *, bench_root: Path, state_dir: Path
 ) -> SutPolicy:
     """The SUT's confinement from the options, every value checked once."""
-    sandbox = cast(
-        SandboxMode, _choice(config, "codegenie_sut_sandbox", ("bwrap", "none"), "bwrap")
+    from pytest_codegenie_eval.execution.isolation.jailuser import (
+        JailUserError,
+        harness_is_root,
+        resolve_jail_user,
     )
-    network = cast(NetworkMode, _choice(config, "codegenie_sut_network", ("none", "host"), "none"))
+    from pytest_codegenie_eval.execution.sut import SutLimits, SutPolicy
+
+    sandbox = cast(
+        "SandboxMode", _choice(config, "codegenie_sut_sandbox", ("bwrap", "none"), "bwrap")
+    )
+    network = cast(
+        "NetworkMode", _choice(config, "codegenie_sut_network", ("none", "host"), "none")
+    )
     limits: dict[str, int] = {}
     for dest, attr, flag in _LIMIT_OPTIONS:
         raw = config.getoption(dest) or config.getini(dest)

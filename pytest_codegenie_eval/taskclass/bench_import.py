@@ -23,12 +23,13 @@ from typing import Any
 
 import blake3
 
+from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import TaskClassLoadError
 from pytest_codegenie_eval.process import ResourceLimits, run_process
 from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.taskclass.layout import BREAKDOWN_KEYS, REGISTRATION
 
-DEFAULT_IMPORT_TIMEOUT_S = 60.0
+DEFAULT_IMPORT_TIMEOUT_S = defaults.IMPORT_TIMEOUT_S
 """How long importing a task class's modules may take (``--codegenie-import-timeout``)."""
 
 _MEMORY_BYTES = 2 * 1024**3

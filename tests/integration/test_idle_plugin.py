@@ -1,5 +1,6 @@
 """A pytest run that selects no bench pays nothing for the installed plugin: it loads
-neither pydantic, numpy, scipy, PyYAML nor filelock (benchmarks/bench_plugin_idle.py
+neither pydantic, numpy, scipy, PyYAML, filelock nor blake3, and of the harness only the
+hooks, the option declarations and their defaults (benchmarks/bench_plugin_idle.py
 measures the time and memory)."""
 
 from __future__ import annotations
@@ -10,14 +11,28 @@ import pytest
 
 from tests.conftest import copy_stub
 
-HEAVY = ("pydantic", "numpy", "scipy", "yaml", "filelock")
+HEAVY = ("pydantic", "numpy", "scipy", "yaml", "filelock", "blake3")
+# what an idle run may import of the harness: the hooks and the option declarations
+IDLE_HARNESS = {
+    "pytest_codegenie_eval",
+    "pytest_codegenie_eval.defaults",
+    "pytest_codegenie_eval.pytest_plugin",
+    "pytest_codegenie_eval.pytest_plugin.activation",
+    "pytest_codegenie_eval.pytest_plugin.hooks",
+    "pytest_codegenie_eval.pytest_plugin.hookspec_plugin",
+    "pytest_codegenie_eval.pytest_plugin.hookspecs",
+    "pytest_codegenie_eval.pytest_plugin.options",
+    "pytest_codegenie_eval.taskclass",
+    "pytest_codegenie_eval.taskclass.layout",
+}
 
 _PROBE = f"""
 import json, sys
 def pytest_unconfigure(config):
     heavy = [m for m in {HEAVY!r} if m in sys.modules]
+    harness = sorted(m for m in sys.modules if m.startswith("pytest_codegenie_eval"))
     with open("loaded.json", "w") as handle:
-        json.dump(heavy, handle)
+        json.dump({{"heavy": heavy, "harness": harness}}, handle)
 """
 
 
@@ -39,6 +54,8 @@ def test_a_run_without_a_bench_loads_no_heavy_module(
     pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
     loaded = json.loads((pytester.path / "loaded.json").read_text())
     if idle:
-        assert loaded == []
+        assert loaded["heavy"] == []
+        assert set(loaded["harness"]) <= IDLE_HARNESS, set(loaded["harness"]) - IDLE_HARNESS
     else:
-        assert "pydantic" in loaded
+        assert "pydantic" in loaded["heavy"]
+        assert "pytest_codegenie_eval.execution.sut" in loaded["harness"]

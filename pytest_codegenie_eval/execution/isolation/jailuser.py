@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import CodegenieEvalError
 
-DEFAULT_JAIL_USER = "nobody"
+DEFAULT_JAIL_USER = defaults.JAIL_USER
 # nobody:nogroup on Debian and most distributions; used when the name is not in passwd
 NOBODY_ID = 65534
 _TOOLS = ("unshare", "nsenter")
