@@ -25,6 +25,7 @@ import blake3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pytest_codegenie_eval import __version__
+from pytest_codegenie_eval.codes import NOT_CACHED
 from pytest_codegenie_eval.execution import results
 from pytest_codegenie_eval.execution.canary import (
     CANARY_ENV,
@@ -71,17 +72,6 @@ MAX_DIFF_FILE_BYTES = 1024 * 1024
 MAX_RUBRIC_STDOUT = 1024 * 1024
 # The rubric's whole environment: nothing that could carry a credential or a user identity.
 RUBRIC_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL")
-_NOT_CACHED = frozenset(
-    {
-        "sut.timeout",
-        "rubric.timeout",
-        "harness.worker_crashed",
-        "harness.worker_lost",
-        "harness.bundle_mismatch",
-        "sut.tampered_bench",
-        "rubric.tampered_bench",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -718,7 +708,7 @@ def cached_result(settings: RunSettings, key: str, nodeid: str, repeat: int) -> 
 def remember(settings: RunSettings, key: str, result: CaseResult) -> None:
     """Cache a measured result with where it was measured (results a crash, a timeout or
     tampering produced are never cached)."""
-    if settings.cache is None or any(m.code in _NOT_CACHED for m in result.failure_modes):
+    if settings.cache is None or any(m.code in NOT_CACHED for m in result.failure_modes):
         return
     origin = CachedFrom(
         run_scope=settings.run_scope,

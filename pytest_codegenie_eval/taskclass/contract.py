@@ -34,10 +34,8 @@ from pydantic_core import PydanticCustomError
 
 # the floor rules live with the decorator, which must stay light: the child process that
 # imports registration.py loads it without pydantic
+from pytest_codegenie_eval.codes import RESERVED_PREFIXES
 from pytest_codegenie_eval.registry import KNOWN_TIERS, floor_problems
-
-RESERVED_PREFIXES: tuple[str, ...] = ("sut.", "rubric.", "canary.", "harness.")
-"""Failure-mode code prefixes owned by the harness (see ``loader.HARNESS_FAILURE_MODES``)."""
 
 SEVERITIES: tuple[str, ...] = ("block", "warn", "info")
 

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from pydantic import ValidationError
 
+from pytest_codegenie_eval.codes import HARNESS_FAILURE_MODES
 from pytest_codegenie_eval.errors import (
     BenchCaseDigestMismatch,
     BenchCaseIDCollision,
@@ -54,33 +55,6 @@ from pytest_codegenie_eval.taskclass.layout import (
     TASK_MD,
     is_task_class_dir,
     task_class_dir_of_case,
-)
-
-# Failure modes the harness itself raises; always block severity, never in a taxonomy file.
-HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
-    {
-        "sut.exception": "the SUT exited non-zero or raised",
-        "sut.timeout": "the SUT ran past the case's sut_timeout_s and was killed",
-        "sut.escaped_workspace": "the SUT wrote outside its workspace or left a link out of it",
-        "sut.tampered_bench": "the task class definition or the case changed during the SUT run",
-        "sut.workspace_too_large": "the workspace or the SUT's private /tmp, HOME and /dev/shm "
-        "grew past --codegenie-sut-max-workspace-mb or --codegenie-sut-max-files",
-        "sut.memory_exceeded": "the SUT's processes together needed more memory than "
-        "--codegenie-sut-max-memory-mb",
-        "rubric.malformed_output": "the rubric did not print exactly one valid BenchScore JSON",
-        "rubric.timeout": "the rubric ran past the case's rubric_timeout_s and was killed",
-        "rubric.tampered_bench": "the task class or the case changed while the rubric ran",
-        "rubric.unknown_breakdown_key": "the rubric emitted a key not in BreakdownKey",
-        "rubric.unknown_failure_mode": "the rubric emitted a code not in failure_modes.yaml",
-        "canary.leaked": "the SUT's output contains the case's canary",
-        "harness.case_invalid": "the case could not be loaded",
-        "harness.digest_mismatch": "the case's content does not match its digests.yaml pin",
-        "harness.worker_crashed": "the pytest worker running the case crashed",
-        "harness.worker_lost": "the Dask worker running the case died, and so did its retry",
-        "harness.bundle_mismatch": "a Dask worker received task class or case bytes whose "
-        "digest differs from the one the controller computed",
-        "harness.internal_error": "the harness itself failed while running the case",
-    }
 )
 
 
