@@ -36,8 +36,34 @@ _SCRIPT_BOOTSTRAP = (
 )
 
 
-def isolated_script(script: Path | str, *args: str) -> list[str]:
-    """argv running ``script`` under ``python -I`` with its own directory importable."""
+# The same, with the harness's own import root after the script's directory: a rubric then
+# imports the very pytest_codegenie_eval the controller imported (a checkout run by pytest,
+# not whatever is installed), as the task-class import child does.
+_ROOTED_BOOTSTRAP = (
+    "import os, runpy, sys; "
+    "root, script = sys.argv[1], sys.argv[2]; sys.argv = sys.argv[2:]; "
+    "sys.path[:0] = [os.path.dirname(os.path.abspath(script)), root]; "
+    "runpy.run_path(script, run_name='__main__')"
+)
+
+
+def harness_package_dir() -> Path:
+    """The directory of this package, as imported by this process (not resolved: a venv's
+    paths must stay as the sandbox binds them)."""
+    return Path(os.path.abspath(Path(__file__).parent))
+
+
+def harness_import_root() -> Path:
+    """The ``sys.path`` entry this process imported ``pytest_codegenie_eval`` from."""
+    return harness_package_dir().parent
+
+
+def isolated_script(script: Path | str, *args: str, with_harness: bool = False) -> list[str]:
+    """argv running ``script`` under ``python -I`` with its own directory importable, and
+    with ``with_harness`` this process's own ``pytest_codegenie_eval`` (a rubric)."""
+    if with_harness:
+        root = str(harness_import_root())
+        return [sys.executable, "-I", "-c", _ROOTED_BOOTSTRAP, root, str(script), *args]
     return [sys.executable, "-I", "-c", _SCRIPT_BOOTSTRAP, str(script), *args]
 
 

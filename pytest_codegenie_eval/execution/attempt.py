@@ -37,7 +37,6 @@ from pytest_codegenie_eval.execution.isolation.jailuser import JailUser
 from pytest_codegenie_eval.execution.isolation.sandbox import (
     Jail,
     bwrap_status,
-    harness_package_dir,
     interpreter_bin,
     python_prefixes,
     ro_sources_that_exist,
@@ -53,6 +52,7 @@ from pytest_codegenie_eval.models import (
 )
 from pytest_codegenie_eval.process import (
     ResourceLimits,
+    harness_package_dir,
     isolated_script,
     run_process,
     sandbox_prefix,
@@ -357,7 +357,7 @@ def run_rubric(
     ).encode("utf-8")
     isolation = rubric_isolation(mode, user)
     with tempfile.TemporaryDirectory(prefix="codegenie-rubric-") as cwd:
-        argv = isolated_script(task_class.rubric_path)
+        argv = isolated_script(task_class.rubric_path, with_harness=True)
         env = rubric_env()
         if isolation == "bwrap":
             bwrap = bwrap_status(user).path

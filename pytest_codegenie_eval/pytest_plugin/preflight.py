@@ -142,9 +142,9 @@ def check_jail_user_can_read(bench: BenchSession) -> None:
         return
     from pytest_codegenie_eval.execution.isolation.jailuser import unreadable_for
     from pytest_codegenie_eval.execution.isolation.sandbox import (
-        harness_package_dir,
         python_prefixes,
     )
+    from pytest_codegenie_eval.process import harness_package_dir
 
     large = [*python_prefixes(), harness_package_dir(), *policy.ro_paths]
     if settings.cassettes is not None:

@@ -25,7 +25,7 @@ import blake3
 
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import TaskClassLoadError
-from pytest_codegenie_eval.process import ResourceLimits, run_process
+from pytest_codegenie_eval.process import ResourceLimits, harness_import_root, run_process
 from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.taskclass.layout import BREAKDOWN_KEYS, REGISTRATION
 
@@ -146,7 +146,7 @@ def import_modules(
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    package_parent = Path(__file__).resolve().parents[2]
+    package_parent = harness_import_root()
     with tempfile.TemporaryDirectory(prefix="codegenie-import-") as tmp:
         out = Path(tmp) / "result.json"
         argv = [

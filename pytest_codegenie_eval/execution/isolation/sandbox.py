@@ -127,11 +127,6 @@ def _dedupe(paths: Iterable[Path]) -> list[Path]:
     return seen
 
 
-def harness_package_dir() -> Path:
-    """The directory of this package (the rubric imports ``pytest_codegenie_eval.rubric``)."""
-    return _abs(Path(__file__).parents[2])
-
-
 # procfs files and directories a jail never gets to write, whoever it runs as: the global
 # sysctls (host uid 0 may write them without any capability) and the other old knobs
 PROC_READ_ONLY = (
