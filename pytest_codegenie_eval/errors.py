@@ -121,6 +121,22 @@ class ChainTamperDetected(CodegenieEvalError):
         super().__init__(f"audit chain tampered: {where}: {problem}")
 
 
+class IncompleteReportForPromotion(CodegenieEvalError):
+    """A report that is not complete (the cost cap stopped it, it ran a subset of the cases,
+    or it is one shard) was handed to the gate as the evidence to judge
+    (:meth:`~pytest_codegenie_eval.evidence.promotion.PromotionGate.evaluate_report`)."""
+
+    def __init__(self, run_id: str, task_class: str, reason: str | None = None) -> None:
+        self.run_id = run_id
+        self.task_class = task_class
+        self.reason = reason
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"run {run_id} of task class {task_class!r} is incomplete{why} and cannot "
+            "support promotion"
+        )
+
+
 class PromotionMustBeHumanAuthorized(CodegenieEvalError):
     """The gate is read-only: applying a promotion is a human decision."""
 

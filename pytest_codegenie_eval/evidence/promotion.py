@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NoReturn
 
-from pytest_codegenie_eval.errors import CodegenieEvalError, PromotionMustBeHumanAuthorized
+from pytest_codegenie_eval.errors import (
+    CodegenieEvalError,
+    IncompleteReportForPromotion,
+    PromotionMustBeHumanAuthorized,
+)
 from pytest_codegenie_eval.evidence.tiers import TierConfig, UnknownTier
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
 from pytest_codegenie_eval.registry import TaskClass
@@ -228,6 +232,36 @@ class PromotionGate:
             report_digests=tuple(report_digests),
             isolation_classes=isolation_classes,
             uncalibrated=self._config.uncalibrated,
+        )
+
+    def evaluate_report(
+        self,
+        report: BenchRunReport,
+        *,
+        task_class: TaskClass,
+        tier: str,
+        chain_verified: bool,
+        chain_head: str | None = None,
+        report_digest: str | None = None,
+    ) -> PromotionVerdict:
+        """Judge one report, handed over as the whole evidence, for promotion to *tier*.
+
+        Raises :class:`IncompleteReportForPromotion` when the report is not complete: a run
+        the cost cap stopped, a subset of the cases or one shard is no evidence to judge on
+        its own. (:meth:`evaluate`, which judges a recorded window, names such a report in
+        its reasons instead.) Otherwise it is :meth:`evaluate` over that one report.
+        """
+        if not report.complete:
+            raise IncompleteReportForPromotion(
+                report.run_id, report.task_class, report.incomplete_reason
+            )
+        return self.evaluate(
+            task_class=task_class,
+            tier=tier,
+            reports=[report],
+            chain_verified=chain_verified,
+            chain_head=chain_head,
+            report_digests=(report_digest,) if report_digest else (),
         )
 
     def highest_sufficient_tier(

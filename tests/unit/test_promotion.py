@@ -604,3 +604,20 @@ def test_a_trimmed_report_is_judged_by_its_recorded_isolation() -> None:
     trimmed = report(cases=()).model_copy(update={"sut_isolation": "mixed"})
     (reason,) = evaluate([trimmed]).reasons
     assert "(mixed, cases not listed)" in reason
+
+
+def test_a_report_handed_to_the_gate_as_the_evidence_must_be_complete() -> None:
+    from pytest_codegenie_eval.errors import IncompleteReportForPromotion
+
+    whole = report(run=1)
+    verdict = GATE.evaluate_report(whole, task_class=TASK, tier="bronze", chain_verified=True)
+    assert verdict == GATE.evaluate(
+        task_class=TASK, tier="bronze", reports=[whole], chain_verified=True
+    )
+    partial = whole.model_copy(update={"complete": False, "incomplete_reason": "cost_cap"})
+    with pytest.raises(IncompleteReportForPromotion, match="incomplete \\(cost_cap\\)") as err:
+        GATE.evaluate_report(partial, task_class=TASK, tier="bronze", chain_verified=True)
+    assert (err.value.run_id, err.value.task_class) == (partial.run_id, "t")
+    assert isinstance(err.value, CodegenieEvalError)
+    # judging a recorded window names the same report in the reasons instead
+    assert not evaluate([partial]).evidence_sufficient
