@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pytest_codegenie_eval.taskclass.layout import CASES
+
 EXIT_OK = 0
 EXIT_GENERIC = 1
 EXIT_COST_CAP = 2
@@ -307,7 +309,7 @@ def cmd_digests(args: argparse.Namespace) -> int:
     tc_dir = _task_class_dir(args.bench_root, args.task_class)
     if isinstance(tc_dir, int):
         return tc_dir
-    cases = tc_dir / "cases"
+    cases = tc_dir / CASES
     if not cases.is_dir():
         print(f"codegenie-eval: {cases} does not exist", file=sys.stderr)
         return EXIT_BENCH_DIR_MISSING

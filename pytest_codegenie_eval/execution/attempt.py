@@ -62,6 +62,7 @@ from pytest_codegenie_eval.store.cache import CacheKeyParts, ScoreCache
 from pytest_codegenie_eval.store.cost_ledger import TAG_ENV, CostLedger, tag_invocation
 from pytest_codegenie_eval.store.statedir import store_diff
 from pytest_codegenie_eval.taskclass.digests import case_digest, check_input_links
+from pytest_codegenie_eval.taskclass.layout import CASES, TASK_MD
 from pytest_codegenie_eval.taskclass.loader import CaseEntry, LoadedTaskClass, rubric_digest
 
 HARNESS_VERSION = __version__
@@ -332,7 +333,7 @@ def _rubric_jail(
         chdir=cwd,
         env={**env, "PATH": sandbox_path([interpreter_bin()], visible)},
         network="none",
-        masks=(task_class.directory / "cases",),
+        masks=(task_class.directory / CASES,),
         user=user,
     )
 
@@ -431,7 +432,7 @@ def _contract_env(
         TAG_ENV: tag,
         "CODEGENIE_CASE_ID": case.case_id,
         "CODEGENIE_WORKSPACE": str(workspace),
-        "CODEGENIE_TASK_FILE": str(workspace / CODEGENIE_DIR / "task.md"),
+        "CODEGENIE_TASK_FILE": str(workspace / CODEGENIE_DIR / TASK_MD),
         "CODEGENIE_REPEAT": str(repeat),  # which attempt of the case (1 unless repeated)
     }
     if settings.cassette_dir is not None:
@@ -472,7 +473,7 @@ def _prepare_workspace(task_class: LoadedTaskClass, entry: CaseEntry, run_dir: P
     meta = workspace / CODEGENIE_DIR
     meta.mkdir(exist_ok=True)
     task_text = (entry.case.instructions if entry.case else None) or task_class.task_md
-    (meta / "task.md").write_text(task_text, encoding="utf-8")
+    (meta / TASK_MD).write_text(task_text, encoding="utf-8")
     (run_dir / "tmp").mkdir()
     return workspace
 

@@ -55,6 +55,7 @@ from pytest_codegenie_eval.process import (
     run_process,
     tail,
 )
+from pytest_codegenie_eval.taskclass.layout import CASES
 
 if TYPE_CHECKING:
     from pytest_codegenie_eval.models import BenchCase
@@ -308,7 +309,7 @@ def refuse_unreadable_mounts(spec: SutSpec, user: JailUser | None) -> None:
 
 # Never bound for a baseline SUT, although they sit beside its script: the answer keys and
 # the bench author's tests.
-_NOT_FOR_THE_BASELINE = frozenset({"cases", "tests", "__pycache__"})
+_NOT_FOR_THE_BASELINE = frozenset({CASES, "tests", "__pycache__"})
 
 
 def baseline_mounts(script: Path) -> list[Path]:

@@ -33,6 +33,7 @@ from pytest_codegenie_eval.store.cache import ScoreCache
 from pytest_codegenie_eval.store.cost_ledger import CostLedger
 from pytest_codegenie_eval.store.statedir import StateDir
 from pytest_codegenie_eval.taskclass.digests import case_digest
+from pytest_codegenie_eval.taskclass.layout import CASES
 from pytest_codegenie_eval.taskclass.loader import (
     LoadedTaskClass,
     load_task_class,
@@ -112,7 +113,7 @@ class BenchSession:
         if not dirs:
             return
         if not names_test_paths(self.config) and bench_from_command_line(self.config):
-            self.config.args = [str(d / "cases") for d in dirs]
+            self.config.args = [str(d / CASES) for d in dirs]
             return
         present = [Path(arg.split("::", 1)[0]) for arg in self.config.args]
         covered = [
@@ -120,11 +121,11 @@ class BenchSession:
             for p in present
         ]
         for d in dirs:
-            cases = (d / "cases").resolve()
+            cases = (d / CASES).resolve()
             # a named path inside the task class (one case), or a collected directory that
             # holds it already (testpaths = ["."]): nothing to add
             if not any(t.is_relative_to(cases) or cases.is_relative_to(t) for t in covered):
-                self.config.args.append(str(d / "cases"))
+                self.config.args.append(str(d / CASES))
 
     def is_selected(self, task_class_dir: Path) -> bool:
         """Whether a task class's cases should be collected in this session."""
@@ -178,7 +179,7 @@ class BenchSession:
             )
             refuse_guarded_mounts(
                 spec,
-                (task_class.directory / "cases", self.settings.state_dir),
+                (task_class.directory / CASES, self.settings.state_dir),
                 rootdir=self.config.rootpath,
             )
             refuse_unreadable_mounts(spec, self.settings.sut_policy.jail_user)

@@ -3,7 +3,7 @@
 
 Layout under the state directory (``.codegenie/eval`` by default)::
 
-    runs/<utc-iso>-<short>.json   one BenchRunReport per task class per session
+    runs/<stamp>-<id>-<tc>.json   one BenchRunReport per task class per session
     audit.jsonl                   one record per report, hash-linked to the one before
     audit.jsonl.lock              held by writers (and by readers when the directory is writable)
 

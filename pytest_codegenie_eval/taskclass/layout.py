@@ -7,9 +7,10 @@
                               cases/digests.yaml
                               cases/<case dir>/case.toml, input/, expected/
 
-The loader, the fence, collection, the reporter and the plugin's hooks all name these
-files and read these paths through this module (standard library only, so the plugin can
-use it before deciding whether a run uses a bench at all).
+Every module of the harness that names these files takes the names from here, except
+``rubric.py``, which rubrics import inside their jail and which stays below every layer (it
+spells out ``expected/`` itself). Standard library only, so the plugin can use it before
+deciding whether a run uses a bench at all.
 """
 
 from __future__ import annotations

@@ -12,6 +12,14 @@ import secrets
 from pathlib import Path
 
 from pytest_codegenie_eval.taskclass.digests import write_digests
+from pytest_codegenie_eval.taskclass.layout import (
+    BREAKDOWN_KEYS,
+    CASES,
+    FAILURE_MODES,
+    REGISTRATION,
+    RUBRIC,
+    TASK_MD,
+)
 
 TIERS_TEMPLATE = """\
 # UNCALIBRATED: these thresholds are placeholders, not evidence-backed cut-offs.
@@ -148,12 +156,12 @@ def write_task_class(bench_root: Path, name: str) -> Path:
     if directory.exists():
         raise ScaffoldError(f"{directory} exists; init never overwrites a task class")
     files = {
-        "registration.py": _REGISTRATION.format(name=name),
-        "breakdown_keys.py": _BREAKDOWN_KEYS,
-        "failure_modes.yaml": _FAILURE_MODES,
-        "rubric.py": _RUBRIC,
+        REGISTRATION: _REGISTRATION.format(name=name),
+        BREAKDOWN_KEYS: _BREAKDOWN_KEYS,
+        FAILURE_MODES: _FAILURE_MODES,
+        RUBRIC: _RUBRIC,
         "baseline_sut.py": _BASELINE,
-        "task.md": _TASK_MD.format(name=name),
+        TASK_MD: _TASK_MD.format(name=name),
     }
     for number in (1, 2, 3):
         case = f"cases/example-{number}"
@@ -166,7 +174,7 @@ def write_task_class(bench_root: Path, name: str) -> Path:
         target = directory / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    write_digests(directory / "cases")
+    write_digests(directory / CASES)
     return directory
 
 

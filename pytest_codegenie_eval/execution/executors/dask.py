@@ -69,6 +69,7 @@ from pytest_codegenie_eval.execution import results
 from pytest_codegenie_eval.execution.sut import SutPolicy, SutSpec, resolve_sut
 from pytest_codegenie_eval.models import CaseResult, ExecutorAttempt
 from pytest_codegenie_eval.taskclass.digests import case_digest, case_files
+from pytest_codegenie_eval.taskclass.layout import CASES, DIGESTS_FILE
 from pytest_codegenie_eval.taskclass.loader import (
     CaseEntry,
     LoadedTaskClass,
@@ -286,7 +287,7 @@ class CaseBundle:
 
 def bundle_task_class(loaded: LoadedTaskClass) -> TaskClassBundle:
     files = [(rel, path.read_bytes()) for rel, path in definition_files(loaded.directory)]
-    pins = loaded.directory / "cases" / "digests.yaml"
+    pins = loaded.directory / CASES / DIGESTS_FILE
     if pins.is_file():
         files.append(("cases/digests.yaml", pins.read_bytes()))
     return TaskClassBundle(loaded.name, loaded.rubric_digest, tuple(sorted(files)))
@@ -398,7 +399,7 @@ def _definition(bundle: TaskClassBundle, import_timeout_s: float) -> LoadedTaskC
         atexit.register(shutil.rmtree, root, True)
         tc_dir = root / bundle.name
         _write_files(tc_dir, bundle.files)
-        (tc_dir / "cases").mkdir(parents=True, exist_ok=True)
+        (tc_dir / CASES).mkdir(parents=True, exist_ok=True)
         got = rubric_digest(tc_dir)
         if got != bundle.rubric_digest:
             return (
@@ -414,12 +415,12 @@ def _definition(bundle: TaskClassBundle, import_timeout_s: float) -> LoadedTaskC
 def _case_entry(loaded: LoadedTaskClass, job: CaseJob, scratch: Path) -> CaseEntry | str:
     """The job's case written under ``scratch``, loaded as the loader loads any case (its
     pin checked against the task class's ``digests.yaml``), or why it is refused."""
-    cases_dir = scratch / "cases"
+    cases_dir = scratch / CASES
     case_dir = cases_dir / job.case.dir_name
     _write_files(case_dir, job.case.files)
-    pins = loaded.directory / "cases" / "digests.yaml"
+    pins = loaded.directory / CASES / DIGESTS_FILE
     if pins.is_file():
-        shutil.copyfile(pins, cases_dir / "digests.yaml")
+        shutil.copyfile(pins, cases_dir / DIGESTS_FILE)
     got = case_digest(case_dir)
     if got != job.case.case_digest:
         return (

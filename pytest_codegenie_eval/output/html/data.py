@@ -1,10 +1,12 @@
 """What the results page shows, read from a state directory and nothing else.
 
 Every number on the page comes from a run report the audit chain names, a recommendation
-file, or the tier file: this module reads them and computes nothing new except the paired
-comparison, which is :func:`~pytest_codegenie_eval.evidence.compare.compare` (the numbers
-``codegenie-eval compare`` prints). Rendering (templates, charts, highlighting) is in the
-sibling modules.
+file, or the tier file. This module reads them; what it derives comes from ``evidence/``,
+never from a rule of its own: the paired comparison is
+:func:`~pytest_codegenie_eval.evidence.compare.compare` (the numbers ``codegenie-eval
+compare`` prints) and the verdict is :func:`~pytest_codegenie_eval.evidence.verdicts.judge`
+(the one ``codegenie-eval promote-verdict`` gives). Rendering (templates, charts,
+highlighting) is in the sibling modules.
 """
 
 from __future__ import annotations
