@@ -28,7 +28,19 @@ _RUN = (
 def _run(project: Path, *extra: str) -> tuple[float, int]:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", _RUN, "-q", "-p", "no:cacheprovider", *extra, "test_one.py"],
+        # hypothesis's own pytest plugin is not ours to time: both runs go without it
+        [
+            sys.executable,
+            "-c",
+            _RUN,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            *extra,
+            "test_one.py",
+        ],
         cwd=project,
         capture_output=True,
         text=True,

@@ -4,6 +4,7 @@ three execution modes (no xdist, ``-n 0``, ``-n 2``) every plugin integration te
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,13 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import pytest_codegenie_eval.evidence.verdicts
+from hypothesis import HealthCheck, settings
 
 # In-process pytester runs drop modules first imported during the run; numpy cannot be
 # imported twice in one process, so everything the plugin imports lazily is loaded here.
+import pytest_codegenie_eval.evidence.verdicts
 import pytest_codegenie_eval.pytest_plugin.items
 import pytest_codegenie_eval.pytest_plugin.reporter  # noqa: F401
+
+# Hypothesis profiles: "ci" (chosen when CI is set, as .ci/run does) never fails a test on a
+# deadline or on slow data generation, since a loaded 2-core runner is not a slow property;
+# "dev" keeps hypothesis's defaults. HYPOTHESIS_PROFILE overrides either.
+settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile("dev")
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 REPO = Path(__file__).resolve().parent.parent
 STUB = REPO / "tests" / "fixtures" / "bench" / "stub"
@@ -84,6 +96,18 @@ def run_bench(pytester: pytest.Pytester, stub_bench: Path, xdist_args: list[str]
         if in_process:
             return pytester.runpytest_inprocess(*argv, *args)
         return pytester.runpytest_subprocess(*argv, *args)
+
+    return run
+
+
+@pytest.fixture
+def run_bench_once(pytester: pytest.Pytester, stub_bench: Path) -> RunBench:
+    """Like ``run_bench``, in one mode only (in process, xdist not loaded): for tests whose
+    outcome no execution mode can change, because they stop before any case runs."""
+    argv = ("-p", "no:xdist", "--codegenie-bench=stub", "-p", "no:cacheprovider")
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_inprocess(*argv, *args)
 
     return run
 

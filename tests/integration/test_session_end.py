@@ -60,9 +60,9 @@ def test_three_runs_make_a_chain_of_three_that_verifies(
 
 
 def test_a_tampered_chain_stops_the_next_run_before_any_sut(
-    run_bench: RunBench, pytester: pytest.Pytester
+    run_bench_once: RunBench, pytester: pytest.Pytester
 ) -> None:
-    run_bench().assert_outcomes(passed=3)
+    run_bench_once().assert_outcomes(passed=3)
     report = next((pytester.path / ".codegenie" / "eval" / "runs").glob("*.json"))
     report.write_text(report.read_text().replace('"passed_count": 3', '"passed_count": 9'))
     marker = pytester.path / "sut-ran.txt"
@@ -70,7 +70,7 @@ def test_a_tampered_chain_stops_the_next_run_before_any_sut(
     agent.write_text(f"open({str(marker)!r}, 'a').write('x')\n")
     import sys
 
-    result = run_bench(f"--codegenie-sut={sys.executable} {agent}")
+    result = run_bench_once(f"--codegenie-sut={sys.executable} {agent}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*audit chain*does not verify; no case was started*"])
     assert not marker.exists()
@@ -101,21 +101,23 @@ def test_verdict_at_session_end_writes_a_recommendation(
 
 
 def test_unknown_verdict_tier_is_a_usage_error(
-    run_bench: RunBench, pytester: pytest.Pytester
+    run_bench_once: RunBench, pytester: pytest.Pytester
 ) -> None:
     (pytester.path / "docs").mkdir()
     (pytester.path / "docs" / "trust-tiers.yaml").write_text(TIERS)
-    result = run_bench("--codegenie-verdict=diamond")
+    result = run_bench_once("--codegenie-verdict=diamond")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*diamond*"])
 
 
-def test_strict_mode_aborts_on_a_digest_mismatch(run_bench: RunBench, stub_bench: Path) -> None:
+def test_strict_mode_aborts_on_a_digest_mismatch(
+    run_bench_once: RunBench, stub_bench: Path
+) -> None:
     (stub_bench / "cases" / "alpha" / "input" / "question.txt").write_text("tampered 5\n")
-    lenient = run_bench()
+    lenient = run_bench_once()
     lenient.assert_outcomes(passed=2, failed=1)
     lenient.stdout.fnmatch_lines(["*harness.digest_mismatch*"])
-    strict = run_bench("--codegenie-strict")
+    strict = run_bench_once("--codegenie-strict")
     assert strict.ret == pytest.ExitCode.USAGE_ERROR
     strict.stderr.fnmatch_lines(["*digest pins do not match; no case was started*"])
 
@@ -146,9 +148,9 @@ def test_worker_crash_counts_as_a_failed_case(pytester: pytest.Pytester, stub_be
 
 
 def test_unanswerable_verdict_fails_before_any_case_runs(
-    run_bench: RunBench, pytester: pytest.Pytester
+    run_bench_once: RunBench, pytester: pytest.Pytester
 ) -> None:
-    result = run_bench("--codegenie-verdict=bronze")  # no docs/trust-tiers.yaml here
+    result = run_bench_once("--codegenie-verdict=bronze")  # no docs/trust-tiers.yaml here
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--codegenie-verdict=bronze: *trust-tiers.yaml*does not exist*"])
     assert not (pytester.path / ".codegenie" / "eval" / "runs").exists()
@@ -156,7 +158,7 @@ def test_unanswerable_verdict_fails_before_any_case_runs(
     (pytester.path / "docs" / "trust-tiers.yaml").write_text(
         TIERS.replace("{bronze: 0.3, silver: 0.8}", "{bronze: 0.3, silver: 0.8, gold: 0.9}")
     )
-    gold = run_bench("--codegenie-verdict=gold")
+    gold = run_bench_once("--codegenie-verdict=gold")
     assert gold.ret == pytest.ExitCode.USAGE_ERROR
     gold.stderr.fnmatch_lines(["*task class 'stub' declares floors for bronze, silver*"])
 
