@@ -27,20 +27,10 @@ _RUN = (
 
 def _run(project: Path, *extra: str) -> tuple[float, int]:
     started = time.perf_counter()
+    # hypothesis's own pytest plugin is not ours to time: both runs go without it
+    args = ["-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *extra, "test_one.py"]
     done = subprocess.run(
-        # hypothesis's own pytest plugin is not ours to time: both runs go without it
-        [
-            sys.executable,
-            "-c",
-            _RUN,
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:hypothesispytest",
-            *extra,
-            "test_one.py",
-        ],
+        [sys.executable, "-c", _RUN, *args],
         cwd=project,
         capture_output=True,
         text=True,

@@ -73,10 +73,14 @@ class _Window:
     chain_head: str | None
 
 
-def _window(state_dir: Path, tiers_path: Path, task_class: TaskClass) -> _Window:
-    """Load the tiers, verify the chain and cut the task class's evidence window."""
+def _window(
+    state_dir: Path, tiers_path: Path, task_class: TaskClass, check: VerifyResult | None
+) -> _Window:
+    """Load the tiers, verify the chain (unless ``check`` is that verification, already
+    made) and cut the task class's evidence window."""
     gate = PromotionGate(load_tier_config(tiers_path))
-    return _cut(gate, recorded_evidence(state_dir, task_class.name), verify(state_dir), task_class)
+    evidence = recorded_evidence(state_dir, task_class.name)
+    return _cut(gate, evidence, check or verify(state_dir), task_class)
 
 
 def _cut(
@@ -110,13 +114,19 @@ def judge(
 
 
 def evaluate_recorded(
-    *, state_dir: Path, tiers_path: Path, task_class: TaskClass, tier: str
+    *,
+    state_dir: Path,
+    tiers_path: Path,
+    task_class: TaskClass,
+    tier: str,
+    check: VerifyResult | None = None,
 ) -> PromotionVerdict:
-    """Verify the chain and judge the task class's evidence window for ``tier``."""
+    """Verify the chain (unless ``check`` is that verification, already made) and judge the
+    task class's evidence window for ``tier``."""
     return judge(
         gate=PromotionGate(load_tier_config(tiers_path)),
         evidence=recorded_evidence(state_dir, task_class.name),
-        check=verify(state_dir),
+        check=check or verify(state_dir),
         task_class=task_class,
         tier=tier,
     )
@@ -128,18 +138,24 @@ def recommend(
     tiers_path: Path,
     task_class: TaskClass,
     tier: str | None,
+    check: VerifyResult | None = None,
 ) -> tuple[PromotionVerdict | None, Path | None]:
-    """The verdict for ``tier`` (or the best tier above the current one) and its file.
+    """The verdict for ``tier`` (or the best tier above the current one) and its file;
+    ``check`` is the chain's verification when the caller has made it already.
 
     A recommendation is written whenever a tier is asked for, or when the evidence is
     sufficient for a tier above the task class's current one.
     """
     if tier is not None:
         verdict = evaluate_recorded(
-            state_dir=state_dir, tiers_path=tiers_path, task_class=task_class, tier=tier
+            state_dir=state_dir,
+            tiers_path=tiers_path,
+            task_class=task_class,
+            tier=tier,
+            check=check,
         )
         return verdict, write_recommendation(verdict, state_dir)
-    w = _window(state_dir, tiers_path, task_class)
+    w = _window(state_dir, tiers_path, task_class, check)
     best = w.gate.recommendation(
         task_class=task_class,
         reports=w.reports,

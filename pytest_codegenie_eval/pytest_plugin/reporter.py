@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from pytest_codegenie_eval.models import (
 )
 from pytest_codegenie_eval.output.untrusted_text import fenced, safe_lines
 from pytest_codegenie_eval.pytest_plugin.session import PAYLOAD_PROPERTY, BenchSession
-from pytest_codegenie_eval.store.audit import write_run_record
+from pytest_codegenie_eval.store.audit import VerifyResult, write_run_record
 from pytest_codegenie_eval.taskclass.layout import attempt_from_nodeid
 
 
@@ -256,15 +256,23 @@ class EvalReporter:
                 error = f"could not write the run report or its record: {exc}"
                 self.outcomes.append(TaskClassOutcome(report, None, None, error=error))
                 continue
-            verdict, rec = self._verdict(task_class)
-            self.outcomes.append(TaskClassOutcome(report, path, head, verdict, rec))
+            self.outcomes.append(TaskClassOutcome(report, path, head))
+        # every run is recorded: the chain is verified once, and every verdict and the
+        # results page judge from that one verification
+        check = self._verify_once()
+        for index, outcome in enumerate(self.outcomes):
+            task_class = outcome.report.task_class
+            if outcome.report_path is not None:
+                verdict, rec = self._verdict(task_class, check)
+                outcome = replace(outcome, verdict=verdict, recommendation=rec)
+                self.outcomes[index] = outcome
             reference = self.bench.compare_reference
             if reference is not None and reference.task_class == task_class:
                 from pytest_codegenie_eval.evidence.compare import compare, format_comparison
 
-                self.comparisons += format_comparison(compare(reference, report))
+                self.comparisons += format_comparison(compare(reference, outcome.report))
         if settings.html is not None and self.outcomes:
-            self._build_html(settings.html)
+            self._build_html(settings.html, check)
         if settings.jsonl:
             try:
                 self._write_jsonl(settings.jsonl)
@@ -273,7 +281,19 @@ class EvalReporter:
                     f"could not write --codegenie-jsonl {settings.jsonl}: {exc}"
                 )
 
-    def _build_html(self, out: Path) -> None:
+    def _verify_once(self) -> VerifyResult | None:
+        """The chain's verification after this session's records, made once (``None``
+        when nothing needs it: no verdict and no results page)."""
+        settings = self.bench.settings
+        wanted = settings.html is not None or settings.verdict_tier is not None
+        wanted = wanted or settings.tiers_path.is_file()
+        if not wanted or not any(o.report_path for o in self.outcomes):
+            return None
+        from pytest_codegenie_eval.store.audit import verify
+
+        return verify(settings.state_dir)
+
+    def _build_html(self, out: Path, check: VerifyResult | None) -> None:
         from pytest_codegenie_eval.output.html import build_site
 
         settings = self.bench.settings
@@ -283,6 +303,7 @@ class EvalReporter:
                 out,
                 tiers_path=settings.tiers_path,
                 bench_root=settings.bench_root,
+                check=check,
             )
         except (CodegenieEvalError, OSError) as exc:
             self.write_errors.append(f"could not build the results page in {out}: {exc}")
@@ -306,7 +327,9 @@ class EvalReporter:
             cases=tuple(ShardCase(case_id=case_id) for case_id in seen),
         )
 
-    def _verdict(self, task_class: str) -> tuple[PromotionVerdict | None, Path | None]:
+    def _verdict(
+        self, task_class: str, check: VerifyResult | None
+    ) -> tuple[PromotionVerdict | None, Path | None]:
         from pytest_codegenie_eval.evidence.verdicts import recommend
 
         settings = self.bench.settings
@@ -321,6 +344,7 @@ class EvalReporter:
                 tiers_path=settings.tiers_path,
                 task_class=loaded.task_class,
                 tier=settings.verdict_tier,
+                check=check,
             )
         except CodegenieEvalError as exc:
             # an asked-for tier was checked before the run; this is a broken tier file met

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,3 +184,29 @@ def test_the_reporter_is_a_plugin_that_unregisters_itself(
     result.assert_outcomes(passed=3)
     assert type(seen["during"]).__name__ == "EvalReporter"
     assert seen["after"] is None
+
+
+def test_session_end_verifies_the_chain_once_for_every_verdict_and_the_page(
+    run_bench_once: RunBench, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_codegenie_eval.evidence import verdicts
+    from pytest_codegenie_eval.output.html import data
+    from pytest_codegenie_eval.pytest_plugin import preflight
+    from pytest_codegenie_eval.store import audit
+
+    (pytester.path / "docs").mkdir()
+    (pytester.path / "docs" / "trust-tiers.yaml").write_text(TIERS)
+    calls: list[str] = []
+    real = audit.verify
+
+    def counting(*args: Any, **kwargs: Any) -> audit.VerifyResult:
+        calls.append("verify")
+        return real(*args, **kwargs)
+
+    for module in (audit, verdicts, data, preflight):
+        monkeypatch.setattr(module, "verify", counting)
+    result = run_bench_once("--codegenie-verdict=bronze", "--codegenie-html=site")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*evidence SUFFICIENT*", "*results page: *site*"])
+    # one before any case starts (preflight), one at session end for the verdict and the page
+    assert len(calls) == 2

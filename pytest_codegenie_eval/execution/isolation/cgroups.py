@@ -55,11 +55,13 @@ def controller_base(controller: Controller) -> tuple[Path, bool] | None:
     return None
 
 
-def sweep(base: Path) -> None:
-    """Remove the empty cgroups under ``base`` whose harness process no longer exists."""
-    for stale in base.glob(f"{_PREFIX}*-*"):
+def sweep(base: Path, prefix: str = _PREFIX) -> None:
+    """Remove the empty directories under ``base`` named ``<prefix><pid>-…`` whose harness
+    process no longer exists (cgroups here, the staging mount points of the jail user's
+    namespace too)."""
+    for stale in base.glob(f"{prefix}*-*"):
         try:
-            owner = int(stale.name.split("-")[1])
+            owner = int(stale.name[len(prefix) :].split("-")[0])
             os.kill(owner, 0)
         except ValueError:
             continue

@@ -37,6 +37,7 @@ from typing import ClassVar
 
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.execution.isolation.cgroups import sweep
 
 DEFAULT_JAIL_USER = defaults.JAIL_USER
 # nobody:nogroup on Debian and most distributions; used when the name is not in passwd
@@ -206,20 +207,6 @@ def _stage_base() -> Path:
     )
 
 
-def _sweep_stages(base: Path) -> None:
-    """Remove the empty staging mount points of harness processes that are gone."""
-    for stale in base.glob(f"{_STAGE_PREFIX}*-*"):
-        try:
-            os.kill(int(stale.name[len(_STAGE_PREFIX) :].split("-")[0]), 0)
-        except ValueError:
-            continue
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                stale.rmdir()
-        except PermissionError:
-            continue
-
-
 class Stage:
     """A private mount namespace, held open by a helper process, holding a bind mount of
     every path a jail started as another user must be shown (see the module docstring).
@@ -232,7 +219,7 @@ class Stage:
 
     def __init__(self, containers: Sequence[Path] = ()) -> None:
         base = _stage_base()
-        _sweep_stages(base)
+        sweep(base, _STAGE_PREFIX)  # those of harness processes that are gone
         self.directory = Path(tempfile.mkdtemp(prefix=f"{_STAGE_PREFIX}{os.getpid()}-", dir=base))
         self.directory.chmod(0o755)
         script = 'mount -t tmpfs -o mode=0755,size=1m codegenie-stage "$1" && echo ready && read _'

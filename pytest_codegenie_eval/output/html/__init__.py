@@ -28,6 +28,7 @@ from typing import Any
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.models import CaseResult
 from pytest_codegenie_eval.output.html.data import SiteData, TaskClassView, collect, slug
+from pytest_codegenie_eval.store.audit import VerifyResult
 from pytest_codegenie_eval.store.statedir import read_diff
 
 __all__ = ["HtmlDependencyMissing", "SiteSummary", "build_site", "require"]
@@ -217,10 +218,12 @@ def build_site(
     tiers_path: Path | None = None,
     compare_refs: tuple[str, str] | None = None,
     bench_root: Path | None = None,
+    check: VerifyResult | None = None,
 ) -> SiteSummary:
     """Build the static site for ``state_dir`` into ``out`` (created; pages of an earlier
-    build there are replaced). Raises :class:`HtmlDependencyMissing` without the html
-    extra and :class:`CodegenieEvalError` for a missing state directory or task class."""
+    build there are replaced); ``check`` is the chain's verification when the caller has
+    made it already. Raises :class:`HtmlDependencyMissing` without the html extra and
+    :class:`CodegenieEvalError` for a missing state directory or task class."""
     require()
     from pytest_codegenie_eval import __version__
 
@@ -230,6 +233,7 @@ def build_site(
         tiers_path=tiers_path,
         compare_refs=compare_refs,
         bench_root=bench_root,
+        check=check,
     )
     if (out / "tc").is_dir():
         shutil.rmtree(out / "tc")  # pages of task classes no longer asked for

@@ -236,8 +236,10 @@ def collect(
     tiers_path: Path | None = None,
     compare_refs: tuple[str, str] | None = None,
     bench_root: Path | None = None,
+    check: VerifyResult | None = None,
 ) -> SiteData:
-    """Read the state directory (and the tier file, when there is one) into :class:`SiteData`.
+    """Read the state directory (and the tier file, when there is one) into :class:`SiteData`
+    (``check``: the chain's verification, when the caller has made it already).
 
     With ``bench_root`` and a tier file, each task class's verdict is judged afresh from
     the chain (as ``promote-verdict`` judges, writing nothing); otherwise the newest
@@ -248,7 +250,7 @@ def collect(
     """
     if not state_dir.is_dir():
         raise CodegenieEvalError(f"state directory {state_dir} does not exist")
-    chain = verify(state_dir)
+    chain = check or verify(state_dir)
     views: dict[str, TaskClassView] = {}
     hashes: set[str] = set()
     digests: set[str] = set()
