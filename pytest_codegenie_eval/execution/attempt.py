@@ -59,8 +59,14 @@ from pytest_codegenie_eval.process import (
     tail,
 )
 from pytest_codegenie_eval.store.cache import CacheKeyParts, ScoreCache
-from pytest_codegenie_eval.store.cost_ledger import TAG_ENV, CostLedger, tag_invocation
-from pytest_codegenie_eval.store.statedir import store_diff
+from pytest_codegenie_eval.store.cost_ledger import (
+    TAG_ENV,
+    CostLedger,
+    Invocation,
+    invocation_tag,
+    tag_invocation,
+)
+from pytest_codegenie_eval.store.statedir import diff_digest, store_diff
 from pytest_codegenie_eval.taskclass.digests import case_digest, check_input_links
 from pytest_codegenie_eval.taskclass.layout import CASES, TASK_MD
 from pytest_codegenie_eval.taskclass.loader import CaseEntry, LoadedTaskClass, rubric_digest
@@ -573,6 +579,16 @@ def recheck_at_session_end(
     return checked
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt's outcome before it is recorded: the result, the diff its
+    ``diff_digest`` names, and whether its cost is in the ledger already."""
+
+    result: CaseResult
+    diff: str = ""
+    cost_recorded: bool = False
+
+
 def run_case(
     task_class: LoadedTaskClass,
     entry: CaseEntry,
@@ -583,14 +599,50 @@ def run_case(
     hook: HookRunner | None = None,
     repeat: int = 1,
 ) -> CaseResult:
-    """Run one attempt of a loaded case end to end (or return its cached result)."""
-    case = entry.case
-    if case is None or entry.error is not None:
-        raise ValueError(f"case {entry.name} did not load: {entry.error}")
+    """The local executor: one attempt of a loaded case end to end, recorded (or its
+    cached result)."""
     key = cache_key(entry, task_class, sut, settings, repeat)
     hit = cached_result(settings, key, nodeid, repeat)
     if hit is not None:
         return hit
+    done = attempt_case(task_class, entry, sut, settings, nodeid=nodeid, hook=hook, repeat=repeat)
+    return record_attempt(settings, key, done)
+
+
+def record_attempt(settings: RunSettings, key: str, attempt: Attempt) -> CaseResult:
+    """What every executor does with an attempt it ran (locally, or on a Dask worker whose
+    reply this is): keep its diff, put its cost in the ledger (unless the attempt did, as it
+    ran), and cache it. Returns the result as recorded: its ``diff_digest`` names the bytes
+    kept, whatever the reply said."""
+    result = attempt.result
+    if attempt.diff and settings.diff_dir is not None:
+        kept = store_diff(settings.diff_dir, attempt.diff)
+        if kept != result.diff_digest:
+            result = result.model_copy(update={"diff_digest": kept})
+    if settings.ledger is not None and not attempt.cost_recorded:
+        tag = invocation_tag(settings.run_scope, result.task_class, result.case_id)
+        settings.ledger.record(Invocation(tag, result.task_class, result.case_id, result.cost_usd))
+    remember(settings, key, result)
+    return result
+
+
+def attempt_case(
+    task_class: LoadedTaskClass,
+    entry: CaseEntry,
+    sut: SutSpec,
+    settings: RunSettings,
+    *,
+    nodeid: str = "",
+    hook: HookRunner | None = None,
+    repeat: int = 1,
+) -> Attempt:
+    """Run one attempt of a loaded case: workspace, SUT, checks, rubric. Nothing is kept
+    but the ledger entry of the SUT's cost, written as the SUT ends when ``settings`` has a
+    ledger (so a cost-capped session counts it even if scoring then fails);
+    :func:`record_attempt` keeps the rest."""
+    case = entry.case
+    if case is None or entry.error is not None:
+        raise ValueError(f"case {entry.name} did not load: {entry.error}")
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
     jail_user = settings.sut_policy.jail_user
@@ -675,15 +727,14 @@ def run_case(
             stdout_tail=sut_run.stdout_tail,
             stderr_tail=sut_run.stderr_tail,
             repeat=repeat,
-            diff_digest=store_diff(settings.diff_dir, diff) if diff and settings.diff_dir else "",
+            diff_digest=diff_digest(diff) if diff else "",
         )
     finally:
         if not settings.keep_workspaces:
             shutil.rmtree(run_dir, ignore_errors=True)
         elif settings.kept_dir is not None:
             _keep(run_dir, settings.kept_dir / task_class.name / kept_name(case.case_id, repeat))
-    remember(settings, key, result)
-    return result
+    return Attempt(result, diff, cost_recorded=settings.ledger is not None)
 
 
 def _hand_over(run_dir: Path, user: JailUser | None) -> None:

@@ -21,6 +21,7 @@ from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
 from pytest_codegenie_eval.output.untrusted_text import fenced, safe_line, safe_lines
 from pytest_codegenie_eval.pytest_plugin.activation import SESSION_KEY
 from pytest_codegenie_eval.pytest_plugin.session import PAYLOAD_PROPERTY, BenchSession
+from pytest_codegenie_eval.store.cost_ledger import cap_reached
 from pytest_codegenie_eval.taskclass.layout import (
     CASE_TOML,
     item_name,
@@ -165,7 +166,7 @@ class CaseItem(pytest.Item):
         cap = settings.max_cost_usd
         if cap is not None and settings.ledger is not None:
             spent = settings.ledger.total_usd()
-            if spent > cap:
+            if cap_reached(spent, cap):
                 self._skip_for_cost_cap(spent, cap)
         try:
             sut = bench.sut_for(self.task_class)
@@ -212,9 +213,7 @@ class CaseItem(pytest.Item):
     def _remote(self, bench: BenchSession) -> None:
         """Wait for this attempt's result from the Dask cluster, then record it here as a
         local one is recorded: its diff kept, its cost in the ledger, its result cached."""
-        from pytest_codegenie_eval.execution.attempt import cache_key, remember
-        from pytest_codegenie_eval.store.cost_ledger import Invocation, invocation_tag
-        from pytest_codegenie_eval.store.statedir import StateDir, store_diff
+        from pytest_codegenie_eval.execution.attempt import Attempt, cache_key, record_attempt
 
         assert bench.executor is not None
         assert self.task_class is not None
@@ -223,20 +222,9 @@ class CaseItem(pytest.Item):
         settings = bench.run_settings
         if outcome.result is None:
             self._skip_for_cost_cap(bench.executor.spent_usd, settings.max_cost_usd or 0.0)
-        result = outcome.result
-        if outcome.diff:
-            kept = store_diff(StateDir(bench.settings.state_dir).diffs, outcome.diff)
-            if kept != result.diff_digest:  # the worker's digest must name these bytes
-                result = result.model_copy(update={"diff_digest": kept})
-        if settings.ledger is not None and result.cost_usd:
-            tag = invocation_tag(settings.run_scope, self.task_class_name, self.case_id)
-            settings.ledger.record(
-                Invocation(tag, self.task_class_name, self.case_id, result.cost_usd)
-            )
         sut = bench.sut_for(self.task_class)
-        remember(
-            settings, cache_key(self.entry, self.task_class, sut, settings, self.repeat), result
-        )
+        key = cache_key(self.entry, self.task_class, sut, settings, self.repeat)
+        result = record_attempt(settings, key, Attempt(outcome.result, outcome.diff or ""))
         attach_result(self, result)
         if not result.passed:
             raise CaseFailed(result)

@@ -82,6 +82,11 @@ class CostLedger:
         return total
 
 
+def cap_reached(spent_usd: float, cap_usd: float | None) -> bool:
+    """The cost cap's one rule: no new case starts once recorded spend is past the cap."""
+    return cap_usd is not None and spent_usd > cap_usd
+
+
 @contextlib.contextmanager
 def tag_invocation(
     ledger: CostLedger | None, run_scope: str, task_class: str, case_id: str

@@ -117,13 +117,18 @@ def _diff_path(diffs_dir: Path, digest: str) -> Path:
     return diffs_dir / digest[:2] / f"{digest}.diff"
 
 
+def diff_digest(text: str) -> str:
+    """The digest a diff is kept under (:func:`store_diff`)."""
+    import blake3
+
+    return str(blake3.blake3(text.encode("utf-8", errors="surrogateescape")).hexdigest())
+
+
 def store_diff(diffs_dir: Path, text: str) -> str:
     """Keep a SUT run's diff under its BLAKE3 digest (idempotent: the same diff from a
     rerun or another worker is the same file) and return the digest."""
-    import blake3
-
     data = text.encode("utf-8", errors="surrogateescape")
-    digest = str(blake3.blake3(data).hexdigest())
+    digest = diff_digest(text)
     path = _diff_path(diffs_dir, digest)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

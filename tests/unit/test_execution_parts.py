@@ -306,3 +306,29 @@ def subprocess_run(argv: list[str], cwd: Path) -> str:
     import subprocess
 
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_every_executor_records_an_attempt_the_same_way(tmp_path: Path) -> None:
+    from pytest_codegenie_eval.execution.attempt import Attempt, RunSettings, record_attempt
+    from pytest_codegenie_eval.store.statedir import diff_digest, read_diff
+
+    settings = RunSettings(
+        cache=ScoreCache(tmp_path / "cache"),
+        ledger=CostLedger(tmp_path / "ledger.jsonl"),
+        run_scope="scope",
+        diff_dir=tmp_path / "diffs",
+    )
+    diff = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"
+    # a reply from a worker: its cost not yet in the ledger, its digest claiming other bytes
+    reply = CaseResult(task_class="t", case_id="c1", score=1.0, cost_usd=0.25, diff_digest="0" * 64)
+    recorded = record_attempt(settings, PARTS.key(), Attempt(reply, diff))
+    assert recorded.diff_digest == diff_digest(diff)
+    assert read_diff(tmp_path / "diffs", recorded.diff_digest) == diff
+    assert settings.ledger is not None
+    assert settings.ledger.total_usd() == pytest.approx(0.25)
+    hit = settings.cache.get(PARTS.key()) if settings.cache is not None else None
+    assert hit is not None
+    assert hit.diff_digest == recorded.diff_digest
+    # a local attempt put its cost in the ledger as its SUT ended: not counted twice
+    record_attempt(settings, PARTS.key(), Attempt(reply, diff, cost_recorded=True))
+    assert settings.ledger.total_usd() == pytest.approx(0.25)

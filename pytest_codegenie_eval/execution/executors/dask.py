@@ -10,9 +10,11 @@ definition and the case travel as content (:class:`TaskClassBundle`, :class:`Cas
 with the digests the controller computed, and the worker writes them into a directory of
 its own, digests them again and refuses the case (``harness.bundle_mismatch``) when a byte
 differs, so a worker never scores against another rubric than the controller digested.
-Then it runs :func:`~pytest_codegenie_eval.execution.attempt.run_case` with a sandboxed SUT and
-rubric, and returns the :class:`~pytest_codegenie_eval.models.CaseResult` and the diff.
-The controller caches the result and keeps the diff, as for a local case.
+Then it runs :func:`~pytest_codegenie_eval.execution.attempt.attempt_case` with a sandboxed
+SUT and rubric, keeps nothing, and returns the :class:`~pytest_codegenie_eval.models.CaseResult`
+and the diff. The controller records them with
+:func:`~pytest_codegenie_eval.execution.attempt.record_attempt`, the function that records a
+local attempt: the diff kept, the cost in the ledger, the result cached.
 
 - **Cost cap.** With ``--codegenie-max-cost-usd`` the controller keeps at most one case
   per worker thread in flight and submits the next one as a result arrives; once the
@@ -68,6 +70,7 @@ from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution import results
 from pytest_codegenie_eval.execution.sut import SutPolicy, SutSpec, resolve_sut
 from pytest_codegenie_eval.models import CaseResult, ExecutorAttempt
+from pytest_codegenie_eval.store.cost_ledger import cap_reached
 from pytest_codegenie_eval.taskclass.digests import case_digest, case_files
 from pytest_codegenie_eval.taskclass.layout import CASES, DIGESTS_FILE
 from pytest_codegenie_eval.taskclass.loader import (
@@ -433,9 +436,7 @@ def _case_entry(loaded: LoadedTaskClass, job: CaseJob, scratch: Path) -> CaseEnt
 
 def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
     """Run one attempt on a Dask worker, exactly as a local case runs (module docstring)."""
-    from pytest_codegenie_eval.execution.attempt import RunSettings, run_case
-    from pytest_codegenie_eval.store.cost_ledger import CostLedger
-    from pytest_codegenie_eval.store.statedir import read_diff
+    from pytest_codegenie_eval.execution.attempt import RunSettings, attempt_case
 
     worker = _worker_address()
     if _stopped(job.stop_event):
@@ -470,19 +471,19 @@ def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
             )
             if sut.digest != job.sut.digest:
                 return _mismatch(job, "the baseline SUT's bytes differ on the worker", worker)
+        # nothing is recorded here: the controller keeps the diff, the cost and the cache
+        # entry of this reply as it does for a local attempt (record_attempt)
         settings = RunSettings(
-            cache=None,  # the controller caches
-            ledger=CostLedger(scratch / "ledger.jsonl"),
+            cache=None,
+            ledger=None,
             run_scope=job.run_scope,
             cassette_dir=job.cassette_dir,
             cassette_digest=job.cassette_digest,
             sut_policy=job.policy,
             rubric_sandbox=job.rubric_sandbox,
-            diff_dir=scratch / "diffs",
         )
-        result = run_case(loaded, entry, sut, settings, nodeid=job.nodeid, repeat=job.repeat)
-        diff = read_diff(scratch / "diffs", result.diff_digest) if result.diff_digest else None
-        return WorkerReply(result, diff or "", worker)
+        done = attempt_case(loaded, entry, sut, settings, nodeid=job.nodeid, repeat=job.repeat)
+        return WorkerReply(done.result, done.diff, worker)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -646,8 +647,7 @@ class DaskRunner:
 
     def _after_result(self) -> None:
         """Enforce the cost cap, then fill the free slot (the caller holds the lock)."""
-        cap = self.max_cost_usd
-        if cap is not None and self._spent > cap and not self._stopped:
+        if cap_reached(self._spent, self.max_cost_usd) and not self._stopped:
             self._stopped = True
             from distributed import Event
 
