@@ -17,6 +17,12 @@ CurationClass = Literal["held-out", "rag-corpus-derived"]
 IsolationClass = Literal["subprocess", "microvm"]
 BoundMethod = Literal["bca", "clopper-pearson", "betting", "wilson", "none"]
 CaseStatus = Literal["scored", "skipped_cost_cap", "load_error", "crashed"]
+# How a child really ran, as every case result records it: bubblewrap, namespaces (a rubric
+# where bwrap is missing), the environment allowlist alone, or inside the harness (the hook)
+Isolation = Literal["bwrap", "namespaces", "env-only", "in-process"]
+# How a SUT may have run, strongest first; a tier requiring one accepts any stronger, and
+# "in-process" counts only where a tier names it explicitly
+SUT_ISOLATIONS: tuple[Isolation, ...] = ("bwrap", "env-only", "in-process")
 # A run id that starts with this marks a partial run (cost cap, or a subset of the cases).
 PARTIAL_PREFIX = "partial:"
 

@@ -67,6 +67,18 @@ def isolated_script(script: Path | str, *args: str, with_harness: bool = False) 
     return [sys.executable, "-I", "-c", _SCRIPT_BOOTSTRAP, str(script), *args]
 
 
+# What an untrusted child (SUT, rubric, task-class import) inherits of the harness's
+# environment: nothing that could carry a credential or a user identity.
+CHILD_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+def allowlisted_environment() -> dict[str, str]:
+    """The harness's :data:`CHILD_ENV_ALLOWLIST` variables (``PATH`` at least)."""
+    env = {name: os.environ[name] for name in CHILD_ENV_ALLOWLIST if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return env
+
+
 def _within_hard_limit(which: int, value: int) -> int:
     """An unprivileged process cannot raise a hard limit it inherited: never ask to."""
     _soft, hard = resource.getrlimit(which)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from pytest_codegenie_eval.errors import CodegenieEvalError, TierConfigInvalid
+from pytest_codegenie_eval.models import SUT_ISOLATIONS
 from pytest_codegenie_eval.registry import KNOWN_TIERS
 from pytest_codegenie_eval.taskclass.contract import compose_bounded
 
@@ -30,9 +31,6 @@ __all__ = [
     "load_tier_config",
 ]
 
-# How a SUT may have been isolated, strongest first; a tier requiring one accepts any
-# stronger. "in-process" (the pluggy hook) counts only where a tier names it explicitly.
-SUT_ISOLATIONS = ("bwrap", "env-only", "in-process")
 DEFAULT_SUT_ISOLATION = "bwrap"
 _NO_TIER = "none"
 

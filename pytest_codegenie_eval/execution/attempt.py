@@ -52,6 +52,7 @@ from pytest_codegenie_eval.models import (
 )
 from pytest_codegenie_eval.process import (
     ResourceLimits,
+    allowlisted_environment,
     harness_package_dir,
     isolated_script,
     run_process,
@@ -77,8 +78,6 @@ MAX_DIFF_BYTES = 4 * 1024 * 1024
 # Files larger than this are compared by streamed hash and summarised, never loaded.
 MAX_DIFF_FILE_BYTES = 1024 * 1024
 MAX_RUBRIC_STDOUT = 1024 * 1024
-# The rubric's whole environment: nothing that could carry a credential or a user identity.
-RUBRIC_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL")
 
 
 @dataclass(frozen=True)
@@ -99,12 +98,9 @@ class RunSettings:
 
 
 def rubric_env() -> dict[str, str]:
-    """The explicit allowlist environment of the rubric subprocess."""
-    env = {name: os.environ[name] for name in RUBRIC_ENV_ALLOWLIST if name in os.environ}
-    env.setdefault("PATH", os.defpath)
-    env["TZ"] = "UTC"
-    env["PYTHONHASHSEED"] = "0"
-    return env
+    """The rubric subprocess's whole environment: the child allowlist, in UTC, with a fixed
+    hash seed (a rubric scores the same wherever it runs)."""
+    return {**allowlisted_environment(), "TZ": "UTC", "PYTHONHASHSEED": "0"}
 
 
 def default_rubric_limits(timeout_s: float) -> ResourceLimits:

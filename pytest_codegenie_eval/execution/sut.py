@@ -37,7 +37,6 @@ from pytest_codegenie_eval.execution.isolation.sandbox import (
     SANDBOX_HOME,
     SANDBOX_TMP,
     SCRATCH_MOUNTS,
-    Isolation,
     Jail,
     NetworkMode,
     SandboxMode,
@@ -51,6 +50,7 @@ from pytest_codegenie_eval.execution.isolation.sandbox import (
 from pytest_codegenie_eval.hashing import hash_parts
 from pytest_codegenie_eval.process import (
     ResourceLimits,
+    allowlisted_environment,
     isolated_script,
     run_process,
     tail,
@@ -58,13 +58,11 @@ from pytest_codegenie_eval.process import (
 from pytest_codegenie_eval.taskclass.layout import CASES
 
 if TYPE_CHECKING:
-    from pytest_codegenie_eval.models import BenchCase
+    from pytest_codegenie_eval.models import BenchCase, Isolation
 
 SutKind = Literal["baseline", "noop", "command", "hook"]
 RESULT_FILE = ".codegenie/sut-result.json"
 MAX_RESULT_FILE_BYTES = 64 * 1024
-# What a subprocess SUT inherits of the harness's environment without being told to.
-SUT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "TZ")
 MiB = 1024 * 1024
 
 HookRunner = Callable[["BenchCase", Path, Mapping[str, str]], Mapping[str, Any] | None]
@@ -501,8 +499,7 @@ def sut_environment(
 ) -> dict[str, str]:
     """The SUT's whole environment: the allowlist, the contract variables, and only the
     variables the user named with ``--codegenie-sut-env``."""
-    env = {name: os.environ[name] for name in SUT_ENV_ALLOWLIST if name in os.environ}
-    env.setdefault("PATH", os.defpath)
+    env = allowlisted_environment()
     for name in policy.env_names:
         if name in os.environ:
             env[name] = os.environ[name]

@@ -12,7 +12,6 @@ harness only ever sees data (names, floors, key values), never a live bench obje
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -25,7 +24,12 @@ import blake3
 
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import TaskClassLoadError
-from pytest_codegenie_eval.process import ResourceLimits, harness_import_root, run_process
+from pytest_codegenie_eval.process import (
+    ResourceLimits,
+    allowlisted_environment,
+    harness_import_root,
+    run_process,
+)
 from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.taskclass.layout import BREAKDOWN_KEYS, REGISTRATION
 
@@ -160,7 +164,7 @@ def import_modules(
             str(registration),
             str(breakdown),
         ]
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+        env = allowlisted_environment()
         run = run_process(
             argv,
             cwd=directory,

@@ -32,9 +32,6 @@ from pytest_codegenie_eval.execution.isolation.jailuser import JailUser, Stage, 
 
 SandboxMode = Literal["bwrap", "none"]
 NetworkMode = Literal["none", "host"]
-# How a child really ran, most isolated first (recorded on every case result).
-Isolation = Literal["bwrap", "namespaces", "env-only", "in-process"]
-ISOLATION_ORDER: tuple[Isolation, ...] = ("bwrap", "namespaces", "env-only", "in-process")
 
 # Read-only system directories every sandbox gets (those that exist on this machine).
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
