@@ -1,8 +1,12 @@
-"""The one way this project hashes: BLAKE3 over length-prefixed parts.
+"""The one way this project hashes: BLAKE3, over bytes, a file, or length-prefixed parts.
 
-Every part is preceded by its length (8 bytes, little-endian), so no two different
-sequences of parts produce the same byte stream. A domain string, hashed first, keeps the
-digests of different kinds of thing (a SUT, a cache key, a task class) apart.
+:func:`blake3_hex` is the plain BLAKE3 hex digest of some bytes (a report file's
+``report_digest``, a kept diff, a pin), :func:`blake3_raw` the same as bytes;
+:func:`blake3_file` streams a file of any size;
+:func:`hash_parts` hashes a sequence of parts, each preceded by its length (8 bytes,
+little-endian), so no two different sequences produce the same byte stream. A domain
+string, hashed first, keeps the digests of different kinds of thing (a SUT, a cache key, a
+task class) apart. No other module calls BLAKE3 itself.
 """
 
 from __future__ import annotations
@@ -11,6 +15,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import blake3
+
+
+def blake3_hex(data: bytes) -> str:
+    """BLAKE3 hex digest of ``data``."""
+    return str(blake3.blake3(data).hexdigest())
+
+
+def blake3_raw(data: bytes) -> bytes:
+    """BLAKE3 digest of ``data``, as 32 bytes."""
+    return bytes(blake3.blake3(data).digest())
+
+
+def blake3_file(path: Path, chunk: int = 1024 * 1024) -> str:
+    """BLAKE3 hex digest of a file's bytes, read ``chunk`` bytes at a time."""
+    hasher = blake3.blake3()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            hasher.update(block)
+    return str(hasher.hexdigest())
 
 
 def hash_parts(parts: Iterable[bytes], *, domain: bytes = b"") -> str:

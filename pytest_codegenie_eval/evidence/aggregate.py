@@ -12,10 +12,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
-import blake3
-
 from pytest_codegenie_eval.evidence.shards import shard_case_ids
 from pytest_codegenie_eval.evidence.stats import Welford, lower_bound_95, seed_from_run_id
+from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import (
     PARTIAL_PREFIX,
     BenchRunReport,
@@ -45,7 +44,7 @@ def content_run_id(task_class: str, results: Iterable[CaseResult], *, complete: 
         for r in sorted(results, key=lambda r: (r.case_id, r.repeat))
     ]
     body = json.dumps({"task_class": task_class, "cases": material}, sort_keys=True)
-    digest = str(blake3.blake3(body.encode("utf-8")).hexdigest())
+    digest = blake3_hex(body.encode("utf-8"))
     return digest if complete else PARTIAL_PREFIX + digest
 
 

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
 import numpy as np
 from pydantic import ValidationError
 from scipy.stats import binomtest
@@ -25,6 +24,7 @@ from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.evidence.aggregate import attempts_by_case, case_mean, case_passed
 from pytest_codegenie_eval.evidence.stats import lower_bound_95
 from pytest_codegenie_eval.evidence.verdicts import recorded_evidence
+from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchRunReport
 from pytest_codegenie_eval.store.audit import recorded
 
@@ -118,7 +118,7 @@ def _per_case(report: BenchRunReport) -> dict[str, tuple[float, bool]]:
 
 
 def _seed(a: BenchRunReport, b: BenchRunReport) -> int:
-    digest = blake3.blake3(f"{a.run_id}\0{b.run_id}".encode()).hexdigest()
+    digest = blake3_hex(f"{a.run_id}\0{b.run_id}".encode())
     return int(digest[:8], 16)
 
 

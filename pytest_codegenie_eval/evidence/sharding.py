@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import blake3
 from pydantic import ValidationError
 
 from pytest_codegenie_eval.errors import ShardMergeError
 from pytest_codegenie_eval.evidence.shards import shard_of
+from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import (
     BenchRunReport,
     CaseResult,
@@ -86,7 +86,7 @@ def _checked_chain(state_dir: Path, about: Path) -> str | None:
 
 def _from_file(path: Path, allow_unrecorded: bool) -> ShardSource:
     report, data = _read_shard(path)
-    digest = str(blake3.blake3(data).hexdigest())
+    digest = blake3_hex(data)
     state_dir = path.parent.parent
     if path.parent.name != RUNS_DIR or not (state_dir / AUDIT_FILE).is_file():
         if allow_unrecorded:
@@ -124,7 +124,7 @@ def _from_state_dir(state_dir: Path) -> list[ShardSource]:
         report, data = _read_shard(path)
         shard = report.shard
         assert shard is not None
-        digest = str(blake3.blake3(data).hexdigest())
+        digest = blake3_hex(data)
         newest[(report.task_class, shard.count, shard.index)] = ShardSource(
             path, report, digest, head
         )

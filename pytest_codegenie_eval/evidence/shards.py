@@ -11,8 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import blake3
-
+from pytest_codegenie_eval.hashing import blake3_raw
 from pytest_codegenie_eval.models import ShardCase, ShardInfo
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def parse_shard(text: str) -> Shard:
 
 def shard_of(case_id: str, count: int) -> int:
     """The shard (1-based) a case belongs to among ``count``; stable as cases come and go."""
-    digest = blake3.blake3(case_id.encode("utf-8")).digest()
+    digest = blake3_raw(case_id.encode("utf-8"))
     return int.from_bytes(digest[:8], "big") % count + 1
 
 

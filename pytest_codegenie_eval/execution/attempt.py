@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import blake3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pytest_codegenie_eval import __version__
@@ -43,6 +42,7 @@ from pytest_codegenie_eval.execution.isolation.sandbox import (
     sandbox_path,
 )
 from pytest_codegenie_eval.execution.sut import HookRunner, SutPolicy, SutRun, SutSpec, run_sut
+from pytest_codegenie_eval.hashing import blake3_file
 from pytest_codegenie_eval.models import (
     BenchCase,
     CachedFrom,
@@ -133,19 +133,11 @@ def _files(root: Path) -> dict[str, Path]:
     return found
 
 
-def _stream_digest(path: Path) -> str:
-    hasher = blake3.blake3()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            hasher.update(chunk)
-    return str(hasher.hexdigest())
-
-
 def _file_diff(rel: str, old: Path | None, new: Path | None) -> str:
     """One file's part of the diff, reading at most ``MAX_DIFF_FILE_BYTES`` of each side."""
     sizes = [p.stat().st_size if p is not None else 0 for p in (old, new)]
     if max(sizes) > MAX_DIFF_FILE_BYTES:
-        digests = [_stream_digest(p) if p is not None else "" for p in (old, new)]
+        digests = [blake3_file(p) if p is not None else "" for p in (old, new)]
         if old is not None and new is not None and digests[0] == digests[1]:
             return ""
         return f"Large files a/{rel} and b/{rel} differ ({sizes[0]} -> {sizes[1]} bytes)\n"

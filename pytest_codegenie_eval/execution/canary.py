@@ -12,8 +12,7 @@ import os
 from collections.abc import Iterator
 from unittest import mock
 
-import blake3
-
+from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchCase
 
 CANARY_ENV = "CODEGENIE_CANARY"
@@ -22,7 +21,7 @@ _DOMAIN = b"pytest-codegenie-eval canary v1\0"
 
 def mint(seed: str) -> str:
     """The canary for a seed: ``CODEGENIE-CANARY-`` and 32 hex characters."""
-    digest = blake3.blake3(_DOMAIN + seed.strip().lower().encode("utf-8")).hexdigest()
+    digest = blake3_hex(_DOMAIN + seed.strip().lower().encode("utf-8"))
     return f"CODEGENIE-CANARY-{digest[:32]}"
 
 

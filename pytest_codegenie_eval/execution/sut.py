@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import blake3
-
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution.isolation.cgroups import ChildCgroups
@@ -47,7 +45,7 @@ from pytest_codegenie_eval.execution.isolation.sandbox import (
     ro_sources_that_exist,
     sandbox_path,
 )
-from pytest_codegenie_eval.hashing import hash_parts
+from pytest_codegenie_eval.hashing import blake3_hex, hash_parts
 from pytest_codegenie_eval.process import (
     ResourceLimits,
     allowlisted_environment,
@@ -371,7 +369,7 @@ def hook_identity(functions: list[Callable[..., Any]], extra: str | None) -> str
         try:
             source = inspect.getsourcefile(fn)
             if source:
-                parts.append(blake3.blake3(Path(source).read_bytes()).hexdigest())
+                parts.append(blake3_hex(Path(source).read_bytes()))
         except (OSError, TypeError):
             parts.append("nosource")
     if extra:

@@ -36,10 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-import blake3
 import filelock
 
 from pytest_codegenie_eval.errors import ChainTamperDetected
+from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import PARTIAL_PREFIX
 from pytest_codegenie_eval.store.statedir import (
     AUDIT_FILE,
@@ -122,11 +122,11 @@ def record_hash(record_without_hash: Mapping[str, object]) -> str:
     A ``hash`` key, if present, is ignored, so a full record can be passed to recompute it.
     """
     body = {key: value for key, value in record_without_hash.items() if key != "hash"}
-    return str(blake3.blake3(canonical_json(body)).hexdigest())
+    return blake3_hex(canonical_json(body))
 
 
 def _digest(data: bytes) -> str:
-    return str(blake3.blake3(data).hexdigest())
+    return blake3_hex(data)
 
 
 # --------------------------------------------------------------------------- results

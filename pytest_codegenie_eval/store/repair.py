@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import blake3
 from pydantic import ValidationError
 
+from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchRunReport
 from pytest_codegenie_eval.store.audit import (
     AUDIT_FILE,
@@ -69,7 +69,7 @@ class RepairResult:
 
 
 def _digest(data: bytes) -> str:
-    return str(blake3.blake3(data).hexdigest())
+    return blake3_hex(data)
 
 
 def _stamp() -> str:

@@ -119,9 +119,9 @@ def _diff_path(diffs_dir: Path, digest: str) -> Path:
 
 def diff_digest(text: str) -> str:
     """The digest a diff is kept under (:func:`store_diff`)."""
-    import blake3
+    from pytest_codegenie_eval.hashing import blake3_hex
 
-    return str(blake3.blake3(text.encode("utf-8", errors="surrogateescape")).hexdigest())
+    return blake3_hex(text.encode("utf-8", errors="surrogateescape"))
 
 
 def store_diff(diffs_dir: Path, text: str) -> str:
@@ -139,7 +139,7 @@ def store_diff(diffs_dir: Path, text: str) -> str:
 def read_diff(diffs_dir: Path, digest: str) -> str | None:
     """The diff recorded under ``digest``, or ``None`` when it is missing or its bytes no
     longer match the digest (a diff is shown only as it was recorded)."""
-    import blake3
+    from pytest_codegenie_eval.hashing import blake3_hex
 
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         return None
@@ -147,6 +147,6 @@ def read_diff(diffs_dir: Path, digest: str) -> str | None:
         data = _diff_path(diffs_dir, digest).read_bytes()
     except OSError:
         return None
-    if str(blake3.blake3(data).hexdigest()) != digest:
+    if blake3_hex(data) != digest:
         return None
     return data.decode("utf-8", errors="replace")

@@ -20,10 +20,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import blake3
-
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import TaskClassLoadError
+from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.process import (
     ResourceLimits,
     allowlisted_environment,
@@ -125,12 +124,12 @@ _CACHE: dict[tuple[Path, str, str], ImportedModules] = {}
 
 
 def _digest(path: Path) -> str:
-    return str(blake3.blake3(path.read_bytes()).hexdigest()) if path.is_file() else ""
+    return blake3_hex(path.read_bytes()) if path.is_file() else ""
 
 
 def module_prefix(directory: Path) -> str:
     """The name prefix of a task class's modules (``qualname`` starts with it)."""
-    tag = blake3.blake3(str(directory).encode()).hexdigest()[:12]
+    tag = blake3_hex(str(directory).encode())[:12]
     safe = "".join(c if c.isalnum() else "_" for c in directory.name)
     return f"_codegenie_bench_{safe}_{tag}_"
 

@@ -14,10 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
-
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
-from pytest_codegenie_eval.hashing import hash_tree
+from pytest_codegenie_eval.hashing import blake3_hex, hash_tree
 from pytest_codegenie_eval.store.statedir import atomic_write
 from pytest_codegenie_eval.taskclass.contract import read_contract_yaml
 from pytest_codegenie_eval.taskclass.layout import CASE_TOML, CASES, DIGESTS_FILE
@@ -101,7 +99,7 @@ def case_digest(case_dir: Path) -> str:
 
 def file_digest(path: Path) -> str:
     """BLAKE3 hex digest of one file's bytes."""
-    return str(blake3.blake3(path.read_bytes()).hexdigest())
+    return blake3_hex(path.read_bytes())
 
 
 def read_digests(cases_dir: Path) -> dict[str, str]:

@@ -204,3 +204,17 @@ def test_layout_figures(capsys: pytest.CaptureFixture[str]) -> None:
             f"{len(cycles(graph(type_only=False)))} import cycles, "
             f"{len(violations(edges))} upward imports"
         )
+
+
+def test_only_the_hashing_module_calls_blake3() -> None:
+    callers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "hashing.py"
+        and any(
+            (isinstance(n, ast.Import) and any(a.name == "blake3" for a in n.names))
+            or (isinstance(n, ast.ImportFrom) and n.module == "blake3")
+            for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
+    assert callers == [], f"hash through pytest_codegenie_eval.hashing instead: {callers}"

@@ -16,13 +16,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import blake3
 from pydantic import ValidationError
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.evidence.compare import Comparison, compare
 from pytest_codegenie_eval.evidence.tiers import TierConfig, load_tier_config
 from pytest_codegenie_eval.evidence.verdicts import counts_as_evidence
+from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
 from pytest_codegenie_eval.store.audit import VerifyResult, recorded, verify
 from pytest_codegenie_eval.store.statedir import StateDir
@@ -36,7 +36,7 @@ def slug(text: str) -> str:
     cleaned = _SLUG.sub("_", text).strip("._") or "x"
     if cleaned == text:
         return text
-    return f"{cleaned[:80]}-{blake3.blake3(text.encode()).hexdigest()[:8]}"
+    return f"{cleaned[:80]}-{blake3_hex(text.encode())[:8]}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def _read_run(state_dir: Path, record: dict[str, object]) -> RunEntry:
     except OSError:
         data = None
     if data is not None:
-        verified = str(blake3.blake3(data).hexdigest()) == record.get("report_digest")
+        verified = blake3_hex(data) == record.get("report_digest")
         try:
             report = BenchRunReport.model_validate_json(data)
         except ValidationError:
