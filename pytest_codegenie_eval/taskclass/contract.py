@@ -16,6 +16,7 @@ decides): ``min-case-count`` (a declared floor, enough case directories) and
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from pydantic_core import PydanticCustomError
 # the floor rules live with the decorator, which must stay light: the child process that
 # imports registration.py loads it without pydantic
 from pytest_codegenie_eval.codes import RESERVED_PREFIXES
+from pytest_codegenie_eval.errors import BenchCaseLoadError
 from pytest_codegenie_eval.registry import KNOWN_TIERS, floor_problems
 
 SEVERITIES: tuple[str, ...] = ("block", "warn", "info")
@@ -180,6 +182,23 @@ def describe_errors(exc: ValidationError) -> list[Problem]:
         else:
             problems.append(Problem(loc, f"{err['msg']} (got {err.get('input')!r})"))
     return problems
+
+
+def read_case_toml(path: Path) -> dict[str, Any]:
+    """The table a ``case.toml`` holds, read as the loader and the fence both read it:
+    UTF-8, not empty, valid TOML. Every problem is a :class:`BenchCaseLoadError` naming the
+    file (validating the table as a ``BenchCase`` is the caller's next step)."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchCaseLoadError(path, f"not UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    if not text.strip():
+        raise BenchCaseLoadError(path, "is empty")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchCaseLoadError(path, f"not valid TOML: {exc}") from exc
 
 
 def describe_case_errors(exc: ValidationError) -> tuple[str | None, str]:

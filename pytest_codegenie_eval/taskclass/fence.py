@@ -47,7 +47,6 @@ import argparse
 import ast
 import sys
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +65,7 @@ from pytest_codegenie_eval.taskclass.contract import (
     describe_case_errors,
     failure_modes_problems,
     floor_problems,
+    read_case_toml,
     strict_yaml,
 )
 from pytest_codegenie_eval.taskclass.digests import (
@@ -395,13 +395,9 @@ def _read_cases(cases_dir: Path, out: list[Violation]) -> list[_Case]:
             cases.append(_Case(child, has_toml=False))
             continue
         try:
-            data = tomllib.loads(toml_path.read_bytes().decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            out.append(Violation(toml_path, "case-toml", f"not UTF-8: {exc.reason}"))
-            cases.append(_Case(child, has_toml=True))
-            continue
-        except tomllib.TOMLDecodeError as exc:
-            out.append(Violation(toml_path, "case-toml", f"not valid TOML: {exc}"))
+            data = read_case_toml(toml_path)
+        except BenchCaseLoadError as exc:
+            out.append(Violation(toml_path, "case-toml", exc.problem))
             cases.append(_Case(child, has_toml=True))
             continue
         raw_id = data.get("case_id")

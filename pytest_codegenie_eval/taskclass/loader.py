@@ -8,7 +8,6 @@ keeps it from running, so one bad case fails one item and never the run.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from pytest_codegenie_eval.taskclass.contract import (
     banned_in,
     describe_case_errors,
     failure_modes_problems,
+    read_case_toml,
     read_contract_yaml,
 )
 from pytest_codegenie_eval.taskclass.digests import (
@@ -207,17 +207,7 @@ def parse_case_toml(path: Path) -> BenchCase:
     """Read and validate one case.toml; every problem is a BenchCaseLoadError naming it."""
     if not path.is_file():
         raise BenchCaseLoadError(path, "missing: every case directory needs a case.toml")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BenchCaseLoadError(path, f"not UTF-8 (byte {exc.start}: {exc.reason})") from exc
-    if not text.strip():
-        raise BenchCaseLoadError(path, "is empty")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BenchCaseLoadError(path, f"not valid TOML: {exc}") from exc
+    data = read_case_toml(path)
     try:
         return BenchCase.model_validate(data)
     except ValidationError as exc:
