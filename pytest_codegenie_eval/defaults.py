@@ -4,6 +4,11 @@ no bench imports nothing else of the harness."""
 
 from __future__ import annotations
 
+# where things are, relative to the rootdir (the plugin's ini defaults, the CLI's, the fence's)
+STATE_DIR = ".codegenie/eval"
+BENCH_ROOT = "bench"
+TIERS = "docs/trust-tiers.yaml"
+
 # SUT limits (--codegenie-sut-max-*): memory of all its processes together (MiB), processes,
 # largest file (MiB), workspace and scratch space (MiB), files in them
 SUT_MEMORY_MB = 8192

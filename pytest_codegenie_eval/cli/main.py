@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.taskclass.layout import CASES
 
 EXIT_OK = 0
@@ -25,9 +26,9 @@ EXIT_BENCH_DIR_MISSING = 4
 EXIT_CHAIN_TAMPER = 5
 EXIT_DIGEST_MISMATCH = 6
 
-DEFAULT_STATE_DIR = ".codegenie/eval"
-DEFAULT_BENCH_ROOT = "bench"
-DEFAULT_TIERS = "docs/trust-tiers.yaml"
+DEFAULT_STATE_DIR = defaults.STATE_DIR
+DEFAULT_BENCH_ROOT = defaults.BENCH_ROOT
+DEFAULT_TIERS = defaults.TIERS
 
 
 # option dest -> (the ini key pytest reads, the default when the project sets none)

@@ -55,6 +55,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.models import BenchCase
 from pytest_codegenie_eval.taskclass.contract import (
@@ -660,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m pytest_codegenie_eval.taskclass.fence",
         description="Statically check every task class under a bench root (no bench import).",
     )
-    parser.add_argument("bench_root", nargs="?", default="bench", type=Path)
+    parser.add_argument("bench_root", nargs="?", default=defaults.BENCH_ROOT, type=Path)
     args = parser.parse_args(argv)
     root: Path = args.bench_root
     started = time.perf_counter()
