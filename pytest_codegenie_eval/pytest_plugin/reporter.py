@@ -304,6 +304,7 @@ class EvalReporter:
                 tiers_path=settings.tiers_path,
                 bench_root=settings.bench_root,
                 check=check,
+                known=self.bench.registered(),
             )
         except (CodegenieEvalError, OSError) as exc:
             self.write_errors.append(f"could not build the results page in {out}: {exc}")

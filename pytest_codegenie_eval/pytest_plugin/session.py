@@ -29,6 +29,7 @@ from pytest_codegenie_eval.pytest_plugin.activation import (
     names_test_paths,
 )
 from pytest_codegenie_eval.pytest_plugin.options import Settings
+from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.store.cache import ScoreCache
 from pytest_codegenie_eval.store.cost_ledger import CostLedger
 from pytest_codegenie_eval.store.statedir import StateDir
@@ -149,6 +150,14 @@ class BenchSession:
         if isinstance(value, CodegenieEvalError):
             raise value
         return value
+
+    def registered(self) -> dict[str, TaskClass]:
+        """Every task class this session has loaded, by name."""
+        return {
+            value.name: value.task_class
+            for value in self._loaded.values()
+            if isinstance(value, LoadedTaskClass)
+        }
 
     def loaded(self, name: str) -> LoadedTaskClass | None:
         """The loaded task class of that name (loading it from the bench root if needed)."""

@@ -210,3 +210,36 @@ def test_session_end_verifies_the_chain_once_for_every_verdict_and_the_page(
     result.stdout.fnmatch_lines(["*evidence SUFFICIENT*", "*results page: *site*"])
     # one before any case starts (preflight), one at session end for the verdict and the page
     assert len(calls) == 2
+
+
+def test_the_page_at_session_end_judges_with_the_task_class_the_session_loaded(
+    run_bench_once: RunBench, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_codegenie_eval.pytest_plugin import session
+    from pytest_codegenie_eval.taskclass import loader
+
+    (pytester.path / "docs").mkdir()
+    (pytester.path / "docs" / "trust-tiers.yaml").write_text(TIERS)
+    loads: list[str] = []
+    real_load, real_registration = loader.load_task_class, loader.load_registration
+
+    def counting_load(*args: Any, **kwargs: Any) -> Any:
+        loads.append("task class")
+        return real_load(*args, **kwargs)
+
+    def counting_registration(*args: Any, **kwargs: Any) -> Any:
+        loads.append("registration")
+        return real_registration(*args, **kwargs)
+
+    monkeypatch.setattr(session, "load_task_class", counting_load)
+    monkeypatch.setattr(loader, "load_task_class", counting_load)
+    monkeypatch.setattr(loader, "load_registration", counting_registration)
+    run_bench_once("--codegenie-verdict=bronze").assert_outcomes(passed=3)
+    without_page = list(loads)
+    loads.clear()
+    result = run_bench_once("--codegenie-verdict=bronze", "--codegenie-html=site")
+    result.assert_outcomes(passed=3)
+    assert "bronze" in (pytester.path / "site" / "index.html").read_text()
+    # the page judges with the task class the session loaded: it reads nothing more
+    assert loads == without_page
+    assert loads.count("task class") == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.resources
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.models import CaseResult
 from pytest_codegenie_eval.output.html.data import SiteData, TaskClassView, collect, slug
+from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.store.audit import VerifyResult
 from pytest_codegenie_eval.store.statedir import read_diff
 
@@ -219,11 +221,13 @@ def build_site(
     compare_refs: tuple[str, str] | None = None,
     bench_root: Path | None = None,
     check: VerifyResult | None = None,
+    known: Mapping[str, TaskClass] | None = None,
 ) -> SiteSummary:
     """Build the static site for ``state_dir`` into ``out`` (created; pages of an earlier
     build there are replaced); ``check`` is the chain's verification when the caller has
-    made it already. Raises :class:`HtmlDependencyMissing` without the html extra and
-    :class:`CodegenieEvalError` for a missing state directory or task class."""
+    made it already, ``known`` the task classes it has loaded (by name). Raises
+    :class:`HtmlDependencyMissing` without the html extra and :class:`CodegenieEvalError`
+    for a missing state directory or task class."""
     require()
     from pytest_codegenie_eval import __version__
 
@@ -234,6 +238,7 @@ def build_site(
         compare_refs=compare_refs,
         bench_root=bench_root,
         check=check,
+        known=known,
     )
     if (out / "tc").is_dir():
         shutil.rmtree(out / "tc")  # pages of task classes no longer asked for

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pytest_codegenie_eval.evidence.tiers import TierConfig, load_tier_config
 from pytest_codegenie_eval.evidence.verdicts import counts_as_evidence
 from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
+from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.store.audit import VerifyResult, recorded, verify
 from pytest_codegenie_eval.store.statedir import StateDir
 
@@ -163,15 +165,20 @@ def _newest_verdict(
 
 
 def _recompute(
-    view: TaskClassView, chain: VerifyResult, bench_root: Path, tiers: TierConfig
+    view: TaskClassView,
+    chain: VerifyResult,
+    bench_root: Path,
+    tiers: TierConfig,
+    known: Mapping[str, TaskClass],
 ) -> None:
     """Judge the task class's recorded evidence now, as ``promote-verdict`` would (read
     only: no recommendation is written), for the tier its newest recommendation asked for,
     else the tier above its current one. The reports and the chain check are the ones this
-    build already read."""
+    build already read; the task class is one the caller has loaded (``known``), else its
+    registration is read from the bench root (no case is loaded for it)."""
     from pytest_codegenie_eval.evidence.promotion import PromotionGate
     from pytest_codegenie_eval.evidence.verdicts import Evidence, judge
-    from pytest_codegenie_eval.taskclass.loader import load_task_class, resolve_task_class_dir
+    from pytest_codegenie_eval.taskclass.loader import load_registration, resolve_task_class_dir
 
     pairs = [
         (r.report, r.report_digest)
@@ -183,12 +190,14 @@ def _recompute(
         tier = view.verdict.tier if view.verdict is not None else tiers.next_tier(view.current_tier)
         if tier is None:
             return  # already at the highest tier
-        loaded = load_task_class(resolve_task_class_dir(bench_root, view.name))
+        task_class = known.get(view.name) or load_registration(
+            resolve_task_class_dir(bench_root, view.name)
+        )
         view.verdict = judge(
             gate=PromotionGate(tiers),
             evidence=evidence,
             check=chain,
-            task_class=loaded.task_class,
+            task_class=task_class,
             tier=tier,
         )
     except CodegenieEvalError as exc:
@@ -237,9 +246,11 @@ def collect(
     compare_refs: tuple[str, str] | None = None,
     bench_root: Path | None = None,
     check: VerifyResult | None = None,
+    known: Mapping[str, TaskClass] | None = None,
 ) -> SiteData:
     """Read the state directory (and the tier file, when there is one) into :class:`SiteData`
-    (``check``: the chain's verification, when the caller has made it already).
+    (``check``: the chain's verification, when the caller has made it already; ``known``:
+    task classes the caller has loaded, by name, so they are not read again).
 
     With ``bench_root`` and a tier file, each task class's verdict is judged afresh from
     the chain (as ``promote-verdict`` judges, writing nothing); otherwise the newest
@@ -280,7 +291,7 @@ def collect(
         if tiers is not None:
             view.current_tier = tiers.current_tier(view.name)
             if bench_root is not None and bench_root.is_dir():
-                _recompute(view, chain, bench_root, tiers)
+                _recompute(view, chain, bench_root, tiers, known or {})
         _comparison(view, compare_refs, state_dir)
     return SiteData(
         state_dir=state_dir,
