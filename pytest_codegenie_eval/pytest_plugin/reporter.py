@@ -8,12 +8,10 @@ run report, the audit record, the JSONL stream and the optional promotion verdic
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,6 +27,8 @@ from pytest_codegenie_eval.models import (
     ShardCase,
     ShardInfo,
 )
+from pytest_codegenie_eval.output.jsonl import render_jsonl
+from pytest_codegenie_eval.output.junit import add_suite_properties, name_case, suite_properties
 from pytest_codegenie_eval.output.untrusted_text import fenced, safe_lines
 from pytest_codegenie_eval.pytest_plugin.session import PAYLOAD_PROPERTY, BenchSession
 from pytest_codegenie_eval.store.audit import VerifyResult, write_run_record
@@ -47,19 +47,6 @@ def _cached_cost(r: BenchRunReport) -> str:
         f" (cached results: measured earlier in {sessions} session(s) for {spent:.4f} USD; "
         "--codegenie-no-cache measures a stochastic agent afresh)"
     )
-
-
-def _repeat_fields(r: BenchRunReport) -> dict[str, object]:
-    """What an aggregate JSONL line adds under ``--codegenie-repeat`` (K > 1 only, so an
-    unrepeated run's lines stay as they were)."""
-    return {
-        "repeats": r.repeats,
-        "pass_at_1": r.pass_at_1,
-        "pass_at_k": r.pass_at_k,
-        "pass_hat_k": r.pass_hat_k,
-        "within_case_variance": r.within_case_variance,
-        "clustered_standard_error": r.clustered_standard_error,
-    }
 
 
 def _repeat_line(r: BenchRunReport) -> str:
@@ -114,18 +101,9 @@ class EvalReporter:
         self._collect(report)
 
     def _junit_names(self, report: pytest.TestReport) -> None:
-        """In --junitxml a case reads as ``classname=<task class>``, ``name=<case id>``
-        (and its attempt), not as a path ending in ``case.toml``."""
-        xml = self._junit()
         where = attempt_from_nodeid(report.nodeid)
-        if xml is None or where is None:
-            return
-        xml.node_reporter(report).add_attribute("classname", where[0])
-
-    def _junit(self) -> Any:
-        from _pytest.junitxml import xml_key
-
-        return self.bench.config.stash.get(xml_key, None)
+        if where is not None:
+            name_case(self.bench.config, report, task_class=where[0])
 
     def _collect(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
@@ -156,28 +134,10 @@ class EvalReporter:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _junit_properties(self) -> None:
-        """The aggregate as <testsuite> properties, which GitLab and Jenkins show."""
-        xml = self._junit()
-        if xml is None:
-            return
-        for o in self.outcomes:
-            r = o.report
-            prefix = f"codegenie.{r.task_class}."
-            values: dict[str, object] = {
-                "cases": r.n,
-                "passed": r.passed_count,
-                "mean": f"{r.mean:.6f}",
-                "lower_bound_95": f"{r.lower_bound_95:.6f}",
-                "bound_method": r.bound.method,
-                "complete": str(r.complete).lower(),
-                "run_id": r.run_id,
-                "chain_head": o.chain_head or "",
-            }
-            if o.verdict is not None:
-                outcome = "sufficient" if o.verdict.evidence_sufficient else "insufficient"
-                values["verdict"] = f"{o.verdict.tier}: {outcome}"
-            for name, value in values.items():
-                xml.add_global_property(prefix + name, value)
+        add_suite_properties(
+            self.bench.config,
+            suite_properties((o.report, o.chain_head, o.verdict) for o in self.outcomes),
+        )
 
     def _github_step_summary(self) -> None:
         target = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -355,56 +315,7 @@ class EvalReporter:
         return verdict, path
 
     def _write_jsonl(self, target: str) -> None:
-        lines: list[str] = []
-        for outcome in self.outcomes:
-            report = outcome.report
-            for case in report.cases:
-                lines.append(
-                    json.dumps(
-                        {
-                            "type": "case",
-                            "task_class": case.task_class,
-                            "case_id": case.case_id,
-                            "score": case.score,
-                            "passed": case.passed,
-                            "status": case.status,
-                            "breakdown": case.breakdown,
-                            "failure_modes": [fm.model_dump() for fm in case.failure_modes],
-                            "cost_usd": case.cost_usd,
-                            "cached": case.cached,
-                            **(
-                                {"cached_from": case.cached_from.model_dump()}
-                                if case.cached and case.cached_from is not None
-                                else {}
-                            ),
-                            "duration_s": round(case.duration_s, 6),
-                            **({"repeat": case.repeat} if report.repeats > 1 else {}),
-                        },
-                        sort_keys=True,
-                    )
-                )
-            lines.append(
-                json.dumps(
-                    {
-                        "type": "aggregate",
-                        "task_class": report.task_class,
-                        "run_id": report.run_id,
-                        "n": report.n,
-                        "passed_count": report.passed_count,
-                        "mean": report.mean,
-                        "stddev": report.stddev,
-                        "lower_bound_95": report.lower_bound_95,
-                        "bound_method": report.bound.method,
-                        "total_cost_usd": report.total_cost_usd,
-                        "complete": report.complete,
-                        **({"shard": report.shard.label} if report.shard else {}),
-                        "chain_head": outcome.chain_head,
-                        **(_repeat_fields(report) if report.repeats > 1 else {}),
-                    },
-                    sort_keys=True,
-                )
-            )
-        text = "".join(line + "\n" for line in lines)
+        text = render_jsonl((o.report, o.chain_head) for o in self.outcomes)
         if target == "-":
             terminal = self.bench.config.pluginmanager.get_plugin("terminalreporter")
             if terminal is not None:

@@ -218,3 +218,12 @@ def test_only_the_hashing_module_calls_blake3() -> None:
         )
     )
     assert callers == [], f"hash through pytest_codegenie_eval.hashing instead: {callers}"
+
+
+def test_only_the_junit_renderer_touches_pytests_junitxml() -> None:
+    touching = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if "_pytest.junitxml" in path.read_text(encoding="utf-8")
+    )
+    assert touching == ["output/junit.py"]
