@@ -32,7 +32,7 @@ from pytest_codegenie_eval.execution.canary import (
     leaked,
     with_pinned_canary,
 )
-from pytest_codegenie_eval.execution.isolation.jailuser import JailUser
+from pytest_codegenie_eval.execution.isolation.jailuser import JailUser, hand_over
 from pytest_codegenie_eval.execution.isolation.sandbox import (
     Jail,
     bwrap_status,
@@ -682,7 +682,7 @@ def attempt_case(
         rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
         # the rubric's jail user must enter the run directory to reach the workspace; a
         # rubric outside bubblewrap runs as the harness, which then owns it again
-        _hand_over(run_dir, jail_user if rubric_mode == "bwrap" else None)
+        hand_over(run_dir, jail_user if rubric_mode == "bwrap" else None)
         if sut_run.workspace_overflow is not None:
             # nothing of an oversized workspace is read: no diff, no rubric
             modes.append(_block("sut.workspace_too_large", sut_run.workspace_overflow))
@@ -745,14 +745,6 @@ def attempt_case(
         elif settings.kept_dir is not None:
             _keep(run_dir, settings.kept_dir / task_class.name / kept_name(case.case_id, repeat))
     return Attempt(result, diff, cost_recorded=settings.ledger is not None)
-
-
-def _hand_over(run_dir: Path, user: JailUser | None) -> None:
-    """Make the run directory (mode 0700) the jail user's, or the harness's own again."""
-    uid, gid = (user.uid, user.gid) if user is not None else (os.geteuid(), os.getegid())
-    info = run_dir.stat()
-    if (info.st_uid, info.st_gid) != (uid, gid):
-        os.chown(run_dir, uid, gid)
 
 
 def cached_result(settings: RunSettings, key: str, nodeid: str, repeat: int) -> CaseResult | None:

@@ -29,6 +29,7 @@ from pytest_codegenie_eval.execution.isolation.jailuser import (
     JailUser,
     default_jail_user,
     give_to,
+    hand_over,
     unreadable_for,
 )
 from pytest_codegenie_eval.execution.isolation.sandbox import (
@@ -453,7 +454,8 @@ def jail_scratch_usage(bwrap_pid: int) -> tuple[int, int]:
 
 
 class _Watch:
-    """What stops a running SUT: its workspace, or its scratch space, past a limit."""
+    """What stops a running SUT: its workspace, or its scratch space, past a limit (asked
+    again once the SUT has ended, with no jail left, for the workspace alone)."""
 
     def __init__(self, workspace: Path, limits: SutLimits, jailed: bool) -> None:
         self.workspace = workspace
@@ -588,7 +590,7 @@ def run_sut(
         )
         if policy.jail_user is not None:
             give_to(policy.jail_user, workspace)
-            os.chown(run_dir, policy.jail_user.uid, policy.jail_user.gid)
+            hand_over(run_dir, policy.jail_user)
         jail = Jail(
             ro=visible,
             rw=(workspace,),
@@ -626,17 +628,8 @@ def run_sut(
             on_start=watch.started,
         )
         kills = cgroups.oom_kills() - kills_before
-    overflow = result.stopped
-    if overflow is None:
-        cap = policy.limits.max_workspace_bytes
-        used, entries = workspace_usage(workspace, cap, policy.limits.max_files)
-        if used > cap:
-            overflow = _overflow_message(used, policy.limits)
-        elif entries > policy.limits.max_files:
-            overflow = (
-                f"the workspace held more than {policy.limits.max_files} files "
-                "(--codegenie-sut-max-files)"
-            )
+    watch.pid = None  # the jail is gone: what is left to check is the workspace
+    overflow = result.stopped or watch()
     cost, cost_error = _read_cost(workspace)
     error = result.spawn_error or cost_error
     if result.stdout_truncated:

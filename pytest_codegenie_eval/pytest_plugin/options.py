@@ -25,20 +25,28 @@ DEFAULT_IMPORT_TIMEOUT_S = defaults.IMPORT_TIMEOUT_S
 GROUP = "codegenie-eval"
 RUBRIC_SANDBOXES = defaults.RUBRIC_SANDBOXES
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# (option dest, ini name, SutLimits field, flag)
-_LIMIT_DEFAULTS = {
-    "max_workspace_mb": defaults.SUT_MAX_WORKSPACE_MB,
-    "memory_mb": defaults.SUT_MEMORY_MB,
-    "max_procs": defaults.SUT_MAX_PROCS,
-    "max_file_mb": defaults.SUT_MAX_FILE_MB,
-    "max_files": defaults.SUT_MAX_FILES,
-}
+# (option dest and ini name, SutLimits field, flag, default)
 _LIMIT_OPTIONS = (
-    ("codegenie_sut_max_workspace_mb", "max_workspace_mb", "--codegenie-sut-max-workspace-mb"),
-    ("codegenie_sut_max_memory_mb", "memory_mb", "--codegenie-sut-max-memory-mb"),
-    ("codegenie_sut_max_procs", "max_procs", "--codegenie-sut-max-procs"),
-    ("codegenie_sut_max_file_mb", "max_file_mb", "--codegenie-sut-max-file-mb"),
-    ("codegenie_sut_max_files", "max_files", "--codegenie-sut-max-files"),
+    (
+        "codegenie_sut_max_workspace_mb",
+        "max_workspace_mb",
+        "--codegenie-sut-max-workspace-mb",
+        defaults.SUT_MAX_WORKSPACE_MB,
+    ),
+    (
+        "codegenie_sut_max_memory_mb",
+        "memory_mb",
+        "--codegenie-sut-max-memory-mb",
+        defaults.SUT_MEMORY_MB,
+    ),
+    ("codegenie_sut_max_procs", "max_procs", "--codegenie-sut-max-procs", defaults.SUT_MAX_PROCS),
+    (
+        "codegenie_sut_max_file_mb",
+        "max_file_mb",
+        "--codegenie-sut-max-file-mb",
+        defaults.SUT_MAX_FILE_MB,
+    ),
+    ("codegenie_sut_max_files", "max_files", "--codegenie-sut-max-files", defaults.SUT_MAX_FILES),
 )
 
 
@@ -154,13 +162,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="pass the harness's environment variable NAME to the SUT, e.g. an API key "
         "(repeatable)",
     )
-    for dest, attr, flag in _LIMIT_OPTIONS:
+    for dest, attr, flag, default in _LIMIT_OPTIONS:
         group.addoption(
             flag,
             dest=dest,
             default=None,
             metavar="N",
-            help=f"SUT limit: {attr.replace('_', ' ')} (default {_LIMIT_DEFAULTS[attr]})",
+            help=f"SUT limit: {attr.replace('_', ' ')} (default {default})",
         )
     group.addoption(
         "--codegenie-sandbox-user",
@@ -253,7 +261,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "codegenie_sut_env", "environment variables passed to the SUT", type="args", default=[]
     )
-    for dest, attr, _flag in _LIMIT_OPTIONS:
+    for dest, attr, _flag, _default in _LIMIT_OPTIONS:
         parser.addini(dest, f"SUT limit: {attr}", default="")
     parser.addini(
         "codegenie_require_sandbox",
@@ -507,7 +515,7 @@ def _sut_policy(
         "NetworkMode", _choice(config, "codegenie_sut_network", ("none", "host"), "none")
     )
     limits: dict[str, int] = {}
-    for dest, attr, flag in _LIMIT_OPTIONS:
+    for dest, attr, flag, _default in _LIMIT_OPTIONS:
         raw = config.getoption(dest) or config.getini(dest)
         if raw in (None, ""):
             continue

@@ -159,6 +159,15 @@ def unreadable_for(user: JailUser, roots: Iterable[Path], *, limit: int = 50_000
     return None
 
 
+def hand_over(directory: Path, user: JailUser | None) -> None:
+    """Make ``directory`` (not what is in it) the user's, or with ``None`` the harness's own
+    again; nothing is changed when it already is."""
+    uid, gid = (user.uid, user.gid) if user is not None else (os.geteuid(), os.getegid())
+    info = directory.stat()
+    if (info.st_uid, info.st_gid) != (uid, gid):
+        os.chown(directory, uid, gid)
+
+
 def give_to(user: JailUser, root: Path) -> None:
     """Make ``root`` and everything under it the user's (links themselves, never their
     targets), so a jail running as the user can write there."""
@@ -244,8 +253,7 @@ class Stage:
         self._staged: dict[Path, tuple[Path, tuple[int, int]]] = {}
         self._count = 0
         self._staged_dirs: list[Path] = []
-        self._containers: list[Path] = []
-        self.add_containers(containers)
+        self.stage(Path(os.path.realpath(directory)) for directory in containers)
 
     _instances: ClassVar[dict[int, Stage]] = {}
 
@@ -273,13 +281,6 @@ class Stage:
             f"--setgid={user.gid}",
             "--",
         ]
-
-    def add_containers(self, directories: Iterable[Path]) -> None:
-        for directory in directories:
-            real = Path(os.path.realpath(directory))
-            if real not in self._containers:
-                self.stage([real])
-                self._containers.append(real)
 
     def source(self, path: Path, user: JailUser) -> Path:
         """Where a bind of ``path`` takes its source inside the stage: below an already
