@@ -333,28 +333,31 @@ def test_the_staging_namespace_leaves_nothing_on_the_host() -> None:
 
 def _as_unprivileged(command: list[str], cwd: Path, env: dict[str, str]) -> list[str]:
     """``command`` run as nobody from root, with every directory the interpreter and the
-    checkout need made reachable in a private mount namespace (a pyenv under a 0700 /root):
-    a blocking directory gets a 0755 tmpfs with the needed entries bound back into it."""
+    checkout need made reachable in a private mount namespace (a pyenv under a 0700 /root, a
+    checkout cloned into a 0700 temporary directory): the first directory on the way that
+    nobody may not enter gets a 0755 tmpfs with all its entries bound back into it (each
+    keeps its own permissions)."""
     needed = [*python_prefixes(), REPO, cwd]
-    binds: dict[Path, set[str]] = {}
+    blocked: set[Path] = set()
     for path in needed:
-        for parent in reversed(path.parents):
-            if parent == Path("/"):
-                continue
-            if not os.stat(parent).st_mode & stat.S_IXOTH:
-                binds.setdefault(parent, set()).add(path.relative_to(parent).parts[0])
+        for part in [*reversed(path.parents), path]:
+            if part != Path("/") and not os.stat(part).st_mode & stat.S_IXOTH:
+                blocked.add(part)
                 break
     script = ['mount -t tmpfs -o mode=0755 tmpfs "$STAGE"']
-    for i, (blocked, children) in enumerate(sorted(binds.items())):
-        for j, child in enumerate(sorted(children)):
-            script.append(
-                f'mkdir "$STAGE/{i}-{j}" && mount --bind "{blocked / child}" "$STAGE/{i}-{j}"'
-            )
-        script.append(f'mount -t tmpfs -o mode=0755 tmpfs "{blocked}"')
-        for j, child in enumerate(sorted(children)):
-            script.append(
-                f'mkdir "{blocked / child}" && mount --bind "$STAGE/{i}-{j}" "{blocked / child}"'
-            )
+    for i, directory in enumerate(sorted(blocked)):
+        entries = sorted(directory.iterdir())
+        for j, entry in enumerate(entries):
+            if not entry.is_symlink():
+                make = "mkdir" if entry.is_dir() else ": >"
+                script.append(f'{make} "$STAGE/{i}-{j}" && mount --bind "{entry}" "$STAGE/{i}-{j}"')
+        script.append(f'mount -t tmpfs -o mode=0755 tmpfs "{directory}"')
+        for j, entry in enumerate(entries):
+            if entry.is_symlink():
+                script.append(f'ln -s "{os.readlink(entry)}" "{entry}"')
+            else:
+                make = "mkdir" if entry.is_dir() else ": >"
+                script.append(f'{make} "{entry}" && mount --bind "$STAGE/{i}-{j}" "{entry}"')
     script.append(
         f'cd "{cwd}" && exec setpriv --reuid={NOBODY.uid} --regid={NOBODY.gid} --clear-groups "$@"'
     )
