@@ -336,19 +336,15 @@ def cmd_digests(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.errors import CodegenieEvalError
-    from pytest_codegenie_eval.evidence.compare import (
-        compare,
-        comparison_json,
-        format_comparison,
-        load_report,
-    )
+    from pytest_codegenie_eval.evidence.compare import compare, comparison_json, format_comparison
+    from pytest_codegenie_eval.store.reports import resolve
 
     if args.margin is not None and not 0.0 <= args.margin <= 1.0:
         print("codegenie-eval compare: --margin must be in [0, 1]", file=sys.stderr)
         return EXIT_GENERIC
     state_dir = Path(args.state_dir)
     try:
-        result = compare(load_report(args.a, state_dir), load_report(args.b, state_dir))
+        result = compare(resolve(args.a, state_dir), resolve(args.b, state_dir))
     except CodegenieEvalError as exc:
         print(f"codegenie-eval compare: {exc}", file=sys.stderr)
         return EXIT_GENERIC

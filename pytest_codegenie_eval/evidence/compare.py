@@ -14,25 +14,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 from scipy.stats import binomtest
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.evidence.aggregate import attempts_by_case, case_mean, case_passed
 from pytest_codegenie_eval.evidence.stats import lower_bound_95
-from pytest_codegenie_eval.evidence.verdicts import recorded_evidence
 from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchRunReport
-from pytest_codegenie_eval.store.audit import recorded
-
-LATEST = "latest:"
-
-
-class ReportNotFound(CodegenieEvalError):
-    """A report reference names no readable run report."""
 
 
 @dataclass(frozen=True)
@@ -222,49 +212,6 @@ def format_comparison(c: Comparison, *, margin: float | None = None) -> list[str
     return lines
 
 
-def load_report(reference: str, state_dir: Path) -> BenchRunReport:
-    """A run report named by a path, by a run id (or its first 8+ hex digits) recorded in
-    the chain, or by ``latest:TASK_CLASS`` / ``latest:TASK_CLASS:SUT`` (the newest report of
-    that task class, optionally of the SUT whose name is given, in the chain)."""
-    path = Path(reference)
-    if path.is_file():
-        return _read(path)
-    if reference.startswith(LATEST):
-        task_class, _, sut = reference.removeprefix(LATEST).partition(":")
-        # the reports the gate would read as evidence for the task class, newest last
-        for report in reversed(recorded_evidence(state_dir, task_class).reports):
-            if not sut or report.sut == sut:
-                return report
-        what = f"task class {task_class!r}" + (f" and SUT {sut!r}" if sut else "")
-        raise ReportNotFound(f"no run of {what} is recorded in {state_dir}")
-    records = list(recorded(state_dir))
-    ref = reference.lower().removeprefix("partial:")
-    if len(ref) >= 8 and all(ch in "0123456789abcdef" for ch in ref):
-        matches = [
-            r
-            for r in records
-            if str(r.get("run_id", "")).removeprefix("partial:").startswith(ref)
-            and r.get("kind") != "repair"
-        ]
-        if matches:
-            return _read(state_dir / str(matches[-1].get("report_path", "")))
-    raise ReportNotFound(
-        f"{reference!r} is not a report file, a recorded run id (8+ hex digits) or "
-        f"latest:TASK_CLASS[:SUT] (state directory {state_dir})"
-    )
-
-
-def _read(path: Path) -> BenchRunReport:
-    try:
-        return BenchRunReport.model_validate_json(path.read_bytes())
-    except OSError as exc:
-        raise ReportNotFound(f"{path}: cannot be read: {exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise ReportNotFound(f"{path}: not a run report ({where}: {first['msg']})") from exc
-
-
 def comparison_json(c: Comparison) -> str:
     return json.dumps(c.as_json(), sort_keys=True)
 
@@ -272,9 +219,7 @@ def comparison_json(c: Comparison) -> str:
 __all__ = [
     "CaseDelta",
     "Comparison",
-    "ReportNotFound",
     "compare",
     "comparison_json",
     "format_comparison",
-    "load_report",
 ]

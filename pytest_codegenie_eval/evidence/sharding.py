@@ -16,9 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from pydantic import ValidationError
 
 from pytest_codegenie_eval.errors import ShardMergeError
 from pytest_codegenie_eval.evidence.shards import shard_of
@@ -29,11 +26,9 @@ from pytest_codegenie_eval.models import (
     MergedShard,
     ShardInfo,
 )
-from pytest_codegenie_eval.store.audit import recorded, verify
+from pytest_codegenie_eval.store.audit import records, verify
+from pytest_codegenie_eval.store.reports import ReportUnreadable, parse_report, read_bytes
 from pytest_codegenie_eval.store.statedir import AUDIT_FILE, RUNS_DIR
-
-if TYPE_CHECKING:
-    pass
 
 # --------------------------------------------------------------------------- sources
 
@@ -55,17 +50,10 @@ class ShardSource:
 
 def _read_shard(path: Path) -> tuple[BenchRunReport, bytes]:
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ShardMergeError(path, f"cannot be read: {exc}") from exc
-    try:
-        report = BenchRunReport.model_validate_json(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(document)"
-        raise ShardMergeError(
-            path, f"is not a run report: {where}: {first['msg']} ({exc.error_count()} error(s))"
-        ) from exc
+        data = read_bytes(path)
+        report = parse_report(data, path)
+    except ReportUnreadable as exc:
+        raise ShardMergeError(path, exc.problem) from exc
     if report.shard is None:
         raise ShardMergeError(
             path, "is not a shard report (it was not written by a --codegenie-shard=I/N run)"
@@ -99,10 +87,7 @@ def _from_file(path: Path, allow_unrecorded: bool) -> ShardSource:
         )
     head = _checked_chain(state_dir, path)
     name = f"{RUNS_DIR}/{path.name}"
-    if not any(
-        r.get("report_path") == name and r.get("report_digest") == digest
-        for r in recorded(state_dir)
-    ):
+    if not any(r.report_path == name and r.report_digest == digest for r in records(state_dir)):
         raise ShardMergeError(path, f"is not recorded in {state_dir / AUDIT_FILE} with these bytes")
     return ShardSource(path, report, digest, head)
 
@@ -117,10 +102,10 @@ def _from_state_dir(state_dir: Path) -> list[ShardSource]:
     shard job that was re-run replaces its earlier attempt)."""
     head = _checked_chain(state_dir, state_dir)
     newest: dict[tuple[str, int, int], ShardSource] = {}
-    for record in recorded(state_dir):
-        if record.get("kind") != "shard":
+    for record in records(state_dir):
+        if record.kind != "shard":
             continue
-        path = state_dir / str(record.get("report_path", ""))
+        path = state_dir / record.report_path
         report, data = _read_shard(path)
         shard = report.shard
         assert shard is not None

@@ -2,66 +2,23 @@
 
 Used at session end (``--codegenie-verdict``) and by ``codegenie-eval promote-verdict``. It
 verifies the chain, reads the evidence window of run reports it names, asks the pure gate,
-and writes a recommendation file. It never edits the tier configuration.
+and writes a recommendation file (through ``store/``, which owns the state directory). It
+never edits the tier configuration.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from pytest_codegenie_eval.evidence.promotion import PromotionGate
 from pytest_codegenie_eval.evidence.tiers import load_tier_config
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
 from pytest_codegenie_eval.registry import TaskClass
-from pytest_codegenie_eval.store.audit import VerifyResult, recorded, verify
-from pytest_codegenie_eval.store.statedir import StateDir, atomic_write
-
-RECOMMENDATION_NOTE = (
-    "read-only: current_tiers is never changed by the harness; "
-    "a human must edit docs/trust-tiers.yaml"
-)
-
-_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]")
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Reports of one task class named by the chain, oldest first, with their digests."""
-
-    reports: tuple[BenchRunReport, ...]
-    digests: tuple[str, ...]
-
-
-def counts_as_evidence(kind: object, report: BenchRunReport) -> bool:
-    """Whether a recorded report is a run: a repair note is not, and a shard is a part of a
-    run, never evidence alone (the merged record stands for it)."""
-    return kind not in ("repair", "shard") and report.shard is None
-
-
-def recorded_evidence(state_dir: Path, task_class: str) -> Evidence:
-    """Every run report of ``task_class`` that the audit chain names, in chain order
-    (shard reports left out: ``codegenie-eval merge`` records the run they are parts of)."""
-    reports: list[BenchRunReport] = []
-    digests: list[str] = []
-    for record in recorded(state_dir):
-        if record.get("task_class") != task_class or record.get("kind") == "repair":
-            continue  # a repair's report is its note, not a run report
-        path = state_dir / str(record.get("report_path", ""))
-        try:
-            report = BenchRunReport.model_validate_json(path.read_bytes())
-        except (OSError, ValidationError):
-            continue
-        if not counts_as_evidence(record.get("kind"), report):
-            continue
-        reports.append(report)
-        digests.append(str(record.get("report_digest", "")))
-    return Evidence(tuple(reports), tuple(digests))
+from pytest_codegenie_eval.store.audit import VerifyResult, verify
+from pytest_codegenie_eval.store.recommendations import write_recommendation
+from pytest_codegenie_eval.store.reports import Evidence
+from pytest_codegenie_eval.store.reports import evidence as recorded_evidence
 
 
 @dataclass(frozen=True)
@@ -79,8 +36,8 @@ def _window(
     """Load the tiers, verify the chain (unless ``check`` is that verification, already
     made) and cut the task class's evidence window."""
     gate = PromotionGate(load_tier_config(tiers_path))
-    evidence = recorded_evidence(state_dir, task_class.name)
-    return _cut(gate, evidence, check or verify(state_dir), task_class)
+    found = recorded_evidence(state_dir, task_class.name)
+    return _cut(gate, found, check or verify(state_dir), task_class)
 
 
 def _cut(
@@ -166,50 +123,3 @@ def recommend(
     if best is None:
         return None, None
     return best, write_recommendation(best, state_dir)
-
-
-def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None or now.utcoffset() is None:
-        # A naive time would be silently read as local time and misname the file.
-        raise ValueError("write_recommendation needs a timezone-aware datetime for now")
-    return now.astimezone(UTC)
-
-
-def write_recommendation(
-    verdict: PromotionVerdict, state_dir: Path, *, now: datetime | None = None
-) -> Path:
-    """Write *verdict* as a promotion recommendation JSON and return its path.
-
-    The file goes to ``state_dir/recommendations/<YYYYmmddTHHMMSSZ>-<task_class>-<tier>.json``
-    (``-2``, ``-3``… before ``.json`` when that name exists: a recommendation is never
-    overwritten). It is written to a temporary file in the same directory and moved into
-    place with :func:`os.replace`, so a reader never sees half a file. Nothing else is
-    touched: in particular never the tier config, whose ``current_tiers`` only a human edits.
-    """
-    moment = _utc(now)
-    directory = StateDir(state_dir).recommendations
-    directory.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "schema_version": 1,
-        "kind": "promotion-recommendation",
-        "created_at": moment.isoformat(timespec="seconds"),
-        "verdict": verdict.model_dump(mode="json"),
-        "note": RECOMMENDATION_NOTE,
-    }
-    text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-    task_class = _UNSAFE_NAME_CHARS.sub("_", verdict.task_class)
-    tier = _UNSAFE_NAME_CHARS.sub("_", verdict.tier)
-    stem = f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{task_class}-{tier}"
-
-    # Only the session controller writes recommendations, so checking for a free name
-    # and then writing to it does not race with another writer.
-    target = directory / f"{stem}.json"
-    counter = 2
-    while target.exists():
-        target = directory / f"{stem}-{counter}.json"
-        counter += 1
-    atomic_write(target, text.encode("utf-8"))
-    return target

@@ -184,13 +184,13 @@ def check_state_dir(bench: BenchSession) -> None:
 def check_compare_reference(bench: BenchSession) -> None:
     """--codegenie-compare-to is resolved now: at session end ``latest:`` would find the
     run being made, and a typo should stop the run before any SUT spends money."""
-    from pytest_codegenie_eval.evidence.compare import load_report
-
     reference = bench.settings.compare_to
     if reference is None:
         return
+    from pytest_codegenie_eval.store.reports import resolve
+
     try:
-        bench.compare_reference = load_report(reference, bench.settings.state_dir)
+        bench.compare_reference = resolve(reference, bench.settings.state_dir)
     except CodegenieEvalError as exc:
         raise pytest.UsageError(f"--codegenie-compare-to: {exc}") from None
 

@@ -58,15 +58,21 @@ __all__ = [
     "LOCK_FILE",
     "RECORD_FIELDS",
     "RUNS_DIR",
+    "ChainRecord",
     "VerifyResult",
+    "append_record",
     "canonical_json",
     "chain_head",
     "format_verify_summary",
+    "read_chain",
     "record_hash",
-    "recorded",
+    "records",
+    "report_files",
     "verify",
+    "verify_chain_bytes",
     "verify_or_raise",
     "write_run_record",
+    "writer_lock",
 ]
 
 GENESIS_PREV_HASH = "0" * 64
@@ -92,6 +98,7 @@ LOCK_TIMEOUT_S = 120.0
 KIND_FIELD = "kind"
 SOURCES_FIELD = "sources"
 RECORD_KINDS = ("adopted", "repair", "shard", "merged")
+RUN_KINDS = ("run", "adopted", "merged")
 _KNOWN_FIELDS = frozenset((*RECORD_FIELDS, KIND_FIELD, SOURCES_FIELD))
 _STR_FIELDS = ("prev_hash", "created_at", "run_id", "task_class", "report_path", "report_digest")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -255,7 +262,8 @@ def _parse_when(value: str | datetime) -> datetime:
 # --------------------------------------------------------------------------- locking / io
 
 
-def _lock(out_dir: Path) -> filelock.BaseFileLock:
+def writer_lock(out_dir: Path) -> filelock.BaseFileLock:
+    """The lock every writer of the chain and of ``runs/`` holds (not yet acquired)."""
     return filelock.FileLock(str(out_dir / LOCK_FILE), timeout=LOCK_TIMEOUT_S)
 
 
@@ -270,7 +278,7 @@ def _read_lock(out_dir: Path) -> Iterator[None]:
     if not out_dir.is_dir():
         yield
         return
-    lock = _lock(out_dir)
+    lock = writer_lock(out_dir)
     try:
         lock.acquire()
     except OSError:
@@ -395,7 +403,7 @@ def write_run_record(report: BenchRunReport, out_dir: Path) -> tuple[Path, str]:
     runs_dir = out_dir / RUNS_DIR
     runs_dir.mkdir(parents=True, exist_ok=True)
     chain = out_dir / AUDIT_FILE
-    with _lock(out_dir):
+    with writer_lock(out_dir):
         report_file, data = _write_report(runs_dir, report)
         try:
             last = _tail_record(chain)
@@ -406,7 +414,7 @@ def write_run_record(report: BenchRunReport, out_dir: Path) -> tuple[Path, str]:
                 "is NOT recorded in the chain",
                 exc.seq,
             ) from exc
-        head = _append(
+        head = append_record(
             out_dir,
             last,
             {
@@ -433,9 +441,12 @@ def _kind_fields(report: BenchRunReport) -> dict[str, object]:
     return {}
 
 
-def _append(out_dir: Path, last: Mapping[str, object] | None, fields: Mapping[str, object]) -> str:
-    """Append one record after ``last`` (the checked tail record); the caller holds the
-    chain lock. Returns the new head."""
+def append_record(
+    out_dir: Path, last: Mapping[str, object] | None, fields: Mapping[str, object]
+) -> str:
+    """Append one record with ``fields`` after ``last`` (the checked tail record, with its
+    ``seq`` and ``hash``; ``None`` for the genesis record); the caller holds
+    :func:`writer_lock`. Returns the new head."""
     chain = out_dir / AUDIT_FILE
     if last is None:
         seq, prev_hash = 0, GENESIS_PREV_HASH
@@ -460,7 +471,65 @@ def _append(out_dir: Path, last: Mapping[str, object] | None, fields: Mapping[st
     return head
 
 
-def recorded(out_dir: Path) -> Iterator[dict[str, object]]:
+@dataclass(frozen=True)
+class ChainRecord:
+    """One record of the chain, typed (what every reader of the chain works with).
+
+    ``kind`` is ``"run"`` for a run's own record (the field is absent on disk), else one of
+    :data:`RECORD_KINDS`. ``sources`` lists the shard reports' digests of a merged run.
+    """
+
+    seq: int
+    kind: str
+    created_at: str
+    run_id: str
+    task_class: str
+    complete: bool
+    report_path: str
+    report_digest: str
+    hash: str
+    sources: tuple[str, ...] = ()
+
+    @property
+    def is_run(self) -> bool:
+        """Whether the record stands for a whole run of a task class: its own record, one
+        adopted by repair, or a merge of shards. A shard is a part of a run (the merged
+        record stands for it) and a repair record names a repair note."""
+        return self.kind in RUN_KINDS
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object]) -> ChainRecord | None:
+        """The typed record, or ``None`` when ``raw`` lacks a field or has one of the wrong
+        type (:func:`verify` is what reports such a record)."""
+        seq, complete, kind = raw.get("seq"), raw.get("complete"), raw.get(KIND_FIELD, "run")
+        text = [raw.get(name) for name in _STR_FIELDS]
+        sources = raw.get(SOURCES_FIELD, [])
+        if (
+            not isinstance(seq, int)
+            or isinstance(seq, bool)
+            or not isinstance(complete, bool)
+            or not isinstance(raw.get("hash"), str)
+            or not all(isinstance(value, str) for value in text)
+            or kind not in ("run", *RECORD_KINDS)
+            or not isinstance(sources, list)
+            or not all(isinstance(item, str) for item in sources)
+        ):
+            return None
+        return cls(
+            seq=seq,
+            kind=str(kind),
+            created_at=str(raw["created_at"]),
+            run_id=str(raw["run_id"]),
+            task_class=str(raw["task_class"]),
+            complete=complete,
+            report_path=str(raw["report_path"]),
+            report_digest=str(raw["report_digest"]),
+            hash=str(raw["hash"]),
+            sources=tuple(str(item) for item in sources),
+        )
+
+
+def records(out_dir: Path) -> Iterator[ChainRecord]:
     """Every record of the chain that parses, in chain order (what evidence is drawn
     from; :func:`verify` is what says whether the chain as a whole can be trusted)."""
     chain = out_dir / AUDIT_FILE
@@ -470,10 +539,11 @@ def recorded(out_dir: Path) -> Iterator[dict[str, object]]:
         return
     for line in lines:
         try:
-            record = json.loads(line)
+            raw = json.loads(line)
         except ValueError:
             continue  # verify() reports it; evidence simply does not include it
-        if isinstance(record, dict):
+        record = ChainRecord.parse(raw) if isinstance(raw, dict) else None
+        if record is not None:
             yield record
 
 
@@ -500,12 +570,12 @@ def _verify(
     strict: bool,
 ) -> tuple[VerifyResult, list[_Problem]]:
     with _read_lock(out_dir):
-        data = _chain_bytes(out_dir)
-        names_in_runs = _list_runs(out_dir) if strict else []
+        data = read_chain(out_dir)
+        names_in_runs = report_files(out_dir) if strict else []
     return _verify_data(out_dir, data, names_in_runs, since, expected_head, strict)
 
 
-def _chain_bytes(out_dir: Path) -> bytes:
+def read_chain(out_dir: Path) -> bytes:
     """The whole chain file (empty when there is none yet); read it under the lock."""
     try:
         return (out_dir / AUDIT_FILE).read_bytes()
@@ -664,7 +734,16 @@ def _verify_data(
     return result, problems
 
 
-def _list_runs(out_dir: Path) -> list[str]:
+def verify_chain_bytes(out_dir: Path, data: bytes) -> VerifyResult:
+    """Verify ``data`` as the chain of ``out_dir`` (links, records and the reports they
+    name): what :func:`verify` does with bytes a caller already read under
+    :func:`writer_lock`."""
+    result, _ = _verify_data(out_dir, data, [], None, None, False)
+    return result
+
+
+def report_files(out_dir: Path) -> list[str]:
+    """The names of the files in ``runs/``, sorted (recorded or not)."""
     try:
         with os.scandir(out_dir / RUNS_DIR) as entries:
             return sorted(entry.name for entry in entries)

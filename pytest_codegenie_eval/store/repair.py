@@ -35,12 +35,13 @@ from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchRunReport
 from pytest_codegenie_eval.store.audit import (
     AUDIT_FILE,
-    _append,
-    _chain_bytes,
-    _list_runs,
-    _lock,
-    _verify_data,
+    ChainRecord,
+    append_record,
     canonical_json,
+    read_chain,
+    report_files,
+    verify_chain_bytes,
+    writer_lock,
 )
 from pytest_codegenie_eval.store.statedir import RUNS_DIR, TMP_PREFIX, atomic_write, fsync_dir
 
@@ -103,21 +104,21 @@ def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
     """
     if not out_dir.is_dir():
         raise FileNotFoundError(f"state directory {out_dir} does not exist")
-    with _lock(out_dir):
-        data = _chain_bytes(out_dir)
+    with writer_lock(out_dir):
+        data = read_chain(out_dir)
         cut = data.rfind(b"\n") + 1
         body, torn = data[:cut], data[cut:]
-        result, problems = _verify_data(out_dir, body, [], None, None, False)
-        if problems:
+        result = verify_chain_bytes(out_dir, body)
+        if not result.ok:
             return RepairResult(refused=result.problems, dry_run=dry_run)
-        named = {str(r["report_path"]) for r in _records(body)}
+        named = {r.report_path for r in _records(body)}
         actions: list[str] = []
         removed = [p for p in _temporary_files(out_dir, time.time())]
         for path in removed:
             actions.append(f"remove temporary file {path.relative_to(out_dir)}")
         adopt: list[tuple[str, bytes, BenchRunReport]] = []
         strays: list[str] = []
-        for name in _list_runs(out_dir):
+        for name in report_files(out_dir):
             rel = f"{RUNS_DIR}/{name}"
             path = out_dir / rel
             if name.startswith(TMP_PREFIX) or rel in named or not path.is_file():
@@ -142,8 +143,10 @@ def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
         return _apply(out_dir, body, torn, removed, adopt, strays, actions)
 
 
-def _records(body: bytes) -> list[dict[str, object]]:
-    return [json.loads(line) for line in body.splitlines()]
+def _records(body: bytes) -> list[ChainRecord]:
+    """The records of a chain that verified (so every line parses into a record)."""
+    parsed = [ChainRecord.parse(json.loads(line)) for line in body.splitlines()]
+    return [record for record in parsed if record is not None]
 
 
 def _apply(
@@ -184,8 +187,10 @@ def _apply(
             continue
         gone.append({"path": path.relative_to(out_dir).as_posix(), "bytes": size})
     records = _records(body)
-    last: dict[str, object] | None = records[-1] if records else None
-    head = str(last["hash"]) if last else None
+    last: dict[str, object] | None = (
+        {"seq": records[-1].seq, "hash": records[-1].hash} if records else None
+    )
+    head = records[-1].hash if records else None
     for rel, raw, report in sorted(adopt, key=lambda item: item[2].created_at):
         fields = {
             "created_at": report.created_at,
@@ -196,7 +201,7 @@ def _apply(
             "report_digest": _digest(raw),
             "kind": "adopted",
         }
-        head = _append(out_dir, last, fields)
+        head = append_record(out_dir, last, fields)
         last = {"seq": _next_seq(last), "hash": head}
     note = {
         "kind": "repair",
@@ -210,7 +215,7 @@ def _apply(
     note_rel = f"{RUNS_DIR}/{stamp}-repair.json"
     (out_dir / RUNS_DIR).mkdir(exist_ok=True)
     atomic_write(out_dir / note_rel, note_bytes)
-    head = _append(
+    head = append_record(
         out_dir,
         last,
         {

@@ -13,8 +13,8 @@ import pytest
 
 from pytest_codegenie_eval.cli import main as cli
 from pytest_codegenie_eval.errors import ChainTamperDetected
-from pytest_codegenie_eval.evidence.verdicts import recorded_evidence
 from pytest_codegenie_eval.store.audit import AUDIT_FILE, verify, write_run_record
+from pytest_codegenie_eval.store.reports import evidence as recorded_evidence
 from pytest_codegenie_eval.store.statedir import atomic_write
 from tests.conftest import run_cli as run_cli_in
 from tests.unit.test_audit import make_report

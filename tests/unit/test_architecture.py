@@ -227,3 +227,34 @@ def test_only_the_junit_renderer_touches_pytests_junitxml() -> None:
         if "_pytest.junitxml" in path.read_text(encoding="utf-8")
     )
     assert touching == ["output/junit.py"]
+
+
+def _calls(tree: ast.AST, owner: str, method: str) -> bool:
+    return any(
+        isinstance(n, ast.Attribute)
+        and n.attr == method
+        and isinstance(n.value, ast.Name)
+        and n.value.id == owner
+        for n in ast.walk(tree)
+    )
+
+
+def test_only_the_store_parses_reports_and_recommendations() -> None:
+    """Only ``store/`` parses what the state directory holds: a run report's JSON or a
+    recommendation file. Everyone else asks the store, so there is one error
+    policy for an unreadable file."""
+    readers = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.relative_to(PACKAGE).parts[0] != "store"
+        and (
+            _calls(
+                tree := ast.parse(path.read_text(encoding="utf-8")),
+                "BenchRunReport",
+                "model_validate_json",
+            )
+            or _calls(tree, "PromotionVerdict", "model_validate")
+            or _calls(tree, "PromotionVerdict", "model_validate_json")
+        )
+    )
+    assert readers == [], f"read the state directory through store/: {readers}"

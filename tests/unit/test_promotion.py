@@ -21,7 +21,6 @@ from pytest_codegenie_eval.evidence.promotion import (
     format_verdict,
 )
 from pytest_codegenie_eval.evidence.tiers import TierConfig, load_tier_config
-from pytest_codegenie_eval.evidence.verdicts import RECOMMENDATION_NOTE, write_recommendation
 from pytest_codegenie_eval.models import (
     BenchRunReport,
     CaseResult,
@@ -30,6 +29,7 @@ from pytest_codegenie_eval.models import (
     PromotionVerdict,
 )
 from pytest_codegenie_eval.registry import TaskClass
+from pytest_codegenie_eval.store.recommendations import RECOMMENDATION_NOTE, write_recommendation
 
 CONFIG = TierConfig(
     schema_version=1,
@@ -489,7 +489,7 @@ def test_write_recommendation_sanitizes_names(tmp_path: Path) -> None:
     path = write_recommendation(verdict, tmp_path, now=datetime(2026, 1, 2, tzinfo=UTC))
 
     assert path.parent == tmp_path / "recommendations"
-    assert path.name == "20260102T000000Z-.._evil_x-bronze.json"
+    assert path.name == "20260102T000000Z-evil_x-bronze.json"
 
 
 # --- property: worsening evidence never helps -----------------------------------------------

@@ -11,34 +11,26 @@ highlighting) is in the sibling modules.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.evidence.compare import Comparison, compare
 from pytest_codegenie_eval.evidence.tiers import TierConfig, load_tier_config
-from pytest_codegenie_eval.evidence.verdicts import counts_as_evidence
-from pytest_codegenie_eval.hashing import blake3_hex
+from pytest_codegenie_eval.fsutil import unique_name_part
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
 from pytest_codegenie_eval.registry import TaskClass
-from pytest_codegenie_eval.store.audit import VerifyResult, recorded, verify
+from pytest_codegenie_eval.store.audit import VerifyResult, records, verify
+from pytest_codegenie_eval.store.recommendations import recommendations
+from pytest_codegenie_eval.store.reports import Evidence, RecordedReport, read_recorded
 from pytest_codegenie_eval.store.statedir import StateDir
-
-_SLUG = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 def slug(text: str) -> str:
     """A file name for a task class or case id: safe characters only, and unique (a short
     digest is added whenever characters had to be replaced)."""
-    cleaned = _SLUG.sub("_", text).strip("._") or "x"
-    if cleaned == text:
-        return text
-    return f"{cleaned[:80]}-{blake3_hex(text.encode())[:8]}"
+    return unique_name_part(text)
 
 
 @dataclass(frozen=True)
@@ -54,10 +46,22 @@ class RunEntry:
     report_verified: bool  # the report's bytes match the record's digest
     report: BenchRunReport | None  # None: missing or unreadable
 
-    @property
-    def is_evidence(self) -> bool:
-        """A whole run whose report is present (what the gate's evidence window holds)."""
-        return self.report is not None and counts_as_evidence(self.kind, self.report)
+    is_evidence: bool  # a whole run whose report is present (what the gate judges)
+
+    @classmethod
+    def of(cls, entry: RecordedReport) -> RunEntry:
+        record = entry.record
+        return cls(
+            seq=record.seq,
+            kind=record.kind,
+            created_at=record.created_at,
+            run_id=record.run_id,
+            report_path=record.report_path,
+            report_digest=record.report_digest,
+            report_verified=entry.digest_matches,
+            report=entry.report,
+            is_evidence=entry.is_evidence,
+        )
 
 
 @dataclass
@@ -101,38 +105,6 @@ class SiteData:
     diffs_dir: Path
 
 
-def _kind(record: dict[str, object]) -> str:
-    kind = record.get("kind")
-    return str(kind) if isinstance(kind, str) else "run"
-
-
-def _read_run(state_dir: Path, record: dict[str, object]) -> RunEntry:
-    report_path = str(record.get("report_path", ""))
-    report: BenchRunReport | None = None
-    verified = False
-    try:
-        data = (state_dir / report_path).read_bytes()
-    except OSError:
-        data = None
-    if data is not None:
-        verified = blake3_hex(data) == record.get("report_digest")
-        try:
-            report = BenchRunReport.model_validate_json(data)
-        except ValidationError:
-            report = None
-    seq = record.get("seq")
-    return RunEntry(
-        seq=seq if isinstance(seq, int) else -1,
-        kind=_kind(record),
-        created_at=str(record.get("created_at", "")),
-        run_id=str(record.get("run_id", "")),
-        report_path=report_path,
-        report_digest=str(record.get("report_digest", "")),
-        report_verified=verified,
-        report=report,
-    )
-
-
 def _newest_verdict(
     state_dir: Path, task_class: str, hashes: set[str], digests: set[str]
 ) -> tuple[PromotionVerdict | None, str, int]:
@@ -143,19 +115,8 @@ def _newest_verdict(
     it was judged at is a record of this chain and every report it judged is recorded
     there: a hand-written "SUFFICIENT" never reaches the page.
     """
-    folder = StateDir(state_dir).recommendations
-    try:
-        names = sorted((p.name for p in folder.glob("*.json")), reverse=True)
-    except OSError:
-        names = []
     ignored = 0
-    for name in names:
-        try:
-            # a recommendation file wraps the verdict (evidence.write_recommendation)
-            payload = json.loads((folder / name).read_bytes())
-            verdict = PromotionVerdict.model_validate(payload.get("verdict"))
-        except (OSError, ValueError, AttributeError):  # ValidationError is a ValueError
-            continue
+    for name, verdict in recommendations(state_dir):
         if verdict.task_class != task_class:
             continue
         if verdict.chain_head in hashes and set(verdict.report_digests) <= digests:
@@ -177,15 +138,13 @@ def _recompute(
     build already read; the task class is one the caller has loaded (``known``), else its
     registration is read from the bench root (no case is loaded for it)."""
     from pytest_codegenie_eval.evidence.promotion import PromotionGate
-    from pytest_codegenie_eval.evidence.verdicts import Evidence, judge
+    from pytest_codegenie_eval.evidence.verdicts import judge
     from pytest_codegenie_eval.taskclass.loader import load_registration, resolve_task_class_dir
 
-    pairs = [
-        (r.report, r.report_digest)
-        for r in view.runs
-        if r.report is not None and counts_as_evidence(r.kind, r.report)
-    ]
-    evidence = Evidence(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+    runs = [r for r in view.runs if r.is_evidence and r.report is not None]
+    evidence = Evidence(
+        tuple(r.report for r in runs if r.report), tuple(r.report_digest for r in runs)
+    )
     try:
         tier = view.verdict.tier if view.verdict is not None else tiers.next_tier(view.current_tier)
         if tier is None:
@@ -220,9 +179,9 @@ def _entry_of(view: TaskClassView, report: BenchRunReport) -> RunEntry | None:
 def _comparison(view: TaskClassView, refs: tuple[str, str] | None, state_dir: Path) -> None:
     """The two runs the compare page pairs: the ones asked for, else the newest two."""
     if refs is not None:
-        from pytest_codegenie_eval.evidence.compare import load_report
+        from pytest_codegenie_eval.store.reports import resolve
 
-        a, b = (load_report(ref, state_dir) for ref in refs)
+        a, b = (resolve(ref, state_dir) for ref in refs)
         if a.task_class != view.name:
             return
         view.compare_a = _entry_of(view, a)
@@ -265,16 +224,14 @@ def collect(
     views: dict[str, TaskClassView] = {}
     hashes: set[str] = set()
     digests: set[str] = set()
-    for record in recorded(state_dir):
-        hashes.add(str(record.get("hash", "")))
-        digests.add(str(record.get("report_digest", "")))
-        name = record.get("task_class")
-        if not isinstance(name, str) or _kind(record) == "repair":
-            continue
-        if task_class is not None and name != task_class:
+    for record in records(state_dir):
+        hashes.add(record.hash)
+        digests.add(record.report_digest)
+        name = record.task_class
+        if record.kind == "repair" or (task_class is not None and name != task_class):
             continue
         view = views.setdefault(name, TaskClassView(name=name, slug=slug(name)))
-        view.runs.append(_read_run(state_dir, record))
+        view.runs.append(RunEntry.of(read_recorded(state_dir, record)))
     if task_class is not None and task_class not in views:
         raise CodegenieEvalError(f"the audit chain in {state_dir} records no run of {task_class!r}")
     tiers: TierConfig | None = None
