@@ -8,6 +8,7 @@ Joining the shards back into one run is :mod:`pytest_codegenie_eval.evidence.sha
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,4 +68,14 @@ def shard_info(loaded: LoadedTaskClass, shard: Shard) -> ShardInfo:
         count=shard.count,
         rubric_digest=loaded.rubric_digest,
         cases=tuple(ShardCase(case_id=k, case_digest=v) for k, v in sorted(cases.items())),
+    )
+
+
+def shard_info_seen(shard: Shard, case_ids: Iterable[str]) -> ShardInfo:
+    """The shard record of a task class that could not be loaded: its case list is the
+    cases this shard saw (no digests, no rubric digest)."""
+    return ShardInfo(
+        index=shard.index,
+        count=shard.count,
+        cases=tuple(ShardCase(case_id=case_id) for case_id in sorted(set(case_ids))),
     )

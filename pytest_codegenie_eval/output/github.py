@@ -99,6 +99,19 @@ def step_summary(
     return "\n".join(parts) + "\n"
 
 
+def append_step_summary(
+    target: str, reports: Sequence[tuple[BenchRunReport, PromotionVerdict | None]]
+) -> str | None:
+    """Append :func:`step_summary` to the file ``target`` (``$GITHUB_STEP_SUMMARY``); the
+    reason it could not, or ``None``."""
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(step_summary(reports))
+    except OSError as exc:
+        return f"could not write $GITHUB_STEP_SUMMARY {target}: {exc}"
+    return None
+
+
 def workflow_annotations(reports: Iterable[BenchRunReport]) -> list[str]:
     """One ``::error`` workflow command per failed case, at its ``case.toml``."""
     lines = []

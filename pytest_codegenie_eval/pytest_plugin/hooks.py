@@ -1,5 +1,6 @@
-"""pytest hooks of pytest-codegenie-eval. Hooks only: the work lives in the modules named
-for it (options, session, collection, execution, reporting).
+"""pytest hooks of pytest-codegenie-eval (the ``codegenie_eval`` entry point). Hooks only:
+the work lives in the modules named for it (``options``, ``session``, ``items``,
+``preflight``, ``dispatch``; the reporter plugin and its ``session_end`` pipeline).
 
 Module level imports only :mod:`.activation` (standard library and pytest): a run that
 selects no bench never loads the run machinery (docs/adr/0014-idle-plugin-costs-nothing.md).

@@ -1,0 +1,190 @@
+"""The ``codegenie eval summary`` section of pytest's terminal report: what session end
+produced, as lines of text (no decision is made here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pytest_codegenie_eval.evidence.promotion import format_verdict
+from pytest_codegenie_eval.execution.sut import SutPolicy
+from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
+
+
+class Outcome(Protocol):
+    """What session end produced for one task class, as the summary reads it."""
+
+    @property
+    def report(self) -> BenchRunReport: ...
+    @property
+    def report_path(self) -> Path | None: ...
+    @property
+    def chain_head(self) -> str | None: ...
+    @property
+    def verdict(self) -> PromotionVerdict | None: ...
+    @property
+    def recommendation(self) -> Path | None: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+class Summary(Protocol):
+    """What session end produced, as the summary reads it."""
+
+    @property
+    def outcomes(self) -> Sequence[Outcome]: ...
+    @property
+    def verdict_errors(self) -> Sequence[str]: ...
+    @property
+    def write_errors(self) -> Sequence[str]: ...
+    @property
+    def comparisons(self) -> Sequence[str]: ...
+    @property
+    def html_index(self) -> Path | None: ...
+    @property
+    def jsonl_path(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What the summary says about the session itself."""
+
+    sut_policy: SutPolicy
+    executor_label: str
+    kept_dir: Path | None  # --codegenie-keep-workspaces
+    compare_task_class: str | None  # of the --codegenie-compare-to run
+    tampered_after_pass: tuple[str, ...]
+
+
+def _cached_cost(r: BenchRunReport) -> str:
+    """What the cached results cost when they were measured: a rerun of a stochastic agent
+    that hits the cache is not a free, fresh measurement."""
+    origins = [c.cached_from for c in r.cases if c.cached and c.cached_from is not None]
+    if not origins:
+        return ""
+    spent = sum(o.cost_usd for o in origins)
+    sessions = len({o.run_scope for o in origins})
+    return (
+        f" (cached results: measured earlier in {sessions} session(s) for {spent:.4f} USD; "
+        "--codegenie-no-cache measures a stochastic agent afresh)"
+    )
+
+
+def _repeat_line(r: BenchRunReport) -> str:
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    k = r.repeats
+    return (
+        f"repeats: {k} per case ({len(r.cases)} attempts); a case passes when all {k} do; "
+        f"pass@1 {shown(r.pass_at_1)}, pass@{k} {shown(r.pass_at_k)}, "
+        f"pass^{k} {shown(r.pass_hat_k)}, within-case variance "
+        f"{shown(r.within_case_variance)}, clustered SE {shown(r.clustered_standard_error)}"
+    )
+
+
+def _sandbox_warning(facts: SessionFacts) -> str:
+    from pytest_codegenie_eval.execution.isolation.sandbox import bwrap_status
+
+    policy = facts.sut_policy
+    why = (
+        "--codegenie-sut-sandbox=none was given"
+        if policy.sandbox == "none"
+        else bwrap_status(policy.jail_user).reason or "the sandbox was unavailable for some cases"
+    )
+    return (
+        f"the SUT ran without its sandbox, environment allowlist only ({why}); it could "
+        "read the answer keys, so tiers requiring bwrap refuse this evidence "
+        "(--codegenie-require-sandbox makes this an error)"
+    )
+
+
+def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
+    """The lines of the ``codegenie eval summary`` section, in order (unescaped: the caller
+    prints each through :func:`~pytest_codegenie_eval.output.untrusted_text.safe_lines`)."""
+    lines: list[str] = []
+    for outcome in end.outcomes:
+        r = outcome.report
+        if r.complete:
+            state = "complete"
+        elif r.incomplete_reason == "shard" and r.shard is not None:
+            state = f"shard {r.shard.label} of {r.cases_total} cases"
+        elif r.incomplete_reason == "cost_cap":
+            state = f"PARTIAL ({r.skipped_count} skipped: cost cap)"
+        else:
+            ran = len({c.case_id for c in r.cases})
+            state = f"PARTIAL (subset: {ran} of {r.cases_total} cases ran)"
+        if r.shard is not None:
+            lines.append(
+                f"SHARD {r.shard.label} of {r.task_class}: one part of a run, not evidence "
+                "alone; join the shards with `codegenie-eval merge`"
+            )
+        if not r.complete and r.incomplete_reason != "shard":
+            why = "the cost cap" if r.incomplete_reason == "cost_cap" else "a subset of cases"
+            lines.append(
+                f"PARTIAL RUN of {r.task_class}: {why}; not complete evidence for any tier"
+            )
+        lines.append(
+            f"{r.task_class}: {r.n} case{'' if r.n == 1 else 's'}, {r.passed_count} passed, "
+            f"mean {r.mean:.3f}, "
+            f"stddev {r.stddev:.3f}, lower_bound_95 {r.lower_bound_95:.3f} "
+            f"({r.bound.method}), cost {r.total_cost_usd:.4f} USD, "
+            f"cache hits {r.cache_hits}/{len(r.cases)}, {state}" + _cached_cost(r)
+        )
+        lines.append(f"  sut: {r.sut}  run id: {r.run_id}")
+        if r.repeats > 1:
+            lines.append("  " + _repeat_line(r))
+        if r.sut_isolation:
+            how = [f"network {r.sut_network}"]
+            if r.jail_uid:
+                how.append(f"host uid {r.jail_uid}")
+            if r.sut_memory_limit:
+                how.append(f"memory limit {r.sut_memory_limit}")
+            lines.append(f"  sut isolation: {r.sut_isolation} ({', '.join(how)})")
+        if r.sut_isolation in ("env-only", "mixed"):
+            lines.append(f"  WARNING: {_sandbox_warning(facts)}")
+        tries = [a for c in r.cases for a in c.executor_attempts]
+        if tries:
+            workers = len({a.worker for a in tries})
+            lost = sum(1 for a in tries if a.outcome == "lost")
+            lines.append(
+                f"  executor: {facts.executor_label}: "
+                f"{sum(1 for c in r.cases if c.executor_attempts)} attempt(s) on {workers} "
+                f"worker(s)" + (f", {lost} lost with their worker and retried" if lost else "")
+            )
+        if r.rubric_isolation:
+            lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_isolation})")
+        if outcome.error:
+            lines.append(f"  REPORT NOT RECORDED: {outcome.error}")
+        else:
+            lines.append(f"  report: {outcome.report_path}")
+            lines.append(f"  chain head: {outcome.chain_head}")
+        if outcome.verdict is not None:
+            lines += ["  " + line for line in format_verdict(outcome.verdict).splitlines()]
+        if outcome.recommendation is not None:
+            lines.append(f"  recommendation: {outcome.recommendation}")
+    kept = facts.kept_dir
+    if kept is not None and end.outcomes:
+        lines.append(f"workspaces kept in: {kept}/<task class>/<case id>[-r<attempt>]")
+    lines += [f"VERDICT ERROR: {error}" for error in end.verdict_errors]
+    lines += [f"WRITE ERROR: {error}" for error in end.write_errors]
+    lines += end.comparisons
+    if facts.compare_task_class is not None and not end.comparisons:
+        lines.append(
+            f"COMPARE: the --codegenie-compare-to run is of task class "
+            f"{facts.compare_task_class!r}, which this session did not run"
+        )
+    tampered = facts.tampered_after_pass
+    if tampered:
+        lines.append(
+            f"TAMPERED: {', '.join(tampered)} passed, but the bench files they were "
+            "scored against changed before the session ended (sut.tampered_bench); "
+            "the run fails"
+        )
+    if end.html_index is not None:
+        lines.append(f"results page: {end.html_index}")
+    if end.jsonl_path and end.jsonl_path != "-":
+        lines.append(f"jsonl: {end.jsonl_path}")
+    return lines
