@@ -38,7 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_codegenie_eval.execution.executors.dask import DaskRunner, ExecutorSpec
+from pytest_codegenie_eval.execution.executors.dask_controller import DaskRunner
+from pytest_codegenie_eval.execution.executors.spec import ExecutorSpec
 from pytest_codegenie_eval.taskclass.digests import write_digests
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Handing a session's case items to the Dask executor (``--codegenie-executor=dask…``):
-the pytest side of :mod:`pytest_codegenie_eval.execution.executors.dask`, which takes plain
-jobs and never sees an item."""
+the pytest side of :mod:`~pytest_codegenie_eval.execution.executors.dask_controller`, which
+takes plain jobs and never sees an item."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution.attempt import cache_key, cached_result
-from pytest_codegenie_eval.execution.executors.dask import (
+from pytest_codegenie_eval.execution.executors.dask_worker import (
     CaseJob,
     TaskClassBundle,
     bundle_task_class,

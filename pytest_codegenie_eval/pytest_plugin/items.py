@@ -16,12 +16,13 @@ import pytest
 
 from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
 from pytest_codegenie_eval.execution import results
-from pytest_codegenie_eval.execution.attempt import run_case
+from pytest_codegenie_eval.execution.attempt import cache_key, cached_result, record_attempt
+from pytest_codegenie_eval.execution.executors.local import LocalJob
+from pytest_codegenie_eval.execution.sut import SutSpec
 from pytest_codegenie_eval.models import CaseResult, CaseStatus, FailureMode
 from pytest_codegenie_eval.output.untrusted_text import fenced, safe_line, safe_lines
 from pytest_codegenie_eval.pytest_plugin.activation import SESSION_KEY
 from pytest_codegenie_eval.pytest_plugin.session import PAYLOAD_PROPERTY, BenchSession
-from pytest_codegenie_eval.store.cost_ledger import cap_reached
 from pytest_codegenie_eval.taskclass.layout import (
     CASE_TOML,
     item_name,
@@ -159,19 +160,43 @@ class CaseItem(pytest.Item):
                 raise CaseFailed(result)
             # the task class itself is broken, or a pin names a missing directory
             self._fail_with("harness.case_invalid", str(self.error), status="load_error")
-        settings = bench.run_settings
-        if bench.executor is not None and bench.executor.has(self.nodeid):
-            self._remote(bench)
-            return
-        cap = settings.max_cost_usd
-        if cap is not None and settings.ledger is not None:
-            spent = settings.ledger.total_usd()
-            if cap_reached(spent, cap):
-                self._skip_for_cost_cap(spent, cap)
         try:
             sut = bench.sut_for(self.task_class)
         except CodegenieEvalError as exc:
             self._fail_with("harness.case_invalid", str(exc))
+        try:
+            measured, spent = self._attempt(bench, sut)
+        except Exception as exc:
+            # a harness bug still yields a recorded, failed case rather than a lost one
+            self._fail_with("harness.internal_error", f"{type(exc).__name__}: {exc}")
+        if measured is None:
+            self._skip_for_cost_cap(spent, bench.run_settings.max_cost_usd or 0.0)
+        attach_result(self, measured)
+        if not measured.passed:
+            raise CaseFailed(measured)
+
+    def _attempt(self, bench: BenchSession, sut: SutSpec) -> tuple[CaseResult | None, float]:
+        """This attempt's recorded result: cached, or run by the executor that owns it
+        (``None`` and the spend when the cost cap kept it from starting)."""
+        assert self.task_class is not None
+        assert self.entry is not None
+        settings = bench.run_settings
+        key = cache_key(self.entry, self.task_class, sut, settings, self.repeat)
+        executor = bench.executor_for(self.nodeid)
+        if executor is bench.local:
+            # a case a cluster runs was looked up before it was submitted
+            hit = cached_result(settings, key, self.nodeid, self.repeat)
+            if hit is not None:
+                return hit, 0.0
+            bench.local.submit([self._local_job(sut)])
+        outcome = executor.wait(self.nodeid)
+        if outcome.attempt is None:
+            return None, outcome.spent_usd
+        return record_attempt(settings, key, outcome.attempt), 0.0
+
+    def _local_job(self, sut: SutSpec) -> LocalJob:
+        assert self.task_class is not None
+        assert self.entry is not None
         hook = self.config.pluginmanager.hook
 
         def run_hook(case: Any, workspace: Path, env: Any) -> Any:
@@ -179,22 +204,14 @@ class CaseItem(pytest.Item):
                 case=case, workspace=workspace, task_class=self.task_class_name, env=env
             )
 
-        try:
-            result = run_case(
-                self.task_class,
-                self.entry,
-                sut,
-                settings,
-                nodeid=self.nodeid,
-                hook=run_hook if sut.kind == "hook" else None,
-                repeat=self.repeat,
-            )
-        except Exception as exc:
-            # a harness bug still yields a recorded, failed case rather than a lost one
-            self._fail_with("harness.internal_error", f"{type(exc).__name__}: {exc}")
-        attach_result(self, result)
-        if not result.passed:
-            raise CaseFailed(result)
+        return LocalJob(
+            nodeid=self.nodeid,
+            task_class=self.task_class,
+            entry=self.entry,
+            sut=sut,
+            repeat=self.repeat,
+            hook=run_hook if sut.kind == "hook" else None,
+        )
 
     def _skip_for_cost_cap(self, spent: float, cap: float) -> NoReturn:
         """Record the attempt as kept from starting by the cost cap (the controller sees
@@ -209,25 +226,6 @@ class CaseItem(pytest.Item):
         )
         attach_result(self, skipped)
         pytest.skip(f"codegenie {CostCapReached(spent, cap)}")
-
-    def _remote(self, bench: BenchSession) -> None:
-        """Wait for this attempt's result from the Dask cluster, then record it here as a
-        local one is recorded: its diff kept, its cost in the ledger, its result cached."""
-        from pytest_codegenie_eval.execution.attempt import Attempt, cache_key, record_attempt
-
-        assert bench.executor is not None
-        assert self.task_class is not None
-        assert self.entry is not None
-        outcome = bench.executor.wait(self.nodeid)
-        settings = bench.run_settings
-        if outcome.result is None:
-            self._skip_for_cost_cap(bench.executor.spent_usd, settings.max_cost_usd or 0.0)
-        sut = bench.sut_for(self.task_class)
-        key = cache_key(self.entry, self.task_class, sut, settings, self.repeat)
-        result = record_attempt(settings, key, Attempt(outcome.result, outcome.diff or ""))
-        attach_result(self, result)
-        if not result.passed:
-            raise CaseFailed(result)
 
     def _fail_with(self, code: str, detail: str, *, status: CaseStatus = "crashed") -> NoReturn:
         result = results.harness_failure(

@@ -16,7 +16,7 @@ from pytest_codegenie_eval.pytest_plugin.activation import bench_names
 if TYPE_CHECKING:
     # declaring the options imports only the defaults: the rest is needed once a bench runs
     from pytest_codegenie_eval.evidence.shards import Shard
-    from pytest_codegenie_eval.execution.executors.dask import ExecutorSpec
+    from pytest_codegenie_eval.execution.executors.spec import ExecutorSpec
     from pytest_codegenie_eval.execution.isolation.sandbox import NetworkMode, SandboxMode
     from pytest_codegenie_eval.execution.sut import SutPolicy
 
@@ -380,7 +380,7 @@ def _executor(config: pytest.Config) -> ExecutorSpec | None:
     raw = config.getoption("codegenie_executor") or config.getini("codegenie_executor")
     if not raw or str(raw).strip() == "local":
         return None
-    from pytest_codegenie_eval.execution.executors.dask import parse_executor
+    from pytest_codegenie_eval.execution.executors.spec import parse_executor
 
     try:
         spec = parse_executor(str(raw))

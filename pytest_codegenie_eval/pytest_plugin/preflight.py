@@ -221,8 +221,8 @@ def start_executor(bench: BenchSession) -> None:
             "hook, which runs inside this pytest process and cannot run on a Dask worker; "
             "give the agent as a command (--codegenie-sut='CMD {workspace}')"
         )
-    from pytest_codegenie_eval.execution.executors.dask import (
-        DaskRunner,
+    from pytest_codegenie_eval.execution.executors.dask_controller import DaskRunner
+    from pytest_codegenie_eval.execution.executors.spec import (
         ExecutorUnavailable,
         check_sut_network,
     )

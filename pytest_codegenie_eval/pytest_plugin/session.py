@@ -15,6 +15,7 @@ import pytest
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution.attempt import RunSettings
+from pytest_codegenie_eval.execution.executors.local import LocalExecutor
 from pytest_codegenie_eval.execution.sut import (
     SutSpec,
     hook_identity,
@@ -42,7 +43,7 @@ from pytest_codegenie_eval.taskclass.loader import (
 )
 
 if TYPE_CHECKING:
-    from pytest_codegenie_eval.execution.executors.dask import DaskRunner
+    from pytest_codegenie_eval.execution.executors.dask_controller import DaskRunner
 
 PAYLOAD_PROPERTY = "codegenie_eval"
 
@@ -69,7 +70,9 @@ class BenchSession:
         self.run_scope = run_scope
         self.outcome = Outcome()
         self.compare_reference: BenchRunReport | None = None  # --codegenie-compare-to
-        self.executor: DaskRunner | None = None  # --codegenie-executor=dask…, once started
+        # a cluster (--codegenie-executor=dask…), once started; every attempt it does not own
+        # runs on the local executor
+        self.executor: DaskRunner | None = None
         self._loaded: dict[Path, LoadedTaskClass | CodegenieEvalError] = {}
         self._suts: dict[str, SutSpec] = {}
         self.targets = explicit_targets(config)
@@ -88,6 +91,14 @@ class BenchSession:
             rubric_sandbox=settings.rubric_sandbox,
             diff_dir=state.diffs,
         )
+
+        self.local = LocalExecutor(self.run_settings)
+
+    def executor_for(self, nodeid: str) -> DaskRunner | LocalExecutor:
+        """The executor that runs the attempt with this node id."""
+        if self.executor is not None and self.executor.owns(nodeid):
+            return self.executor
+        return self.local
 
     @staticmethod
     def new_run_scope() -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.evidence.aggregate import build_report
-from pytest_codegenie_eval.execution.attempt import HARNESS_VERSION, recheck_at_session_end
+from pytest_codegenie_eval.execution.attempt import HARNESS_VERSION
+from pytest_codegenie_eval.execution.tamper import recheck_at_session_end
 from pytest_codegenie_eval.models import BenchRunReport, CaseResult, PromotionVerdict, ShardInfo
 from pytest_codegenie_eval.pytest_plugin.session import BenchSession
 from pytest_codegenie_eval.store.audit import VerifyResult, write_run_record

@@ -17,7 +17,7 @@ import yaml
 
 from pytest_codegenie_eval.errors import DigestsFileInvalid, TaskClassInvalid, TierConfigInvalid
 from pytest_codegenie_eval.evidence.tiers import load_tier_config
-from pytest_codegenie_eval.execution.attempt import validate_rubric_output
+from pytest_codegenie_eval.execution.rubric_runner import validate_rubric_output
 from pytest_codegenie_eval.taskclass.contract import MAX_YAML_DEPTH, strict_yaml
 from pytest_codegenie_eval.taskclass.digests import read_digests
 from pytest_codegenie_eval.taskclass.loader import (
@@ -269,12 +269,12 @@ def test_a_report_that_cannot_be_written_at_session_end_fails_a_passing_run(
 ) -> None:
     import errno
 
-    from pytest_codegenie_eval.pytest_plugin import reporter as reporting
+    from pytest_codegenie_eval.pytest_plugin import session_end
 
     def disk_full(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(reporting, "write_run_record", disk_full)
+    monkeypatch.setattr(session_end, "write_run_record", disk_full)
     stub = copy_task_class("stub")
     result = pytester.runpytest_inprocess(
         "-p",

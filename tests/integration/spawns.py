@@ -7,7 +7,7 @@ import pytest
 
 def count_spawns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     from pytest_codegenie_eval import process
-    from pytest_codegenie_eval.execution import attempt as execution
+    from pytest_codegenie_eval.execution import rubric_runner
     from pytest_codegenie_eval.execution import sut
 
     spawned: list[list[str]] = []
@@ -17,6 +17,6 @@ def count_spawns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         spawned.append(list(argv))
         return real(argv, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(execution, "run_process", counting)
+    monkeypatch.setattr(rubric_runner, "run_process", counting)
     monkeypatch.setattr(sut, "run_process", counting)
     return spawned

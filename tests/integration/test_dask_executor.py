@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 
 from pytest_codegenie_eval.cli import main as cli
-from pytest_codegenie_eval.execution.executors.dask import (
-    DaskRunner,
-    ExecutorSpec,
+from pytest_codegenie_eval.execution.executors.dask_controller import DaskRunner
+from pytest_codegenie_eval.execution.executors.dask_worker import (
     bundle_task_class,
     job_for,
-    parse_executor,
     run_on_worker,
 )
+from pytest_codegenie_eval.execution.executors.spec import ExecutorSpec, parse_executor
 from pytest_codegenie_eval.execution.sut import SutPolicy, resolve_sut
 from pytest_codegenie_eval.taskclass.loader import load_task_class, rubric_digest
 from tests.conftest import REPO, copy_stub, newest_report, repin, run_cli

@@ -31,14 +31,13 @@ from typing import Any
 import pytest
 
 from pytest_codegenie_eval.cli import main as cli
-from pytest_codegenie_eval.execution.executors.dask import (
-    DaskRunner,
+from pytest_codegenie_eval.execution.executors.dask_controller import DaskRunner, remote_security
+from pytest_codegenie_eval.execution.executors.spec import (
     ExecutorRefused,
     ExecutorSpec,
     ExecutorUnavailable,
     check_sut_network,
     parse_executor,
-    remote_security,
 )
 from tests.conftest import newest_report, run_cli
 

@@ -55,7 +55,7 @@ def test_baseline_passes_and_writes_the_evidence(
     report = json.loads(runs[0].read_text())
     assert report["run_id"] == agg["run_id"]
     assert [c["case_id"] for c in report["cases"]] == ["alpha", "beta", "gamma"]
-    from pytest_codegenie_eval.execution.attempt import rubric_isolation
+    from pytest_codegenie_eval.execution.rubric_runner import rubric_isolation
 
     assert report["rubric_isolation"] == rubric_isolation()
     result.stdout.fnmatch_lines([f"*rubric isolation: subprocess ({report['rubric_isolation']})"])

@@ -13,11 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_codegenie_eval.execution.attempt import (
-    rubric_env,
-    unified_diff,
-    validate_rubric_output,
-)
 from pytest_codegenie_eval.execution.canary import (
     CANARY_ENV,
     canary_for,
@@ -25,6 +20,8 @@ from pytest_codegenie_eval.execution.canary import (
     mint,
     with_pinned_canary,
 )
+from pytest_codegenie_eval.execution.diff import unified_diff
+from pytest_codegenie_eval.execution.rubric_runner import rubric_env, validate_rubric_output
 from pytest_codegenie_eval.execution.sut import SutConfigError, resolve_sut
 from pytest_codegenie_eval.models import BenchCase, CaseResult
 from pytest_codegenie_eval.process import ResourceLimits, run_process

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.execution.attempt import MAX_DIFF_FILE_BYTES, unified_diff
+from pytest_codegenie_eval.execution.diff import MAX_DIFF_FILE_BYTES, unified_diff
 from pytest_codegenie_eval.execution.isolation.sandbox import (
     Jail,
     bwrap_status,

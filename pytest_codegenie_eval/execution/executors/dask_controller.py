@@ -1,18 +1,14 @@
-"""Cases on a Dask cluster: ``--codegenie-executor=dask://HOST:PORT`` or ``dask-local[:N]``.
+"""The Dask controller: ``--codegenie-executor=dask://HOST:PORT``, ``dask+tls://…`` or
+``dask-local[:N]``.
 
 pytest stays the controller. Once collection is done the plugin submits every selected,
 uncached case (:meth:`DaskRunner.submit`), and each item's ``runtest`` waits for its own
 future (:meth:`DaskRunner.wait`): the cluster runs the cases in parallel while the terminal
 reports them in item order.
 
-A worker runs exactly what a local case runs (:func:`run_on_worker`): the task class
-definition and the case travel as content (:class:`TaskClassBundle`, :class:`CaseBundle`)
-with the digests the controller computed, and the worker writes them into a directory of
-its own, digests them again and refuses the case (``harness.bundle_mismatch``) when a byte
-differs, so a worker never scores against another rubric than the controller digested.
-Then it runs :func:`~pytest_codegenie_eval.execution.attempt.attempt_case` with a sandboxed
-SUT and rubric, keeps nothing, and returns the :class:`~pytest_codegenie_eval.models.CaseResult`
-and the diff. The controller records them with
+A worker runs exactly what a local case runs (:mod:`.dask_worker`): jobs are plain data,
+never pytest items. The controller hands what a worker sent back to the caller as an
+:class:`~.protocol.Outcome`, which records it with
 :func:`~pytest_codegenie_eval.execution.attempt.record_attempt`, the function that records a
 local attempt: the diff kept, the cost in the ledger, the result cached.
 
@@ -53,44 +49,33 @@ Needs the ``dask`` extra (``pip install 'pytest-codegenie-eval[dask]'``), which 
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import os
-import re
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
-from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution import results
-from pytest_codegenie_eval.execution.sut import SutPolicy, SutSpec, resolve_sut
+from pytest_codegenie_eval.execution.attempt import Attempt
+from pytest_codegenie_eval.execution.executors.dask_worker import (
+    CaseJob,
+    TaskClassBundle,
+    WorkerReply,
+    run_on_worker,
+)
+from pytest_codegenie_eval.execution.executors.protocol import Outcome
+from pytest_codegenie_eval.execution.executors.spec import (
+    DASK_EXTRA,
+    ExecutorSpec,
+    ExecutorUnavailable,
+)
 from pytest_codegenie_eval.models import CaseResult, ExecutorAttempt
 from pytest_codegenie_eval.store.cost_ledger import cap_reached
-from pytest_codegenie_eval.taskclass.digests import case_digest, case_files
-from pytest_codegenie_eval.taskclass.layout import CASES, DIGESTS_FILE
-from pytest_codegenie_eval.taskclass.loader import (
-    CaseEntry,
-    LoadedTaskClass,
-    definition_files,
-    load_cases,
-    load_task_class,
-    rubric_digest,
-)
 
-EXECUTOR_HELP = "local (default), dask-local[:WORKERS], dask://HOST:PORT or dask+tls://HOST:PORT"
-DEFAULT_LOCAL_WORKERS = 2
 CONNECT_TIMEOUT_S = 5.0
 LOOPBACK = "127.0.0.1"
-_DASK_URL = re.compile(
-    r"(?P<scheme>dask|tcp|dask\+tls|tls)://(?P<host>[^\s/:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})"
-)
-_TLS_SCHEMES = ("dask+tls", "tls")
-_EXTRA = "pip install 'pytest-codegenie-eval[dask]'"
 # The client's credentials for dask+tls://, in Dask's config (and the variables that set them).
 _TLS_KEYS = (
     ("distributed.comm.tls.ca-file", "DASK_DISTRIBUTED__COMM__TLS__CA_FILE"),
@@ -99,82 +84,13 @@ _TLS_KEYS = (
 )
 
 
-class ExecutorUnavailable(CodegenieEvalError):
-    """The Dask executor cannot be used: not installed, no TLS credentials for a TLS
-    scheduler, the scheduler unreachable, or an unsafe combination of options."""
+def _warm_up() -> str:
+    """Import what a case needs on a worker (run on every worker when the runner starts)."""
+    import pytest_codegenie_eval.execution.executors.dask_worker
+    import pytest_codegenie_eval.rubric  # noqa: F401
+    from pytest_codegenie_eval import __version__
 
-
-class ExecutorRefused(ExecutorUnavailable):
-    """The executor would let the SUT reach the scheduler: a plain-TCP scheduler (no
-    authentication) while the SUT shares the host's network."""
-
-
-# --------------------------------------------------------------------------- the option
-
-
-@dataclass(frozen=True)
-class ExecutorSpec:
-    """Where cases run: ``local`` (in pytest, or its xdist workers), a ``LocalCluster``
-    this session starts, or an existing scheduler."""
-
-    kind: Literal["local", "dask-local", "dask"] = "local"
-    address: str = ""  # tcp://HOST:PORT or tls://HOST:PORT for "dask"
-    workers: int = DEFAULT_LOCAL_WORKERS  # for "dask-local"
-
-    @property
-    def is_dask(self) -> bool:
-        return self.kind != "local"
-
-    @property
-    def plain_tcp(self) -> bool:
-        """An existing scheduler reached without TLS: no authentication, anyone who reaches
-        it runs code in it."""
-        return self.kind == "dask" and self.address.startswith("tcp://")
-
-    @property
-    def label(self) -> str:
-        if self.kind == "dask-local":
-            return f"dask-local:{self.workers}"
-        return self.address if self.kind == "dask" else "local"
-
-
-def parse_executor(text: str) -> ExecutorSpec:
-    """Parse the option value; raises ValueError naming what is accepted."""
-    value = text.strip()
-    if value in ("", "local"):
-        return ExecutorSpec()
-    if value == "dask-local" or value.startswith("dask-local:"):
-        raw = value.partition(":")[2] or str(DEFAULT_LOCAL_WORKERS)
-        if raw.isdigit() and 1 <= int(raw) <= 256:
-            return ExecutorSpec("dask-local", workers=int(raw))
-        raise ValueError(f"dask-local:WORKERS takes 1 to 256 workers, got {raw!r}")
-    match = _DASK_URL.fullmatch(value)
-    if match is not None and 0 < int(match.group("port")) < 65536:
-        protocol = "tls" if match.group("scheme") in _TLS_SCHEMES else "tcp"
-        address = f"{protocol}://{match.group('host')}:{match.group('port')}"
-        return ExecutorSpec("dask", address=address)
-    raise ValueError(f"--codegenie-executor must be {EXECUTOR_HELP}, got {text!r}")
-
-
-# --------------------------------------------------------------------------- security
-
-
-def check_sut_network(spec: ExecutorSpec, network: str) -> None:
-    """Refuse a plain-TCP scheduler when the SUT shares the host's network
-    (``--codegenie-sut-network=host``): it could connect to the scheduler, which
-    authenticates no one over plain TCP, and run code there and on every worker. Raises
-    :class:`ExecutorRefused`; call it before any case starts."""
-    if spec.plain_tcp and network == "host":
-        tls = spec.address.replace("tcp://", "dask+tls://", 1)
-        raise ExecutorRefused(
-            f"--codegenie-executor={spec.label} with --codegenie-sut-network=host: the agent "
-            "shares the host's network and could reach this plain-TCP Dask scheduler, which "
-            "authenticates no one, and run code in it and on its workers "
-            "(Client.run_on_scheduler, Client.run), where the cases and their expected answers "
-            f"pass; use a TLS scheduler ({tls}, with the client's credentials in Dask's config "
-            "distributed.comm.tls.*) or dask-local, or keep the SUT off the network "
-            "(--codegenie-sut-network=none)"
-        )
+    return __version__
 
 
 def local_security() -> Any:
@@ -189,7 +105,7 @@ def local_security() -> Any:
     except ImportError as exc:
         raise ExecutorUnavailable(
             "--codegenie-executor=dask-local makes TLS credentials for each session with "
-            f"the cryptography package, which is not installed: {_EXTRA}"
+            f"the cryptography package, which is not installed: {DASK_EXTRA}"
         ) from exc
 
 
@@ -266,231 +182,6 @@ def start_local_cluster(workers: int, *, insecure_for_tests: bool = False) -> tu
     return cluster, security
 
 
-# --------------------------------------------------------------------------- bundles
-
-
-@dataclass(frozen=True)
-class TaskClassBundle:
-    """A task class definition as content: the files its rubric digest covers, and the
-    case pins (``cases/digests.yaml``)."""
-
-    name: str
-    rubric_digest: str
-    files: tuple[tuple[str, bytes], ...]
-
-
-@dataclass(frozen=True)
-class CaseBundle:
-    """One case directory as content, with the digest the controller computed."""
-
-    dir_name: str
-    case_digest: str
-    files: tuple[tuple[str, bytes], ...]
-
-
-def bundle_task_class(loaded: LoadedTaskClass) -> TaskClassBundle:
-    files = [(rel, path.read_bytes()) for rel, path in definition_files(loaded.directory)]
-    pins = loaded.directory / CASES / DIGESTS_FILE
-    if pins.is_file():
-        files.append(("cases/digests.yaml", pins.read_bytes()))
-    return TaskClassBundle(loaded.name, loaded.rubric_digest, tuple(sorted(files)))
-
-
-def bundle_case(entry: CaseEntry) -> CaseBundle:
-    files = tuple(sorted((rel, path.read_bytes()) for rel, path in case_files(entry.directory)))
-    return CaseBundle(entry.directory.name, entry.digest, files)
-
-
-def _write_files(root: Path, files: Iterable[tuple[str, bytes]]) -> None:
-    for rel, data in files:
-        target = (root / rel).resolve()
-        if not target.is_relative_to(root.resolve()):
-            raise CodegenieEvalError(f"bundle path {rel!r} leaves its directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-
-
-# --------------------------------------------------------------------------- the worker
-
-
-@dataclass(frozen=True)
-class CaseJob:
-    """Everything but the task class a worker needs to run one attempt of a case."""
-
-    nodeid: str
-    task_class: str
-    case_id: str
-    case: CaseBundle
-    sut: SutSpec
-    sut_option: str | None  # --codegenie-sut, to find the baseline in the worker's copy
-    policy: SutPolicy
-    rubric_sandbox: str
-    cassette_dir: Path | None
-    cassette_digest: str
-    run_scope: str
-    repeat: int
-    import_timeout_s: float
-    stop_event: str  # the cluster-wide "cost cap reached" event ("" without a cost cap)
-
-
-@dataclass(frozen=True)
-class WorkerReply:
-    """What a worker sends back: the result (None when the cost cap stopped the case
-    before it started), the diff the SUT made, and which worker ran it."""
-
-    result: CaseResult | None
-    diff: str
-    worker: str
-
-
-def _warm_up() -> str:
-    """Import what a case needs on a worker (run on every worker when the runner starts)."""
-    import pytest_codegenie_eval.execution.attempt
-    import pytest_codegenie_eval.rubric  # noqa: F401
-    from pytest_codegenie_eval import __version__
-
-    return __version__
-
-
-def _worker_address() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return f"pid {os.getpid()}"
-
-
-def _stopped(name: str) -> bool:
-    if not name:  # no cost cap: nothing can stop a case
-        return False
-    try:
-        from distributed import Event
-
-        event: Any = Event  # untyped in distributed
-        return bool(event(name).is_set())
-    except (ImportError, ValueError, RuntimeError):  # not on a worker, no client
-        return False
-
-
-def _mismatch(job: CaseJob, detail: str, worker: str) -> WorkerReply:
-    result = results.harness_failure(
-        job.task_class,
-        job.case_id,
-        job.nodeid,
-        "harness.bundle_mismatch",
-        detail,
-        "crashed",
-        job.repeat,
-    )
-    return WorkerReply(result, "", worker)
-
-
-# A worker loads each task class definition once (its registration is imported in a child
-# interpreter, ~50 ms): by rubric digest, in a directory of its own, re-checked before use.
-_DEFINITIONS: dict[str, LoadedTaskClass] = {}
-_DEFINITIONS_LOCK = threading.Lock()
-
-
-def _definition(bundle: TaskClassBundle, import_timeout_s: float) -> LoadedTaskClass | str:
-    """The loaded definition of ``bundle`` on this worker, or why its bytes are refused."""
-    with _DEFINITIONS_LOCK:
-        known = _DEFINITIONS.get(bundle.rubric_digest)
-        if known is not None and rubric_digest(known.directory) == bundle.rubric_digest:
-            return known
-        root = Path(tempfile.mkdtemp(prefix="codegenie-dask-definition-"))
-        atexit.register(shutil.rmtree, root, True)
-        tc_dir = root / bundle.name
-        _write_files(tc_dir, bundle.files)
-        (tc_dir / CASES).mkdir(parents=True, exist_ok=True)
-        got = rubric_digest(tc_dir)
-        if got != bundle.rubric_digest:
-            return (
-                f"task class {bundle.name}: the worker's copy digests to {got[:16]}…, the "
-                f"controller's to {bundle.rubric_digest[:16]}…; refusing to score against "
-                "another rubric"
-            )
-        loaded = load_task_class(tc_dir, import_timeout_s=import_timeout_s)
-        _DEFINITIONS[bundle.rubric_digest] = loaded
-        return loaded
-
-
-def _case_entry(loaded: LoadedTaskClass, job: CaseJob, scratch: Path) -> CaseEntry | str:
-    """The job's case written under ``scratch``, loaded as the loader loads any case (its
-    pin checked against the task class's ``digests.yaml``), or why it is refused."""
-    cases_dir = scratch / CASES
-    case_dir = cases_dir / job.case.dir_name
-    _write_files(case_dir, job.case.files)
-    pins = loaded.directory / CASES / DIGESTS_FILE
-    if pins.is_file():
-        shutil.copyfile(pins, cases_dir / DIGESTS_FILE)
-    got = case_digest(case_dir)
-    if got != job.case.case_digest:
-        return (
-            f"case {job.case_id}: the worker's copy digests to {got[:16]}…, the "
-            f"controller's to {job.case.case_digest[:16]}…"
-        )
-    entries, _ = load_cases(cases_dir)
-    return next(e for e in entries if e.name == job.case.dir_name)
-
-
-def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
-    """Run one attempt on a Dask worker, exactly as a local case runs (module docstring)."""
-    from pytest_codegenie_eval.execution.attempt import RunSettings, attempt_case
-
-    worker = _worker_address()
-    if _stopped(job.stop_event):
-        return WorkerReply(None, "", worker)
-    definition = _definition(bundle, job.import_timeout_s)
-    if isinstance(definition, str):
-        return _mismatch(job, definition, worker)
-    scratch = Path(tempfile.mkdtemp(prefix="codegenie-dask-"))
-    try:
-        entry = _case_entry(definition, job, scratch)
-        if isinstance(entry, str):
-            return _mismatch(job, entry, worker)
-        if entry.error is not None or entry.case is None:
-            failed = results.load_error(
-                job.task_class, job.case_id, job.nodeid, entry.error, None, job.repeat
-            )
-            return WorkerReply(failed, "", worker)
-        loaded = replace(
-            definition,
-            cases=(entry,),
-            orphan_pins=(),
-            by_dir=MappingProxyType({entry.name: entry}),
-        )
-        sut = job.sut
-        if sut.kind == "baseline":
-            # the baseline lives in the task class: run the worker's (verified) copy
-            sut = resolve_sut(
-                job.sut_option,
-                baseline_script=loaded.task_class.baseline_sut_path,
-                rootdir=loaded.directory,
-                hook_identity=None,
-            )
-            if sut.digest != job.sut.digest:
-                return _mismatch(job, "the baseline SUT's bytes differ on the worker", worker)
-        # nothing is recorded here: the controller keeps the diff, the cost and the cache
-        # entry of this reply as it does for a local attempt (record_attempt)
-        settings = RunSettings(
-            cache=None,
-            ledger=None,
-            run_scope=job.run_scope,
-            cassette_dir=job.cassette_dir,
-            cassette_digest=job.cassette_digest,
-            sut_policy=job.policy,
-            rubric_sandbox=job.rubric_sandbox,
-        )
-        done = attempt_case(loaded, entry, sut, settings, nodeid=job.nodeid, repeat=job.repeat)
-        return WorkerReply(done.result, done.diff, worker)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- the controller
-
-
 @dataclass
 class _Pending:
     job: CaseJob
@@ -503,21 +194,12 @@ class _Pending:
     cancelled: bool = False
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What :meth:`DaskRunner.wait` hands an item: a result (with its diff), or ``None``
-    for a case the cost cap kept from starting."""
-
-    result: CaseResult | None
-    diff: str = ""
-
-
 def _import_distributed() -> Any:
     try:
         import distributed
     except ImportError as exc:
         raise ExecutorUnavailable(
-            f"--codegenie-executor needs Dask's distributed, which is not installed: {_EXTRA}"
+            f"--codegenie-executor needs Dask's distributed, which is not installed: {DASK_EXTRA}"
         ) from exc
     return distributed
 
@@ -571,7 +253,7 @@ class DaskRunner:
             raise ExecutorUnavailable(
                 f"--codegenie-executor={spec.label}: the workers cannot import "
                 f"pytest_codegenie_eval ({type(exc).__name__}: {exc}); install the same "
-                f"version on them ({_EXTRA})"
+                f"version on them ({DASK_EXTRA})"
             ) from exc
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
@@ -586,7 +268,7 @@ class DaskRunner:
         info = self.client.scheduler_info()
         return max(1, sum(int(w.get("nthreads", 1)) for w in info["workers"].values()))
 
-    def submit(self, jobs: list[tuple[CaseJob, TaskClassBundle]]) -> None:
+    def submit(self, jobs: Sequence[tuple[CaseJob, TaskClassBundle]]) -> None:
         """Submit the jobs: all at once, or one per worker thread under a cost cap."""
         with self._lock:
             for job, bundle in jobs:
@@ -614,7 +296,7 @@ class DaskRunner:
         self._in_flight += 1
         future.add_done_callback(lambda f, n=nodeid: self._finished(n, f))
 
-    def has(self, nodeid: str) -> bool:
+    def owns(self, nodeid: str) -> bool:
         return nodeid in self._pending
 
     # -- completion (runs on the client's thread) -----------------------------------------
@@ -666,9 +348,9 @@ class DaskRunner:
         pending.done.wait()
         job = pending.job
         if pending.cancelled or (pending.reply is not None and pending.reply.result is None):
-            return Outcome(None)
+            return Outcome(None, self._spent)
         if pending.error is not None:
-            return Outcome(
+            return self._outcome(
                 results.harness_failure(
                     job.task_class,
                     job.case_id,
@@ -691,13 +373,22 @@ class DaskRunner:
                 "crashed",
                 job.repeat,
             )
-            return Outcome(lost.model_copy(update={"executor_attempts": tuple(pending.lost)}))
+            return self._outcome(lost.model_copy(update={"executor_attempts": tuple(pending.lost)}))
         reply = pending.reply
         assert reply.result is not None
         result = reply.result
         done = ExecutorAttempt(worker=reply.worker, outcome="completed", cost_usd=result.cost_usd)
         result = result.model_copy(update={"executor_attempts": (*pending.lost, done)})
-        return Outcome(result, reply.diff)
+        return self._outcome(result, reply.diff)
+
+    @staticmethod
+    def _outcome(result: CaseResult, diff: str = "") -> Outcome:
+        # the worker's attempt kept nothing: its cost goes into the ledger when recorded
+        return Outcome(Attempt(result, diff, cost_recorded=False))
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
 
     @property
     def spent_usd(self) -> float:
@@ -716,59 +407,9 @@ class DaskRunner:
             self.cluster = None
 
 
-def job_for(
-    *,
-    nodeid: str,
-    loaded: LoadedTaskClass,
-    entry: CaseEntry,
-    sut: SutSpec,
-    sut_option: str | None,
-    policy: SutPolicy,
-    rubric_sandbox: str,
-    cassette_dir: Path | None,
-    cassette_digest: str,
-    run_scope: str,
-    repeat: int,
-    import_timeout_s: float,
-    stop_event: str,
-) -> CaseJob:
-    """A :class:`CaseJob` for one attempt of a loaded case."""
-    assert entry.case is not None
-    return CaseJob(
-        nodeid=nodeid,
-        task_class=loaded.name,
-        case_id=entry.case.case_id,
-        case=bundle_case(entry),
-        sut=sut,
-        sut_option=sut_option,
-        policy=policy,
-        rubric_sandbox=rubric_sandbox,
-        cassette_dir=cassette_dir,
-        cassette_digest=cassette_digest,
-        run_scope=run_scope,
-        repeat=repeat,
-        import_timeout_s=import_timeout_s,
-        stop_event=stop_event,
-    )
-
-
 __all__ = [
-    "CaseBundle",
-    "CaseJob",
     "DaskRunner",
-    "ExecutorRefused",
-    "ExecutorSpec",
-    "ExecutorUnavailable",
-    "Outcome",
-    "TaskClassBundle",
-    "WorkerReply",
-    "bundle_case",
-    "bundle_task_class",
-    "check_sut_network",
-    "job_for",
     "local_security",
-    "parse_executor",
     "remote_security",
-    "run_on_worker",
     "start_local_cluster",
 ]
