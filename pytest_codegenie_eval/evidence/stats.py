@@ -30,8 +30,10 @@ Two places deliberately differ from naive floating point:
   halves, rubric points) and within a rigorous rounding-error tolerance otherwise, never by
   raw float equality of two differently rounded means.
 * **Degenerate inputs** (n < 2, all scores equal, or any case where BCa is undefined, such as
-  an infinite ``z0``) fall back to the one-sided Wilson score lower bound on the pass rate, so
-  the result is never NaN and no warnings are emitted.
+  an infinite ``z0``) use the finite-sample bound alone, so the result is never NaN and no
+  warnings are emitted. (Scores outside [0, 1], which no rubric can report, have no
+  finite-sample bound here; for them alone the Wilson score bound on the pass rate is the
+  last resort.)
 
 Everything is deterministic: the generator is ``numpy.random.Generator(PCG64(seed))`` with a
 seed derived from the content-derived run id, and identical inputs give identical float bits
