@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 # prefixes a task class's own failure modes may not use
-RESERVED_PREFIXES: tuple[str, ...] = ("sut.", "rubric.", "canary.", "harness.")
+RESERVED_PREFIXES: tuple[str, ...] = ("sut.", "rubric.", "canary.", "harness.", "gateway.")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,20 @@ CATALOGUE: Mapping[str, HarnessCode] = MappingProxyType(
             cached=False,
         ),
         "harness.internal_error": HarnessCode("the harness itself failed while running the case"),
+        "gateway.upstream_error": HarnessCode(
+            "a model call failed upstream (connection, timeout or a 5xx after the gateway's "
+            "retries): infrastructure, not the agent",
+            cached=False,
+        ),
+        "gateway.cassette_miss": HarnessCode(
+            "--codegenie-model-gateway=replay: the agent made a model call its cassette does "
+            "not hold"
+        ),
+        "gateway.cost_cap_reached": HarnessCode(
+            "the run's metered spend passed --codegenie-max-cost-usd; the gateway refused the "
+            "agent's further model calls",
+            cached=False,
+        ),
     }
 )
 

@@ -25,3 +25,11 @@ IMPORT_TIMEOUT_S = 60.0
 
 # how rubrics are isolated (--codegenie-rubric-sandbox)
 RUBRIC_SANDBOXES = ("auto", "bwrap", "namespaces", "none")
+
+# the model gateway (--codegenie-model-gateway, --codegenie-upstream)
+GATEWAY_MODES: tuple[str, ...] = ("off", "live", "record", "replay")
+UPSTREAM_HELP = (
+    "NAME=URL: an upstream the gateway forwards /NAME/... to (repeatable); a NAME starting "
+    "with 'anthropic' speaks Anthropic Messages, any other an OpenAI-compatible API; "
+    "openai and anthropic are there by default"
+)

@@ -103,6 +103,26 @@ class ExecutorAttempt(_Wire):
     cost_usd: NonNegFloat | None = None
 
 
+class ModelUsage(_Wire):
+    """What the model gateway metered for one attempt: its model calls, tokens, latency and
+    cost (from the price table; ``unpriced_calls`` had usage the table does not price)."""
+
+    calls: Annotated[int, Field(ge=0)] = 0
+    input_tokens: Annotated[int, Field(ge=0)] = 0
+    output_tokens: Annotated[int, Field(ge=0)] = 0
+    cached_input_tokens: Annotated[int, Field(ge=0)] = 0
+    cost_usd: NonNegFloat = 0.0
+    unpriced_calls: Annotated[int, Field(ge=0)] = 0
+    upstream_errors: Annotated[int, Field(ge=0)] = 0
+    latency_p50_s: NonNegFloat = 0.0
+    latency_p95_s: NonNegFloat = 0.0
+    replayed: bool = False  # answered from a cassette (--codegenie-model-gateway=replay)
+    transcript_digest: str = ""  # BLAKE3 of the attempt's transcript in <state dir>/transcripts/
+
+
+CostSource = Literal["gateway", "sut-reported", "none"]
+
+
 class CaseResult(_Wire):
     """The harness's record of one case in one run (what JSONL case lines are made of)."""
 
@@ -141,6 +161,10 @@ class CaseResult(_Wire):
     cached_from: CachedFrom | None = None
     # under a Dask executor: each try of the case and the worker that ran it
     executor_attempts: tuple[ExecutorAttempt, ...] = ()
+    # where cost_usd comes from: the gateway's metering, the SUT's own report, or nothing
+    cost_source: CostSource = "sut-reported"
+    sut_reported_cost_usd: NonNegFloat | None = None  # what the SUT claimed, kept beside
+    model_usage: ModelUsage | None = None  # --codegenie-model-gateway: what it metered
 
     @property
     def block_failures(self) -> tuple[FailureMode, ...]:

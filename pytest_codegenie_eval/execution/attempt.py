@@ -13,9 +13,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_codegenie_eval import __version__
 from pytest_codegenie_eval.codes import NOT_CACHED
@@ -27,6 +30,7 @@ from pytest_codegenie_eval.execution.canary import (
     with_pinned_canary,
 )
 from pytest_codegenie_eval.execution.diff import unified_diff
+from pytest_codegenie_eval.execution.gateway.settings import GatewaySettings
 from pytest_codegenie_eval.execution.isolation.jailuser import hand_over
 from pytest_codegenie_eval.execution.rubric_runner import (
     ValidatedScore,
@@ -47,6 +51,7 @@ from pytest_codegenie_eval.models import (
     CachedFrom,
     CaseResult,
     FailureMode,
+    ModelUsage,
 )
 from pytest_codegenie_eval.process import (
     tail,
@@ -59,9 +64,13 @@ from pytest_codegenie_eval.store.cost_ledger import (
     invocation_tag,
     tag_invocation,
 )
-from pytest_codegenie_eval.store.statedir import diff_digest, store_diff
+from pytest_codegenie_eval.store.statedir import diff_digest, store_diff, store_transcript
 from pytest_codegenie_eval.taskclass.layout import TASK_MD
 from pytest_codegenie_eval.taskclass.loader import CaseEntry, LoadedTaskClass
+
+if TYPE_CHECKING:
+    from pytest_codegenie_eval.execution.gateway.access import GatewayAccess
+    from pytest_codegenie_eval.execution.gateway.server import AttemptLease
 
 HARNESS_VERSION = __version__
 _block = results.block
@@ -82,6 +91,8 @@ class RunSettings:
     sut_policy: SutPolicy = field(default_factory=SutPolicy)
     rubric_sandbox: str = "auto"
     diff_dir: Path | None = None  # where each run's diff is kept (<state dir>/diffs)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    transcript_dir: Path | None = None  # where model transcripts are kept
 
 
 def cache_key(
@@ -97,7 +108,11 @@ def cache_key(
         case_digest=entry.digest,
         sut_digest=sut.digest,
         rubric_digest=task_class.rubric_digest,
-        cassette_corpus_digest=settings.cassette_digest,
+        cassette_corpus_digest=(
+            f"{settings.gateway.mode}:{settings.cassette_digest}"
+            if settings.gateway.enabled
+            else settings.cassette_digest
+        ),
         harness_version=HARNESS_VERSION,
         cassette_canary_pin=entry.case.cassette_canary_pin,
         sut_policy=settings.sut_policy.describe(sut),
@@ -131,6 +146,7 @@ class Attempt:
     result: CaseResult
     diff: str = ""
     cost_recorded: bool = False
+    transcript: bytes = b""  # the model gateway's transcript of the attempt, when it ran
 
 
 def record_attempt(settings: RunSettings, key: str, attempt: Attempt) -> CaseResult:
@@ -143,6 +159,11 @@ def record_attempt(settings: RunSettings, key: str, attempt: Attempt) -> CaseRes
         kept = store_diff(settings.diff_dir, attempt.diff)
         if kept != result.diff_digest:
             result = result.model_copy(update={"diff_digest": kept})
+    usage = result.model_usage
+    if attempt.transcript and settings.transcript_dir is not None and usage is not None:
+        digest = store_transcript(settings.transcript_dir, attempt.transcript)
+        usage = usage.model_copy(update={"transcript_digest": digest})
+        result = result.model_copy(update={"model_usage": usage})
     if settings.ledger is not None and not attempt.cost_recorded:
         tag = invocation_tag(settings.run_scope, result.task_class, result.case_id)
         settings.ledger.record(Invocation(tag, result.task_class, result.case_id, result.cost_usd))
@@ -177,7 +198,10 @@ def attempt_case(
         ) as invocation:
             env = _contract_env(case, workspace, invocation.tag, settings, repeat)
             extra_ro = (settings.cassette_dir,) if settings.cassette_dir is not None else ()
-            with with_pinned_canary(case):
+            with (
+                with_pinned_canary(case),
+                _gateway(settings, task_class, case, repeat, run_dir, sut) as way,
+            ):
                 sut_run = run_sut(
                     sut,
                     case=case,
@@ -187,9 +211,14 @@ def attempt_case(
                     run_dir=run_dir,
                     extra_ro=extra_ro,
                     hook=hook,
+                    gateway=way[0] if way else None,
                 )
-            invocation.cost_usd = sut_run.cost_usd
+            metered = _metered(way[1]) if way else None
+            cost = metered[0].cost_usd if metered else sut_run.cost_usd
+            invocation.cost_usd = cost
         modes = _sut_failures(sut_run, case)
+        if metered is not None:
+            modes += metered[1]
         modes += tamper_failures(task_class, entry)
         if sut_run.workspace_overflow is None:  # never walk an oversized tree
             modes += escape_failures(run_dir, workspace)
@@ -240,7 +269,10 @@ def attempt_case(
             sut_digest=sut.digest,
             rubric_digest=task_class.rubric_digest,
             breakdown=verdict.breakdown,
-            cost_usd=sut_run.cost_usd,
+            cost_usd=cost,
+            cost_source="gateway" if metered else "sut-reported",
+            sut_reported_cost_usd=sut_run.cost_usd,
+            model_usage=metered[0] if metered else None,
             duration_s=time.monotonic() - started,
             sut_exit_code=sut_run.exit_code,
             sut_isolation=sut_run.isolation,
@@ -258,7 +290,43 @@ def attempt_case(
             shutil.rmtree(run_dir, ignore_errors=True)
         elif settings.kept_dir is not None:
             keep(run_dir, settings.kept_dir / task_class.name / kept_name(case.case_id, repeat))
-    return Attempt(result, diff, cost_recorded=settings.ledger is not None)
+    transcript = metered[2] if metered else b""
+    return Attempt(result, diff, cost_recorded=settings.ledger is not None, transcript=transcript)
+
+
+def _metered(lease: AttemptLease) -> tuple[ModelUsage, list[FailureMode], bytes]:
+    from pytest_codegenie_eval.execution.gateway.access import summarize
+
+    return summarize(lease)
+
+
+@contextmanager
+def _gateway(
+    settings: RunSettings,
+    task_class: LoadedTaskClass,
+    case: BenchCase,
+    repeat: int,
+    run_dir: Path,
+    sut: SutSpec,
+) -> Iterator[tuple[GatewayAccess, AttemptLease] | None]:
+    """The attempt's model gateway while its SUT runs (``None`` when the gateway is off)."""
+    if not settings.gateway.enabled or sut.kind == "noop":
+        yield None
+        return
+    from pytest_codegenie_eval.execution.gateway.access import attempt_gateway
+
+    ledger = settings.ledger
+    with attempt_gateway(
+        settings.gateway,
+        task_class=task_class.name,
+        case_id=case.case_id,
+        repeat=repeat,
+        run_dir=run_dir,
+        jailed=settings.sut_policy.isolation(sut) == "bwrap",
+        max_cost_usd=settings.max_cost_usd,
+        spent_elsewhere=ledger.total_usd if ledger is not None else None,
+    ) as way:
+        yield way
 
 
 def cached_result(settings: RunSettings, key: str, nodeid: str, repeat: int) -> CaseResult | None:

@@ -57,6 +57,7 @@ from pytest_codegenie_eval.process import (
 from pytest_codegenie_eval.taskclass.layout import CASES
 
 if TYPE_CHECKING:
+    from pytest_codegenie_eval.execution.gateway.access import GatewayAccess
     from pytest_codegenie_eval.models import BenchCase, Isolation
 
 SutKind = Literal["baseline", "noop", "command", "hook"]
@@ -549,6 +550,7 @@ def run_sut(
     run_dir: Path | None = None,
     extra_ro: tuple[Path, ...] = (),
     hook: HookRunner | None = None,
+    gateway: GatewayAccess | None = None,
 ) -> SutRun:
     """Run the SUT on the workspace under the case's timeout; never raises for its behaviour.
 
@@ -556,6 +558,9 @@ def run_sut(
     the allowlist and the variables ``policy`` names, and nothing else of the harness's
     environment; inside bubblewrap where the policy asks for it and the machine allows it,
     as the policy's jail user when the harness is root (the workspace is handed to it).
+    With ``gateway`` the SUT reaches models only through the attempt's gateway: its key
+    variables hold the attempt's token, its URL variables point at the gateway, and a jailed
+    SUT runs behind the forwarder that offers the gateway's socket inside the jail.
     """
     policy = policy or SutPolicy()
     isolation = policy.isolation(spec)
@@ -567,6 +572,8 @@ def run_sut(
             raise SutConfigError("hook SUT selected but no implementation is registered")
         run_dir = run_dir or workspace.parent
         hook_env = {**os.environ, **env, "TMPDIR": str(run_dir / "tmp")}
+        if gateway is not None:
+            hook_env.update(gateway.env())
         return _run_hook(hook, case=case, workspace=workspace, env=hook_env)
     run_dir = run_dir or workspace.parent
     argv = [
@@ -577,10 +584,14 @@ def run_sut(
     if isolation == "bwrap":
         status = bwrap_status(policy.jail_user)
         assert status.path is not None  # isolation() said it is usable
+        through = (gateway.bind_dir,) if gateway is not None else ()
         visible = ro_sources_that_exist(
-            [*python_prefixes(), *spec.mounts, *policy.ro_paths, *extra_ro]
+            [*python_prefixes(), *spec.mounts, *policy.ro_paths, *extra_ro, *through]
         )
         bins = [interpreter_bin(), *(m.parent for m in spec.mounts if m.is_file())]
+        if gateway is not None:
+            env = {**env, **gateway.key_env()}
+            argv = gateway.wrap(argv)
         jail_env = sut_environment(
             env,
             policy,
@@ -607,6 +618,8 @@ def run_sut(
         home, tmp = run_dir / "home", run_dir / "tmp"
         home.mkdir(exist_ok=True)
         tmp.mkdir(exist_ok=True)
+        if gateway is not None:
+            env = {**env, **gateway.env()}
         child_env = sut_environment(env, policy, home=str(home), tmpdir=str(tmp), path=None)
 
     watch = _Watch(workspace, policy.limits, jailed=isolation == "bwrap")

@@ -58,8 +58,9 @@ def prepare_workspace(task_class: LoadedTaskClass, entry: CaseEntry, run_dir: Pa
     return workspace
 
 
-# What an env-only SUT's run directory may hold besides the workspace.
-_RUN_DIR_ENTRIES = frozenset({"workspace", "tmp", "home"})
+GATEWAY_DIR = "gateway"  # the model gateway's socket and forwarder (read-only in the jail)
+# What a run directory may hold besides the workspace: an env-only SUT's tmp and home.
+_RUN_DIR_ENTRIES = frozenset({"workspace", "tmp", "home", GATEWAY_DIR})
 
 
 def escape_failures(run_dir: Path, workspace: Path) -> list[FailureMode]:

@@ -55,6 +55,7 @@ def submit_items(bench: BenchSession, items: Iterable[Any]) -> int:
             repeat=item.repeat,
             import_timeout_s=bench.settings.import_timeout_s,
             stop_event=runner.stop_event,
+            gateway=settings.gateway,
         )
         jobs.append((job, bundles[loaded.name]))
     runner.submit(jobs)

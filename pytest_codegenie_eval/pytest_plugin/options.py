@@ -17,10 +17,13 @@ if TYPE_CHECKING:
     # declaring the options imports only the defaults: the rest is needed once a bench runs
     from pytest_codegenie_eval.evidence.shards import Shard
     from pytest_codegenie_eval.execution.executors.spec import ExecutorSpec
+    from pytest_codegenie_eval.execution.gateway.settings import GatewayMode, GatewaySettings
     from pytest_codegenie_eval.execution.isolation.sandbox import NetworkMode, SandboxMode
     from pytest_codegenie_eval.execution.sut import SutPolicy
 
 DEFAULT_IMPORT_TIMEOUT_S = defaults.IMPORT_TIMEOUT_S
+GATEWAY_MODES = defaults.GATEWAY_MODES
+UPSTREAM_HELP = defaults.UPSTREAM_HELP
 
 GROUP = "codegenie-eval"
 RUBRIC_SANDBOXES = defaults.RUBRIC_SANDBOXES
@@ -90,6 +93,30 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="DIR",
         help="recorded model interactions the SUT replays (CODEGENIE_CASSETTE_DIR)",
+    )
+    group.addoption(
+        "--codegenie-model-gateway",
+        default=None,
+        choices=GATEWAY_MODES,
+        help="the agent reaches models only through the harness's gateway: live (forward, "
+        "meter, keep transcripts), record (live, and write cassettes to "
+        "--codegenie-cassettes), replay (answer from the cassettes, no upstream); off "
+        "(default) leaves the SUT's network as --codegenie-sut-network says (needs the "
+        "gateway extra)",
+    )
+    group.addoption(
+        "--codegenie-upstream",
+        action="append",
+        default=None,
+        metavar="NAME=URL",
+        help=UPSTREAM_HELP,
+    )
+    group.addoption(
+        "--codegenie-prices",
+        default=None,
+        metavar="PATH",
+        help="price table (YAML: per model, USD per million input/output/cached-input "
+        "tokens) that turns the gateway's metered tokens into each case's cost",
     )
     group.addoption(
         "--codegenie-jsonl",
@@ -285,6 +312,53 @@ def add_options(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini("codegenie_html", "results page directory, built at session end", default="")
+    parser.addini("codegenie_model_gateway", "off (default), live, record or replay", default="")
+    parser.addini("codegenie_upstream", "NAME=URL upstreams of the gateway", type="linelist")
+    parser.addini("codegenie_prices", "the gateway's price table (YAML)", default="")
+
+
+def _default_gateway() -> GatewaySettings:
+    from pytest_codegenie_eval.execution.gateway.settings import GatewaySettings
+
+    return GatewaySettings()
+
+
+def _gateway(
+    config: pytest.Config, root: Path, cassettes: Path | None, cap: float | None
+) -> GatewaySettings:
+    """The model gateway's settings, every value checked once."""
+    from pytest_codegenie_eval.execution.gateway.settings import (
+        GatewayConfigError,
+        GatewaySettings,
+        parse_upstream,
+        with_upstreams,
+    )
+
+    mode = _choice(config, "codegenie_model_gateway", GATEWAY_MODES, "off")
+    raw = list(config.getoption("codegenie_upstream") or config.getini("codegenie_upstream"))
+    try:
+        extra = tuple(parse_upstream(str(text)) for text in raw)
+    except GatewayConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    prices = _optional_path(root, config, "codegenie_prices")
+    if mode == "off":
+        return GatewaySettings(upstreams=with_upstreams(extra))
+    if mode in ("record", "replay") and cassettes is None:
+        raise pytest.UsageError(
+            f"--codegenie-model-gateway={mode} needs --codegenie-cassettes=DIR (where the "
+            "cassettes are written and read)"
+        )
+    if cap is not None and prices is None:
+        raise pytest.UsageError(
+            "--codegenie-max-cost-usd with --codegenie-model-gateway needs a price table "
+            "(--codegenie-prices=PATH): the cap counts metered cost, not what the agent claims"
+        )
+    return GatewaySettings(
+        mode=cast("GatewayMode", mode),
+        upstreams=with_upstreams(extra),
+        cassette_dir=cassettes,
+        prices_path=prices,
+    )
 
 
 def _default_policy() -> SutPolicy:
@@ -321,6 +395,7 @@ class Settings:
     shard: Shard | None = None
     html: Path | None = None  # --codegenie-html
     executor: ExecutorSpec | None = None  # None: local (in pytest or its xdist workers)
+    gateway: GatewaySettings = field(default_factory=lambda: _default_gateway())
 
     @property
     def executor_label(self) -> str:
@@ -432,6 +507,11 @@ def settings_from_config(config: pytest.Config) -> Settings:
     tiers = _path(root, config.getoption("codegenie_tiers") or config.getini("codegenie_tiers"))
     cassettes_raw = config.getoption("codegenie_cassettes")
     cassettes = _path(root, cassettes_raw).resolve() if cassettes_raw else None
+    recording = (
+        config.getoption("codegenie_model_gateway") or config.getini("codegenie_model_gateway")
+    ) == "record"
+    if cassettes is not None and recording:
+        cassettes.mkdir(parents=True, exist_ok=True)
     if cassettes is not None:
         if not cassettes.is_dir():
             raise pytest.UsageError(f"--codegenie-cassettes {cassettes} is not a directory")
@@ -484,6 +564,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         shard=_shard(config),
         html=_optional_path(root, config, "codegenie_html"),
         executor=_executor(config),
+        gateway=_gateway(config, root, cassettes, cap),
     )
 
 

@@ -237,9 +237,31 @@ def start_executor(bench: BenchSession) -> None:
         raise pytest.UsageError(str(exc)) from exc
 
 
+def check_gateway(bench: BenchSession) -> None:
+    """``--codegenie-model-gateway``: its library is installed and its price table reads,
+    before any agent runs."""
+    gateway = bench.settings.gateway
+    if not gateway.enabled:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("aiohttp") is None:
+        raise pytest.UsageError(
+            f"--codegenie-model-gateway={gateway.mode} needs aiohttp, which is not installed: "
+            "pip install 'pytest-codegenie-eval[gateway]'"
+        )
+    from pytest_codegenie_eval.execution.gateway.access import prices_of
+
+    try:
+        prices_of(gateway)
+    except (CodegenieEvalError, OSError) as exc:
+        raise pytest.UsageError(f"--codegenie-prices: {exc}") from None
+
+
 def run_all(bench: BenchSession) -> None:
     """Every preflight check that applies to this session."""
     check_state_dir(bench)
+    check_gateway(bench)
     check_jail_user_can_read(bench)
     check_html(bench)
     check_chain(bench)

@@ -90,6 +90,8 @@ class BenchSession:
             sut_policy=settings.sut_policy,
             rubric_sandbox=settings.rubric_sandbox,
             diff_dir=state.diffs,
+            gateway=settings.gateway,
+            transcript_dir=state.transcripts,
         )
 
         self.local = LocalExecutor(self.run_settings)

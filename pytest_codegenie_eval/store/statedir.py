@@ -33,6 +33,7 @@ RECOMMENDATIONS_DIR = "recommendations"
 LEDGER_DIR = "ledger"
 WORKSPACES_DIR = "workspaces"
 DIFFS_DIR = "diffs"
+TRANSCRIPTS_DIR = "transcripts"
 TMP_PREFIX = ".tmp-"
 
 
@@ -65,6 +66,10 @@ class StateDir:
     @property
     def diffs(self) -> Path:
         return self.root / DIFFS_DIR
+
+    @property
+    def transcripts(self) -> Path:
+        return self.root / TRANSCRIPTS_DIR
 
     def workspaces(self, run_scope: str) -> Path:
         """Where --codegenie-keep-workspaces moves each attempt's run directory."""
@@ -134,6 +139,37 @@ def store_diff(diffs_dir: Path, text: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data, durable=False)
     return digest
+
+
+def _transcript_path(directory: Path, digest: str) -> Path:
+    return directory / digest[:2] / f"{digest}.jsonl"
+
+
+def store_transcript(directory: Path, data: bytes) -> str:
+    """Keep an attempt's model transcript (JSON lines) under its BLAKE3 digest, as diffs
+    are kept, and return the digest."""
+    from pytest_codegenie_eval.hashing import blake3_hex
+
+    digest = blake3_hex(data)
+    path = _transcript_path(directory, digest)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, durable=False)
+    return digest
+
+
+def read_transcript(directory: Path, digest: str) -> bytes | None:
+    """The transcript recorded under ``digest``, or ``None`` when it is missing or its bytes
+    no longer match the digest."""
+    from pytest_codegenie_eval.hashing import blake3_hex
+
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return None
+    try:
+        data = _transcript_path(directory, digest).read_bytes()
+    except OSError:
+        return None
+    return data if blake3_hex(data) == digest else None
 
 
 def read_diff(diffs_dir: Path, digest: str) -> str | None:

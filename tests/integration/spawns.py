@@ -7,8 +7,7 @@ import pytest
 
 def count_spawns(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     from pytest_codegenie_eval import process
-    from pytest_codegenie_eval.execution import rubric_runner
-    from pytest_codegenie_eval.execution import sut
+    from pytest_codegenie_eval.execution import rubric_runner, sut
 
     spawned: list[list[str]] = []
     real = process.run_process

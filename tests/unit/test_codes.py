@@ -12,8 +12,8 @@ from pytest_codegenie_eval.codes import CATALOGUE, HARNESS_FAILURE_MODES, NOT_CA
 from pytest_codegenie_eval.codes import RESERVED_PREFIXES as PREFIXES
 
 PACKAGE = Path(pytest_codegenie_eval.__file__).parent
-CODE = re.compile(r"^(?:sut|rubric|harness|canary)\.[a-z_]+$")
-FILE_NAMES = (".py", ".json", ".toml", ".yaml", ".md")
+CODE = re.compile(r"^(?:sut|rubric|harness|canary|gateway)\.[a-z_]+$")
+FILE_NAMES = (".py", ".json", ".toml", ".yaml", ".md", ".sock")
 
 
 def written_codes() -> dict[str, set[str]]:

@@ -379,12 +379,12 @@ class DaskRunner:
         result = reply.result
         done = ExecutorAttempt(worker=reply.worker, outcome="completed", cost_usd=result.cost_usd)
         result = result.model_copy(update={"executor_attempts": (*pending.lost, done)})
-        return self._outcome(result, reply.diff)
+        return self._outcome(result, reply.diff, reply.transcript)
 
     @staticmethod
-    def _outcome(result: CaseResult, diff: str = "") -> Outcome:
+    def _outcome(result: CaseResult, diff: str = "", transcript: bytes = b"") -> Outcome:
         # the worker's attempt kept nothing: its cost goes into the ledger when recorded
-        return Outcome(Attempt(result, diff, cost_recorded=False))
+        return Outcome(Attempt(result, diff, cost_recorded=False, transcript=transcript))
 
     @property
     def label(self) -> str:

@@ -20,13 +20,14 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution import results
+from pytest_codegenie_eval.execution.gateway.settings import GatewaySettings
 from pytest_codegenie_eval.execution.sut import SutPolicy, SutSpec, resolve_sut
 from pytest_codegenie_eval.models import CaseResult
 from pytest_codegenie_eval.taskclass.digests import case_digest, case_files
@@ -100,6 +101,7 @@ class CaseJob:
     repeat: int
     import_timeout_s: float
     stop_event: str  # the cluster-wide "cost cap reached" event ("" without a cost cap)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)  # a gateway per worker
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class WorkerReply:
     result: CaseResult | None
     diff: str
     worker: str
+    transcript: bytes = b""  # the model gateway's transcript of the attempt
 
 
 def _worker_address() -> str:
@@ -241,9 +244,10 @@ def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
             cassette_digest=job.cassette_digest,
             sut_policy=job.policy,
             rubric_sandbox=job.rubric_sandbox,
+            gateway=job.gateway,
         )
         done = attempt_case(loaded, entry, sut, settings, nodeid=job.nodeid, repeat=job.repeat)
-        return WorkerReply(done.result, done.diff, worker)
+        return WorkerReply(done.result, done.diff, worker, done.transcript)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -263,6 +267,7 @@ def job_for(
     repeat: int,
     import_timeout_s: float,
     stop_event: str,
+    gateway: GatewaySettings | None = None,
 ) -> CaseJob:
     """A :class:`CaseJob` for one attempt of a loaded case."""
     assert entry.case is not None
@@ -281,6 +286,7 @@ def job_for(
         repeat=repeat,
         import_timeout_s=import_timeout_s,
         stop_event=stop_event,
+        gateway=gateway or GatewaySettings(),
     )
 
 

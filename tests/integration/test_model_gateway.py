@@ -1,0 +1,246 @@
+"""The model gateway end to end: agents in their jails reach a fake upstream on 127.0.0.1
+only through the harness's gateway, which holds the key, meters the cost, records and
+replays (offline: tests/fakes/llm_upstream.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import copy_stub, newest_report
+from tests.fakes.llm_upstream import FakeUpstream
+
+pytest.importorskip("aiohttp")
+
+REAL_KEY = "sk-real-key-that-must-stay-outside-0123456789"
+PRICES = "version: 1\nmodels:\n  gpt-4o-mini: {input: 1000.0, output: 2000.0}\n"
+
+# asks the model what the stub's question asks, writes the reply (stdlib only)
+AGENT = r"""
+import json, os, sys, urllib.request
+from pathlib import Path
+ws = Path(sys.argv[1])
+n = int((ws / "question.txt").read_text().split()[-1])
+calls = int(os.environ.get("CODEGENIE_CASE_ID") == "beta") + __CALLS__
+reply = ""
+for _ in range(calls):
+    body = json.dumps({"model": "gpt-4o-mini",
+                       "messages": [{"role": "user", "content": f"What is {n} plus one?"}]})
+    req = urllib.request.Request(os.environ["OPENAI_BASE_URL"] + "/chat/completions",
+                                 data=body.encode(), method="POST",
+                                 headers={"Content-Type": "application/json",
+                                 "Authorization": "Bearer " + os.environ["OPENAI_API_KEY"]})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            reply = json.load(resp)["choices"][0]["message"]["content"]
+    except urllib.error.HTTPError as exc:
+        print("HTTP", exc.code, exc.read().decode()[:300], file=sys.stderr)
+        sys.exit(1)
+(ws / "answer.txt").write_text(reply + "\n")
+(ws / ".codegenie").mkdir(exist_ok=True)
+(ws / ".codegenie" / "sut-result.json").write_text(json.dumps({"cost_usd": 0.0}))
+"""
+
+# looks everywhere it can for the real key: its environment, every process's environment
+# and command line it can read, and the files it can reach
+HUNTER = r"""
+import os, sys
+from pathlib import Path
+key = sys.argv[2][::-1].encode()  # given reversed, so no command line holds it
+found = []
+if any(key in v.encode() for v in os.environ.values()):
+    found.append("own environment")
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        for part in ("environ", "cmdline"):
+            try:
+                if key in Path(f"/proc/{pid}/{part}").read_bytes():
+                    found.append(f"/proc/{pid}/{part}")
+            except OSError:
+                pass
+for root in ("/tmp", "/home", "/run", "/etc", os.getcwd()):
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                if key in (Path(dirpath) / name).read_bytes():
+                    found.append(str(Path(dirpath) / name))
+            except OSError:
+                pass
+print("KEY FOUND IN: " + ", ".join(found) if found else "KEY NOT FOUND")
+"""
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream(key=REAL_KEY) as up:
+        yield up
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    copy_stub(pytester.path)
+    (pytester.path / "prices.yaml").write_text(PRICES)
+    monkeypatch.setenv("OPENAI_API_KEY", REAL_KEY)
+    return pytester.path
+
+
+def _agent(root: Path, calls: int = 1) -> str:
+    path = root / "agent.py"
+    path.write_text(AGENT.replace("__CALLS__", str(calls)))
+    return f"--codegenie-sut=python {path} {{workspace}}"
+
+
+def _run(pytester: pytest.Pytester, up: FakeUpstream, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_inprocess(
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:cacheprovider",
+        "--codegenie-bench=stub",
+        "--codegenie-no-cache",
+        f"--codegenie-upstream=openai={up.url}",
+        "--codegenie-prices=prices.yaml",
+        *args,
+    )
+
+
+def _cases(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["case_id"]: c for c in report["cases"]}
+
+
+def test_live_the_gateway_adds_the_key_and_meters_what_the_agent_spends(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream
+) -> None:
+    result = _run(pytester, upstream, _agent(project), "--codegenie-model-gateway=live")
+    result.assert_outcomes(passed=3)
+    cases = _cases(newest_report(project))
+    for case in cases.values():
+        usage = case["model_usage"]
+        assert case["cost_source"] == "gateway"
+        assert case["sut_reported_cost_usd"] == 0.0  # what the agent claimed
+        assert usage["calls"] == (2 if case["case_id"] == "beta" else 1)
+        assert usage["input_tokens"] > 0
+        assert usage["output_tokens"] > 0
+        expected = (usage["input_tokens"] * 1000.0 + usage["output_tokens"] * 2000.0) / 1e6
+        assert case["cost_usd"] == pytest.approx(expected)
+        assert len(usage["transcript_digest"]) == 64
+    # the upstream saw the real key, never the agent's placeholder
+    assert {r.headers["authorization"] for r in upstream.requests} == {f"Bearer {REAL_KEY}"}
+    transcript = next((project / ".codegenie" / "eval" / "transcripts").rglob("*.jsonl"))
+    line = json.loads(transcript.read_text().splitlines()[0])
+    assert line["status"] == 200
+    assert "plus one" in line["request"]
+
+
+def test_record_then_replay_with_the_upstream_down_gives_the_same_run(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream
+) -> None:
+    agent = _agent(project)
+    cassettes = project / "cassettes"
+    recorded = _run(
+        pytester,
+        upstream,
+        agent,
+        "--codegenie-model-gateway=record",
+        f"--codegenie-cassettes={cassettes}",
+    )
+    recorded.assert_outcomes(passed=3)
+    first = newest_report(project)
+    assert sorted(p.name for p in cassettes.rglob("*.json")) == ["attempt-1.json"] * 3
+    upstream.stop()
+    calls = len(upstream.requests)
+    replayed = _run(
+        pytester,
+        upstream,
+        agent,
+        "--codegenie-model-gateway=replay",
+        f"--codegenie-cassettes={cassettes}",
+    )
+    replayed.assert_outcomes(passed=3)
+    second = newest_report(project)
+    assert len(upstream.requests) == calls  # nothing reached the upstream
+    assert [c["score"] for c in second["cases"]] == [c["score"] for c in first["cases"]]
+    assert [c["cost_usd"] for c in second["cases"]] == [c["cost_usd"] for c in first["cases"]]
+    assert all(c["model_usage"]["replayed"] for c in second["cases"])
+
+
+def test_a_replay_without_a_recorded_answer_fails_typed(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream
+) -> None:
+    cassettes = project / "cassettes"
+    cassettes.mkdir()
+    result = _run(
+        pytester,
+        upstream,
+        _agent(project),
+        "--codegenie-model-gateway=replay",
+        f"--codegenie-cassettes={cassettes}",
+    )
+    result.assert_outcomes(failed=3)
+    for case in newest_report(project)["cases"]:
+        assert "gateway.cassette_miss" in [fm["code"] for fm in case["failure_modes"]]
+    assert upstream.requests == []
+
+
+def test_upstream_failures_are_infrastructure_not_the_agent(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream
+) -> None:
+    upstream.fail_next = 1000
+    result = _run(pytester, upstream, _agent(project), "--codegenie-model-gateway=live")
+    result.assert_outcomes(failed=3)
+    for case in newest_report(project)["cases"]:
+        codes = [fm["code"] for fm in case["failure_modes"]]
+        assert "gateway.upstream_error" in codes
+        assert case["model_usage"]["upstream_errors"] == 1
+
+
+def test_the_cost_cap_trips_between_model_calls_on_metered_cost(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream
+) -> None:
+    # each call costs 0.007 USD at these prices (5 words in, 1 out); the agent claims 0.0
+    # and makes 5 calls a case (beta 6): alpha spends 0.035; beta's third call starts at
+    # 0.049, under the cap, and is answered; its fourth is refused
+    result = _run(
+        pytester,
+        upstream,
+        _agent(project, calls=5),
+        "--codegenie-model-gateway=live",
+        "--codegenie-max-cost-usd=0.05",
+    )
+    assert result.ret != 0
+    report = newest_report(project)
+    cases = _cases(report)
+    assert cases["alpha"]["passed"]
+    assert cases["alpha"]["model_usage"]["calls"] == 5
+    beta = cases["beta"]
+    assert "gateway.cost_cap_reached" in [fm["code"] for fm in beta["failure_modes"]]
+    assert beta["model_usage"]["calls"] == 3  # the refused call is not a model call
+    spent = sum(c["cost_usd"] for c in report["cases"])
+    assert spent == pytest.approx(0.056)  # over the cap by at most the call in flight
+    assert cases["gamma"]["status"] == "skipped_cost_cap"
+    assert report["incomplete_reason"] == "cost_cap"
+
+
+@pytest.mark.parametrize("control", [False, True], ids=["gateway", "key-passed-in"])
+def test_a_hostile_agent_cannot_find_the_key(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream, control: bool
+) -> None:
+    hunter = project / "hunter.py"
+    hunter.write_text(HUNTER)
+    args = [f"--codegenie-sut=python {hunter} {{workspace}} {REAL_KEY[::-1]}"]
+    args.append(
+        "--codegenie-sut-env=OPENAI_API_KEY" if control else "--codegenie-model-gateway=live"
+    )
+    result = _run(pytester, upstream, "-k", "alpha", *args)
+    stdout = newest_report(project)["cases"][0]["stdout_tail"]
+    assert result.ret != 0  # the hunter answers nothing
+    if control:
+        assert "KEY FOUND IN: own environment" in stdout
+    else:
+        assert "KEY NOT FOUND" in stdout, stdout
+    assert os.environ["OPENAI_API_KEY"] == REAL_KEY
