@@ -7,7 +7,8 @@ Messages, on 127.0.0.1 with an ephemeral port, served by aiohttp in a background
         up.requests[-1].body    # what the last request sent
         up.stop()               # idempotent; afterwards connections are refused
 
-Replies are deterministic from the request: "What is N plus one?" is answered with N+1,
+Replies are deterministic from the request: "What is N plus one?" (or "what is one more
+than N", the stub bench's question) is answered with N+1,
 anything else with "echo: <last user message>". Token counts are word counts: the words of
 every input message (and system prompt) in, the words of the reply out.
 """
@@ -28,7 +29,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 _CREATED = 1_700_000_000  # a fixed timestamp keeps whole responses deterministic
-_PLUS_ONE = re.compile(r"what is (-?\d+) plus one\?", re.IGNORECASE)
+# "What is N plus one?", or the stub bench's own question "what is one more than N"
+_PLUS_ONE = re.compile(r"what is (?:(-?\d+) plus one\?|one more than (-?\d+))", re.IGNORECASE)
 _BODY = web.RequestKey("body", dict[str, Any])  # the validated JSON body, for the handlers
 
 
@@ -63,7 +65,7 @@ def _reply(body: dict[str, Any]) -> tuple[str, int, int]:
     user = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
     last = user[-1].strip() if user else ""
     match = _PLUS_ONE.search(last)
-    reply = str(int(match.group(1)) + 1) if match else f"echo: {last}"
+    reply = str(int(match.group(1) or match.group(2)) + 1) if match else f"echo: {last}"
     inputs = [_text(m.get("content")) for m in messages]
     inputs += [_text(body.get("system")), _text(body.get("instructions"))]
     return reply, sum(len(t.split()) for t in inputs), len(reply.split())

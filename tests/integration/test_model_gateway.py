@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _agent(root: Path, calls: int = 1) -> str:
     path = root / "agent.py"
     path.write_text(AGENT.replace("__CALLS__", str(calls)))
-    return f"--codegenie-sut=python {path} {{workspace}}"
+    return f"--codegenie-sut={sys.executable} {path} {{workspace}}"
 
 
 def _run(pytester: pytest.Pytester, up: FakeUpstream, *args: str) -> pytest.RunResult:
@@ -244,3 +245,114 @@ def test_a_hostile_agent_cannot_find_the_key(
     else:
         assert "KEY NOT FOUND" in stdout, stdout
     assert os.environ["OPENAI_API_KEY"] == REAL_KEY
+
+
+AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
+
+
+@pytest.mark.parametrize(
+    ("agent", "provider", "stream", "sandbox"),
+    [
+        ("stdlib_agent", "openai", "1", "bwrap"),
+        ("stdlib_agent", "anthropic", "0", "bwrap"),
+        ("stdlib_agent", "anthropic", "1", "bwrap"),
+        ("sdk_agent", "openai", "1", "bwrap"),
+        ("sdk_agent", "openai", "0", "none"),
+        ("stdlib_agent", "anthropic", "1", "none"),
+    ],
+)
+def test_unmodified_agents_reach_their_provider_through_the_gateway(
+    pytester: pytest.Pytester,
+    project: Path,
+    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+    agent: str,
+    provider: str,
+    stream: str,
+    sandbox: str,
+) -> None:
+    if agent == "sdk_agent":
+        pytest.importorskip("openai")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", REAL_KEY)
+    monkeypatch.setenv("AGENT_PROVIDER", provider)
+    monkeypatch.setenv("AGENT_STREAM", stream)
+    prices = "version: 1\nmodels:\n  gpt-4o-mini: {input: 1.0, output: 2.0}\n"
+    prices += "  claude-sonnet-4-5: {input: 3.0, output: 15.0}\n"
+    (project / "prices.yaml").write_text(prices)
+    result = _run(
+        pytester,
+        upstream,
+        f"--codegenie-sut={sys.executable} {AGENTS / (agent + '.py')} {{workspace}}",
+        f"--codegenie-upstream=anthropic={upstream.url}",
+        "--codegenie-model-gateway=live",
+        f"--codegenie-sut-sandbox={sandbox}",
+        "--codegenie-sut-env=AGENT_PROVIDER",
+        "--codegenie-sut-env=AGENT_STREAM",
+    )
+    result.assert_outcomes(passed=3)
+    report = newest_report(project)
+    for case in report["cases"]:
+        usage = case["model_usage"]
+        assert usage["calls"] == 1
+        assert usage["input_tokens"] > 0, usage  # metered from the stream's usage too
+        assert usage["output_tokens"] == 1
+        assert usage["unpriced_calls"] == 0
+        assert case["cost_usd"] > 0
+        assert case["sut_isolation"] == ("bwrap" if sandbox == "bwrap" else "env-only")
+    header = "x-api-key" if provider == "anthropic" else "authorization"
+    seen = {r.headers[header] for r in upstream.requests}
+    assert seen == ({REAL_KEY} if provider == "anthropic" else {f"Bearer {REAL_KEY}"})
+
+
+def test_an_unjailed_agent_without_the_attempts_token_is_refused(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream
+) -> None:
+    # a process on the host that found the gateway's port cannot use it without the token
+    thief = project / "thief.py"
+    thief.write_text(
+        AGENT.replace("__CALLS__", "1").replace(
+            'os.environ["OPENAI_API_KEY"]', '"codegenie-attempt-guess"'
+        )
+    )
+    result = _run(
+        pytester,
+        upstream,
+        f"--codegenie-sut={sys.executable} {thief} {{workspace}}",
+        "--codegenie-model-gateway=live",
+        "--codegenie-sut-sandbox=none",
+        "-k",
+        "alpha",
+    )
+    result.assert_outcomes(failed=1)
+    case = newest_report(project)["cases"][0]
+    assert "HTTP 401" in case["stderr_tail"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("mode", ["-n2", "dask"])
+def test_each_worker_runs_its_own_gateway(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream, mode: str
+) -> None:
+    if mode == "dask":
+        pytest.importorskip("distributed")
+    fan_out = ["-n", "2"] if mode == "-n2" else ["--codegenie-executor=dask-local:2"]
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        *fan_out,
+        "--codegenie-bench=stub",
+        "--codegenie-no-cache",
+        f"--codegenie-upstream=openai={upstream.url}",
+        "--codegenie-prices=prices.yaml",
+        _agent(project),
+        "--codegenie-model-gateway=live",
+        timeout=180,
+    )
+    result.assert_outcomes(passed=3)
+    report = newest_report(project)
+    assert all(c["cost_source"] == "gateway" for c in report["cases"])
+    assert sum(c["model_usage"]["calls"] for c in report["cases"]) == 4
+    assert report["total_cost_usd"] > 0
+    digests = [c["model_usage"]["transcript_digest"] for c in report["cases"]]
+    stored = project / ".codegenie" / "eval" / "transcripts"
+    assert all((stored / d[:2] / f"{d}.jsonl").is_file() for d in digests)
