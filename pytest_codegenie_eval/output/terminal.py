@@ -72,6 +72,34 @@ def _cached_cost(r: BenchRunReport) -> str:
     )
 
 
+def gateway_line(r: BenchRunReport) -> str | None:
+    """What the model gateway metered over the run's cases, or ``None`` without it."""
+    metered = [c for c in r.cases if c.model_usage is not None]
+    if not metered:
+        return None
+    usages = [c.model_usage for c in metered if c.model_usage is not None]
+    calls = sum(u.calls for u in usages)
+    claimed = sum(c.sut_reported_cost_usd or 0.0 for c in metered)
+    worst_p95 = max(u.latency_p95_s for u in usages)
+    line = (
+        f"model gateway: {calls} call(s) in {len(metered)} attempt(s), "
+        f"{sum(u.input_tokens for u in usages)} input / "
+        f"{sum(u.output_tokens for u in usages)} output tokens "
+        f"({sum(u.cached_input_tokens for u in usages)} cached), metered cost "
+        f"{sum(u.cost_usd for u in usages):.4f} USD (the SUT claimed {claimed:.4f}), "
+        f"slowest attempt p95 latency {worst_p95:.3f} s"
+    )
+    errors = sum(u.upstream_errors for u in usages)
+    unpriced = sum(u.unpriced_calls for u in usages)
+    if errors:
+        line += f", {errors} upstream error(s) (gateway.upstream_error: not the agent's)"
+    if unpriced:
+        line += f", {unpriced} call(s) of models the price table does not price (cost 0)"
+    if all(u.replayed for u in usages):
+        line += "; replayed from cassettes, no upstream contacted"
+    return line
+
+
 def _repeat_line(r: BenchRunReport) -> str:
     def shown(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
@@ -136,6 +164,9 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
         lines.append(f"  sut: {r.sut}  run id: {r.run_id}")
         if r.repeats > 1:
             lines.append("  " + _repeat_line(r))
+        metered = gateway_line(r)
+        if metered is not None:
+            lines.append("  " + metered)
         if r.sut_isolation:
             how = [f"network {r.sut_network}"]
             if r.jail_uid:

@@ -119,6 +119,7 @@ def test_live_the_gateway_adds_the_key_and_meters_what_the_agent_spends(
 ) -> None:
     result = _run(pytester, upstream, _agent(project), "--codegenie-model-gateway=live")
     result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*model gateway: 4 call(s) in 3 attempt(s)*metered cost*"])
     cases = _cases(newest_report(project))
     for case in cases.values():
         usage = case["model_usage"]
@@ -163,6 +164,7 @@ def test_record_then_replay_with_the_upstream_down_gives_the_same_run(
         f"--codegenie-cassettes={cassettes}",
     )
     replayed.assert_outcomes(passed=3)
+    replayed.stdout.fnmatch_lines(["*model gateway:*replayed from cassettes*"])
     second = newest_report(project)
     assert len(upstream.requests) == calls  # nothing reached the upstream
     assert [c["score"] for c in second["cases"]] == [c["score"] for c in first["cases"]]
