@@ -80,6 +80,10 @@ CATALOGUE: Mapping[str, HarnessCode] = MappingProxyType(
             "--codegenie-model-gateway=replay: the agent made a model call its cassette does "
             "not hold"
         ),
+        "gateway.limit_reached": HarnessCode(
+            "the attempt reached --codegenie-gateway-max-calls or --codegenie-gateway-max-tokens; "
+            "the gateway refused its further model calls"
+        ),
         "gateway.cost_cap_reached": HarnessCode(
             "the run's metered spend passed --codegenie-max-cost-usd; the gateway refused the "
             "agent's further model calls",

@@ -119,6 +119,20 @@ def add_options(parser: pytest.Parser) -> None:
         "tokens) that turns the gateway's metered tokens into each case's cost",
     )
     group.addoption(
+        "--codegenie-gateway-max-calls",
+        default=None,
+        metavar="N",
+        help="most model calls one attempt may make through the gateway; further calls are "
+        "refused (HTTP 429) and the case fails with gateway.limit_reached",
+    )
+    group.addoption(
+        "--codegenie-gateway-max-tokens",
+        default=None,
+        metavar="N",
+        help="most tokens (input and output) one attempt may use through the gateway; "
+        "further calls are refused (HTTP 429) and the case fails with gateway.limit_reached",
+    )
+    group.addoption(
         "--codegenie-jsonl",
         default=None,
         metavar="PATH",
@@ -315,6 +329,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("codegenie_model_gateway", "off (default), live, record or replay", default="")
     parser.addini("codegenie_upstream", "NAME=URL upstreams of the gateway", type="linelist")
     parser.addini("codegenie_prices", "the gateway's price table (YAML)", default="")
+    parser.addini("codegenie_gateway_max_calls", "model calls per attempt", default="")
+    parser.addini("codegenie_gateway_max_tokens", "model tokens per attempt", default="")
 
 
 def _default_gateway() -> GatewaySettings:
@@ -324,7 +340,11 @@ def _default_gateway() -> GatewaySettings:
 
 
 def _gateway(
-    config: pytest.Config, root: Path, cassettes: Path | None, cap: float | None
+    config: pytest.Config,
+    root: Path,
+    cassettes: Path | None,
+    cap: float | None,
+    env_names: tuple[str, ...],
 ) -> GatewaySettings:
     """The model gateway's settings, every value checked once."""
     from pytest_codegenie_eval.execution.gateway.settings import (
@@ -343,6 +363,23 @@ def _gateway(
     prices = _optional_path(root, config, "codegenie_prices")
     if mode == "off":
         return GatewaySettings(upstreams=with_upstreams(extra))
+    upstreams = with_upstreams(extra)
+    keys = sorted({u.key_env for u in upstreams} & set(env_names))
+    if keys:
+        raise pytest.UsageError(
+            f"--codegenie-sut-env={keys[0]} with --codegenie-model-gateway={mode}: the gateway "
+            "keeps the key outside the sandbox and adds it to each model call itself; passing "
+            "it to the agent would only expose it (drop --codegenie-sut-env for it)"
+        )
+    limits = {}
+    for name in ("codegenie_gateway_max_calls", "codegenie_gateway_max_tokens"):
+        raw_limit = config.getoption(name) or config.getini(name)
+        if raw_limit in (None, ""):
+            continue
+        if not str(raw_limit).isdigit() or int(raw_limit) < 1:
+            flag = "--" + name.replace("_", "-")
+            raise pytest.UsageError(f"{flag} must be a positive whole number, got {raw_limit!r}")
+        limits[name.removeprefix("codegenie_gateway_")] = int(raw_limit)
     if mode in ("record", "replay") and cassettes is None:
         raise pytest.UsageError(
             f"--codegenie-model-gateway={mode} needs --codegenie-cassettes=DIR (where the "
@@ -355,9 +392,10 @@ def _gateway(
         )
     return GatewaySettings(
         mode=cast("GatewayMode", mode),
-        upstreams=with_upstreams(extra),
+        upstreams=upstreams,
         cassette_dir=cassettes,
         prices_path=prices,
+        **limits,
     )
 
 
@@ -564,7 +602,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         shard=_shard(config),
         html=_optional_path(root, config, "codegenie_html"),
         executor=_executor(config),
-        gateway=_gateway(config, root, cassettes, cap),
+        gateway=_gateway(config, root, cassettes, cap, policy.env_names),
     )
 
 

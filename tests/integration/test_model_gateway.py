@@ -358,3 +358,70 @@ def test_each_worker_runs_its_own_gateway(
     digests = [c["model_usage"]["transcript_digest"] for c in report["cases"]]
     stored = project / ".codegenie" / "eval" / "transcripts"
     assert all((stored / d[:2] / f"{d}.jsonl").is_file() for d in digests)
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected_calls"),
+    [("--codegenie-gateway-max-calls=2", 2), ("--codegenie-gateway-max-tokens=10", 2)],
+)
+def test_a_runaway_agent_is_stopped_by_the_attempts_limits(
+    pytester: pytest.Pytester,
+    project: Path,
+    upstream: FakeUpstream,
+    limit: str,
+    expected_calls: int,
+) -> None:
+    # 6 tokens a call (5 in, 1 out): the third call passes either limit
+    result = _run(
+        pytester,
+        upstream,
+        _agent(project, calls=5),
+        "--codegenie-model-gateway=live",
+        limit,
+        "-k",
+        "alpha",
+    )
+    result.assert_outcomes(failed=1)
+    case = newest_report(project)["cases"][0]
+    assert "gateway.limit_reached" in [fm["code"] for fm in case["failure_modes"]]
+    assert case["model_usage"]["calls"] == expected_calls
+    assert len(upstream.requests) == expected_calls
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--codegenie-model-gateway=live", "--codegenie-sut-env=OPENAI_API_KEY"],
+            "*--codegenie-sut-env=OPENAI_API_KEY with --codegenie-model-gateway=live*",
+        ),
+        (["--codegenie-model-gateway=record"], "*needs --codegenie-cassettes=DIR*"),
+        (
+            ["--codegenie-model-gateway=live", "--codegenie-max-cost-usd=1", "--codegenie-prices="],
+            "*needs a price table*",
+        ),
+        (
+            ["--codegenie-model-gateway=live", "--codegenie-prices=bad.yaml"],
+            "*--codegenie-prices: *bad.yaml: models.m.input*",
+        ),
+        (
+            ["--codegenie-model-gateway=live", "--codegenie-gateway-max-calls=0"],
+            "*--codegenie-gateway-max-calls must be a positive whole number*",
+        ),
+        (["--codegenie-upstream=no-equals-sign"], "*expected NAME=URL*"),
+    ],
+)
+def test_gateway_usage_errors_stop_the_run_before_any_agent_starts(
+    pytester: pytest.Pytester,
+    project: Path,
+    upstream: FakeUpstream,
+    args: list[str],
+    message: str,
+) -> None:
+    (project / "bad.yaml").write_text('version: 1\nmodels:\n  m: {input: "cheap", output: 1.0}\n')
+    result = pytester.runpytest_inprocess(
+        "-p", "no:xdist", "--codegenie-bench=stub", _agent(project), *args
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert upstream.requests == []

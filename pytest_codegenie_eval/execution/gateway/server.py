@@ -127,6 +127,26 @@ class AttemptLease:
         if all(existing != (code, detail) for existing in self.failures):
             self.failures.append((code, detail))
 
+    def limit_reached(self) -> str | None:
+        """Why the attempt may make no further call (its own limits), or ``None``."""
+        settings = self.settings
+        if settings.max_calls is not None and len(self.exchanges) >= settings.max_calls:
+            return (
+                f"the attempt made {len(self.exchanges)} model calls, the most "
+                f"--codegenie-gateway-max-calls allows"
+            )
+        used = sum(
+            e.usage.input_tokens + e.usage.cached_input_tokens + e.usage.output_tokens
+            for e in self.exchanges
+            if e.usage is not None
+        )
+        if settings.max_tokens is not None and used >= settings.max_tokens:
+            return (
+                f"the attempt used {used} tokens, at least the {settings.max_tokens} "
+                "--codegenie-gateway-max-tokens allows"
+            )
+        return None
+
     def cap_reached(self) -> str | None:
         if self.max_cost_usd is None:
             return None
@@ -251,6 +271,10 @@ class Gateway:
         if refused is not None:
             lease.fail("gateway.cost_cap_reached", refused)
             return _error(429, "codegenie_cost_cap", refused)
+        limited = lease.limit_reached()
+        if limited is not None:
+            lease.fail("gateway.limit_reached", limited)
+            return _error(429, "codegenie_attempt_limit", limited)
         started = time.monotonic()
         if lease.settings.mode == "replay":
             return self._replay(lease, upstream, request.method, path, body, started)

@@ -83,6 +83,8 @@ class GatewaySettings:
     prices_path: Path | None = None
     timeout_s: float = 300.0
     retries: int = 2  # further tries of an upstream call that failed for infrastructure
+    max_calls: int | None = None  # per attempt (--codegenie-gateway-max-calls)
+    max_tokens: int | None = None  # per attempt, input and output together
 
     @property
     def enabled(self) -> bool:
