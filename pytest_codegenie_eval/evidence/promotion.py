@@ -143,6 +143,22 @@ class PromotionGate:
                     weak.append(f"{case.case_id} ({case.sut_isolation or 'unrecorded'})")
         return sorted(set(weak))
 
+    def _unmetered(self, reports: Sequence[BenchRunReport], tier: str) -> list[str]:
+        """``case_id`` of every scored case in the window without gateway-metered cost and
+        a transcript, when *tier* requires them."""
+        if not self._config.metering_required(tier):
+            return []
+        short: list[str] = []
+        for report in reports:
+            if not report.cases and report.n:
+                short.append(f"run {report.run_id[:16]} (cases not listed)")
+            for case in report.cases:
+                usage = case.model_usage
+                metered = case.cost_source == "gateway" and usage is not None
+                if case.status == "scored" and not (metered and usage and usage.transcript_digest):
+                    short.append(case.case_id)
+        return sorted(set(short))
+
     def evaluate(
         self,
         *,
@@ -210,6 +226,18 @@ class PromotionGate:
             shown = ", ".join(weak[:_NAMED_CASES])
             more = f" and {len(weak) - _NAMED_CASES} more" if len(weak) > _NAMED_CASES else ""
             reasons.append(f"SUT isolation below {required} required for {tier}: {shown}{more}")
+        unmetered = self._unmetered(reports, tier)
+        if unmetered:
+            shown = ", ".join(unmetered[:_NAMED_CASES])
+            more = (
+                f" and {len(unmetered) - _NAMED_CASES} more"
+                if len(unmetered) > _NAMED_CASES
+                else ""
+            )
+            reasons.append(
+                f"{tier} requires cost metered by the model gateway and a kept transcript "
+                f"(requires_metered_cost); cases without: {shown}{more}"
+            )
 
         next_step = None
         if newest is not None and newest.lower_bound_95 < threshold:

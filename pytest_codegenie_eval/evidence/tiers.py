@@ -135,6 +135,12 @@ def _isolation(value: object) -> object:
     return value
 
 
+def _tier_list(value: object) -> object:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _fail("must be a list of tier names, got {got}", got=repr(value))
+    return value
+
+
 def _required_isolation(value: object) -> object:
     if isinstance(value, Mapping):
         return value  # each entry is checked against the thresholds in _across_fields
@@ -175,6 +181,11 @@ class TierConfig(BaseModel):
     required_sut_isolation: Annotated[
         str | dict[str, Any], BeforeValidator(_required_isolation)
     ] = DEFAULT_SUT_ISOLATION
+    # tiers whose evidence must have been measured through the model gateway: every scored
+    # case with metered cost and a kept transcript
+    requires_metered_cost: Annotated[list[str], BeforeValidator(_tier_list)] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="after")
     def _across_fields(self) -> TierConfig:
@@ -201,6 +212,9 @@ class TierConfig(BaseModel):
                     f"unknown tier {tier!r} (use one of the tiers in thresholds: "
                     f"{', '.join(ordered)}, or {_NO_TIER})",
                 )
+        for index, tier in enumerate(self.requires_metered_cost):
+            if tier not in thresholds:
+                raise fail(f"requires_metered_cost[{index}]", f"tier {tier!r} has no threshold")
         if isinstance(self.required_sut_isolation, Mapping):
             for tier, value in self.required_sut_isolation.items():
                 key = f"required_sut_isolation.{tier}"
@@ -241,6 +255,10 @@ class TierConfig(BaseModel):
             return False  # unrecorded (older reports) or unknown: never evidence
         needed = SUT_ISOLATIONS.index(self.required_isolation(tier))
         return SUT_ISOLATIONS.index(isolation) <= needed
+
+    def metering_required(self, tier: str) -> bool:
+        """Whether *tier*'s evidence must be metered by the model gateway."""
+        return tier in self.requires_metered_cost
 
     def current_tier(self, task_class: str) -> str | None:
         """The tier a human has granted *task_class*, or ``None``."""

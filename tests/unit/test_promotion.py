@@ -26,6 +26,7 @@ from pytest_codegenie_eval.models import (
     CaseResult,
     FailureMode,
     IsolationClass,
+    ModelUsage,
     PromotionVerdict,
 )
 from pytest_codegenie_eval.registry import TaskClass
@@ -621,3 +622,40 @@ def test_a_report_handed_to_the_gate_as_the_evidence_must_be_complete() -> None:
     assert isinstance(err.value, CodegenieEvalError)
     # judging a recorded window names the same report in the reasons instead
     assert not evaluate([partial]).evidence_sufficient
+
+
+# --- metered cost ---------------------------------------------------------------------------
+
+
+def _metered(*ids: int, transcript: bool = True) -> tuple[CaseResult, ...]:
+    usage = ModelUsage(calls=1, cost_usd=0.01, transcript_digest="d" * 64 if transcript else "")
+    return tuple(
+        case(i).model_copy(update={"cost_source": "gateway", "model_usage": usage}) for i in ids
+    )
+
+
+def test_a_tier_may_require_metered_cost_and_names_the_cases_without_it() -> None:
+    strict = PromotionGate(CONFIG.model_copy(update={"requires_metered_cost": ["bronze"]}))
+    cases = (*_metered(0, 1), *_metered(2, transcript=False), case(3))
+    verdict = strict.evaluate(
+        task_class=TASK, tier="bronze", reports=[report(cases=cases)], chain_verified=True
+    )
+    assert verdict.evidence_sufficient is False
+    assert verdict.reasons == (
+        "bronze requires cost metered by the model gateway and a kept transcript "
+        "(requires_metered_cost); cases without: case-002, case-003",
+    )
+    # the same evidence, fully metered, suffices; and a tier that does not ask is not asked
+    metered = strict.evaluate(
+        task_class=TASK,
+        tier="bronze",
+        reports=[report(cases=_metered(0, 1, 2, 3))],
+        chain_verified=True,
+    )
+    assert metered.evidence_sufficient is True
+    assert evaluate([report(cases=cases)]).evidence_sufficient is True
+
+
+def test_requires_metered_cost_names_only_configured_tiers() -> None:
+    with pytest.raises(ValueError, match=r"requires_metered_cost\[0\].*'platinum'"):
+        TierConfig.model_validate({**CONFIG.model_dump(), "requires_metered_cost": ["platinum"]})
