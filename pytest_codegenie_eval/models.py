@@ -117,6 +117,9 @@ class ModelUsage(_Wire):
     latency_p50_s: NonNegFloat = 0.0
     latency_p95_s: NonNegFloat = 0.0
     replayed: bool = False  # answered from a cassette (--codegenie-model-gateway=replay)
+    # HTTPS tunnels the agent asked for (--codegenie-sut-egress): host:port of each
+    egress_allowed: tuple[str, ...] = ()
+    egress_refused: tuple[str, ...] = ()
     transcript_digest: str = ""  # BLAKE3 of the attempt's transcript in <state dir>/transcripts/
 
 

@@ -119,6 +119,15 @@ def add_options(parser: pytest.Parser) -> None:
         "tokens) that turns the gateway's metered tokens into each case's cost",
     )
     group.addoption(
+        "--codegenie-sut-egress",
+        action="append",
+        default=None,
+        metavar="HOST[:PORT]",
+        help="a host (port 443 unless given) the sandboxed agent may reach through the "
+        "model gateway as its HTTPS proxy (repeatable); every other host is refused and "
+        "recorded",
+    )
+    group.addoption(
         "--codegenie-gateway-max-calls",
         default=None,
         metavar="N",
@@ -330,6 +339,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("codegenie_upstream", "NAME=URL upstreams of the gateway", type="linelist")
     parser.addini("codegenie_prices", "the gateway's price table (YAML)", default="")
     parser.addini("codegenie_gateway_max_calls", "model calls per attempt", default="")
+    parser.addini("codegenie_sut_egress", "HOST[:PORT] the agent may reach", type="linelist")
     parser.addini("codegenie_gateway_max_tokens", "model tokens per attempt", default="")
 
 
@@ -361,7 +371,19 @@ def _gateway(
     except GatewayConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     prices = _optional_path(root, config, "codegenie_prices")
+    from pytest_codegenie_eval.execution.gateway.egress import parse_egress
+
+    raw_egress = config.getoption("codegenie_sut_egress") or config.getini("codegenie_sut_egress")
+    try:
+        egress = tuple(parse_egress(str(text)) for text in raw_egress)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if mode == "off":
+        if egress:
+            raise pytest.UsageError(
+                "--codegenie-sut-egress needs --codegenie-model-gateway: the allowed hosts are "
+                "reached through the gateway"
+            )
         return GatewaySettings(upstreams=with_upstreams(extra))
     upstreams = with_upstreams(extra)
     keys = sorted({u.key_env for u in upstreams} & set(env_names))
@@ -395,7 +417,9 @@ def _gateway(
         upstreams=upstreams,
         cassette_dir=cassettes,
         prices_path=prices,
-        **limits,
+        max_calls=limits.get("max_calls"),
+        max_tokens=limits.get("max_tokens"),
+        egress=egress,
     )
 
 

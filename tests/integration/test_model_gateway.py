@@ -4,6 +4,7 @@ replays (offline: tests/fakes/llm_upstream.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -169,6 +170,7 @@ def test_record_then_replay_with_the_upstream_down_gives_the_same_run(
     assert len(upstream.requests) == calls  # nothing reached the upstream
     assert [c["score"] for c in second["cases"]] == [c["score"] for c in first["cases"]]
     assert [c["cost_usd"] for c in second["cases"]] == [c["cost_usd"] for c in first["cases"]]
+    assert second["run_id"] == first["run_id"]
     assert all(c["model_usage"]["replayed"] for c in second["cases"])
 
 
@@ -335,8 +337,10 @@ def test_an_unjailed_agent_without_the_attempts_token_is_refused(
 def test_each_worker_runs_its_own_gateway(
     pytester: pytest.Pytester, project: Path, upstream: FakeUpstream, mode: str
 ) -> None:
-    if mode == "dask":
-        pytest.importorskip("distributed")
+    if mode == "dask" and importlib.util.find_spec("distributed") is None:
+        # not importorskip: importing distributed here would leave this process unable to
+        # load the plugin in the in-process pytester runs of the tests after this one
+        pytest.skip("distributed is not installed")
     fan_out = ["-n", "2"] if mode == "-n2" else ["--codegenie-executor=dask-local:2"]
     result = pytester.runpytest_subprocess(
         "-p",
@@ -425,3 +429,71 @@ def test_gateway_usage_errors_stop_the_run_before_any_agent_starts(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert upstream.requests == []
+
+
+# opens HTTPS-style tunnels through its proxy variable, as pip or npm would
+TUNNELER = r"""
+import os, socket, sys
+from urllib.parse import urlsplit
+proxy = urlsplit(os.environ["HTTPS_PROXY"])
+for target in sys.argv[2:]:
+    s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    status = s.recv(4096).split(b"\r\n", 1)[0].decode()
+    echoed = ""
+    if " 200 " in status:
+        s.sendall(b"ping\n")
+        echoed = s.recv(100).decode().strip()
+    print(f"{target} -> {status} {echoed}")
+    s.close()
+"""
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    import socketserver
+    import threading
+
+    class Echo(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(b"echo " + self.rfile.readline())
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield int(server.server_address[1])
+        server.shutdown()
+
+
+def test_a_jailed_agent_reaches_only_the_allowed_hosts_through_the_gateway(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream, echo_server: int
+) -> None:
+    tunneler = project / "tunneler.py"
+    tunneler.write_text(TUNNELER)
+    allowed = f"127.0.0.1:{echo_server}"
+    result = _run(
+        pytester,
+        upstream,
+        f"--codegenie-sut={sys.executable} {tunneler} {{workspace}} {allowed} pypi.org:443",
+        "--codegenie-model-gateway=live",
+        f"--codegenie-sut-egress={allowed}",
+        "-k",
+        "alpha",
+    )
+    result.assert_outcomes(failed=1)  # the tunneler answers no question
+    case = newest_report(project)["cases"][0]
+    assert f"{allowed} -> HTTP/1.1 200 Connection established echo ping" in case["stdout_tail"]
+    assert "pypi.org:443 -> HTTP/1.1 403" in case["stdout_tail"]
+    assert case["model_usage"]["egress_allowed"] == [allowed]
+    assert case["model_usage"]["egress_refused"] == ["pypi.org:443"]
+    assert case["sut_network"] == "none"
+
+
+def test_egress_without_the_gateway_is_a_usage_error(
+    pytester: pytest.Pytester, project: Path
+) -> None:
+    result = pytester.runpytest_inprocess(
+        "-p", "no:xdist", "--codegenie-bench=stub", "--codegenie-sut-egress=pypi.org"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--codegenie-sut-egress needs --codegenie-model-gateway*"])

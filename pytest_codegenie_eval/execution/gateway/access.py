@@ -64,6 +64,19 @@ class GatewayAccess:
             env[f"CODEGENIE_UPSTREAM_{upstream.name.upper().replace('-', '_')}_URL"] = url
         return env
 
+    def proxy_env(self, base: str) -> dict[str, str]:
+        """A jailed agent's proxy variables: HTTPS through the gateway (a CONNECT tunnel to
+        the hosts of --codegenie-sut-egress, a logged 403 for any other), the gateway itself
+        reached directly."""
+        return {
+            "HTTPS_PROXY": base,
+            "https_proxy": base,
+            "HTTP_PROXY": base,
+            "http_proxy": base,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+
     def key_env(self) -> dict[str, str]:
         """Every upstream's key variable, holding the attempt's token: SDKs start, and the
         real keys never enter the SUT's environment."""
@@ -85,7 +98,8 @@ class GatewayAccess:
         assert self.socket_path is not None
         forwarder = self.bind_dir / FORWARDER.name
         exports: list[str] = []
-        for name, value in self.url_env("http://127.0.0.1:{port}").items():
+        base = "http://127.0.0.1:{port}"
+        for name, value in {**self.url_env(base), **self.proxy_env(base)}.items():
             exports += ["--env", f"{name}={value}"]
         return [
             sys.executable,
@@ -220,6 +234,8 @@ def summarize(lease: AttemptLease) -> tuple[ModelUsage, list[FailureMode], bytes
         latency_p50_s=round(_quantile(latencies, 0.5), 6),
         latency_p95_s=round(_quantile(latencies, 0.95), 6),
         replayed=lease.settings.mode == "replay",
+        egress_allowed=tuple(host for host, allowed in lease.egress if allowed),
+        egress_refused=tuple(host for host, allowed in lease.egress if not allowed),
     )
     modes = [results.block(code, detail) for code, detail in lease.failures]
     return usage, modes, transcript(exchanges)

@@ -38,6 +38,7 @@ from typing import Any
 from aiohttp import ClientError, ClientResponse, ClientSession, ClientTimeout, web
 
 from pytest_codegenie_eval.execution.gateway.cassette import Player, RecordedExchange
+from pytest_codegenie_eval.execution.gateway.egress import Dispatch
 from pytest_codegenie_eval.execution.gateway.metering import (
     PriceTable,
     Usage,
@@ -113,7 +114,12 @@ class AttemptLease:
     port: int | None = None
     exchanges: list[Exchange] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (code, detail)
+    egress: list[tuple[str, bool]] = field(default_factory=list)  # (host:port, allowed)
     runner: web.AppRunner | None = None
+    server: asyncio.AbstractServer | None = None
+
+    def egress_seen(self, authority: str, allowed: bool) -> None:
+        self.egress.append((authority, allowed))
 
     @property
     def metered_cost_usd(self) -> float:
@@ -224,8 +230,14 @@ class Gateway:
         return lease
 
     def close(self, lease: AttemptLease) -> None:
+        self._call(self._close(lease))
+
+    async def _close(self, lease: AttemptLease) -> None:
+        if lease.server is not None:
+            lease.server.close()
+            lease.server = None
         if lease.runner is not None:
-            self._call(lease.runner.cleanup())
+            await lease.runner.cleanup()
             lease.runner = None
 
     async def _open(self, lease: AttemptLease) -> None:
@@ -234,18 +246,23 @@ class Gateway:
         app.router.add_route("*", "/{name}/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
+        lease.runner = runner
+        http = runner.server
+        assert http is not None
+
+        def connection() -> Dispatch:
+            # a CONNECT tunnel (the egress allowlist) or HTTP for the app above
+            # an unjailed SUT shares the host's network: it needs no tunnel, and the port
+            # must not be one for other local processes
+            allowed = lease.settings.egress if lease.socket_path is not None else ()
+            return Dispatch(http, allowed, lease.egress_seen)
+
         if lease.socket_path is not None:
-            site: web.BaseSite = web.UnixSite(runner, str(lease.socket_path))
-            await site.start()
+            lease.server = await self.loop.create_unix_server(connection, str(lease.socket_path))
             os.chmod(lease.socket_path, 0o666)  # the jail's user connects to it
         else:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            server = site._server  # the bound port is only known here
-            assert server is not None
-            sockets: Any = getattr(server, "sockets", None)
-            lease.port = int(sockets[0].getsockname()[1])
-        lease.runner = runner
+            lease.server = await self.loop.create_server(connection, "127.0.0.1", 0)
+            lease.port = int(lease.server.sockets[0].getsockname()[1])
 
     def _client(self) -> ClientSession:
         if self._session is None or self._session.closed:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.execution.gateway.egress import Egress
 
 GatewayMode = Literal["off", "live", "record", "replay"]
 GATEWAY_MODES = defaults.GATEWAY_MODES
@@ -85,6 +86,7 @@ class GatewaySettings:
     retries: int = 2  # further tries of an upstream call that failed for infrastructure
     max_calls: int | None = None  # per attempt (--codegenie-gateway-max-calls)
     max_tokens: int | None = None  # per attempt, input and output together
+    egress: tuple[Egress, ...] = ()  # hosts a jailed agent may reach through the gateway
 
     @property
     def enabled(self) -> bool:
