@@ -97,3 +97,5 @@ HARNESS_FAILURE_MODES: Mapping[str, str] = MappingProxyType(
     {code: entry.meaning for code, entry in CATALOGUE.items()}
 )
 NOT_CACHED: frozenset[str] = frozenset(c for c, entry in CATALOGUE.items() if not entry.cached)
+# failures of the infrastructure, not of the agent: a run with one is not complete evidence
+INFRASTRUCTURE: frozenset[str] = frozenset({"gateway.upstream_error"})

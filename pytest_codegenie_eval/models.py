@@ -271,7 +271,10 @@ class BenchRunReport(_Wire):
     sut_memory_limit: str = ""  # "cgroup", "per-process" or "mixed"
     complete: bool = True
     # "shard": one part of a --codegenie-shard run; `codegenie-eval merge` makes the whole
-    incomplete_reason: Literal["cost_cap", "subset", "shard"] | None = None
+    # "infrastructure": some model calls failed upstream (gateway.upstream_error), so the
+    # agent was not measured on every case
+    incomplete_reason: Literal["cost_cap", "subset", "shard", "infrastructure"] | None = None
+    infrastructure_failures: int = 0  # attempts with a failure of the infrastructure
     cases_total: int = 0
     n: int = 0
     passed_count: int = 0

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Literal
 
+from pytest_codegenie_eval.codes import INFRASTRUCTURE
 from pytest_codegenie_eval.evidence.shards import shard_case_ids
 from pytest_codegenie_eval.evidence.stats import Welford, lower_bound_95, seed_from_run_id
 from pytest_codegenie_eval.hashing import blake3_hex
@@ -138,6 +139,9 @@ def build_report(
     With ``shard`` (``--codegenie-shard=I/N``) the report is one part of a run: whole when
     every case of its shard ran (``incomplete_reason`` "shard", for ``codegenie-eval merge``
     to join), a subset or cost-capped otherwise.
+
+    A run in which some attempt's model calls failed upstream (``gateway.upstream_error``)
+    did not measure the agent on every case: ``incomplete_reason`` "infrastructure".
     """
     ordered = sorted(results, key=lambda r: (r.case_id, r.repeat))
     scored = [r for r in ordered if r.status != "skipped_cost_cap"]
@@ -151,13 +155,18 @@ def build_report(
     attempts_per_case: dict[str, int] = {}
     for r in ordered:
         attempts_per_case[r.case_id] = attempts_per_case.get(r.case_id, 0) + 1
-    reason: Literal["cost_cap", "subset", "shard"] | None = None
+    infrastructure = sum(
+        1 for r in scored if any(fm.code in INFRASTRUCTURE for fm in r.failure_modes)
+    )
+    reason: Literal["cost_cap", "subset", "shard", "infrastructure"] | None = None
     if skipped:
         reason = "cost_cap"
     elif len(attempts_per_case) < wanted or any(
         count < repeats for count in attempts_per_case.values()
     ):
         reason = "subset"
+    elif infrastructure:
+        reason = "infrastructure"
     elif shard is not None:
         reason = "shard"
     complete = reason is None
@@ -191,6 +200,7 @@ def build_report(
             "sut_memory_limit": _single({r.sut_memory_limit for r in scored if r.sut_memory_limit}),
             "complete": complete,
             "incomplete_reason": reason,
+            "infrastructure_failures": infrastructure,
             "cases_total": total,
             "n": len(case_means),
             "passed_count": sum(passed_flags),

@@ -34,6 +34,10 @@ REASON_NO_REPORTS = "no run reports in evidence window"
 REASON_CHAIN = "audit chain does not verify"
 REASON_INCOMPLETE = "report incomplete (cost cap)"
 REASON_SUBSET = "report incomplete (subset of cases selected)"
+REASON_INFRASTRUCTURE = (
+    "report incomplete (model calls failed upstream, gateway.upstream_error: the "
+    "infrastructure, not the agent; run it again)"
+)
 REASON_SHARD = "report is one shard of a run (join the shards with codegenie-eval merge)"
 REASON_MIXED_ISOLATION = "mixed isolation classes in evidence window"
 _NAMED_CASES = 10  # how many short-falling cases a reason names before "and N more"
@@ -213,6 +217,8 @@ class PromotionGate:
             why = {r.incomplete_reason for r in incomplete}
             if "cost_cap" in why:
                 reasons.append(REASON_INCOMPLETE)
+            elif "infrastructure" in why:
+                reasons.append(REASON_INFRASTRUCTURE)
             else:
                 reasons.append(REASON_SHARD if why == {"shard"} else REASON_SUBSET)
         isolation_classes = tuple(sorted({report.isolation_class for report in reports}))

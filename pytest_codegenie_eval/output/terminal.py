@@ -141,6 +141,8 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
             state = f"shard {r.shard.label} of {r.cases_total} cases"
         elif r.incomplete_reason == "cost_cap":
             state = f"PARTIAL ({r.skipped_count} skipped: cost cap)"
+        elif r.incomplete_reason == "infrastructure":
+            state = f"PARTIAL ({r.infrastructure_failures} attempt(s) failed upstream)"
         else:
             ran = len({c.case_id for c in r.cases})
             state = f"PARTIAL (subset: {ran} of {r.cases_total} cases ran)"
@@ -150,7 +152,11 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
                 "alone; join the shards with `codegenie-eval merge`"
             )
         if not r.complete and r.incomplete_reason != "shard":
-            why = "the cost cap" if r.incomplete_reason == "cost_cap" else "a subset of cases"
+            why = {
+                "cost_cap": "the cost cap",
+                "infrastructure": "model calls failed upstream (gateway.upstream_error), not "
+                "the agent; run it again",
+            }.get(r.incomplete_reason or "", "a subset of cases")
             lines.append(
                 f"PARTIAL RUN of {r.task_class}: {why}; not complete evidence for any tier"
             )

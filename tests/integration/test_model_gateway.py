@@ -198,7 +198,12 @@ def test_upstream_failures_are_infrastructure_not_the_agent(
     upstream.fail_next = 1000
     result = _run(pytester, upstream, _agent(project), "--codegenie-model-gateway=live")
     result.assert_outcomes(failed=3)
-    for case in newest_report(project)["cases"]:
+    result.stdout.fnmatch_lines(["*PARTIAL RUN of stub: model calls failed upstream*"])
+    report = newest_report(project)
+    assert report["incomplete_reason"] == "infrastructure"
+    assert report["infrastructure_failures"] == 3
+    assert report["run_id"].startswith("partial:")  # never evidence for a tier
+    for case in report["cases"]:
         codes = [fm["code"] for fm in case["failure_modes"]]
         assert "gateway.upstream_error" in codes
         assert case["model_usage"]["upstream_errors"] == 1

@@ -659,3 +659,16 @@ def test_a_tier_may_require_metered_cost_and_names_the_cases_without_it() -> Non
 def test_requires_metered_cost_names_only_configured_tiers() -> None:
     with pytest.raises(ValueError, match=r"requires_metered_cost\[0\].*'platinum'"):
         TierConfig.model_validate({**CONFIG.model_dump(), "requires_metered_cost": ["platinum"]})
+
+
+def test_a_run_with_upstream_failures_is_not_evidence_and_says_why() -> None:
+    hit = report().model_copy(
+        update={
+            "complete": False,
+            "incomplete_reason": "infrastructure",
+            "infrastructure_failures": 2,
+        }
+    )
+    verdict = evaluate([hit])
+    assert verdict.evidence_sufficient is False
+    assert any("failed upstream" in reason for reason in verdict.reasons)
