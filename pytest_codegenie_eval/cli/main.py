@@ -136,6 +136,17 @@ def _parser() -> argparse.ArgumentParser:
         help="non-inferiority: exit 0 only when the 95%% lower bound on B - A exceeds -M",
     )
     cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    tr = sub.add_parser(
+        "transcripts",
+        help="print the model gateway's transcripts of a run as JSON lines",
+        description="RUN is a report file, a recorded run id (8+ hex digits) or "
+        "latest:TASK_CLASS[:SUT]. One JSON line per model call, with the case id and attempt "
+        "added. Exit 1 when a transcript the report names is missing or no longer matches "
+        "its digest.",
+    )
+    tr.add_argument("run", metavar="RUN")
+    tr.add_argument("--case", default=None, metavar="CASE_ID", help="only this case")
+    tr.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
     plan = sub.add_parser(
         "plan",
         help="how many cases clear a tier's threshold at a given pass rate",
@@ -332,6 +343,43 @@ def cmd_digests(args: argparse.Namespace) -> int:
         return EXIT_DIGEST_MISMATCH if stale else EXIT_OK
     sys.stdout.write(render_digests(current))
     return EXIT_OK
+
+
+def cmd_transcripts(args: argparse.Namespace) -> int:
+    import json
+
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.store.reports import resolve
+    from pytest_codegenie_eval.store.statedir import StateDir, read_transcript
+
+    state_dir = Path(args.state_dir)
+    try:
+        report = resolve(args.run, state_dir)
+    except CodegenieEvalError as exc:
+        print(f"codegenie-eval transcripts: {exc}", file=sys.stderr)
+        return EXIT_GENERIC
+    directory = StateDir(state_dir).transcripts
+    problems = 0
+    for case in report.cases:
+        usage = case.model_usage
+        if (args.case and case.case_id != args.case) or usage is None:
+            continue
+        if not usage.transcript_digest:
+            continue
+        data = read_transcript(directory, usage.transcript_digest)
+        if data is None:
+            problems += 1
+            print(
+                f"codegenie-eval transcripts: {case.case_id} attempt {case.repeat}: transcript "
+                f"{usage.transcript_digest} is missing or altered",
+                file=sys.stderr,
+            )
+            continue
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            call = json.loads(line)
+            call.update(case_id=case.case_id, repeat=case.repeat, task_class=case.task_class)
+            print(json.dumps(call, sort_keys=True, ensure_ascii=False))
+    return EXIT_GENERIC if problems else EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -547,6 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "digests": cmd_digests,
         "repair": cmd_repair,
         "compare": cmd_compare,
+        "transcripts": cmd_transcripts,
         "plan": cmd_plan,
         "init": cmd_init,
         "merge": cmd_merge,

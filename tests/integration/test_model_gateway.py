@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import copy_stub, newest_report
+from tests.conftest import copy_stub, newest_report, run_cli
 from tests.fakes.llm_upstream import FakeUpstream
 
 pytest.importorskip("aiohttp")
@@ -134,10 +134,17 @@ def test_live_the_gateway_adds_the_key_and_meters_what_the_agent_spends(
         assert len(usage["transcript_digest"]) == 64
     # the upstream saw the real key, never the agent's placeholder
     assert {r.headers["authorization"] for r in upstream.requests} == {f"Bearer {REAL_KEY}"}
-    transcript = next((project / ".codegenie" / "eval" / "transcripts").rglob("*.jsonl"))
-    line = json.loads(transcript.read_text().splitlines()[0])
-    assert line["status"] == 200
-    assert "plus one" in line["request"]
+    exported = run_cli(project, "transcripts", "latest:stub")
+    assert exported.returncode == 0, exported.stderr
+    calls = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert sorted(c["case_id"] for c in calls) == ["alpha", "beta", "beta", "gamma"]
+    assert all(c["status"] == 200 and "plus one" in c["request"] for c in calls)
+    # a transcript changed after it was recorded is refused, never exported as recorded
+    stored = next((project / ".codegenie" / "eval" / "transcripts").rglob("*.jsonl"))
+    stored.write_text(stored.read_text().replace("plus one", "minus one"))
+    altered = run_cli(project, "transcripts", "latest:stub")
+    assert altered.returncode == 1
+    assert "is missing or altered" in altered.stderr
 
 
 def test_record_then_replay_with_the_upstream_down_gives_the_same_run(
