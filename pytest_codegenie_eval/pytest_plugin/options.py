@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     # declaring the options imports only the defaults: the rest is needed once a bench runs
     from pytest_codegenie_eval.evidence.shards import Shard
     from pytest_codegenie_eval.execution.executors.spec import ExecutorSpec
+    from pytest_codegenie_eval.execution.gateway.metering import PriceTable
     from pytest_codegenie_eval.execution.gateway.settings import GatewayMode, GatewaySettings
     from pytest_codegenie_eval.execution.isolation.sandbox import NetworkMode, SandboxMode
     from pytest_codegenie_eval.execution.sut import SutPolicy
@@ -416,11 +417,23 @@ def _gateway(
         mode=cast("GatewayMode", mode),
         upstreams=upstreams,
         cassette_dir=cassettes,
-        prices_path=prices,
+        prices=_price_table(prices),
         max_calls=limits.get("max_calls"),
         max_tokens=limits.get("max_tokens"),
         egress=egress,
     )
+
+
+def _price_table(path: Path | None) -> PriceTable | None:
+    if path is None:
+        return None
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.execution.gateway.metering import load_price_table
+
+    try:
+        return load_price_table(path)
+    except CodegenieEvalError as exc:
+        raise pytest.UsageError(f"--codegenie-prices: {exc}") from None
 
 
 def _default_policy() -> SutPolicy:

@@ -509,3 +509,25 @@ def test_egress_without_the_gateway_is_a_usage_error(
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--codegenie-sut-egress needs --codegenie-model-gateway*"])
+
+
+def test_a_deep_temporary_directory_still_gets_a_socket_the_jail_can_reach(
+    pytester: pytest.Pytester,
+    project: Path,
+    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    import tempfile
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # every run directory lands here
+    result = _run(
+        pytester, upstream, _agent(project), "--codegenie-model-gateway=live", "-k", "alpha"
+    )
+    result.assert_outcomes(passed=1)
+    assert newest_report(project)["cases"][0]["model_usage"]["calls"] == 1
+    assert not list(Path("/tmp").glob("cg-gw-*")) or all(
+        p.stat().st_mtime < deep.stat().st_mtime for p in Path("/tmp").glob("cg-gw-*")
+    )  # the short socket directory is removed with the attempt

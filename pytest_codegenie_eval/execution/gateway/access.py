@@ -12,12 +12,12 @@ failure modes and its transcript.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import secrets
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +31,6 @@ from pytest_codegenie_eval.execution.gateway.cassette import (
     read_cassette,
     write_cassette,
 )
-from pytest_codegenie_eval.execution.gateway.metering import PriceTable, load_price_table
 from pytest_codegenie_eval.execution.gateway.server import AttemptLease, Exchange, Gateway
 from pytest_codegenie_eval.execution.gateway.settings import GatewaySettings, Upstream
 from pytest_codegenie_eval.execution.workspace import GATEWAY_DIR
@@ -41,6 +40,7 @@ FORWARDER = Path(__file__).with_name("jail_forwarder.py")
 SOCKET_DIR = GATEWAY_DIR
 SOCKET_NAME = "gateway.sock"
 TOKEN_PREFIX = "codegenie-attempt-"
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes with its NUL; leave room
 
 
 @dataclass(frozen=True)
@@ -115,18 +115,6 @@ class GatewayAccess:
         ]
 
 
-@functools.lru_cache(maxsize=8)
-def _prices(path: Path, _mtime_ns: int) -> PriceTable:
-    return load_price_table(path)
-
-
-def prices_of(settings: GatewaySettings) -> PriceTable | None:
-    """The session's price table (read once per file version); raises its typed error."""
-    if settings.prices_path is None:
-        return None
-    return _prices(settings.prices_path, settings.prices_path.stat().st_mtime_ns)
-
-
 @contextmanager
 def attempt_gateway(
     settings: GatewaySettings,
@@ -143,7 +131,7 @@ def attempt_gateway(
     lease = AttemptLease(
         settings=settings,
         token=TOKEN_PREFIX + secrets.token_hex(16),
-        prices=prices_of(settings),
+        prices=settings.prices,
         max_cost_usd=max_cost_usd,
         spent_elsewhere=spent_elsewhere,
     )
@@ -158,9 +146,14 @@ def attempt_gateway(
         except CassetteInvalid as exc:
             lease.player = Player([])
             lease.fail("gateway.cassette_miss", f"unusable cassette: {exc}")
+    spare: Path | None = None
     if jailed:
         directory = run_dir / SOCKET_DIR
+        if len(str(directory / SOCKET_NAME)) > MAX_SOCKET_PATH:
+            # a Unix socket's path has at most 107 bytes: a deep TMPDIR gets a short one
+            spare = directory = Path(tempfile.mkdtemp(prefix="cg-gw-", dir="/tmp"))
         directory.mkdir(mode=0o755, exist_ok=True)
+        directory.chmod(0o755)  # the jail's user (a root harness's) passes through it
         shutil.copyfile(FORWARDER, directory / FORWARDER.name)
         lease.socket_path = directory / SOCKET_NAME
     gateway = Gateway.shared()
@@ -170,6 +163,8 @@ def attempt_gateway(
         yield access, lease
     finally:
         gateway.close(lease)
+        if spare is not None:
+            shutil.rmtree(spare, ignore_errors=True)
         if settings.mode == "record" and cassette is not None:
             write_cassette(
                 cassette,
@@ -245,7 +240,6 @@ __all__ = [
     "FORWARDER",
     "GatewayAccess",
     "attempt_gateway",
-    "prices_of",
     "summarize",
     "transcript",
 ]

@@ -13,6 +13,7 @@ from typing import Literal
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution.gateway.egress import Egress
+from pytest_codegenie_eval.execution.gateway.metering import PriceTable
 
 GatewayMode = Literal["off", "live", "record", "replay"]
 GATEWAY_MODES = defaults.GATEWAY_MODES
@@ -81,7 +82,7 @@ class GatewaySettings:
     mode: GatewayMode = "off"
     upstreams: tuple[Upstream, ...] = DEFAULT_UPSTREAMS
     cassette_dir: Path | None = None
-    prices_path: Path | None = None
+    prices: PriceTable | None = None  # read once by the controller; travels to workers
     timeout_s: float = 300.0
     retries: int = 2  # further tries of an upstream call that failed for infrastructure
     max_calls: int | None = None  # per attempt (--codegenie-gateway-max-calls)
