@@ -84,6 +84,10 @@ CATALOGUE: Mapping[str, HarnessCode] = MappingProxyType(
             "the attempt reached --codegenie-gateway-max-calls or --codegenie-gateway-max-tokens; "
             "the gateway refused its further model calls"
         ),
+        "gateway.unpriced_model": HarnessCode(
+            "under a cost cap, the agent called a model the price table does not price; the "
+            "gateway refused the call"
+        ),
         "gateway.cost_cap_reached": HarnessCode(
             "the run's metered spend passed --codegenie-max-cost-usd; the gateway refused the "
             "agent's further model calls",

@@ -531,3 +531,25 @@ def test_a_deep_temporary_directory_still_gets_a_socket_the_jail_can_reach(
     assert not list(Path("/tmp").glob("cg-gw-*")) or all(
         p.stat().st_mtime < deep.stat().st_mtime for p in Path("/tmp").glob("cg-gw-*")
     )  # the short socket directory is removed with the attempt
+
+
+def test_under_a_cap_a_model_without_a_price_is_refused_not_free(
+    pytester: pytest.Pytester, project: Path, upstream: FakeUpstream
+) -> None:
+    (project / "prices.yaml").write_text(
+        "version: 1\nmodels:\n  other-model: {input: 1, output: 1}\n"
+    )
+    result = _run(
+        pytester,
+        upstream,
+        _agent(project),
+        "--codegenie-model-gateway=live",
+        "--codegenie-max-cost-usd=10",
+        "-k",
+        "alpha",
+    )
+    result.assert_outcomes(failed=1)
+    case = newest_report(project)["cases"][0]
+    assert "gateway.unpriced_model" in [fm["code"] for fm in case["failure_modes"]]
+    assert "HTTP 403" in case["stderr_tail"]
+    assert upstream.requests == []

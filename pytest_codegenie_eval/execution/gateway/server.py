@@ -153,6 +153,18 @@ class AttemptLease:
             )
         return None
 
+    def unpriced(self, model: str) -> str | None:
+        """Why a call of ``model`` is refused: under a cost cap every call must be priced,
+        or an agent could spend freely on a model the price table does not name."""
+        if self.max_cost_usd is None or self.prices is None or not model:
+            return None
+        if self.prices.price_for(model) is not None:
+            return None
+        return (
+            f"model {model!r} has no price in the price table (--codegenie-prices), and a "
+            "cost cap is set: its calls would go uncounted"
+        )
+
     def cap_reached(self) -> str | None:
         if self.max_cost_usd is None:
             return None
@@ -292,6 +304,10 @@ class Gateway:
         if limited is not None:
             lease.fail("gateway.limit_reached", limited)
             return _error(429, "codegenie_attempt_limit", limited)
+        unpriced = lease.unpriced(_model_of(body))
+        if unpriced is not None:
+            lease.fail("gateway.unpriced_model", unpriced)
+            return _error(403, "codegenie_unpriced_model", unpriced)
         started = time.monotonic()
         if lease.settings.mode == "replay":
             return self._replay(lease, upstream, request.method, path, body, started)
