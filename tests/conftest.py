@@ -60,11 +60,22 @@ def run_stub(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pyt
 
 
 def newest_report(root: Path) -> dict[str, Any]:
-    """The newest run report under ``root``'s default state directory."""
-    reports = sorted((root / ".codegenie" / "eval" / "runs").glob("*.json"))
+    """The newest run report under ``root``'s default state directory: the one the audit
+    chain's last record names (file names sort by second only, and two runs of one second
+    with one run id differ in a suffix that sorts before the plain name)."""
+    state = root / ".codegenie" / "eval"
+    chain = state / "audit.jsonl"
+    if chain.is_file():
+        lines = [line for line in chain.read_text().splitlines() if line.strip()]
+        runs = [json.loads(line) for line in lines]
+        runs = [r for r in runs if r.get("kind") != "repair"]
+        if runs:
+            report: dict[str, Any] = json.loads((state / runs[-1]["report_path"]).read_text())
+            return report
+    reports = sorted((state / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
     assert reports, f"no run report under {root}"
-    report: dict[str, Any] = json.loads(reports[-1].read_text())
-    return report
+    unrecorded: dict[str, Any] = json.loads(reports[-1].read_text())
+    return unrecorded
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ failure modes and its transcript.
 from __future__ import annotations
 
 import json
-import math
 import secrets
 import shutil
 import sys
@@ -31,6 +30,7 @@ from pytest_codegenie_eval.execution.gateway.cassette import (
     read_cassette,
     write_cassette,
 )
+from pytest_codegenie_eval.execution.gateway.latency import nearest_rank
 from pytest_codegenie_eval.execution.gateway.server import AttemptLease, Exchange, Gateway
 from pytest_codegenie_eval.execution.gateway.settings import GatewaySettings, Upstream
 from pytest_codegenie_eval.execution.workspace import GATEWAY_DIR
@@ -175,13 +175,6 @@ def attempt_gateway(
             )
 
 
-def _quantile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def transcript(exchanges: Sequence[Exchange]) -> bytes:
     """The attempt's transcript: one JSON line per model call (request and response as
     text, status, tokens, latency, cost)."""
@@ -226,8 +219,8 @@ def summarize(lease: AttemptLease) -> tuple[ModelUsage, list[FailureMode], bytes
         cost_usd=round(lease.metered_cost_usd, 9),
         unpriced_calls=lease.unpriced_calls,
         upstream_errors=sum(1 for code, _ in lease.failures if code == "gateway.upstream_error"),
-        latency_p50_s=round(_quantile(latencies, 0.5), 6),
-        latency_p95_s=round(_quantile(latencies, 0.95), 6),
+        latency_p50_s=round(nearest_rank(latencies, 0.5), 6),
+        latency_p95_s=round(nearest_rank(latencies, 0.95), 6),
         replayed=lease.settings.mode == "replay",
         egress_allowed=tuple(host for host, allowed in lease.egress if allowed),
         egress_refused=tuple(host for host, allowed in lease.egress if not allowed),

@@ -5,9 +5,12 @@ from disk, or keep it as a CI artifact)::
 
     index.html                        overview: the latest run of every task class
     tc/<task class>/index.html        trend chart, every recorded run, the latest run's cases
-    tc/<task class>/cases/<case>.html one attempt: breakdown, failure modes, diff, output
+                                      (and what the model gateway metered, where it did)
+    tc/<task class>/cases/<case>.html one attempt: breakdown, failure modes, diff, the model
+                                      gateway's metering and transcript, output
     tc/<task class>/compare.html      the two newest runs (or the two asked for), paired
     diffs/<digest>.diff               the raw diffs the case pages show
+    transcripts/<digest>.jsonl        the raw model transcripts the case pages show
     static/                           stylesheet, List.js (MIT) and the page script
 
 Templates are Jinja2 with autoescaping on (every string from a case, a rubric or a SUT is
@@ -28,7 +31,15 @@ from typing import Any
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.models import CaseResult
-from pytest_codegenie_eval.output.html.data import SiteData, TaskClassView, collect, slug
+from pytest_codegenie_eval.output.html.data import (
+    SiteData,
+    TaskClassView,
+    TranscriptView,
+    collect,
+    run_totals,
+    slug,
+    transcript_view,
+)
 from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.store.audit import VerifyResult
 from pytest_codegenie_eval.store.statedir import read_diff
@@ -103,6 +114,28 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.3f}"
 
 
+def _tokens(value: int) -> str:
+    """A count with thousands separators: ``12,345``."""
+    return f"{value:,}"
+
+
+def _usd(value: float | None) -> str:
+    """An amount of US dollars to four decimals: ``1,234.5678 USD``."""
+    return "n/a" if value is None else f"{value:,.4f} USD"
+
+
+def _latency(seconds: float | None) -> str:
+    """A latency in milliseconds below a second (``830 ms``), else in seconds (``2.41 s``)."""
+    if seconds is None:
+        return "n/a"
+    return f"{seconds * 1000:,.0f} ms" if seconds < 1 else f"{seconds:,.2f} s"
+
+
+FORMATS: dict[str, Any] = {"tokens": _tokens, "usd": _usd, "latency": _latency}
+"""The number formats the templates call (passed with every page, not registered as filters:
+a page renders the same under any Jinja2 environment)."""
+
+
 def case_page_name(case: CaseResult, repeats: int) -> str:
     """The file of a case attempt's page, relative to its task class directory."""
     name = slug(case.case_id)
@@ -146,6 +179,20 @@ def _diff_view(site: SiteData, out: Path, case: CaseResult) -> dict[str, str]:
     return {"diff_html": html, "diff_note": note, "diff_link": f"../../../diffs/{raw.name}"}
 
 
+def _transcript_page(out: Path, view: TranscriptView | None) -> dict[str, Any]:
+    """What a case page shows of its attempt's transcript, and the link to the raw copy
+    (written beside the raw diffs, only from bytes that verified)."""
+    if view is None:
+        return {"tx": None, "transcript_link": ""}
+    if view.transcript is None:
+        return {"tx": view, "transcript_link": ""}
+    raw = out / "transcripts" / f"{view.digest}.jsonl"
+    if not raw.exists():
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_bytes(view.data)
+    return {"tx": view, "transcript_link": f"../../../transcripts/{raw.name}"}
+
+
 def _trend(site: SiteData, view: TaskClassView) -> tuple[str, dict[str, float]]:
     from pytest_codegenie_eval.output.html.charts import TrendPoint, trend_svg
 
@@ -173,19 +220,12 @@ def _render_task_class(
     cases = report.cases if report is not None else ()
     repeats = report.repeats if report is not None else 1
     pages = [case_page_name(case, repeats) for case in cases]
-    _write(
-        base / "index.html",
-        env.get_template("task_class.html.j2").render(
-            **common,
-            root="../../",
-            v=view,
-            chart=chart,
-            thresholds=thresholds,
-            case_pages=pages,
-        ),
-    )
     case_template = env.get_template("case.html.j2")
+    latencies: dict[str, tuple[float, ...] | None] = {}
     for case, page in zip(cases, pages, strict=True):
+        transcript = transcript_view(site.transcripts_dir, case)
+        if transcript is not None and transcript.digest:
+            latencies[transcript.digest] = transcript.latencies
         _write(
             base / page,
             case_template.render(
@@ -196,8 +236,22 @@ def _render_task_class(
                 c=case,
                 repeats=repeats,
                 **_diff_view(site, out, case),
+                **_transcript_page(out, transcript),
             ),
         )
+        del transcript  # one transcript in memory at a time
+    _write(
+        base / "index.html",
+        env.get_template("task_class.html.j2").render(
+            **common,
+            root="../../",
+            v=view,
+            chart=chart,
+            thresholds=thresholds,
+            case_pages=pages,
+            gateway=run_totals(report, latencies) if report is not None else None,
+        ),
+    )
     if view.comparison is not None:
         _write(
             base / "compare.html",
@@ -249,6 +303,7 @@ def build_site(
         "site": site,
         "version": __version__,
         "built_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        **FORMATS,
     }
     _write(
         out / "index.html",

@@ -5,32 +5,165 @@ file, or the tier file. This module reads them; what it derives comes from ``evi
 never from a rule of its own: the paired comparison is
 :func:`~pytest_codegenie_eval.evidence.compare.compare` (the numbers ``codegenie-eval
 compare`` prints) and the verdict is :func:`~pytest_codegenie_eval.evidence.verdicts.judge`
-(the one ``codegenie-eval promote-verdict`` gives). Rendering (templates, charts,
-highlighting) is in the sibling modules.
+(the one ``codegenie-eval promote-verdict`` gives). What the model gateway metered is summed
+from the cases' ``model_usage`` (:func:`run_totals`), and a case's transcript is read
+through the store, verified by its digest, and parsed by the sibling ``transcripts`` module
+(:func:`transcript_view`). Rendering (templates, charts, highlighting) is in the sibling
+modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.evidence.compare import Comparison, compare
 from pytest_codegenie_eval.evidence.tiers import TierConfig, load_tier_config
+from pytest_codegenie_eval.execution.gateway.latency import nearest_rank
 from pytest_codegenie_eval.fsutil import unique_name_part
-from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
+from pytest_codegenie_eval.models import BenchRunReport, CaseResult, PromotionVerdict
+from pytest_codegenie_eval.output.html.transcripts import Transcript, parse_transcript
 from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.store.audit import VerifyResult, records, verify
 from pytest_codegenie_eval.store.recommendations import recommendations
 from pytest_codegenie_eval.store.reports import Evidence, RecordedReport, read_recorded
-from pytest_codegenie_eval.store.statedir import StateDir
+from pytest_codegenie_eval.store.statedir import StateDir, read_transcript
 
 
 def slug(text: str) -> str:
     """A file name for a task class or case id: safe characters only, and unique (a short
     digest is added whenever characters had to be replaced)."""
     return unique_name_part(text)
+
+
+@dataclass(frozen=True)
+class GatewayTotals:
+    """What the model gateway metered over a run's attempts: the sums of their
+    ``model_usage``, where each attempt's cost came from, and the latency percentiles.
+
+    The latency is over every call (``latency_over == "calls"``) when the latencies of
+    every metered attempt's calls were read from its verified transcript; otherwise over
+    the attempts that made a call (``"attempts"``): the median of their p50s and the 95th
+    percentile of their p95s. ``latency_count`` is how many calls or attempts that is.
+    """
+
+    attempts: int  # attempts the gateway metered
+    calls: int
+    input_tokens: int  # without the cached ones
+    output_tokens: int
+    cached_input_tokens: int
+    cost_usd: float  # metered
+    cached: int  # metered attempts answered from the score cache: metered when measured
+    cached_cost_usd: float  # what those cost then (in cost_usd; not spent by this run)
+    sut_claimed_usd: float  # what the SUTs of the metered attempts reported
+    unpriced_calls: int
+    upstream_errors: int
+    replayed: int  # attempts answered from cassettes
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_over: str  # "calls" or "attempts"
+    latency_count: int
+    cost_sources: tuple[tuple[str, int], ...]  # (cost_source, attempts), most first
+
+
+def run_totals(
+    report: BenchRunReport, latencies: Mapping[str, Sequence[float] | None] | None = None
+) -> GatewayTotals | None:
+    """What the gateway metered over ``report``'s attempts, or ``None`` when it metered
+    none. ``latencies`` maps a transcript digest to its calls' latencies (``None``: the
+    transcript is missing or does not verify); without every metered attempt's, the
+    latency is over attempts."""
+    metered = [(c, c.model_usage) for c in report.cases if c.model_usage is not None]
+    if not metered:
+        return None
+    usages = [u for _, u in metered]
+    known = latencies or {}
+    per_call: list[float] = []
+    over_calls = True
+    for usage in usages:
+        if usage.calls == 0:
+            continue
+        seen = known.get(usage.transcript_digest) if usage.transcript_digest else None
+        if seen is None or len(seen) != usage.calls:
+            over_calls = False
+            break
+        per_call.extend(seen)
+    if over_calls:
+        p50, p95 = nearest_rank(per_call, 0.5), nearest_rank(per_call, 0.95)
+        count = len(per_call)
+    else:
+        calling = [u for u in usages if u.calls > 0]
+        p50 = nearest_rank([u.latency_p50_s for u in calling], 0.5)
+        p95 = nearest_rank([u.latency_p95_s for u in calling], 0.95)
+        count = len(calling)
+    sources = Counter(c.cost_source for c in report.cases)
+    return GatewayTotals(
+        attempts=len(metered),
+        calls=sum(u.calls for u in usages),
+        input_tokens=sum(u.input_tokens for u in usages),
+        output_tokens=sum(u.output_tokens for u in usages),
+        cached_input_tokens=sum(u.cached_input_tokens for u in usages),
+        cost_usd=sum(u.cost_usd for u in usages),
+        cached=sum(1 for c, _ in metered if c.cached),
+        cached_cost_usd=sum(u.cost_usd for c, u in metered if c.cached),
+        sut_claimed_usd=sum(c.sut_reported_cost_usd or 0.0 for c, _ in metered),
+        unpriced_calls=sum(u.unpriced_calls for u in usages),
+        upstream_errors=sum(u.upstream_errors for u in usages),
+        replayed=sum(1 for u in usages if u.replayed),
+        latency_p50_s=p50,
+        latency_p95_s=p95,
+        latency_over="calls" if over_calls else "attempts",
+        latency_count=count,
+        cost_sources=tuple(sources.most_common()),
+    )
+
+
+@dataclass(frozen=True)
+class TranscriptView:
+    """A case attempt's transcript as its page shows it: parsed from the bytes the store
+    verified against the recorded digest, else ``None`` and the note saying why."""
+
+    digest: str
+    transcript: Transcript | None
+    note: str = ""
+    data: bytes = b""  # the verified bytes (the page's raw copy)
+
+    @property
+    def latencies(self) -> tuple[float, ...] | None:
+        """Its calls' latencies, or ``None`` when it could not be read or a call has none."""
+        if self.transcript is None:
+            return None
+        found = self.transcript.latencies
+        return found if len(found) == len(self.transcript.calls) else None
+
+
+def transcript_view(transcripts_dir: Path, case: CaseResult) -> TranscriptView | None:
+    """The transcript ``case``'s ``model_usage`` names, or ``None`` when the gateway did not
+    meter the attempt. A transcript that is missing, or whose bytes no longer match the
+    recorded digest, is never parsed: its view says so instead."""
+    usage = case.model_usage
+    if usage is None:
+        return None
+    digest = usage.transcript_digest
+    if not digest:
+        why = (
+            "the agent made no model call"
+            if usage.calls == 0
+            else "no transcript was kept of this attempt's calls"
+        )
+        return TranscriptView(digest="", transcript=None, note=why)
+    data = read_transcript(transcripts_dir, digest)
+    if data is None:
+        return TranscriptView(
+            digest=digest,
+            transcript=None,
+            note=f"transcript {digest[:16]}… is missing from the state directory or no "
+            "longer matches its recorded digest",
+        )
+    return TranscriptView(digest=digest, transcript=parse_transcript(data), data=data)
 
 
 @dataclass(frozen=True)
@@ -47,6 +180,7 @@ class RunEntry:
     report: BenchRunReport | None  # None: missing or unreadable
 
     is_evidence: bool  # a whole run whose report is present (what the gate judges)
+    gateway: GatewayTotals | None = None  # what the model gateway metered, latency over attempts
 
     @classmethod
     def of(cls, entry: RecordedReport) -> RunEntry:
@@ -61,6 +195,7 @@ class RunEntry:
             report_verified=entry.digest_matches,
             report=entry.report,
             is_evidence=entry.is_evidence,
+            gateway=run_totals(entry.report) if entry.report is not None else None,
         )
 
 
@@ -80,6 +215,11 @@ class TaskClassView:
     comparison: Comparison | None = None
     compare_a: RunEntry | None = None
     compare_b: RunEntry | None = None
+
+    @property
+    def metered(self) -> bool:
+        """Whether the model gateway metered any attempt of any run recorded here."""
+        return any(run.gateway is not None for run in self.runs)
 
     @property
     def latest(self) -> RunEntry | None:
@@ -103,6 +243,7 @@ class SiteData:
     tiers_path: Path | None
     tiers_error: str | None
     diffs_dir: Path
+    transcripts_dir: Path
 
 
 def _newest_verdict(
@@ -258,4 +399,5 @@ def collect(
         tiers_path=tiers_path,
         tiers_error=tiers_error,
         diffs_dir=StateDir(state_dir).diffs,
+        transcripts_dir=StateDir(state_dir).transcripts,
     )

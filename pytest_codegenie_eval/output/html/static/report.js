@@ -5,10 +5,27 @@
   "use strict";
   if (typeof List !== "function") { return; }
   var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  // A cell shown formatted ("12,345", "830 ms") carries its number in data-sort-value:
+  // two such cells compare as numbers, any others as List.js compares text.
+  function sortValue(item, name) {
+    var cell = item.elm.querySelector("." + name);
+    var value = cell ? cell.getAttribute("data-sort-value") : null;
+    return value === null ? NaN : parseFloat(value);
+  }
   document.querySelectorAll("[data-list]").forEach(function (el) {
     if (!el.id) { return; }
     var names = el.getAttribute("data-list").split(",");
-    var list = new List(el.id, { valueNames: names });
+    var list = new List(el.id, {
+      valueNames: names,
+      sortFunction: function (a, b, options) {
+        var x = sortValue(a, options.valueName);
+        var y = sortValue(b, options.valueName);
+        if (!isNaN(x) && !isNaN(y)) { return x - y; }
+        var natural = list.utils.naturalSort;
+        var compare = options.insensitive ? natural.caseInsensitive : natural;
+        return compare(a.values()[options.valueName], b.values()[options.valueName]);
+      }
+    });
     var sort = (params.get("sort") || "").split(":");
     if (sort[0] && names.indexOf(sort[0]) !== -1) {
       list.sort(sort[0], { order: sort[1] === "desc" ? "desc" : "asc" });
