@@ -346,7 +346,7 @@ def test_an_unjailed_agent_without_the_attempts_token_is_refused(
 
 
 @pytest.mark.parametrize("mode", ["-n2", "dask"])
-def test_each_worker_runs_its_own_gateway(
+def test_each_worker_runs_its_own_gateway_that_records_and_replays(
     pytester: pytest.Pytester, project: Path, upstream: FakeUpstream, mode: str
 ) -> None:
     if mode == "dask" and importlib.util.find_spec("distributed") is None:
@@ -354,23 +354,34 @@ def test_each_worker_runs_its_own_gateway(
         # load the plugin in the in-process pytester runs of the tests after this one
         pytest.skip("distributed is not installed")
     fan_out = ["-n", "2"] if mode == "-n2" else ["--codegenie-executor=dask-local:2"]
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        *fan_out,
-        "--codegenie-bench=stub",
-        "--codegenie-no-cache",
-        f"--codegenie-upstream=openai={upstream.url}",
-        "--codegenie-prices=prices.yaml",
-        _agent(project),
-        "--codegenie-model-gateway=live",
-        timeout=180,
-    )
-    result.assert_outcomes(passed=3)
+    cassettes = project / "cassettes"
+
+    def run(gateway: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(
+            "-p",
+            "no:cacheprovider",
+            *fan_out,
+            "--codegenie-bench=stub",
+            "--codegenie-no-cache",
+            f"--codegenie-upstream=openai={upstream.url}",
+            "--codegenie-prices=prices.yaml",
+            _agent(project),
+            f"--codegenie-model-gateway={gateway}",
+            f"--codegenie-cassettes={cassettes}",
+            timeout=180,
+        )
+
+    run("record").assert_outcomes(passed=3)
     report = newest_report(project)
     assert all(c["cost_source"] == "gateway" for c in report["cases"])
     assert sum(c["model_usage"]["calls"] for c in report["cases"]) == 4
     assert report["total_cost_usd"] > 0
+    upstream.stop()
+    run("replay").assert_outcomes(passed=3)
+    replayed = newest_report(project)
+    assert replayed["run_id"] == report["run_id"]
+    assert replayed["total_cost_usd"] == pytest.approx(report["total_cost_usd"])
+    assert all(c["model_usage"]["replayed"] for c in replayed["cases"])
     digests = [c["model_usage"]["transcript_digest"] for c in report["cases"]]
     stored = project / ".codegenie" / "eval" / "transcripts"
     assert all((stored / d[:2] / f"{d}.jsonl").is_file() for d in digests)
