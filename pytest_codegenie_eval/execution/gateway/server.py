@@ -185,6 +185,19 @@ def _error(status: int, kind: str, message: str) -> web.Response:
     return web.json_response(body, status=status)
 
 
+async def _relay(out: web.StreamResponse, chunk: bytes | None) -> bool:
+    """Write ``chunk`` to the agent (``None``: end the response); False when the agent has
+    closed its connection."""
+    try:
+        if chunk is None:
+            await out.write_eof()
+        else:
+            await out.write(chunk)
+    except (ConnectionError, ClientError):
+        return False
+    return True
+
+
 def _model_of(body: bytes) -> str:
     try:
         parsed = json.loads(body)
@@ -395,13 +408,19 @@ class Gateway:
                 )
                 await out.prepare(request)
                 chunks: list[bytes] = []
+                agent_gone = False
                 try:
                     async for chunk in reply.content.iter_any():
                         chunks.append(chunk)
-                        await out.write(chunk)
+                        if not agent_gone:
+                            agent_gone = not await _relay(out, chunk)
                 except (ClientError, TimeoutError) as exc:
                     lease.fail("gateway.upstream_error", f"{url}: stream cut: {exc}")
-                await out.write_eof()
+                # an agent that stops reading once it has what it wants (before the stream's
+                # last chunk) is not an error: the upstream is read to its end either way,
+                # so the call is metered whole, as the provider bills it
+                if not agent_gone:
+                    await _relay(out, None)
                 answer = b"".join(chunks)
                 response: web.StreamResponse = out
             else:
