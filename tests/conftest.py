@@ -114,7 +114,9 @@ def run_bench(pytester: pytest.Pytester, stub_bench: Path, xdist_args: list[str]
 @pytest.fixture
 def run_bench_once(pytester: pytest.Pytester, stub_bench: Path) -> RunBench:
     """Like ``run_bench``, in one mode only (in process, xdist not loaded): for tests whose
-    outcome no execution mode can change, because they stop before any case runs."""
+    outcome no execution mode can change, because they stop before any case runs, or check
+    only what the controller does at session end (the chain, the verdict) with results that
+    arrive alike in every mode (``test_aggregate_is_identical_with_and_without_xdist``)."""
     argv = ("-p", "no:xdist", "--codegenie-bench=stub", "-p", "no:cacheprovider")
 
     def run(*args: str) -> pytest.RunResult:

@@ -45,10 +45,10 @@ def test_aggregate_is_identical_with_and_without_xdist(
 
 
 def test_three_runs_make_a_chain_of_three_that_verifies(
-    run_bench: RunBench, pytester: pytest.Pytester
+    run_bench_once: RunBench, pytester: pytest.Pytester
 ) -> None:
     for _ in range(3):
-        run_bench().assert_outcomes(passed=3)
+        run_bench_once().assert_outcomes(passed=3)
     state = pytester.path / ".codegenie" / "eval"
     result = verify(state)
     assert result.ok, result.problems
@@ -78,12 +78,12 @@ def test_a_tampered_chain_stops_the_next_run_before_any_sut(
 
 
 def test_verdict_at_session_end_writes_a_recommendation(
-    run_bench: RunBench, pytester: pytest.Pytester
+    run_bench_once: RunBench, pytester: pytest.Pytester
 ) -> None:
     (pytester.path / "docs").mkdir()
     tiers = pytester.path / "docs" / "trust-tiers.yaml"
     tiers.write_text(TIERS)
-    result = run_bench("--codegenie-verdict=silver")
+    result = run_bench_once("--codegenie-verdict=silver")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -97,7 +97,7 @@ def test_verdict_at_session_end_writes_a_recommendation(
     rec = json.loads(recs[0].read_text())
     assert rec["verdict"]["evidence_sufficient"] is False
     assert tiers.read_text() == TIERS
-    bronze = run_bench("--codegenie-verdict=bronze")
+    bronze = run_bench_once("--codegenie-verdict=bronze")
     bronze.stdout.fnmatch_lines(["*codegenie verdict stub → bronze: evidence SUFFICIENT*"])
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_codegenie_eval.cli import main as cli
 from pytest_codegenie_eval.evidence.shards import shard_of
-from tests.conftest import REPO, newest_report, read_jsonl, repin, run_cli
+from tests.conftest import REPO, copy_stub, newest_report, read_jsonl, repin, run_cli
 
 RUN = ("run", "-p", "no:cacheprovider", "--codegenie-bench=stub")
 EXTRA = 9  # cases added to the stub's three, a quarter of them answered wrongly by design
@@ -71,17 +71,29 @@ def _bronze_verdict(root: Path, state: Path) -> Any:
     )
 
 
-@pytest.fixture
-def matrix(pytester: pytest.Pytester, stub_bench: Path) -> tuple[Path, list[str]]:
-    """Three shard jobs' state directories under artifacts/ (shard 2 with xdist)."""
-    ids = _grow(stub_bench)
-    art = pytester.path / "artifacts"
+@pytest.fixture(scope="module")
+def matrix_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Three shard jobs' state directories under artifacts/ (shard 2 with xdist), made once
+    for the module: the jobs cost seconds each, and every test gets its own copy."""
+    root = tmp_path_factory.mktemp("matrix")
+    ids = _grow(copy_stub(root))
+    art = root / "artifacts"
     for index in (1, 2, 3):
         extra = ("-n", "2") if index == 2 else ()
-        job = _shard_job(pytester.path, index, art / f"shard-{index}" / "state", *extra)
+        job = _shard_job(root, index, art / f"shard-{index}" / "state", *extra)
         assert job.returncode in (cli.EXIT_OK, cli.EXIT_GENERIC), job.stdout + job.stderr
         assert f"SHARD {index}/3 of stub" in job.stdout
-    return art, ids
+    return root, ids
+
+
+@pytest.fixture
+def matrix(
+    pytester: pytest.Pytester, matrix_template: tuple[Path, list[str]]
+) -> tuple[Path, list[str]]:
+    """This test's copy of the three shard jobs' artifacts, and the grown stub bench."""
+    root, ids = matrix_template
+    shutil.copytree(root, pytester.path, dirs_exist_ok=True, symlinks=True)
+    return pytester.path / "artifacts", ids
 
 
 def test_three_shard_jobs_merge_into_the_single_machine_run(
