@@ -394,8 +394,14 @@ def format_verdict(verdict: PromotionVerdict) -> str:
     return "\n".join(lines)
 
 
+def _rate_name(report: BenchRunReport) -> str:
+    return "per-attempt pass rate" if report.repeats > 1 else "pass rate"
+
+
 def _next_step(report: BenchRunReport, tier: str, threshold: float) -> str | None:
-    """How many cases would bring the bound to the threshold, at this run's pass rate."""
+    """How many cases would bring the bound to the threshold, at this run's per-attempt
+    pass rate (with repeats, ``pass_at_1``: the planner simulates the K attempts itself;
+    the share of cases whose attempts all passed would count the repeats twice)."""
     from pytest_codegenie_eval.evidence.planning import cases_needed, perfect_cases_needed
 
     n = report.n
@@ -406,17 +412,21 @@ def _next_step(report: BenchRunReport, tier: str, threshold: float) -> str | Non
     if report.passed_count >= n and report.mean >= 1.0:
         needed = perfect_cases_needed(threshold)
         return f"{n}/{n} passed: {needed} perfect cases would reach {tier} {threshold:.2f}"
-    rate = min(1.0, max(0.0, report.passed_count / n))
+    observed = report.passed_count / n
+    if report.repeats > 1 and report.pass_at_1 is not None:
+        observed = report.pass_at_1
+    rate = min(1.0, max(0.0, observed))
     try:
         plan = cases_needed(rate, threshold, repeats=report.repeats)
     except ValueError:  # a hand-made report out of range: no advice rather than no verdict
         return None
     if plan.cases is None:
         return (
-            f"at the observed pass rate {rate:.2f} no bench size reaches {tier} "
+            f"at the observed {_rate_name(report)} {rate:.2f} no bench size reaches {tier} "
             f"{threshold:.2f}: the pass rate itself must exceed it"
         )
     return (
-        f"at the observed pass rate {rate:.2f}, about {plan.cases} cases would reach {tier} "
+        f"at the observed {_rate_name(report)} {rate:.2f}, about {plan.cases} cases would reach "
+        f"{tier} "
         f"{threshold:.2f} with 80% probability ({plan.method}; `codegenie-eval plan`)"
     )

@@ -78,3 +78,33 @@ def test_the_verdict_says_how_many_cases_would_clear_the_bound() -> None:
     plan = cases_needed(0.9, 0.7)
     assert f"about {plan.cases} cases would reach bronze 0.70" in verdict_for(10, 9)
     assert "no bench size reaches bronze 0.70" in verdict_for(10, 6)
+
+
+def test_advice_under_repeats_uses_the_per_attempt_pass_rate() -> None:
+    """R3 of issue 24: a K = 3 agent whose attempts pass 83% of the time was told that no
+    bench size reaches bronze 0.70, because the advice took the all-attempts-passed share
+    (0.58) for the per-attempt rate; about 39 cases would."""
+    gate = PromotionGate(TierConfig(schema_version=1, thresholds={"bronze": 0.7}))
+    task = TaskClass(name="t", qualname="t.T", min_cases_for_promotion={"bronze": 3})
+    report = BenchRunReport(
+        run_id="ab" * 32,
+        task_class="t",
+        created_at="2026-12-02T00:00:00+00:00",
+        harness_version="0",
+        n=12,
+        passed_count=7,  # cases whose three attempts all passed
+        mean=0.833,
+        repeats=3,
+        pass_at_1=0.833,
+        lower_bound_95=0.55,
+        sut_isolation="bwrap",
+    )
+    verdict = format_verdict(
+        gate.evaluate(task_class=task, tier="bronze", reports=[report], chain_verified=True)
+    )
+    plan = cases_needed(0.833, 0.7, repeats=3)
+    assert plan.cases is not None
+    assert 30 <= plan.cases <= 50
+    expected = f"per-attempt pass rate 0.83, about {plan.cases} cases would reach bronze 0.70"
+    assert expected in verdict
+    assert "no bench size" not in verdict
