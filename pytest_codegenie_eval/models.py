@@ -270,6 +270,8 @@ class BenchRunReport(_Wire):
     jail_uid: str = ""  # the host uid the SUTs ran as, or "mixed" when cases differ
     sut_memory_limit: str = ""  # "cgroup", "per-process" or "mixed"
     complete: bool = True
+    # what the task class declares its scores to be; it chose the bound's method
+    scores: Literal["graded", "pass_fail"] = "graded"
     # "shard": one part of a --codegenie-shard run; `codegenie-eval merge` makes the whole
     # "infrastructure": some model calls failed upstream (gateway.upstream_error), so the
     # agent was not measured on every case

@@ -17,6 +17,9 @@ T = TypeVar("T")
 KNOWN_TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
 
 
+SCORE_KINDS: tuple[str, ...] = ("graded", "pass_fail")
+
+
 def floor_problems(floors: Mapping[Any, Any]) -> list[str]:
     """What is wrong with a ``min_cases_for_promotion`` mapping (tier name -> case count):
     the one rule the decorator, the loader and the fence apply."""
@@ -50,6 +53,9 @@ class TaskClass:
     baseline_sut: str | None = None
     directory: Path | None = None
     description: str = ""
+    # what the rubric's scores are: "pass_fail" (every score 0 or 1; the gate's bound is
+    # exact Clopper-Pearson) or "graded" (any score in [0, 1]; the betting bound)
+    scores: str = "graded"
 
     @property
     def baseline_sut_path(self) -> Path | None:
@@ -113,14 +119,22 @@ def register_task_class(
     min_cases_for_promotion: Mapping[str, int] | None = None,
     baseline_sut: str | None = None,
     description: str = "",
+    scores: str = "graded",
 ) -> Callable[[type[T]], type[T]]:
     """Class decorator declaring a task class; returns the class unchanged.
 
     ``baseline_sut`` (or a ``baseline_sut`` class attribute) names a script in the task
     class directory, run as ``python -I SCRIPT WORKSPACE`` when no other SUT is chosen.
+    ``scores`` says what the rubric emits: ``"pass_fail"`` (0 or 1 only; any other score
+    is ``rubric.malformed_output``) or ``"graded"`` (any score in [0, 1], the default). The
+    gate's bound follows it, never the scores a run happened to produce.
     """
     if not isinstance(name, str) or not name:
         raise TypeError("register_task_class needs a non-empty string name")
+    if scores not in SCORE_KINDS:
+        raise TypeError(
+            f"scores of {name!r} must be one of {', '.join(SCORE_KINDS)}, got {scores!r}"
+        )
     floors = dict(min_cases_for_promotion or {})
     problems = floor_problems(floors)
     if problems:
@@ -140,6 +154,7 @@ def register_task_class(
             baseline_sut=script if isinstance(script, str) else None,
             directory=Path(source).resolve().parent if source else None,
             description=description or (inspect.getdoc(cls) or ""),
+            scores=scores,
         )
         if _capture:
             _capture[-1].append(task_class)

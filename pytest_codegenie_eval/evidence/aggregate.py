@@ -14,7 +14,12 @@ from typing import Literal
 
 from pytest_codegenie_eval.codes import INFRASTRUCTURE
 from pytest_codegenie_eval.evidence.shards import shard_case_ids
-from pytest_codegenie_eval.evidence.stats import Welford, lower_bound_95, seed_from_run_id
+from pytest_codegenie_eval.evidence.stats import (
+    ScoreKind,
+    Welford,
+    lower_bound_95,
+    seed_from_bench,
+)
 from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import (
     PARTIAL_PREFIX,
@@ -125,8 +130,15 @@ def build_report(
     repeats: int = 1,
     shard: ShardInfo | None = None,
     merged_from: tuple[MergedShard, ...] = (),
+    scores: ScoreKind = "graded",
 ) -> BenchRunReport:
     """Aggregate one task class's case results (any order) into its run report.
+
+    ``scores`` is what the task class declares its rubric's scores to be; it chooses the
+    gate's bound: Clopper-Pearson on the passes of a pass/fail task class run once per case,
+    the betting bound on the per-case means otherwise (a pass/fail case repeated K times has
+    a mean that is a fraction). The betting order's seed comes from the bench: the task
+    class, its cases and the repeat count (:func:`~.stats.seed_from_bench`).
 
     ``cases_total`` is how many cases the task class has; a run covering fewer (``-k``, a
     node id) is incomplete as evidence, like one stopped by the cost cap. With ``repeats``
@@ -178,7 +190,13 @@ def build_report(
     acc = Welford()
     for value in case_means:
         acc.add(value)
-    bound = lower_bound_95(case_means, seed=seed_from_run_id(run_id), passed=passed_flags)
+    seed = seed_from_bench(task_class, (r.case_id for r in ordered), repeats)
+    if scores == "pass_fail" and repeats == 1:
+        bound = lower_bound_95(
+            [1.0 if flag else 0.0 for flag in passed_flags], seed=seed, kind="pass_fail"
+        )
+    else:
+        bound = lower_bound_95(case_means, seed=seed, kind="graded")
     extra: dict[str, object] = {}
     if repeats > 1:
         extra = _repeat_stats(by_case, repeats)
@@ -199,6 +217,7 @@ def build_report(
             "jail_uid": _single({str(r.jail_uid) for r in scored if r.jail_uid is not None}),
             "sut_memory_limit": _single({r.sut_memory_limit for r in scored if r.sut_memory_limit}),
             "complete": complete,
+            "scores": scores,
             "incomplete_reason": reason,
             "infrastructure_failures": infrastructure,
             "cases_total": total,

@@ -20,7 +20,7 @@ from scipy.stats import binomtest
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.evidence.aggregate import attempts_by_case, case_mean, case_passed
-from pytest_codegenie_eval.evidence.stats import lower_bound_95
+from pytest_codegenie_eval.evidence.stats import ScoreKind, lower_bound_95
 from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchRunReport
 
@@ -130,7 +130,11 @@ def compare(a: BenchRunReport, b: BenchRunReport) -> Comparison:
     method = "none"
     if deltas:
         shifted = [min(1.0, max(0.0, (d + 1.0) / 2.0)) for d in deltas]
-        bound = lower_bound_95(shifted, seed=_seed(a, b))
+        # every case moved fully one way: the shifted differences are 0/1 and the exact
+        # bound applies (the gate's own bound never switches on the data; this comparison
+        # is advice, and its exact paired bound for pass/fail runs is still to come)
+        kind: ScoreKind = "pass_fail" if all(v in (0.0, 1.0) for v in shifted) else "graded"
+        bound = lower_bound_95(shifted, seed=_seed(a, b), kind=kind)
         lower = max(-1.0, 2.0 * bound.value - 1.0)
         method = bound.method
     correlation: float | None = None

@@ -66,10 +66,11 @@ def _smallest_k(n: int, threshold: float) -> int | None:
 
 
 def _gate_k(n: int, k: int, threshold: float) -> int | None:
-    """``k`` moved up until the gate's own bound (min of BCa and Clopper-Pearson) agrees."""
+    """``k`` moved up until the gate's own bound on a pass/fail run (Clopper-Pearson, no
+    seed) agrees."""
     while k <= n:
         scores = [1.0] * k + [0.0] * (n - k)
-        if lower_bound_95(scores, seed=n * 7919 + k).value >= threshold:
+        if lower_bound_95(scores, seed=0, kind="pass_fail").value >= threshold:
             return k
         k += 1
     return None

@@ -277,6 +277,7 @@ def merge_group(sources: Sequence[ShardSource]) -> BenchRunReport:
         harness_version=first.report.harness_version,
         cases_total=len(first.shard.cases),
         repeats=first.report.repeats,
+        scores=first.report.scores,
         merged_from=tuple(
             MergedShard(
                 index=s.shard.index,

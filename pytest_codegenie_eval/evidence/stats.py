@@ -1,16 +1,18 @@
 """Statistics behind ``lower_bound_95``: a deterministic lower bound on the mean score.
 
-The gate metric of a bench run is the smaller of two one-sided 95% lower confidence bounds
-of the mean case score (``docs/adr/0015-a-bound-that-covers.md``, amending ADR 0002):
+The gate reads one one-sided 95% lower confidence bound of the mean case score, with a
+finite-sample guarantee for scores in [0, 1] (``docs/adr/0020-one-bound-chosen-by-the-bench.md``,
+amending ADRs 0002 and 0015). Which bound is chosen by what the task class declares its scores
+to be, never by the scores a run produced:
 
-* the bias-corrected and accelerated (BCa) bootstrap bound, i.e. the lower end of the
-  two-sided 90% BCa interval (ADR 0002), which is tight but under-covers at small n, and
-* a bound with a finite-sample guarantee for scores in [0, 1]: the exact Clopper-Pearson
-  bound when every score is 0 or 1, otherwise the betting bound of Waudby-Smith and Ramdas
-  (predictable plug-in bets on a hedged-capital process, rejected by Ville's inequality).
+* pass/fail task classes (``register_task_class(..., scores="pass_fail")``): the exact
+  Clopper-Pearson bound on the share of passes;
+* graded task classes (the default): the betting bound of Waudby-Smith and Ramdas
+  (predictable plug-in bets on a capital process, rejected by Ville's inequality), betting
+  in an order drawn from a seed that comes from the bench (:func:`seed_from_bench`).
 
-The minimum covers at least as often as the valid bound does (at least 95% whatever the
-distribution of the scores), and where BCa is the smaller one the gate reads BCa.
+The bias-corrected and accelerated (BCa) bootstrap bound (ADR 0002) is computed beside it
+as a diagnostic: it is tight but under-covers at small n, and the gate never reads it.
 
 Why not simply call :func:`scipy.stats.bootstrap`? Its BCa acceleration comes from a
 jackknife that materialises ``n x (n - 1)`` leave-one-out samples, which is O(n²) in time and
@@ -30,21 +32,19 @@ Two places deliberately differ from naive floating point:
   halves, rubric points) and within a rigorous rounding-error tolerance otherwise, never by
   raw float equality of two differently rounded means.
 * **Degenerate inputs** (n < 2, all scores equal, or any case where BCa is undefined, such as
-  an infinite ``z0``) use the finite-sample bound alone, so the result is never NaN and no
-  warnings are emitted. (Scores outside [0, 1], which no rubric can report, have no
-  finite-sample bound here; for them alone the Wilson score bound on the pass rate is the
-  last resort.)
+  an infinite ``z0``) leave the diagnostic undefined; the gate's bound is never NaN and no
+  warnings are emitted.
 
-Everything is deterministic: the generator is ``numpy.random.Generator(PCG64(seed))`` with a
-seed derived from the content-derived run id, and identical inputs give identical float bits
-on the same platform and library versions.
+Everything is deterministic: the generators are ``numpy.random.Generator(PCG64(seed))``, and
+identical inputs give identical float bits on the same platform and library versions.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -59,12 +59,14 @@ __all__ = [
     "TIE_RULE_HALF",
     "TIE_RULE_STRICT",
     "LowerBound",
+    "ScoreKind",
     "TieRule",
     "Welford",
     "bca_lower_bound",
     "betting_lower_bound",
     "clopper_pearson_lower_bound",
     "lower_bound_95",
+    "seed_from_bench",
     "seed_from_run_id",
     "wilson_lower_bound",
 ]
@@ -79,6 +81,9 @@ TIE_RULE_STRICT: Final = "strict-less"
 """Only strictly smaller bootstrap means count toward ``z0`` (Efron-Tibshirani, R ``boot``)."""
 
 TieRule = Literal["ties-half", "strict-less"]
+
+ScoreKind = Literal["graded", "pass_fail"]
+"""What a task class declares its rubric's scores to be (``register_task_class(scores=)``)."""
 """The names a :class:`LowerBound` may carry in ``tie_rule``."""
 
 BATCH_VALUES: Final = 2**16
@@ -99,14 +104,14 @@ _MAX_DECIMALS: Final = 6
 class LowerBound:
     """A one-sided lower confidence bound on the mean score and how it was obtained.
 
-    ``method`` names the bound ``value`` came from: ``"bca"`` for the bootstrap bound,
-    ``"clopper-pearson"`` or ``"betting"`` when the finite-sample bound was the smaller (or
-    BCa was undefined), ``"wilson"`` only from :func:`bca_lower_bound`'s callers of old, and
-    ``"none"`` when there were no scores at all (``value`` is then 0.0). ``bca`` and
-    ``valid`` hold both candidates. ``resamples`` is the
-    number of bootstrap resamples behind ``value`` (0 unless ``method == "bca"``); ``z0`` and
-    ``acceleration`` are the BCa bias correction and acceleration when they were computed
-    and finite, else ``None``. ``note`` says in words why this method was used.
+    ``method`` names the bound ``value`` came from: ``"clopper-pearson"`` or ``"betting"``
+    (the gate's, from :func:`lower_bound_95`), ``"bca"`` (from :func:`bca_lower_bound`
+    alone), ``"wilson"`` (reports written before the gate read one bound), and ``"none"``
+    when there were no scores at all (``value`` is then 0.0). ``bca`` holds the BCa
+    diagnostic and ``valid`` the finite-sample bound. ``resamples`` is the number of
+    bootstrap resamples behind the BCa figure; ``z0`` and ``acceleration`` are its bias
+    correction and acceleration when they were computed and finite, else ``None``. ``note``
+    says in words which method was used and why.
     """
 
     value: float
@@ -226,20 +231,6 @@ def betting_lower_bound(
     return low
 
 
-def _valid_bound(
-    x: npt.NDArray[np.float64], *, seed: int, confidence: float
-) -> tuple[float, str] | None:
-    """The finite-sample bound for these scores (``None`` when they are not in [0, 1])."""
-    if x.min() < 0.0 or x.max() > 1.0:
-        return None
-    ones = x == 1.0
-    if bool(np.all(ones | (x == 0.0))):
-        return clopper_pearson_lower_bound(int(ones.sum()), int(x.size), confidence), (
-            "clopper-pearson"
-        )
-    return betting_lower_bound(x, seed=seed, confidence=confidence), "betting"
-
-
 def bca_lower_bound(
     scores: Sequence[float] | npt.ArrayLike,
     *,
@@ -274,96 +265,75 @@ def lower_bound_95(
     scores: Sequence[float],
     *,
     seed: int,
-    passed: Sequence[bool] | None = None,
+    kind: ScoreKind = "graded",
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,
 ) -> LowerBound:
-    """One-sided lower confidence bound on the mean score: the smaller of BCa and a
-    finite-sample bound, never NaN.
+    """The gate's one-sided lower confidence bound on the mean score: one finite-sample
+    bound, chosen by what the task class declares its scores to be, never by the scores a
+    run happened to produce.
 
-    For scores in [0, 1] the finite-sample bound is Clopper-Pearson when every score is 0 or
-    1 and the betting bound otherwise; the result is the smaller of it and BCa (BCa alone
-    where it is undefined: fewer than two scores, all equal, an infinite ``z0``). Scores
-    outside [0, 1] have no finite-sample bound here: BCa, else the Wilson bound on
-    ``passed`` (or on the scores ``>= 1.0``). No scores give 0.0 with method ``"none"``.
-    Both candidates are returned in ``bca`` and ``valid``.
+    ``kind="pass_fail"``: the exact Clopper-Pearson bound on the share of 1s (every score
+    must be 0 or 1). ``kind="graded"``: the betting bound (:func:`betting_lower_bound`),
+    valid for any distribution on [0, 1]. The BCa bootstrap bound is computed beside it as a
+    diagnostic (``bca``); the gate never reads it. No scores give 0.0 with method
+    ``"none"``. Raises :class:`ValueError` for a score outside [0, 1], or not 0 or 1 under
+    ``pass_fail``.
     """
     x = _as_scores(scores)
     n = int(x.size)
-    if passed is not None and len(passed) != n:
-        raise ValueError(f"passed has {len(passed)} flags for {n} scores")
+    _check_parameters(seed, resamples, confidence)
+    if kind not in ("graded", "pass_fail"):
+        raise ValueError(f"kind must be 'graded' or 'pass_fail', got {kind!r}")
     if n == 0:
-        _check_parameters(seed, resamples, confidence)
         return LowerBound(0.0, "none", 0, seed, None, None, TIE_RULE_HALF, "no scores")
-
+    if x.min() < 0.0 or x.max() > 1.0:
+        raise ValueError("the gate's bound needs scores in [0, 1]")
+    ones = x == 1.0
+    if kind == "pass_fail":
+        if not bool(np.all(ones | (x == 0.0))):
+            raise ValueError("pass/fail scores must each be 0 or 1")
+        value = clopper_pearson_lower_bound(int(ones.sum()), n, confidence)
+        method: Literal["clopper-pearson", "betting"] = "clopper-pearson"
+    else:
+        value = betting_lower_bound(x, seed=seed, confidence=confidence)
+        method = "betting"
     outcome = _bca(x, seed=seed, resamples=resamples, confidence=confidence)
-    valid = _valid_bound(x, seed=seed, confidence=confidence)
     if isinstance(outcome, LowerBound):
-        if valid is None or outcome.value <= valid[0]:
-            note = outcome.note
-            if valid is not None:
-                note += f"; the {valid[1]} bound {valid[0]:.4f} is not smaller"
-            return _with(outcome, note=note, bca=outcome.value, valid=valid)
-        return LowerBound(
-            valid[0],
-            _method(valid[1]),
-            outcome.resamples,
-            seed,
-            outcome.z0,
-            outcome.acceleration,
-            outcome.tie_rule,
-            f"the {valid[1]} bound (finite-sample, valid for scores in [0, 1]) is below BCa "
-            f"{outcome.value:.4f}, which under-covers at this n",
-            bca=outcome.value,
-            valid=valid[0],
-            valid_method=valid[1],
-        )
-    if valid is not None:
-        note = f"BCa undefined ({outcome.reason}); {valid[1]} bound (finite-sample)"
-        return LowerBound(
-            valid[0],
-            _method(valid[1]),
-            0,
-            seed,
-            outcome.z0,
-            outcome.acceleration,
-            TIE_RULE_HALF,
-            note,
-            valid=valid[0],
-            valid_method=valid[1],
-        )
-    successes = sum(1 for flag in passed if flag) if passed is not None else int((x >= 1.0).sum())
-    source = "passed flags" if passed is not None else "scores >= 1.0"
-    value = wilson_lower_bound(successes, n, confidence)
-    note = (
-        f"BCa undefined ({outcome.reason}); one-sided Wilson score bound on "
-        f"{successes}/{n} passed ({source})"
-    )
+        bca: float | None = outcome.value
+        diagnostic = f"BCa {outcome.value:.4f} beside it, a diagnostic the gate does not read"
+        z0, acceleration, tie_rule = outcome.z0, outcome.acceleration, outcome.tie_rule
+    else:
+        bca = None
+        diagnostic = f"BCa undefined ({outcome.reason})"
+        z0, acceleration, tie_rule = outcome.z0, outcome.acceleration, TIE_RULE_HALF
+    note = f"{method} bound of a {kind.replace('_', '/')} task class (finite-sample); {diagnostic}"
     return LowerBound(
-        value, "wilson", 0, seed, outcome.z0, outcome.acceleration, TIE_RULE_HALF, note
-    )
-
-
-def _method(name: str) -> Literal["clopper-pearson", "betting"]:
-    return "clopper-pearson" if name == "clopper-pearson" else "betting"
-
-
-def _with(
-    bound: LowerBound, *, note: str, bca: float, valid: tuple[float, str] | None
-) -> LowerBound:
-    return LowerBound(
-        bound.value,
-        bound.method,
-        bound.resamples,
-        bound.seed,
-        bound.z0,
-        bound.acceleration,
-        bound.tie_rule,
+        value,
+        method,
+        resamples if bca is not None else 0,
+        seed,
+        z0,
+        acceleration,
+        tie_rule,
         note,
         bca=bca,
-        valid=valid[0] if valid is not None else None,
-        valid_method=valid[1] if valid is not None else "",
+        valid=value,
+        valid_method=method,
     )
+
+
+def seed_from_bench(task_class: str, case_ids: Iterable[str], repeats: int) -> int:
+    """The betting order's seed: from the bench (the task class, its cases, the repeat
+    count), never from the results, so the same bench always bets in the same order and a
+    changed score or a harmless edit of the agent cannot redraw it."""
+    from pytest_codegenie_eval.hashing import blake3_hex
+
+    material = json.dumps(
+        {"task_class": task_class, "cases": sorted(set(case_ids)), "repeats": repeats},
+        sort_keys=True,
+    )
+    return int(blake3_hex(material.encode("utf-8"))[:8], 16)
 
 
 class Welford:

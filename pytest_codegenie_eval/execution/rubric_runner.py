@@ -136,6 +136,12 @@ def validate_rubric_output(
                 ),
             ),
         )
+    if task_class.task_class.scores == "pass_fail" and parsed.score not in (0.0, 1.0):
+        detail = (
+            f"scored {parsed.score!r}, but task class {task_class.name} declares pass/fail "
+            "scores (register_task_class(..., scores='pass_fail')): 0 or 1 only"
+        )
+        return ValidatedScore(0.0, {}, (_block("rubric.malformed_output", detail),))
     modes: list[FailureMode] = []
     breakdown: dict[str, float] = {}
     for key, value in sorted(parsed.breakdown.items()):

@@ -121,6 +121,7 @@ def _aggregate(bench: BenchSession, task_class: str, results: list[CaseResult]) 
         cases_total=len(loaded.cases) + len(loaded.orphan_pins) if loaded else None,
         repeats=bench.settings.repeat,
         shard=_shard_info(bench, task_class, results),
+        scores="pass_fail" if loaded and loaded.task_class.scores == "pass_fail" else "graded",
     )
     if report.incomplete_reason == "cost_cap":
         bench.outcome.cost_cap_hit = True

@@ -85,6 +85,7 @@ try:
             "floors": dict(tc.min_cases_for_promotion),
             "baseline_sut": tc.baseline_sut,
             "description": tc.description,
+            "scores": tc.scores,
         }
         for tc in captured
     ]
@@ -221,6 +222,7 @@ def _task_classes(value: object, directory: Path) -> tuple[TaskClass, ...] | Non
                 baseline_sut=item.get("baseline_sut"),
                 directory=directory,
                 description=str(item.get("description") or ""),
+                scores=str(item.get("scores") or "graded"),
             )
         )
     return tuple(found)

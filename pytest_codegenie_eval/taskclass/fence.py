@@ -58,6 +58,7 @@ from pydantic import ValidationError
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import BenchCaseLoadError, DigestsFileInvalid
 from pytest_codegenie_eval.models import BenchCase
+from pytest_codegenie_eval.registry import SCORE_KINDS
 from pytest_codegenie_eval.taskclass.contract import (
     BANNED_SUBSTRINGS,
     KNOWN_TIERS,
@@ -373,7 +374,34 @@ def _check_registration(directory: Path, out: list[Violation]) -> _Registration:
                 "the name and the directory must match",
             )
         )
+    _check_scores(path, call, out)
     return _Registration(_read_floors(path, call, out))
+
+
+def _check_scores(path: Path, call: ast.Call, out: list[Violation]) -> None:
+    """``scores=``, when given, is a string literal the registry accepts."""
+    keyword = next((k for k in call.keywords if k.arg == "scores"), None)
+    if keyword is None:
+        return
+    value = keyword.value
+    if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+        out.append(
+            Violation(
+                path,
+                "registration",
+                f"scores (line {value.lineno}) must be a string literal: "
+                f"{' or '.join(repr(k) for k in SCORE_KINDS)}",
+                kind="static",
+            )
+        )
+    elif value.value not in SCORE_KINDS:
+        out.append(
+            Violation(
+                path,
+                "registration",
+                f"scores must be one of {', '.join(SCORE_KINDS)}, got {value.value!r}",
+            )
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ _REGISTRATION = '''\
 from pytest_codegenie_eval import register_task_class
 
 
-@register_task_class("{name}", min_cases_for_promotion={{"bronze": 3}})
+@register_task_class("{name}", min_cases_for_promotion={{"bronze": 3}}, scores="pass_fail")
 class TaskClass:
     """Write the answer to the question in question.txt into answer.txt (edit me)."""
 

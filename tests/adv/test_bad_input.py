@@ -306,3 +306,22 @@ def test_an_unwritable_jsonl_target_fails_a_passing_run(
     result.assert_outcomes(passed=3)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*WRITE ERROR: could not write --codegenie-jsonl*"])
+
+
+def test_a_pass_fail_rubric_that_scores_in_between_is_malformed(stub: LoadedTaskClass) -> None:
+    # a pass/fail task class's bound is exact Clopper-Pearson on 0/1 scores: a rubric that
+    # emits 0.99 would otherwise move the run onto another method
+    from dataclasses import replace
+
+    pass_fail = replace(stub, task_class=replace(stub.task_class, scores="pass_fail"))
+    graded_stub = replace(stub, task_class=replace(stub.task_class, scores="graded"))
+    half = validate_rubric_output(b'{"score": 0.99}', case_id="alpha", task_class=pass_fail)
+    assert [fm.code for fm in half.failure_modes] == ["rubric.malformed_output"]
+    assert "declares pass/fail scores" in half.failure_modes[0].detail
+    assert half.score == 0.0
+    whole = validate_rubric_output(b'{"score": 1}', case_id="alpha", task_class=pass_fail)
+    assert whole.failure_modes == ()
+    # the graded task class takes the same score as it is
+    graded = validate_rubric_output(b'{"score": 0.99}', case_id="alpha", task_class=graded_stub)
+    assert graded.failure_modes == ()
+    assert graded.score == 0.99

@@ -7,11 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.evidence.stats import clopper_pearson_lower_bound
+from pytest_codegenie_eval.evidence.stats import lower_bound_95, seed_from_bench
 from pytest_codegenie_eval.store.audit import verify
 from tests.conftest import REPO, read_jsonl
 
 VULN = "vuln-remediation"
+
+
+def _betting_bound(n: int) -> float:
+    """The gate's bound of n perfect cases of the (graded) shipped bench."""
+    cases = sorted(p.name for p in (REPO / "bench" / VULN / "cases").iterdir() if p.is_dir())
+    seed = seed_from_bench(VULN, cases, 1)
+    return lower_bound_95([1.0] * n, seed=seed).value
+
+
 DISTROLESS = "migration-chainguard-distroless"
 
 
@@ -39,10 +48,11 @@ def test_vuln_remediation_baseline_end_to_end(pytester: pytest.Pytester, mode: l
     n = case_count(VULN)
     assert result.ret == 0
     result.assert_outcomes(passed=n)
-    # every case passes, so the bound is the exact one for n of n (0.05 ** (1 / n))
-    bound = f"{clopper_pearson_lower_bound(n, n):.3f}"
+    # every case scores 1.0; the task class is graded, so the gate's bound is the betting
+    # bound, seeded by the bench (below the exact 0.05 ** (1 / n) a pass/fail class gets)
+    bound = f"{_betting_bound(n):.3f}"
     result.stdout.fnmatch_lines(
-        [f"{VULN}: {n} cases, {n} passed, *lower_bound_95 {bound} (clopper-pearson)*"]
+        [f"{VULN}: {n} cases, {n} passed, *lower_bound_95 {bound} (betting)*"]
     )
     check = verify(pytester.path / ".codegenie" / "eval")
     assert check.ok

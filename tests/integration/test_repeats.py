@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_codegenie_eval.evidence.stats import lower_bound_95, seed_from_run_id
+from pytest_codegenie_eval.evidence.stats import lower_bound_95, seed_from_bench
 from tests.conftest import newest_report, read_jsonl
 
 # answers right on the first attempt only: the flaky agent a single run would overrate
@@ -61,7 +61,10 @@ def test_a_flaky_agent_is_judged_by_its_cases_not_its_attempts(
     # the bound is over the three per-case means, never over the nine attempts
     means = [r["mean"] for r in report["case_repeats"]]
     assert means == pytest.approx([1 / 3] * 3)
-    expected = lower_bound_95(means, seed=seed_from_run_id(report["run_id"]))
+    # the betting order's seed comes from the bench: task class, cases, repeat count
+    seed = seed_from_bench("stub", ["alpha", "beta", "gamma"], 3)
+    assert report["bound"]["seed"] == seed
+    expected = lower_bound_95(means, seed=seed)
     assert report["lower_bound_95"] == expected.value
     assert [r["scores"] for r in report["case_repeats"]] == [[1.0, 0.0, 0.0]] * 3
     lines = read_jsonl(pytester.path / "out.jsonl")

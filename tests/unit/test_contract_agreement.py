@@ -158,6 +158,11 @@ def _mutate(tc: Path, mutation: str, failure_modes: str) -> None:
         floors = mutation.removeprefix("floors:")
         deco = f'@register_task_class("stub", min_cases_for_promotion={floors})\n'
         (tc / "registration.py").write_text(_registration(deco))
+    elif mutation.startswith("scores:"):
+        kind = mutation.removeprefix("scores:")
+        floors = '{"bronze": 2}'
+        deco = f'@register_task_class("stub", min_cases_for_promotion={floors}, scores="{kind}")\n'
+        (tc / "registration.py").write_text(_registration(deco))
     elif mutation == "registration-syntax":
         (tc / "registration.py").write_text("@register_task_class(\n")
     elif mutation == "breakdown-banned":
@@ -224,6 +229,8 @@ MUTATIONS = [
     "registration-twice",
     "registration-none",
     "registration-syntax",
+    "scores:binary",
+    "scores:pass_fail",
     'floors:{"tin": 3}',
     'floors:{"bronze": -1}',
     'floors:{"bronze": True}',

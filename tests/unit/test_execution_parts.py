@@ -235,7 +235,7 @@ def test_validate_never_raises_on_arbitrary_bytes(stub_loaded: object, data: byt
 
 def test_validate_taxonomy_wins_and_unknowns_block(stub_loaded: object) -> None:
     out = {
-        "score": 0.5,
+        "score": 1.0,  # the stub declares pass/fail scores
         "breakdown": {"ANSWER_CORRECT": 0.5, "BOGUS": 1.0},
         "failure_modes": [
             {"code": "answer.extra_files", "severity": "block", "detail": "x"},

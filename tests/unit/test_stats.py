@@ -21,6 +21,7 @@ from pytest_codegenie_eval.evidence.stats import (
     TIE_RULE_HALF,
     TIE_RULE_STRICT,
     LowerBound,
+    ScoreKind,
     Welford,
     bca_lower_bound,
     betting_lower_bound,
@@ -218,7 +219,8 @@ def test_no_scores() -> None:
 def test_degenerate_inputs_use_the_finite_sample_bound(
     scores: list[float], expected: float | None, method: str
 ) -> None:
-    result = lower_bound_95(scores, seed=1)
+    kind: ScoreKind = "pass_fail" if method == "clopper-pearson" else "graded"
+    result = lower_bound_95(scores, seed=1, kind=kind)
     assert result.method == method
     if expected is not None:
         assert result.value == pytest.approx(expected, abs=1e-12)
@@ -234,22 +236,36 @@ def test_degenerate_inputs_use_the_finite_sample_bound(
 
 
 def test_ten_perfect_cases_give_about_074_not_1() -> None:
-    result = lower_bound_95([1.0] * 10, seed=0)
+    result = lower_bound_95([1.0] * 10, seed=0, kind="pass_fail")
     assert result.value == pytest.approx(0.741, abs=5e-4)
     assert result.value == clopper_pearson_lower_bound(10, 10)
     assert wilson_lower_bound(10, 10) > result.value  # Wilson is not a finite-sample bound
 
 
-def test_passed_flags_decide_the_fallback_for_scores_outside_the_unit_interval() -> None:
-    # a rubric never scores outside [0, 1]; a caller of the function might
-    scores = [2.0] * 8
-    assert lower_bound_95(scores, seed=1, passed=[True] * 8).value == wilson_lower_bound(8, 8)
-    assert lower_bound_95(scores, seed=1, passed=[True] * 6 + [False] * 2).value == (
-        wilson_lower_bound(6, 8)
-    )
-    assert lower_bound_95(scores, seed=1).method == "wilson"
-    with pytest.raises(ValueError, match="passed has 3 flags for 8 scores"):
-        lower_bound_95([0.5] * 8, seed=1, passed=[True] * 3)
+def test_the_method_follows_the_declared_kind_never_the_scores() -> None:
+    """R1 of issue 24: 22 perfect cases and one 0.00 gave 0.810 (Clopper-Pearson), the same
+    with that case at 0.01 gave 0.775 (betting): raising a score lowered the bound across a
+    tier. Now a pass/fail task class always gets Clopper-Pearson, a graded one always the
+    betting bound, and within each, raising that one score cannot lower the bound."""
+    zero = [1.0] * 22 + [0.0]
+    one_hundredth = [1.0] * 22 + [0.01]
+    assert lower_bound_95(zero, seed=5, kind="pass_fail").method == "clopper-pearson"
+    graded_zero = lower_bound_95(zero, seed=5, kind="graded")
+    graded_up = lower_bound_95(one_hundredth, seed=5, kind="graded")
+    assert graded_zero.method == graded_up.method == "betting"
+    assert graded_up.value >= graded_zero.value
+    with pytest.raises(ValueError, match="pass/fail scores must each be 0 or 1"):
+        lower_bound_95(one_hundredth, seed=5, kind="pass_fail")
+    with pytest.raises(ValueError, match="scores in \\[0, 1\\]"):
+        lower_bound_95([2.0] * 8, seed=1)
+
+
+def test_bca_is_a_diagnostic_the_gate_never_reads() -> None:
+    x = sample("skewed", 30, 3).tolist()
+    result = lower_bound_95(x, seed=3)
+    assert result.bca is not None
+    assert result.value == result.valid == betting_lower_bound(x, seed=3)
+    assert "diagnostic" in result.note
 
 
 def test_infinite_z0_falls_back_to_the_betting_bound() -> None:
@@ -357,7 +373,7 @@ def test_bound_lies_between_mean_minus_two_sd_and_mean(scores: list[float], seed
     assert 0.0 <= result.value <= 1.0
     assert result.value <= acc.mean + tolerance
     assert result.valid is not None
-    assert result.value == min(v for v in (result.bca, result.valid) if v is not None)
+    assert result.value == result.valid  # the gate reads the finite-sample bound alone
     if min(scores) == max(scores):
         # BCa is undefined for equal scores: only the finite-sample bound applies
         assert result.bca is None
