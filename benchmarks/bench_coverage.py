@@ -5,9 +5,10 @@ method, the coverage (the share of benches whose bound lies at or below the true
 nominal 95%) and the mean width (the mean distance from the true mean down to the bound).
 Pass/fail cells are exact: a 0/1 bench is decided by its number of passes, so coverage is
 summed over the binomial. The other cells are simulated with ``--draws`` benches each,
-using the gate's own functions. Methods: ``bca`` (the bootstrap bound alone, ADR 0002),
-``valid`` (Clopper-Pearson for 0/1 scores, the betting bound otherwise) and ``gate`` (the
-smaller of the two: what the gate reads, ADR 0015).
+using the gate's own functions. Methods: ``bca`` (the bootstrap bound alone, ADR 0002; a
+diagnostic now), ``valid`` and ``gate`` (the one bound the gate reads, ADR 0020: Clopper-
+Pearson for the pass/fail cells, as for a task class declaring ``scores="pass_fail"``, the
+betting bound for the graded ones).
 
     .venv/bin/python benchmarks/bench_coverage.py [--draws 2000] [--n 3,10,25,100]
 """
@@ -43,7 +44,10 @@ BINARY: dict[int, float] = {}
 def _exact(n: int, p: float) -> dict[str, tuple[float, float]]:
     pmf = scipy.stats.binom.pmf(np.arange(n + 1), n, p)
     out = {}
-    bounds = [lower_bound_95([1.0] * k + [0.0] * (n - k), seed=1000 + k) for k in range(n + 1)]
+    bounds = [
+        lower_bound_95([1.0] * k + [0.0] * (n - k), seed=1000 + k, kind="pass_fail")
+        for k in range(n + 1)
+    ]
     for method in ("bca", "valid", "gate"):
         values = np.array([_pick(b, method) for b in bounds])
         out[method] = (float(pmf @ (values <= p)), float(pmf @ (p - values)))
