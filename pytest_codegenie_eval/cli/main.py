@@ -157,6 +157,14 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--tier", required=True)
     plan.add_argument("--rate", type=float, required=True, help="expected pass rate in [0, 1]")
     plan.add_argument("--repeat", type=int, default=1, metavar="K", help="attempts per case")
+    plan.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        metavar="SD",
+        help="with --repeat K > 1: the standard deviation of the cases' own pass rates (cases "
+        "differ in difficulty; 0 assumes they do not, which overstates power)",
+    )
     plan.add_argument("--power", type=float, default=0.8, help="default: %(default)s")
     plan.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
     init = sub.add_parser(
@@ -410,16 +418,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.errors import CodegenieEvalError
-    from pytest_codegenie_eval.evidence.planning import MAX_CASES, cases_needed
+    from pytest_codegenie_eval.evidence.planning import (
+        MAX_CASES,
+        cases_needed,
+        power_curve,
+        stays_above,
+    )
     from pytest_codegenie_eval.evidence.tiers import load_tier_config
 
+    if args.spread and args.repeat == 1:
+        print("codegenie-eval plan: --spread needs --repeat K > 1", file=sys.stderr)
+        return EXIT_GENERIC
     try:
         threshold = load_tier_config(Path(args.tiers)).threshold(args.tier)
-        result = cases_needed(args.rate, threshold, repeats=args.repeat, power=args.power)
+        result = cases_needed(
+            args.rate, threshold, repeats=args.repeat, power=args.power, spread=args.spread
+        )
     except (CodegenieEvalError, ValueError) as exc:
         print(f"codegenie-eval plan: {exc}", file=sys.stderr)
         return EXIT_GENERIC
     attempts = "1 attempt" if args.repeat == 1 else f"{args.repeat} attempts"
+    if args.spread:
+        attempts += f", case-to-case spread {args.spread:.2f}"
     if result.cases is None:
         print(
             f"pass rate {args.rate:.2f}, {attempts} per case: no bench of up to "
@@ -430,6 +450,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"pass rate {args.rate:.2f}, {attempts} per case: {result.cases} cases reach "
         f"{args.tier} {threshold:.2f} with {result.power:.0%} probability ({result.method})"
     )
+    if args.repeat == 1:
+        # power is a sawtooth in n: say where it stops dipping, and show the curve
+        steady = stays_above(args.rate, threshold, args.power, result.cases)
+        if steady is not None and steady > result.cases:
+            print(
+                f"power dips below {args.power:.0%} again between {result.cases + 1} and "
+                f"{steady - 1} cases; from {steady} cases on it stays at or above it"
+            )
+        elif steady is not None:
+            print(f"from {steady} cases on power stays at or above {args.power:.0%}")
+        low = max(1, result.cases - 5)
+        high = max(result.cases, steady or result.cases) + 6
+        curve = power_curve(args.rate, threshold, range(low, high))
+        print("power by bench size: " + " · ".join(f"{n} {p:.1%}" for n, p in curve))
     return EXIT_OK
 
 

@@ -4,14 +4,17 @@ For an agent that passes a share ``rate`` of cases, :func:`cases_needed` finds t
 smallest number of cases n for which the gate's bound reaches ``threshold`` with at least
 ``power`` probability (80% by default).
 
-* **One attempt per case (pass/fail):** exact. A bench of n cases is decided by its number
-  of passes k ~ Binomial(n, rate), and the bound rises with k. So for each n the smallest
-  sufficient k is found (with the Clopper-Pearson bound, then checked with the gate's own
-  bound, the smaller of BCa and Clopper-Pearson) and the power is the binomial tail
-  P(K >= k).
+* **One attempt per case (pass/fail):** exact, for the gate's bound of a pass/fail task
+  class (Clopper-Pearson, no seed). A bench of n cases is decided by its number of passes
+  k ~ Binomial(n, rate), and the bound rises with k. So for each n the smallest sufficient
+  k is found and the power is the binomial tail P(K >= k). Power is a sawtooth in n (k
+  moves in whole steps): :func:`power_curve` gives it over a range, and
+  :func:`stays_above` the smallest n from which it no longer dips below the target.
 * **K attempts per case:** simulated, deterministically. A case's score is the mean of K
-  attempts, each passing with probability ``rate`` independently, and 400 benches are
-  drawn per candidate n.
+  attempts, each passing with the case's own probability: ``rate`` for every case, or,
+  with ``spread`` > 0, drawn per case from a Beta distribution of mean ``rate`` and that
+  standard deviation (real cases differ in difficulty, and assuming they do not overstates
+  power). 400 benches are drawn per candidate n.
 
 Both are stated in docs/adr/0015-a-bound-that-covers.md and in the README.
 """
@@ -76,29 +79,67 @@ def _gate_k(n: int, k: int, threshold: float) -> int | None:
     return None
 
 
+def exact_power(n: int, rate: float, threshold: float) -> float:
+    """The chance that a bench of n single-attempt pass/fail cases, each passing with
+    probability ``rate``, has a bound reaching ``threshold``."""
+    k = _smallest_k(n, threshold)
+    return 0.0 if k is None else float(binom.sf(k - 1, n, rate))
+
+
+def power_curve(rate: float, threshold: float, sizes: range) -> list[tuple[int, float]]:
+    """``(n, exact_power)`` for every n in ``sizes``."""
+    return [(n, exact_power(n, rate, threshold)) for n in sizes]
+
+
+def stays_above(rate: float, threshold: float, power: float, start: int) -> int | None:
+    """The smallest n at or above ``start`` from which the exact power no longer dips below
+    ``power`` within the next ``max(50, start)`` sizes (the sawtooth's dips shrink as n
+    grows); ``None`` when none is found within ``MAX_CASES``."""
+    horizon = max(50, start)
+    n = start
+    while n + horizon <= MAX_CASES:
+        dips = [m for m in range(n, n + horizon) if exact_power(m, rate, threshold) < power]
+        if not dips:
+            return n
+        n = dips[-1] + 1
+    return None
+
+
 def cases_needed(
-    rate: float, threshold: float, *, repeats: int = 1, power: float = 0.8, seed: int = 0
+    rate: float,
+    threshold: float,
+    *,
+    repeats: int = 1,
+    power: float = 0.8,
+    seed: int = 0,
+    spread: float = 0.0,
 ) -> Plan:
     """The smallest bench (in cases) whose bound clears ``threshold`` with ``power``."""
     if not 0.0 <= rate <= 1.0 or not 0.0 <= threshold <= 1.0 or not 0.0 < power < 1.0:
         raise ValueError("need 0 <= rate <= 1, 0 <= threshold <= 1 and 0 < power < 1")
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
-    return _cached(rate, threshold, repeats, power, seed)
+    if spread < 0.0 or (spread > 0.0 and spread >= math.sqrt(rate * (1.0 - rate))):
+        raise ValueError(
+            f"the case-to-case spread must be below sqrt(rate * (1 - rate)) = "
+            f"{math.sqrt(rate * (1.0 - rate)):.3f}, got {spread}"
+        )
+    return _cached(rate, threshold, repeats, power, seed, spread)
 
 
 @functools.lru_cache(maxsize=256)
-def _cached(rate: float, threshold: float, repeats: int, power: float, seed: int) -> Plan:
+def _cached(
+    rate: float, threshold: float, repeats: int, power: float, seed: int, spread: float
+) -> Plan:
     if rate <= threshold or threshold >= 1.0:
         return Plan(None, 0.0, "exact" if repeats == 1 else "simulated")
     if repeats == 1:
         return _exact(rate, threshold, power)
-    return _simulated(rate, threshold, repeats, power, seed)
+    return _simulated(rate, threshold, repeats, power, seed, spread)
 
 
 def _exact(rate: float, threshold: float, power: float) -> Plan:
-    # scan with the closed-form Clopper-Pearson part; confirm a candidate with the gate's
-    # bound (BCa can be the lower one) before answering
+    # the closed-form Clopper-Pearson scan, confirmed with the gate's own function
     for n in range(1, MAX_CASES + 1):
         k = _smallest_k(n, threshold)
         if k is None or float(binom.sf(k - 1, n, rate)) < power:
@@ -112,30 +153,51 @@ def _exact(rate: float, threshold: float, power: float) -> Plan:
     return Plan(None, 0.0, "exact")
 
 
-def _power(n: int, rate: float, threshold: float, repeats: int, seed: int) -> float:
+def _case_rates(rng: np.random.Generator, n: int, rate: float, spread: float) -> np.ndarray:
+    """Each case's own pass probability: ``rate`` for all, or Beta with mean ``rate`` and
+    standard deviation ``spread``."""
+    if spread <= 0.0 or rate in (0.0, 1.0):
+        return np.full(n, rate)
+    strength = rate * (1.0 - rate) / spread**2 - 1.0  # a + b of the Beta
+    return rng.beta(rate * strength, (1.0 - rate) * strength, size=n)
+
+
+def _power(
+    n: int, rate: float, threshold: float, repeats: int, seed: int, spread: float = 0.0
+) -> float:
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, n, repeats])))
     hits = 0
     for i in range(_SIMULATED_BENCHES):
-        means = rng.binomial(repeats, rate, size=n) / repeats
+        means = rng.binomial(repeats, _case_rates(rng, n, rate, spread)) / repeats
         hits += lower_bound_95(means.tolist(), seed=i).value >= threshold
     return hits / _SIMULATED_BENCHES
 
 
-def _simulated(rate: float, threshold: float, repeats: int, power: float, seed: int) -> Plan:
+def _simulated(
+    rate: float, threshold: float, repeats: int, power: float, seed: int, spread: float
+) -> Plan:
     # doubling, then bisection over n (power rises with n up to simulation noise)
     high = 4
-    while _power(high, rate, threshold, repeats, seed) < power:
+    while _power(high, rate, threshold, repeats, seed, spread) < power:
         high *= 2
         if high > MAX_CASES:
             return Plan(None, 0.0, "simulated")
     low = high // 2
     while high - low > 1:
         middle = (low + high) // 2
-        if _power(middle, rate, threshold, repeats, seed) >= power:
+        if _power(middle, rate, threshold, repeats, seed, spread) >= power:
             high = middle
         else:
             low = middle
-    return Plan(high, _power(high, rate, threshold, repeats, seed), "simulated")
+    return Plan(high, _power(high, rate, threshold, repeats, seed, spread), "simulated")
 
 
-__all__ = ["MAX_CASES", "Plan", "cases_needed", "perfect_cases_needed"]
+__all__ = [
+    "MAX_CASES",
+    "Plan",
+    "cases_needed",
+    "exact_power",
+    "perfect_cases_needed",
+    "power_curve",
+    "stays_above",
+]

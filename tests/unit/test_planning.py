@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from scipy.stats import binom
 
@@ -110,3 +112,41 @@ def test_advice_under_repeats_uses_the_per_attempt_pass_rate() -> None:
     expected = f"per-attempt pass rate 0.83, about {plan.cases} cases would reach bronze 0.70"
     assert expected in verdict
     assert "no bench size" not in verdict
+
+
+def test_power_is_a_sawtooth_and_plan_says_where_it_stops_dipping() -> None:
+    """Issue 24, item 5: at rate 0.95 and threshold 0.80, 30 cases give 0.812 but 31 to 36
+    give 0.80 down to 0.73; the first n is not the end of the story."""
+    from pytest_codegenie_eval.evidence.planning import exact_power, power_curve, stays_above
+
+    assert exact_power(30, 0.95, 0.8) == pytest.approx(0.812, abs=5e-4)
+    curve = dict(power_curve(0.95, 0.8, range(31, 37)))
+    assert all(p < 0.8 for p in curve.values())
+    assert curve[36] == pytest.approx(0.732, abs=5e-4)
+    assert cases_needed(0.95, 0.8).cases == 30
+    assert stays_above(0.95, 0.8, 0.8, 30) == 37
+    assert all(exact_power(n, 0.95, 0.8) >= 0.8 for n in range(37, 120))
+
+
+def test_a_case_to_case_spread_costs_power_under_repeats() -> None:
+    """Assuming every case has the same pass rate overstates power with K > 1."""
+    alike = cases_needed(0.833, 0.7, repeats=3)
+    spread = cases_needed(0.833, 0.7, repeats=3, spread=0.15)
+    assert alike.cases is not None
+    assert spread.cases is not None
+    assert spread.cases > alike.cases
+    with pytest.raises(ValueError, match="spread must be below"):
+        cases_needed(0.9, 0.7, repeats=3, spread=0.5)
+
+
+def test_plan_prints_the_power_curve(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from pytest_codegenie_eval.cli import main as cli
+
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text("schema_version: 1\nthresholds:\n  bronze: 0.7\n  silver: 0.8\n")
+    code = cli.main(["plan", "--tier", "silver", "--rate", "0.95", "--tiers", str(tiers)])
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_OK
+    assert "30 cases reach silver 0.80 with 81% probability (exact)" in out
+    assert "dips below 80% again between 31 and 36 cases; from 37 cases on" in out
+    assert "30 81.2% · 31 79.9%" in out
