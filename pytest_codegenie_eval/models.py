@@ -321,3 +321,5 @@ class PromotionVerdict(_Wire):
     uncalibrated: bool = True
     # when the bound falls short: how many cases would clear the threshold (evidence/planning.py)
     next_step: str | None = None
+    # runs of the same agent on the same bench judged together (their attempts pooled)
+    pooled_runs: Annotated[int, Field(ge=1)] = 1

@@ -172,8 +172,15 @@ class PromotionGate:
         chain_verified: bool,
         chain_head: str | None = None,
         report_digests: Sequence[str] = (),
+        pooled: Sequence[BenchRunReport] = (),
+        pooled_digests: Sequence[str] = (),
     ) -> PromotionVerdict:
         """Judge *reports* (the evidence window, newest last) for promotion to *tier*.
+
+        *pooled* are earlier complete runs of the same agent on the same bench definition as
+        the newest report (:func:`same_measurement`): their attempts count as further
+        attempts of each case (:func:`pool`), so re-running adds attempts, not lottery
+        tickets, and the bound and the floor are judged on the pooled run.
 
         Evidence is sufficient only when all hold: the newest report's ``lower_bound_95``
         reaches the tier threshold; its ``passed_count`` reaches the task class's floor for
@@ -196,6 +203,10 @@ class PromotionGate:
 
         reasons: list[str] = []
         newest = reports[-1] if reports else None
+        pooled = [r for r in pooled if newest is not None and same_measurement(r, newest)]
+        if newest is not None and pooled:
+            newest = pool([*pooled, newest])
+        judged = [*pooled, *reports]
         if newest is None:
             reasons.append(REASON_NO_REPORTS)
         else:
@@ -204,7 +215,7 @@ class PromotionGate:
                 reasons.append(f"lower_bound_95 {shown} < {tier} threshold {needed}")
             if newest.passed_count < floor:
                 reasons.append(f"case count below floor ({newest.passed_count} < {floor})")
-        block_count = sum(_block_failures(report) for report in reports)
+        block_count = sum(_block_failures(report) for report in judged)
         if block_count:
             noun = "mode" if block_count == 1 else "modes"
             reasons.append(f"{block_count} block-severity failure {noun}")
@@ -262,8 +273,9 @@ class PromotionGate:
             block_failure_count=block_count,
             chain_verified=chain_verified,
             chain_head=chain_head,
-            run_ids=tuple(report.run_id for report in reports),
-            report_digests=tuple(report_digests),
+            run_ids=tuple(report.run_id for report in judged),
+            report_digests=(*pooled_digests[: len(pooled)], *report_digests),
+            pooled_runs=len(pooled) + 1 if pooled else 1,
             isolation_classes=isolation_classes,
             uncalibrated=self._config.uncalibrated,
         )
@@ -306,6 +318,8 @@ class PromotionGate:
         chain_verified: bool,
         chain_head: str | None = None,
         report_digests: Sequence[str] = (),
+        pooled: Sequence[BenchRunReport] = (),
+        pooled_digests: Sequence[str] = (),
     ) -> str | None:
         """The highest configured tier the evidence is sufficient for, or ``None``.
 
@@ -318,6 +332,8 @@ class PromotionGate:
             chain_verified=chain_verified,
             chain_head=chain_head,
             report_digests=report_digests,
+            pooled=pooled,
+            pooled_digests=pooled_digests,
         )
         return verdict.tier if verdict is not None else None
 
@@ -329,6 +345,8 @@ class PromotionGate:
         chain_verified: bool,
         chain_head: str | None = None,
         report_digests: Sequence[str] = (),
+        pooled: Sequence[BenchRunReport] = (),
+        pooled_digests: Sequence[str] = (),
     ) -> PromotionVerdict | None:
         """The sufficient verdict of the highest earnable tier, or ``None`` (see above)."""
         for tier in reversed(self._config.tiers):
@@ -341,6 +359,8 @@ class PromotionGate:
                 chain_verified=chain_verified,
                 chain_head=chain_head,
                 report_digests=report_digests,
+                pooled=pooled,
+                pooled_digests=pooled_digests,
             )
             if verdict.evidence_sufficient:
                 return verdict
@@ -354,6 +374,8 @@ class PromotionGate:
         chain_verified: bool,
         chain_head: str | None = None,
         report_digests: Sequence[str] = (),
+        pooled: Sequence[BenchRunReport] = (),
+        pooled_digests: Sequence[str] = (),
     ) -> PromotionVerdict | None:
         """The verdict worth recommending to a human, or ``None``.
 
@@ -366,6 +388,8 @@ class PromotionGate:
             chain_verified=chain_verified,
             chain_head=chain_head,
             report_digests=report_digests,
+            pooled=pooled,
+            pooled_digests=pooled_digests,
         )
         if verdict is None:
             return None
@@ -383,11 +407,65 @@ class PromotionGate:
         raise PromotionMustBeHumanAuthorized(verdict.task_class, verdict.tier)
 
 
+def _case_set(report: BenchRunReport) -> frozenset[tuple[str, str]]:
+    return frozenset((c.case_id, c.case_digest) for c in report.cases)
+
+
+def same_measurement(a: BenchRunReport, b: BenchRunReport) -> bool:
+    """Whether two runs measured the same agent on the same bench definition, alike: both
+    complete with their cases listed, the same SUT, rubric, cases (and their digests),
+    repeat count, declared scores and isolation."""
+    return (
+        a.complete
+        and b.complete
+        and bool(a.cases)
+        and bool(b.cases)
+        and bool(a.sut_digest)
+        and a.sut_digest == b.sut_digest
+        and a.rubric_digest == b.rubric_digest
+        and a.repeats == b.repeats
+        and a.scores == b.scores
+        and _regime(a) == _regime(b)
+        and _case_set(a) == _case_set(b)
+    )
+
+
+def pool(reports: Sequence[BenchRunReport]) -> BenchRunReport:
+    """One report of every attempt of *reports* (runs that :func:`same_measurement`, oldest
+    first): run j's attempt r of a case becomes its attempt ``j * K + r``, and the report is
+    aggregated as a run with ``K`` times the number of runs attempts per case (ADR 0016)."""
+    from datetime import datetime
+
+    from pytest_codegenie_eval.evidence.aggregate import build_report
+
+    per_run = reports[0].repeats
+    newest = reports[-1]
+    attempts = [
+        case.model_copy(update={"repeat": index * per_run + case.repeat})
+        for index, report in enumerate(reports)
+        for case in report.cases
+    ]
+    return build_report(
+        newest.task_class,
+        attempts,
+        harness_version=newest.harness_version,
+        created_at=datetime.fromisoformat(newest.created_at),
+        cases_total=newest.cases_total,
+        repeats=per_run * len(reports),
+        scores=newest.scores,
+    )
+
+
 def format_verdict(verdict: PromotionVerdict) -> str:
     """Human-readable verdict: a headline, then one ``  - reason`` line per failing check,
     then what would clear the bound when it fell short."""
     outcome = "SUFFICIENT" if verdict.evidence_sufficient else "INSUFFICIENT"
     lines = [f"codegenie verdict {verdict.task_class} → {verdict.tier}: evidence {outcome}"]
+    if verdict.pooled_runs > 1:
+        lines.append(
+            f"  pooled {verdict.pooled_runs} runs of this agent on this bench: each run's "
+            "attempts count as further attempts of each case"
+        )
     lines.extend(f"  - {reason}" for reason in verdict.reasons)
     if verdict.next_step:
         lines.append(f"  next: {verdict.next_step}")

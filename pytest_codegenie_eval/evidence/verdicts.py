@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_codegenie_eval.evidence.promotion import PromotionGate
+from pytest_codegenie_eval.evidence.promotion import PromotionGate, same_measurement
 from pytest_codegenie_eval.evidence.tiers import load_tier_config
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
 from pytest_codegenie_eval.registry import TaskClass
@@ -28,6 +28,8 @@ class _Window:
     digests: tuple[str, ...]
     chain_verified: bool
     chain_head: str | None
+    pooled: tuple[BenchRunReport, ...] = ()  # earlier runs of the same agent and bench
+    pooled_digests: tuple[str, ...] = ()
 
 
 def _window(
@@ -45,7 +47,21 @@ def _cut(
 ) -> _Window:
     reports = gate.evidence_window(evidence.reports, task_class=task_class.name)
     digests = evidence.digests[-len(reports) :] if reports else ()
-    return _Window(gate, reports, digests, check.ok, check.head)
+    earlier = list(zip(evidence.reports, evidence.digests, strict=True))[: -len(reports) or None]
+    pooled = (
+        [(r, d) for r, d in earlier if reports and same_measurement(r, reports[-1])]
+        if reports
+        else []
+    )
+    return _Window(
+        gate,
+        reports,
+        digests,
+        check.ok,
+        check.head,
+        tuple(r for r, _ in pooled),
+        tuple(d for _, d in pooled),
+    )
 
 
 def judge(
@@ -67,6 +83,8 @@ def judge(
         chain_verified=w.chain_verified,
         chain_head=w.chain_head,
         report_digests=w.digests,
+        pooled=w.pooled,
+        pooled_digests=w.pooled_digests,
     )
 
 
@@ -119,6 +137,8 @@ def recommend(
         chain_verified=w.chain_verified,
         chain_head=w.chain_head,
         report_digests=w.digests,
+        pooled=w.pooled,
+        pooled_digests=w.pooled_digests,
     )
     if best is None:
         return None, None

@@ -243,3 +243,19 @@ def test_the_page_at_session_end_judges_with_the_task_class_the_session_loaded(
     # the page judges with the task class the session loaded: it reads nothing more
     assert loads == without_page
     assert loads.count("task class") == 1
+
+
+def test_a_second_run_of_the_same_agent_is_pooled_with_the_first(
+    run_bench_once: RunBench, pytester: pytest.Pytester
+) -> None:
+    (pytester.path / "docs").mkdir()
+    (pytester.path / "docs" / "trust-tiers.yaml").write_text(TIERS)
+    first = run_bench_once("--codegenie-verdict=bronze", "--codegenie-no-cache")
+    first.assert_outcomes(passed=3)
+    assert "pooled 2 runs" not in first.stdout.str()
+    second = run_bench_once("--codegenie-verdict=bronze", "--codegenie-no-cache")
+    second.stdout.fnmatch_lines(["*pooled 2 runs of this agent on this bench*"])
+    recs = sorted((pytester.path / ".codegenie" / "eval" / "recommendations").glob("*.json"))
+    verdict = json.loads(recs[-1].read_text())["verdict"]
+    assert verdict["pooled_runs"] == 2
+    assert len(verdict["run_ids"]) == 2

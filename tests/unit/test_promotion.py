@@ -672,3 +672,62 @@ def test_a_run_with_upstream_failures_is_not_evidence_and_says_why() -> None:
     verdict = evaluate([hit])
     assert verdict.evidence_sufficient is False
     assert any("failed upstream" in reason for reason in verdict.reasons)
+
+
+# --- pooled re-runs -------------------------------------------------------------------------
+
+
+def _run(scores: list[float], *, sut: str = "s" * 64) -> BenchRunReport:
+    from pytest_codegenie_eval.evidence.aggregate import build_report
+
+    results = [
+        CaseResult(
+            task_class="t",
+            case_id=f"case-{i:03d}",
+            score=score,
+            passed=score >= 1.0,
+            sut_isolation="bwrap",
+            sut_digest=sut,
+            rubric_digest="r" * 64,
+            case_digest=f"{i:064x}",
+        )
+        for i, score in enumerate(scores)
+    ]
+    return build_report("t", results, harness_version="0", scores="pass_fail")
+
+
+def test_a_rerun_adds_attempts_instead_of_a_lottery_ticket() -> None:
+    """Issue 24, item 6: the gate judged only the newest run, so re-running a stochastic
+    agent until one run cleared was free. Earlier complete runs of the same agent on the same
+    bench are pooled: each run's attempts are further attempts of each case."""
+    unlucky = _run([1.0] * 10 + [0.0, 0.0])
+    lucky = _run([1.0] * 12)
+    alone = GATE.evaluate(task_class=TASK, tier="bronze", reports=[lucky], chain_verified=True)
+    pooled = GATE.evaluate(
+        task_class=TASK,
+        tier="bronze",
+        reports=[lucky],
+        chain_verified=True,
+        pooled=[unlucky],
+        pooled_digests=["a" * 64],
+        report_digests=["b" * 64],
+    )
+    assert alone.pooled_runs == 1
+    assert pooled.pooled_runs == 2
+    assert pooled.run_ids == (unlucky.run_id, lucky.run_id)
+    assert pooled.report_digests == ("a" * 64, "b" * 64)
+    assert pooled.passed_count == 10  # a case passes when all of its attempts did
+    assert pooled.lower_bound_95 is not None
+    assert alone.lower_bound_95 is not None
+    assert pooled.lower_bound_95 < alone.lower_bound_95
+    assert "pooled 2 runs of this agent on this bench" in format_verdict(pooled)
+
+
+def test_runs_of_another_agent_or_bench_are_not_pooled() -> None:
+    lucky = _run([1.0] * 12)
+    other_agent = _run([0.0] * 12, sut="o" * 64)
+    verdict = GATE.evaluate(
+        task_class=TASK, tier="bronze", reports=[lucky], chain_verified=True, pooled=[other_agent]
+    )
+    assert verdict.pooled_runs == 1
+    assert verdict.run_ids == (lucky.run_id,)
