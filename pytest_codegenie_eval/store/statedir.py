@@ -118,8 +118,35 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> Path:
     return path
 
 
-def _diff_path(diffs_dir: Path, digest: str) -> Path:
-    return diffs_dir / digest[:2] / f"{digest}.diff"
+def _blob_path(directory: Path, digest: str, suffix: str) -> Path:
+    return directory / digest[:2] / f"{digest}{suffix}"
+
+
+def _store_blob(directory: Path, data: bytes, suffix: str) -> str:
+    """Keep ``data`` under its BLAKE3 digest (idempotent: the same bytes from a rerun or
+    another worker are the same file) and return the digest."""
+    from pytest_codegenie_eval.hashing import blake3_hex
+
+    digest = blake3_hex(data)
+    path = _blob_path(directory, digest, suffix)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, durable=False)
+    return digest
+
+
+def _read_blob(directory: Path, digest: str, suffix: str) -> bytes | None:
+    """The bytes kept under ``digest``, or ``None`` when they are missing or no longer
+    match the digest (what is shown is only ever what was recorded)."""
+    from pytest_codegenie_eval.hashing import blake3_hex
+
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return None
+    try:
+        data = _blob_path(directory, digest, suffix).read_bytes()
+    except OSError:
+        return None
+    return data if blake3_hex(data) == digest else None
 
 
 def diff_digest(text: str) -> str:
@@ -130,59 +157,24 @@ def diff_digest(text: str) -> str:
 
 
 def store_diff(diffs_dir: Path, text: str) -> str:
-    """Keep a SUT run's diff under its BLAKE3 digest (idempotent: the same diff from a
-    rerun or another worker is the same file) and return the digest."""
-    data = text.encode("utf-8", errors="surrogateescape")
-    digest = diff_digest(text)
-    path = _diff_path(diffs_dir, digest)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data, durable=False)
-    return digest
-
-
-def _transcript_path(directory: Path, digest: str) -> Path:
-    return directory / digest[:2] / f"{digest}.jsonl"
-
-
-def store_transcript(directory: Path, data: bytes) -> str:
-    """Keep an attempt's model transcript (JSON lines) under its BLAKE3 digest, as diffs
-    are kept, and return the digest."""
-    from pytest_codegenie_eval.hashing import blake3_hex
-
-    digest = blake3_hex(data)
-    path = _transcript_path(directory, digest)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data, durable=False)
-    return digest
-
-
-def read_transcript(directory: Path, digest: str) -> bytes | None:
-    """The transcript recorded under ``digest``, or ``None`` when it is missing or its bytes
-    no longer match the digest."""
-    from pytest_codegenie_eval.hashing import blake3_hex
-
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        return None
-    try:
-        data = _transcript_path(directory, digest).read_bytes()
-    except OSError:
-        return None
-    return data if blake3_hex(data) == digest else None
+    """Keep a SUT run's diff under its BLAKE3 digest and return the digest."""
+    return _store_blob(diffs_dir, text.encode("utf-8", errors="surrogateescape"), ".diff")
 
 
 def read_diff(diffs_dir: Path, digest: str) -> str | None:
     """The diff recorded under ``digest``, or ``None`` when it is missing or its bytes no
     longer match the digest (a diff is shown only as it was recorded)."""
-    from pytest_codegenie_eval.hashing import blake3_hex
+    data = _read_blob(diffs_dir, digest, ".diff")
+    return None if data is None else data.decode("utf-8", errors="replace")
 
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        return None
-    try:
-        data = _diff_path(diffs_dir, digest).read_bytes()
-    except OSError:
-        return None
-    if blake3_hex(data) != digest:
-        return None
-    return data.decode("utf-8", errors="replace")
+
+def store_transcript(directory: Path, data: bytes) -> str:
+    """Keep an attempt's model transcript (JSON lines) under its BLAKE3 digest, as diffs
+    are kept, and return the digest."""
+    return _store_blob(directory, data, ".jsonl")
+
+
+def read_transcript(directory: Path, digest: str) -> bytes | None:
+    """The transcript recorded under ``digest``, or ``None`` when it is missing or its bytes
+    no longer match the digest."""
+    return _read_blob(directory, digest, ".jsonl")
