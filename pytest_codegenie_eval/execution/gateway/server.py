@@ -198,6 +198,18 @@ async def _relay(out: web.StreamResponse, chunk: bytes | None) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One model call as the agent made it (its request body read once, its model once)."""
+
+    upstream: Upstream
+    method: str
+    path: str
+    body: bytes
+    model: str
+    started: float
+
+
 def _model_of(body: bytes) -> str:
     try:
         parsed = json.loads(body)
@@ -317,54 +329,33 @@ class Gateway:
         if limited is not None:
             lease.fail("gateway.limit_reached", limited)
             return _error(429, "codegenie_attempt_limit", limited)
-        unpriced = lease.unpriced(_model_of(body))
+        call = _Call(upstream, request.method, path, body, _model_of(body), time.monotonic())
+        unpriced = lease.unpriced(call.model)
         if unpriced is not None:
             lease.fail("gateway.unpriced_model", unpriced)
             return _error(403, "codegenie_unpriced_model", unpriced)
-        started = time.monotonic()
         if lease.settings.mode == "replay":
-            return self._replay(lease, upstream, request.method, path, body, started)
-        return await self._forward(request, lease, upstream, path, body, started)
+            return self._replay(lease, call)
+        return await self._forward(request, lease, call)
 
-    def _replay(
-        self,
-        lease: AttemptLease,
-        upstream: Upstream,
-        method: str,
-        path: str,
-        body: bytes,
-        started: float,
-    ) -> web.Response:
-        found = lease.player.answer(upstream.name, method, path, body) if lease.player else None
+    def _replay(self, lease: AttemptLease, call: _Call) -> web.Response:
+        upstream, method, path = call.upstream, call.method, call.path
+        found = (
+            lease.player.answer(upstream.name, method, path, call.body) if lease.player else None
+        )
         if found is None:
             detail = f"no recorded answer for {method} /{upstream.name}/{path}"
             lease.fail("gateway.cassette_miss", detail)
             return _error(502, "codegenie_cassette_miss", detail)
-        self._meter(
-            lease,
-            upstream,
-            method,
-            path,
-            body,
-            found.status,
-            found.content_type,
-            found.response,
-            started,
-            replayed=True,
-        )
+        self._meter(lease, call, found.status, found.content_type, found.response, replayed=True)
         return web.Response(
             status=found.status, body=found.response, headers={"Content-Type": found.content_type}
         )
 
     async def _forward(
-        self,
-        request: web.Request,
-        lease: AttemptLease,
-        upstream: Upstream,
-        path: str,
-        body: bytes,
-        started: float,
+        self, request: web.Request, lease: AttemptLease, call: _Call
     ) -> web.StreamResponse:
+        upstream, path, body = call.upstream, call.path, call.body
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP}
         headers["Accept-Encoding"] = "identity"
         key = os.environ.get(upstream.key_env)
@@ -433,51 +424,36 @@ class Gateway:
                 response = web.Response(
                     status=reply.status, body=answer, headers={"Content-Type": content_type}
                 )
-        self._meter(
-            lease,
-            upstream,
-            request.method,
-            path,
-            body,
-            reply.status,
-            content_type,
-            answer,
-            started,
-            replayed=False,
-        )
+        self._meter(lease, call, reply.status, content_type, answer, replayed=False)
         return response
 
     @staticmethod
     def _meter(
         lease: AttemptLease,
-        upstream: Upstream,
-        method: str,
-        path: str,
-        body: bytes,
+        call: _Call,
         status: int,
         content_type: str,
         answer: bytes,
-        started: float,
         *,
         replayed: bool,
     ) -> None:
-        model = _model_of(body)
+        shape, model = call.upstream.shape, call.model
         if is_sse(content_type):
-            usage = usage_from_sse(upstream.shape, answer, model)
+            usage = usage_from_sse(shape, answer, model)
         else:
-            usage = usage_from_json(upstream.shape, answer, model)
+            usage = usage_from_json(shape, answer, model)
         cost = lease.prices.cost_usd(usage) if lease.prices and usage else None
         lease.exchanges.append(
             Exchange(
-                upstream=upstream.name,
-                method=method,
-                path=path,
+                upstream=call.upstream.name,
+                method=call.method,
+                path=call.path,
                 status=status,
-                latency_s=time.monotonic() - started,
+                latency_s=time.monotonic() - call.started,
                 usage=usage,
                 cost_usd=cost,
                 replayed=replayed,
-                request=body,
+                request=call.body,
                 response=answer,
                 content_type=content_type,
             )
