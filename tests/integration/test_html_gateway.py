@@ -11,10 +11,8 @@ one carries a hostile agent's markup in its messages and an unreadable reply.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -528,24 +526,6 @@ def test_a_long_transcript_shows_its_first_part_and_says_so() -> None:
 
 # --------------------------------------------------------------------------------------------
 # in a real browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium from the system, as tests/integration/test_html_report.py uses it."""
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(
-            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        launched.close()
 
 
 def test_the_transcript_pages_render_without_errors_in_chromium(site: Path, browser: Any) -> None:
