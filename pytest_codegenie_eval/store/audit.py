@@ -45,8 +45,8 @@ from pytest_codegenie_eval.store.statedir import (
     AUDIT_FILE,
     LOCK_FILE,
     RUNS_DIR,
-    atomic_write,
     fsync_dir,
+    write_unique,
 )
 
 if TYPE_CHECKING:
@@ -369,20 +369,10 @@ def _report_stem(report: BenchRunReport) -> str:
 
 
 def _write_report(runs_dir: Path, report: BenchRunReport) -> tuple[Path, bytes]:
-    """Write the report atomically under a name that no existing file has.
-
-    The caller holds the chain lock, which is what makes "pick a free name, then rename onto
-    it" race-free between writers.
-    """
+    """Write the report durably under a name that no existing file has (``-2``, ``-3``…
+    before ``.json`` when the name is taken)."""
     data = (report.model_dump_json(indent=2) + "\n").encode("utf-8")
-    stem = _report_stem(report)
-    target = runs_dir / f"{stem}.json"
-    counter = 1
-    while target.exists():
-        target = runs_dir / f"{stem}-{counter}.json"
-        counter += 1
-    atomic_write(target, data)
-    return target, data
+    return write_unique(runs_dir, _report_stem(report), ".json", data), data
 
 
 def write_run_record(report: BenchRunReport, out_dir: Path) -> tuple[Path, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pytest_codegenie_eval.fsutil import name_part
 from pytest_codegenie_eval.models import PromotionVerdict
-from pytest_codegenie_eval.store.statedir import StateDir, atomic_write
+from pytest_codegenie_eval.store.statedir import StateDir, unique_name_order, write_unique
 
 RECOMMENDATION_NOTE = (
     "read-only: current_tiers is never changed by the harness; "
@@ -37,8 +37,8 @@ def write_recommendation(
 
     The file goes to ``state_dir/recommendations/<YYYYmmddTHHMMSSZ>-<task_class>-<tier>.json``
     (``-2``, ``-3``… before ``.json`` when that name exists: a recommendation is never
-    overwritten). It is written to a temporary file in the same directory and moved into
-    place with :func:`os.replace`, so a reader never sees half a file. Nothing else is
+    overwritten, not even by another session writing in the same second). A reader never
+    sees half a file. Nothing else is
     touched: in particular never the tier config, whose ``current_tiers`` only a human edits.
     """
     moment = _utc(now)
@@ -56,15 +56,9 @@ def write_recommendation(
     tier = name_part(verdict.tier, fallback="tier")
     stem = f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{task_class}-{tier}"
 
-    # Only the session controller writes recommendations, so checking for a free name
-    # and then writing to it does not race with another writer.
-    target = directory / f"{stem}.json"
-    counter = 2
-    while target.exists():
-        target = directory / f"{stem}-{counter}.json"
-        counter += 1
-    atomic_write(target, text.encode("utf-8"))
-    return target
+    # Claiming the name and writing the file is one step, so two sessions that judge in the
+    # same second never overwrite each other's recommendation.
+    return write_unique(directory, stem, ".json", text.encode("utf-8"))
 
 
 def recommendations(state_dir: Path) -> Iterator[tuple[str, PromotionVerdict]]:
@@ -73,7 +67,7 @@ def recommendations(state_dir: Path) -> Iterator[tuple[str, PromotionVerdict]]:
     chained, and the page shows one only when it matches the chain)."""
     folder = StateDir(state_dir).recommendations
     try:
-        names = sorted((p.name for p in folder.glob("*.json")), reverse=True)
+        names = unique_name_order((p.name for p in folder.glob("*.json")), ".json")[::-1]
     except OSError:
         return
     for name in names:

@@ -20,8 +20,10 @@ half a file and a killed writer leaves at most a ``.tmp-*`` file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +118,74 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> Path:
     if durable:
         fsync_dir(path.parent)
     return path
+
+
+def write_unique(directory: Path, stem: str, suffix: str, data: bytes) -> Path:
+    """Write ``data`` durably as ``directory/<stem><suffix>``, or ``<stem>-2<suffix>``,
+    ``<stem>-3<suffix>``… when that name is taken, and return the path.
+
+    The bytes go to a temporary file first and are then hard-linked to the free name, which
+    fails when the name exists: two writers (two sessions) never take the same name, and a
+    reader never sees half a file.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX, suffix=".tmp")
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        counter = 1
+        while True:
+            target = directory / (
+                f"{stem}{suffix}" if counter == 1 else f"{stem}-{counter}{suffix}"
+            )
+            try:
+                _claim(tmp_name, target)
+            except FileExistsError:
+                counter += 1
+                continue
+            break
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+    fsync_dir(directory)
+    return target
+
+
+def _claim(tmp_name: str, target: Path) -> None:
+    """Give the finished temporary file ``target``'s name, raising :class:`FileExistsError`
+    when the name is taken. A file system without hard links gets an empty placeholder
+    created exclusively, then replaced by the finished file (a reader skips the empty one)."""
+    try:
+        os.link(tmp_name, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(tmp_name, target)
+
+
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
+
+
+def unique_name_order(names: Iterable[str], suffix: str) -> list[str]:
+    """``names`` written by :func:`write_unique` in the order they were claimed for each stem
+    (``x.json`` before ``x-2.json`` before ``x-10.json``), stems in name order."""
+    present = set(names)
+
+    def key(name: str) -> tuple[str, int]:
+        stem = name.removesuffix(suffix)
+        base, sep, number = stem.rpartition("-")
+        if sep and number.isdigit() and not number.startswith("0") and f"{base}{suffix}" in present:
+            return base, int(number)
+        return stem, 1
+
+    return sorted(present, key=key)
 
 
 def _blob_path(directory: Path, digest: str, suffix: str) -> Path:

@@ -152,8 +152,8 @@ def test_existing_report_file_is_never_overwritten(tmp_path: Path) -> None:
     third, _ = write_run_record(report, tmp_path)
 
     assert len({first, second, third}) == 3
-    assert second.name == first.name.removesuffix(".json") + "-1.json"
-    assert third.name == first.name.removesuffix(".json") + "-2.json"
+    assert second.name == first.name.removesuffix(".json") + "-2.json"
+    assert third.name == first.name.removesuffix(".json") + "-3.json"
     result = verify(tmp_path, strict=True)
     assert result.ok, result.problems
     assert result.records == 3

@@ -30,7 +30,11 @@ from pytest_codegenie_eval.models import (
     PromotionVerdict,
 )
 from pytest_codegenie_eval.registry import TaskClass
-from pytest_codegenie_eval.store.recommendations import RECOMMENDATION_NOTE, write_recommendation
+from pytest_codegenie_eval.store.recommendations import (
+    RECOMMENDATION_NOTE,
+    recommendations,
+    write_recommendation,
+)
 
 CONFIG = TierConfig(
     schema_version=1,
@@ -467,6 +471,35 @@ def test_write_recommendation(tmp_path: Path) -> None:
     # The harness never edits the tier file, even when recommending a promotion.
     assert local_config.read_bytes() == config_bytes
     assert repo_config.read_bytes() == config_bytes
+
+
+def test_recommendations_read_newest_first_within_one_second(tmp_path: Path) -> None:
+    # "x-2.json" sorts before "x.json" by name; the reader must still see it as newer
+    now = datetime(2026, 11, 24, 22, 5, 1, tzinfo=UTC)
+    written = [
+        write_recommendation(
+            evaluate([report()]).model_copy(update={"reasons": [f"run {i}"]}), tmp_path, now=now
+        )
+        for i in range(11)
+    ]
+    read = list(recommendations(tmp_path))
+    assert [name for name, _ in read] == [p.name for p in reversed(written)]
+    assert read[0][1].reasons == ("run 10",)
+
+
+def test_concurrent_recommendations_never_overwrite_each_other(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = datetime(2026, 11, 24, 22, 5, 1, tzinfo=UTC)
+    verdicts = [evaluate([report()]).model_copy(update={"reasons": [str(i)]}) for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(lambda v: write_recommendation(v, tmp_path, now=now), verdicts))
+    assert len(set(paths)) == 24
+    kept = sorted(v.reasons[0] for _, v in recommendations(tmp_path))
+    assert kept == sorted(str(i) for i in range(24))
+    assert sorted(p.name for p in (tmp_path / "recommendations").iterdir()) == sorted(
+        p.name for p in paths
+    )  # no temporary file left behind
 
 
 def test_write_recommendation_defaults_to_now_in_utc(tmp_path: Path) -> None:
