@@ -7,9 +7,11 @@ to be, never by the scores a run produced:
 
 * pass/fail task classes (``register_task_class(..., scores="pass_fail")``): the exact
   Clopper-Pearson bound on the share of passes;
-* graded task classes (the default): the betting bound of Waudby-Smith and Ramdas
-  (predictable plug-in bets on a capital process, rejected by Ville's inequality), betting
-  in an order drawn from a seed that comes from the bench (:func:`seed_from_bench`).
+* graded task classes (the default): a betting bound after Waudby-Smith and Ramdas (a
+  fixed mixture of bets on a capital process, rejected by Ville's inequality) whose bets do
+  not depend on the scores, so raising any score never lowers it
+  (``docs/adr/0022-a-monotone-betting-bound.md``), betting in an order drawn from a seed that
+  comes from the bench (:func:`seed_from_bench`).
 
 The bias-corrected and accelerated (BCa) bootstrap bound (ADR 0002) is computed beside it
 as a diagnostic: it is tight but under-covers at small n, and the gate never reads it.
@@ -91,6 +93,18 @@ BATCH_VALUES: Final = 2**16
 
 BETTING_CAP: Final = 0.75
 """Largest bet as a share of the capital at risk (λ·m ≤ 0.75), as in Waudby-Smith & Ramdas."""
+
+BETTING_SCALES: Final = tuple(round(1.2**k, 4) for k in range(21))
+"""The mixture's gamblers bet ``s`` times the plug-in bet at the largest variance a mean
+allows, for ``s`` from 1 (scores as spread as they can be) to about 38 (a spread near 0.01)."""
+
+BETTING_WEIGHTS: Final = tuple(0.8**k / sum(0.8**j for j in range(21)) for k in range(21))
+"""Each gambler's share of the starting capital: most on spread-out scores, where a mismatched
+bet costs the most width, geometrically less toward tightly clustered ones."""
+
+_SCALES: Final = np.array(BETTING_SCALES)
+_LOG_WEIGHTS: Final = np.log(np.array(BETTING_WEIGHTS))
+_VARIANCE_FLOOR: Final = 1e-6  # m (1 - m) near m = 0 or 1, where the cap or this floor binds
 
 _BETTING_STREAM: Final = 0x6265_7474  # "bett": the betting order's own random stream
 _BISECTIONS: Final = 60
@@ -181,16 +195,28 @@ def clopper_pearson_lower_bound(successes: int, n: int, confidence: float = 0.95
 def betting_lower_bound(
     scores: Sequence[float] | npt.ArrayLike, *, seed: int, confidence: float = 0.95
 ) -> float:
-    """One-sided lower confidence bound on the mean of scores in [0, 1] by betting.
+    """One-sided lower confidence bound on the mean of scores in [0, 1] by betting, which
+    never goes down when any score goes up.
 
-    Waudby-Smith & Ramdas, "Estimating means of bounded random variables by betting" (JRSS-B
-    2024): for a candidate mean ``m``, a gambler starting with capital 1 bets
-    ``λ_i (x_i - m)`` on each score in turn, with ``λ_i`` chosen from the scores before it
-    only (``sqrt(2 log(1/α) / (n σ̂²_{i-1}))``, at most ``BETTING_CAP / m``). If the mean were
-    ``m`` or less the capital would be a nonnegative supermartingale, so by Ville's inequality
-    it ever reaches ``1/α`` with probability at most ``α``. The bound is the largest ``m``
-    the capital refutes; the capital is decreasing in ``m``, so bisection finds it in
-    ``O(n)`` memory and ``O(60 n)`` time. Valid for every distribution on [0, 1] and every n.
+    After Waudby-Smith & Ramdas, "Estimating means of bounded random variables by betting"
+    (JRSS-B 2024). For a candidate mean ``m``, a gambler starting with capital 1 bets
+    ``λ (x_i - m)`` on each score in turn. If the mean were ``m`` or less the capital would be
+    a nonnegative supermartingale, so by Ville's inequality it ever reaches ``1/α`` with
+    probability at most ``α``; the bound is the largest ``m`` the capital refutes. Valid for
+    every distribution on [0, 1] and every n.
+
+    The bets do not depend on the scores, which is what makes the bound monotone: every
+    factor ``1 + λ (x_i - m)`` grows with ``x_i``, so raising a score raises the capital at
+    every candidate mean and every time, and the bound cannot fall
+    (``docs/adr/0022-a-monotone-betting-bound.md``). Instead of estimating the variance from
+    earlier scores (the plug-in bet, which is not monotone), the capital is a fixed mixture
+    of gamblers: gambler ``k`` bets ``λ_k(m) = s_k sqrt(2 log(1/α) / (n m (1 - m)))`` (the
+    plug-in bet at the largest variance a mean of ``m`` allows, scaled by ``s_k``), at most
+    ``BETTING_CAP / m``, and holds a share ``w_k`` of the capital (``BETTING_SCALES``,
+    ``BETTING_WEIGHTS``). A mixture of nonnegative supermartingales is one, so Ville's
+    inequality applies to the mixture. Each ``λ_k(m) (x - m)`` is nonincreasing in ``m`` for
+    every ``x`` in [0, 1], so the refuted candidates form an interval and bisection finds its
+    end in ``O(60 k n)`` time.
 
     The scores are bet on in an order drawn from ``seed`` (a stream of its own, so this does
     not share draws with the bootstrap): the same inputs give the same bits.
@@ -206,18 +232,21 @@ def betting_lower_bound(
         return 0.0
     stream = np.random.SeedSequence([seed, _BETTING_STREAM])
     xs = x[np.random.Generator(np.random.PCG64(stream)).permutation(n)]
-    index = np.arange(1, n + 1, dtype=np.float64)
-    running_mean = (0.5 + np.cumsum(xs)) / (index + 1.0)
-    squares = (xs - running_mean) ** 2
-    previous = np.concatenate(([0.0], np.cumsum(squares)[:-1]))
-    variance = (0.25 + previous) / index  # σ̂²_{i-1}, predictable
-    threshold = math.log(1.0 / (1.0 - confidence))
-    plug_in = np.sqrt(2.0 * threshold / (n * variance))
+    target = 1.0 / (1.0 - confidence)
+    threshold = math.log(target)
+    unit_bets = _SCALES[:, None] * math.sqrt(2.0 * threshold / n)
 
     def refuted(m: float) -> bool:
-        bets = np.minimum(plug_in, BETTING_CAP / m) if m > 0.0 else plug_in
-        log_capital = np.cumsum(np.log1p(bets * (xs - m)))
-        return bool(log_capital.max() >= threshold)
+        bets = unit_bets / math.sqrt(max(m * (1.0 - m), _VARIANCE_FLOOR))
+        if m > 0.0:
+            bets = np.minimum(bets, BETTING_CAP / m)
+        # log of each gambler's share of the capital after each score
+        log_capital = np.cumsum(np.log1p(bets * (xs - m)), axis=1) + _LOG_WEIGHTS[:, None]
+        if log_capital.max() >= threshold:
+            return True
+        # every share is below 1/α here, so exp cannot overflow; each step is monotone in
+        # every score, so the float result is too
+        return bool(np.exp(log_capital).sum(axis=0).max() >= target)
 
     if not refuted(0.0):
         return 0.0

@@ -478,7 +478,7 @@ def test_recommendations_read_newest_first_within_one_second(tmp_path: Path) -> 
     now = datetime(2026, 11, 24, 22, 5, 1, tzinfo=UTC)
     written = [
         write_recommendation(
-            evaluate([report()]).model_copy(update={"reasons": [f"run {i}"]}), tmp_path, now=now
+            evaluate([report()]).model_copy(update={"reasons": (f"run {i}",)}), tmp_path, now=now
         )
         for i in range(11)
     ]
@@ -491,7 +491,7 @@ def test_concurrent_recommendations_never_overwrite_each_other(tmp_path: Path) -
     from concurrent.futures import ThreadPoolExecutor
 
     now = datetime(2026, 11, 24, 22, 5, 1, tzinfo=UTC)
-    verdicts = [evaluate([report()]).model_copy(update={"reasons": [str(i)]}) for i in range(24)]
+    verdicts = [evaluate([report()]).model_copy(update={"reasons": (str(i),)}) for i in range(24)]
     with ThreadPoolExecutor(8) as pool:
         paths = list(pool.map(lambda v: write_recommendation(v, tmp_path, now=now), verdicts))
     assert len(set(paths)) == 24
