@@ -98,9 +98,12 @@ BETTING_SCALES: Final = tuple(round(1.2**k, 4) for k in range(21))
 """The mixture's gamblers bet ``s`` times the plug-in bet at the largest variance a mean
 allows, for ``s`` from 1 (scores as spread as they can be) to about 38 (a spread near 0.01)."""
 
-BETTING_WEIGHTS: Final = tuple(0.8**k / sum(0.8**j for j in range(21)) for k in range(21))
-"""Each gambler's share of the starting capital: most on spread-out scores, where a mismatched
-bet costs the most width, geometrically less toward tightly clustered ones."""
+BETTING_WEIGHTS: Final = tuple(
+    0.8 ** max(0, k - 2) / sum(0.8 ** max(0, j - 2) for j in range(21)) for k in range(21)
+)
+"""Each gambler's share of the starting capital: most, and equal, on the three most spread-out
+scales, where a mismatched bet costs the most width, then geometrically less (0.8 a step)
+toward tightly clustered scores, where the bound is narrow anyway."""
 
 _SCALES: Final = np.array(BETTING_SCALES)
 _LOG_WEIGHTS: Final = np.log(np.array(BETTING_WEIGHTS))

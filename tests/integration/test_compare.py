@@ -37,20 +37,27 @@ def test_compare_pairs_cases_and_bounds_the_difference(
     assert result["paired"] == 3
     assert result["counts"] == {"better": 3, "worse": 0, "same": 0}
     assert result["mean_delta"] == 1.0
-    # three cases cannot show B is better with 95% confidence: the exact bound on (d + 1) / 2
-    # at 3 of 3 is 0.05 ** (1 / 3), so the bound on d is 2 * 0.368 - 1
-    assert result["lower_bound_delta_95"] == pytest.approx(2 * 0.05 ** (1 / 3) - 1)
-    assert result["bound_method"] == "clopper-pearson"
+    # the stub declares pass/fail scores: the exact bound from the discordant pairs. Three
+    # cases cannot show B is better: B won 3 of 3 discordant pairs, whose share is bounded by
+    # 0.04 ** (1 / 3) = 0.342, and every case may be discordant, so the bound is 2 * 0.342 - 1
+    assert result["lower_bound_delta_95"] == pytest.approx(2 * 0.04 ** (1 / 3) - 1)
+    assert result["bound_method"] == "exact-discordant"
+    estimate = result["estimate_t_interval_95"]
+    assert estimate == {"low": 1.0, "high": 1.0, "gating": False}  # no spread at all
     assert result["mcnemar"]["b_better"] == 3
     assert result["mcnemar"]["p_two_sided"] == pytest.approx(binomtest(3, 3, 0.5).pvalue)
-    text = run_cli(pytester.path, "compare", a, b, "--state-dir", state, "--margin", "0.3")
+    text = run_cli(pytester.path, "compare", a, b, "--state-dir", state, "--margin", "0.35")
     assert text.returncode == cli.EXIT_OK
-    assert "non-inferiority at margin 0.3: PASS" in text.stdout
+    assert "non-inferiority at margin 0.35: PASS" in text.stdout
+    assert "estimate, not gating: mean delta +1.000 with 95% t interval" in text.stdout
+    # what the bench could detect: two equal agents that disagree on every case
+    assert "two equal agents with 100% of cases discordant" in text.stdout
     tight = run_cli(pytester.path, "compare", a, b, "--state-dir", state, "--margin", "0.05")
-    assert tight.returncode == cli.EXIT_GENERIC  # -0.263 is not above -0.05
+    assert tight.returncode == cli.EXIT_GENERIC  # -0.316 is not above -0.05
+    assert "do not clear margin 0.05 even with 1000 paired cases" in tight.stdout
     assert "better alpha: 0.000 -> 1.000 (+1.000)" in text.stdout
     # the other way round B is much worse: not non-inferior, exit 1
-    back = run_cli(pytester.path, "compare", b, a, "--state-dir", state, "--margin", "0.3")
+    back = run_cli(pytester.path, "compare", b, a, "--state-dir", state, "--margin", "0.35")
     assert back.returncode == cli.EXIT_GENERIC
     assert "FAIL" in back.stdout
 
