@@ -55,7 +55,11 @@ class BenchScore(_Wire):
 
 
 class BenchCase(_Wire):
-    """A case.toml, validated."""
+    """A case.toml, validated strictly: TOML has real types, so ``sut_timeout_s = true`` or
+    ``pass_threshold = "1"`` is an error naming the key, never a silent conversion (an integer
+    is still a number of seconds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     case_id: str
     title: Annotated[str, Field(min_length=1)]

@@ -416,6 +416,17 @@ def test_invalid_case_toml_names_the_key(tc: Path, bench_root: Path) -> None:
     assert_reported(check_task_class(tc), "case-toml", path, bench_root, contains="'titel'")
 
 
+def test_a_boolean_timeout_is_not_one_second(tc: Path, bench_root: Path) -> None:
+    path = tc / "cases" / "beta" / "case.toml"
+    text = path.read_text()
+    assert "sut_timeout_s = 30\n" in text
+    path.write_text(text.replace("sut_timeout_s = 30\n", "sut_timeout_s = true\n"))
+    write_digests(tc / "cases")
+    assert_reported(
+        check_task_class(tc), "case-toml", path, bench_root, contains="sut_timeout_s: Input"
+    )
+
+
 def test_case_directory_without_case_toml(tc: Path, bench_root: Path) -> None:
     stray = tc / "cases" / "stray"
     stray.mkdir()

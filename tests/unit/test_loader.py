@@ -45,6 +45,11 @@ def _write(path: Path, text: str | bytes) -> Path:
     return path
 
 
+def test_integer_seconds_are_still_seconds(tmp_path: Path) -> None:
+    case = parse_case_toml(_write(tmp_path / "case.toml", GOOD + "sut_timeout_s = 60\n"))
+    assert case.sut_timeout_s == 60.0
+
+
 def test_good_case_toml_defaults(tmp_path: Path) -> None:
     case = parse_case_toml(_write(tmp_path / "case.toml", GOOD))
     assert case.pass_threshold == 1.0
@@ -66,6 +71,10 @@ def test_good_case_toml_defaults(tmp_path: Path) -> None:
         (GOOD.replace("0123456789abcdef", "not-hex-at-all"), "cassette_canary_pin", "hexadecimal"),
         ('case_id = "c1"\n', "title", "missing required key 'title'"),
         ("case_id = = 1", None, "not valid TOML"),
+        # no silent conversion: true would have run the agent with a 1-second timeout
+        (GOOD + "sut_timeout_s = true\n", "sut_timeout_s", "sut_timeout_s: Input should be"),
+        (GOOD + 'pass_threshold = "1"\n', "pass_threshold", "pass_threshold"),
+        (GOOD + "rubric_timeout_s = false\n", "rubric_timeout_s", "rubric_timeout_s"),
     ],
 )
 def test_bad_case_toml_names_file_and_field(
