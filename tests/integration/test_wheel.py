@@ -4,6 +4,7 @@ from this checkout)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,8 +12,31 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
+# what a build must not see or write into the checkout (the same as .gitignore, plus .git)
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".codegenie",
+    ".tox",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".ci-artifacts",
+)
+
 
 def test_the_wheel_holds_the_templates_static_files_and_entry_points(tmp_path: Path) -> None:
+    # Build from a copy: building in the checkout writes pytest_codegenie_eval.egg-info
+    # beside the sources, and a pytest starting meanwhile in another worker (the checkout is
+    # on its sys.path) finds that half-written metadata and stops with an INTERNALERROR.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=_NOT_SOURCE)
+    wheels = tmp_path / "wheels"
     built = subprocess.run(
         [
             sys.executable,
@@ -23,8 +47,8 @@ def test_the_wheel_holds_the_templates_static_files_and_entry_points(tmp_path: P
             "--no-deps",
             "--no-build-isolation",  # offline: setuptools and wheel come from the dev extra
             "--wheel-dir",
-            str(tmp_path),
-            str(REPO),
+            str(wheels),
+            str(source),
         ],
         capture_output=True,
         text=True,
@@ -32,7 +56,7 @@ def test_the_wheel_holds_the_templates_static_files_and_entry_points(tmp_path: P
         check=False,
     )
     assert built.returncode == 0, built.stderr
-    (wheel,) = tmp_path.glob("pytest_codegenie_eval-*.whl")
+    (wheel,) = wheels.glob("pytest_codegenie_eval-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     package = REPO / "pytest_codegenie_eval"
     needed = [
