@@ -317,8 +317,9 @@ class OrphanPinsFile(pytest.File):
                 error=error,
             )
         for entry in loaded.cases:
-            if not (entry.directory / CASE_TOML).exists():
-                # a directory without case.toml has no file to collect: report it here
+            if not (entry.directory / CASE_TOML).is_file():
+                # a directory without a case.toml file (none, or a directory of that name)
+                # has no file to collect: report it here
                 yield from _attempts(
                     self, entry.name, task_class=loaded, task_class_name=loaded.name, entry=entry
                 )

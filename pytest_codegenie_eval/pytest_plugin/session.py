@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.errors import CodegenieEvalError, TaskClassInvalid
 from pytest_codegenie_eval.execution.attempt import RunSettings
 from pytest_codegenie_eval.execution.executors.local import LocalExecutor
 from pytest_codegenie_eval.execution.sut import (
@@ -159,6 +159,12 @@ class BenchSession:
                 )
             except CodegenieEvalError as exc:
                 self._loaded[key] = exc
+            except (OSError, ValueError, RecursionError, MemoryError) as exc:
+                # a bench file the loader does not bound yet: the task class fails with it,
+                # never the whole collection (a healthy task class beside it still runs)
+                self._loaded[key] = TaskClassInvalid(
+                    key, f"could not be loaded: {type(exc).__name__}: {exc}"
+                )
         value = self._loaded[key]
         if isinstance(value, CodegenieEvalError):
             raise value

@@ -127,12 +127,39 @@ def strict_yaml(text: str) -> tuple[Any, list[str]]:
         loader.dispose()
 
 
-def read_contract_yaml(path: Path) -> tuple[Any, str | None]:
-    """A contract YAML file's value, or the first reason it cannot be used (not UTF-8, not
-    YAML, too deep, an alias, a repeated key); the caller raises its own typed error."""
+MAX_BENCH_FILE_BYTES = 8 * 1024 * 1024
+"""The largest bench-author file the harness parses (case.toml, task.md, the YAML files)."""
+
+
+def read_bench_text(path: Path) -> tuple[str, str | None]:
+    """A bench author's text file, bounded: its text, or ``""`` and the first reason it
+    cannot be read (not a regular file, larger than ``MAX_BENCH_FILE_BYTES``, unreadable,
+    not UTF-8). The caller raises its own typed error naming the file."""
     try:
-        data, duplicates = strict_yaml(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        if not path.is_file():
+            return "", "is a directory, not a file" if path.is_dir() else "is not a regular file"
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BENCH_FILE_BYTES + 1)
+    except OSError as exc:
+        return "", f"cannot be read: {exc.strerror or exc}"
+    if len(raw) > MAX_BENCH_FILE_BYTES:
+        return "", f"is larger than {MAX_BENCH_FILE_BYTES // (1024 * 1024)} MiB"
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return "", f"not UTF-8 (byte {exc.start}: {exc.reason})"
+
+
+def read_contract_yaml(path: Path) -> tuple[Any, str | None]:
+    """A contract YAML file's value, or the first reason it cannot be used (not a readable
+    UTF-8 file, not YAML, too deep, an alias, a repeated key); the caller raises its own
+    typed error."""
+    text, problem = read_bench_text(path)
+    if problem is not None:
+        return None, problem
+    try:
+        data, duplicates = strict_yaml(text)
+    except yaml.YAMLError as exc:
         return None, f"not valid YAML: {exc}"
     if duplicates:
         return None, duplicates[0]
@@ -188,17 +215,22 @@ def read_case_toml(path: Path) -> dict[str, Any]:
     """The table a ``case.toml`` holds, read as the loader and the fence both read it:
     UTF-8, not empty, valid TOML. Every problem is a :class:`BenchCaseLoadError` naming the
     file (validating the table as a ``BenchCase`` is the caller's next step)."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BenchCaseLoadError(path, f"not UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    text, problem = read_bench_text(path)
+    if problem is not None:
+        raise BenchCaseLoadError(path, problem)
+    if text.startswith("\ufeff"):
+        raise BenchCaseLoadError(
+            path, "starts with a byte-order mark (U+FEFF): save it as UTF-8 without one"
+        )
     if not text.strip():
         raise BenchCaseLoadError(path, "is empty")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BenchCaseLoadError(path, f"not valid TOML: {exc}") from exc
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively
+        raise BenchCaseLoadError(path, "nests arrays or tables too deeply to parse") from None
 
 
 def describe_case_errors(exc: ValidationError) -> tuple[str | None, str]:

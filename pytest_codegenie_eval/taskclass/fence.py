@@ -67,6 +67,7 @@ from pytest_codegenie_eval.taskclass.contract import (
     describe_case_errors,
     failure_modes_problems,
     floor_problems,
+    read_bench_text,
     read_case_toml,
     strict_yaml,
 )
@@ -83,8 +84,10 @@ from pytest_codegenie_eval.taskclass.layout import (
     CASES,
     DIGESTS_FILE,
     FAILURE_MODES,
+    NOT_CASE_DIRS,
     REGISTRATION,
     RUBRIC,
+    TASK_MD,
 )
 
 __all__ = [
@@ -122,7 +125,7 @@ RULES: tuple[str, ...] = (
 
 _DECORATOR = "register_task_class"
 _SILVER = KNOWN_TIERS.index("silver")
-_SKIP_CASE_DIRS = frozenset({"__pycache__"})
+_SKIP_CASE_DIRS = NOT_CASE_DIRS
 
 
 @dataclass(frozen=True)
@@ -224,13 +227,19 @@ def _check_contract(directory: Path, out: list[Violation]) -> None:
         what = "is not a directory" if cases.exists() else "is missing"
         out.append(Violation(cases, "directory-contract", f"{what}: every task class needs cases/"))
         return
+    task_md = directory / TASK_MD
+    if task_md.exists():
+        _text, unreadable = read_bench_text(task_md)
+        if unreadable is not None:
+            out.append(Violation(task_md, "directory-contract", unreadable))
     digests = cases / DIGESTS_FILE
     if not digests.is_file():
+        what = "is not a file" if digests.exists() else "is missing"
         out.append(
             Violation(
                 digests,
                 "directory-contract",
-                "is missing: pin every case with `codegenie-eval digests --task-class "
+                f"{what}: pin every case with `codegenie-eval digests --task-class "
                 f"{directory.name} --write`",
             )
         )
@@ -579,11 +588,12 @@ def _check_failure_modes(directory: Path, out: list[Violation]) -> None:
     def bad(message: str) -> None:
         out.append(Violation(path, "failure-modes", message))
 
-    try:
-        data, duplicates = strict_yaml(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        bad(f"not UTF-8: {exc.reason}")
+    text, unreadable = read_bench_text(path)
+    if unreadable is not None:
+        bad(unreadable)
         return
+    try:
+        data, duplicates = strict_yaml(text)
     except yaml.YAMLError as exc:
         bad(f"not valid YAML: {exc}")
         return

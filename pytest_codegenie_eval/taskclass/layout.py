@@ -27,6 +27,9 @@ TASK_MD = "task.md"
 CASES = "cases"
 CASE_TOML = "case.toml"
 DIGESTS_FILE = "digests.yaml"
+NOT_CASE_DIRS = frozenset({"__pycache__", DIGESTS_FILE})
+"""Directories under ``cases/`` that are never cases (``digests.yaml/`` is a broken pin
+file, reported as such, not a case)."""
 
 
 def is_task_class_dir(directory: Path) -> bool:

@@ -35,6 +35,7 @@ from pytest_codegenie_eval.taskclass.contract import (
     banned_in,
     describe_case_errors,
     failure_modes_problems,
+    read_bench_text,
     read_case_toml,
     read_contract_yaml,
 )
@@ -50,6 +51,7 @@ from pytest_codegenie_eval.taskclass.layout import (
     CASE_TOML,
     CASES,
     FAILURE_MODES,
+    NOT_CASE_DIRS,
     REGISTRATION,
     RUBRIC,
     TASK_MD,
@@ -205,7 +207,7 @@ def definition_files(directory: Path) -> list[tuple[str, Path]]:
 
 def parse_case_toml(path: Path) -> BenchCase:
     """Read and validate one case.toml; every problem is a BenchCaseLoadError naming it."""
-    if not path.is_file():
+    if not path.exists():
         raise BenchCaseLoadError(path, "missing: every case directory needs a case.toml")
     data = read_case_toml(path)
     try:
@@ -224,7 +226,7 @@ def load_cases(cases_dir: Path) -> tuple[tuple[CaseEntry, ...], tuple[str, ...]]
         pins, pins_error = {}, exc
     entries: list[CaseEntry] = []
     seen: dict[str, Path] = {}
-    children = sorted(p for p in cases_dir.iterdir() if p.is_dir() and p.name != "__pycache__")
+    children = sorted(p for p in cases_dir.iterdir() if p.is_dir() and p.name not in NOT_CASE_DIRS)
     for child in children:
         case: BenchCase | None = None
         try:
@@ -263,7 +265,11 @@ def load_task_class(
     if not cases_dir.is_dir():
         raise TaskClassInvalid(cases_dir, "missing: every task class needs a cases/ directory")
     task_md_path = directory / TASK_MD
-    task_md = task_md_path.read_text(encoding="utf-8") if task_md_path.is_file() else ""
+    task_md = ""
+    if task_md_path.exists():
+        task_md, problem = read_bench_text(task_md_path)
+        if problem is not None:
+            raise TaskClassInvalid(task_md_path, problem)
     cases, orphans = load_cases(cases_dir)
     return LoadedTaskClass(
         task_class=task_class,
