@@ -36,15 +36,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import optparse
 import os
 import re
+import shlex
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cmp_to_key
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import nodesemver
 from packaging.requirements import InvalidRequirement, Requirement
@@ -844,46 +846,203 @@ class PyProject:
     other: dict[str, Any]
 
 
-_COMMENT = re.compile(r"(^|\s)#.*$")
-_OPTION_SPLIT = re.compile(r"\s+(?=--)")
+# pip's requirements-file grammar, mirrored from pip/_internal/req/req_file.py (pip 26.3; the
+# rubric runs ``python -I`` and must not import pip's internals, which are no API). pip reads a
+# file in this order (``preprocess``): split lines, join ``\`` continuations (``join_lines``),
+# *then* strip comments (``ignore_comments``), then expand ``${VAR}``. So ``idna==3.4 # \``
+# swallows the next line into its comment. Each logical line is split at the first
+# space-separated token starting with "-" (``break_args_options``): what comes before is the
+# requirement, what follows is shlex-split and parsed with optparse against pip's option table.
+# tests/test_requirements_pip_oracle.py checks all of this against pip's own parser.
+_PIP_COMMENT = re.compile(r"(^|\s+)#.*$")
+_PIP_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+#: pip's requirements-file options (req_file.SUPPORTED_OPTIONS + SUPPORTED_OPTIONS_REQ):
+#: option strings -> whether the option takes a value
+PIP_FILE_OPTIONS: dict[tuple[str, ...], bool] = {
+    ("-i", "--index-url", "--pypi-url"): True,
+    ("--extra-index-url",): True,
+    ("--no-index",): False,
+    ("-c", "--constraint"): True,
+    ("-r", "--requirement"): True,
+    ("-e", "--editable"): True,
+    ("-f", "--find-links"): True,
+    ("--no-binary",): True,
+    ("--only-binary",): True,
+    ("--prefer-binary",): False,
+    ("--require-hashes",): False,
+    ("--no-require-hashes",): False,
+    ("--pre",): False,
+    ("--all-releases",): True,
+    ("--only-final",): True,
+    ("--trusted-host",): True,
+    ("--use-feature",): True,
+    ("--hash",): True,
+    ("-C", "--config-settings"): True,
+}
+#: pip's STRONG_HASHES, the only algorithms ``--hash`` accepts
+PIP_HASH_ALGORITHMS = ("sha256", "sha384", "sha512")
+#: the choices of pip's ``--use-feature``
+PIP_FEATURES = (
+    "fast-deps",
+    "inprocess-build-deps",
+    "venv-isolation",
+    "truststore",
+    "no-binary-enable-wheel-cache",
+    "build-constraint",
+)
+
+
+def requirements_lines(text: str) -> list[tuple[int, str]]:
+    """pip's logical lines: (first physical line number, text), without ``${VAR}`` expansion.
+
+    ``join_lines`` then ``ignore_comments``, step for step: a line ending in ``\\`` continues
+    on the next one unless it is itself a comment line (``#`` first or after leading
+    whitespace); a comment line ends a continuation; the backslashes are stripped from both
+    ends of a continued line; comments go only after joining.
+    """
+    joined: list[tuple[int, str]] = []
+    parts: list[str] = []
+    first = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.endswith("\\") or _PIP_COMMENT.match(line):
+            if _PIP_COMMENT.match(line):
+                line = " " + line  # so that the comment is still one once joined
+            if parts:
+                joined.append((first, "".join(parts) + line))
+                parts = []
+            else:
+                joined.append((number, line))
+        else:
+            if not parts:
+                first = number
+            parts.append(line.strip("\\"))
+    if parts:
+        joined.append((first, "".join(parts)))
+    logical: list[tuple[int, str]] = []
+    for number, line in joined:
+        line = _PIP_COMMENT.sub("", line).strip()
+        if line:
+            logical.append((number, line))
+    return logical
+
+
+def break_args_options(line: str) -> tuple[str, str]:
+    """pip's split of a logical line into the requirement and its options."""
+    tokens = line.split(" ")
+    for index, token in enumerate(tokens):
+        if token.startswith("-"):
+            return " ".join(tokens[:index]), " ".join(tokens[index:])
+    return line, ""
+
+
+class _OptionError(Exception):
+    pass
+
+
+class _OptionParser(optparse.OptionParser):
+    def error(self, msg: str) -> NoReturn:
+        raise _OptionError(msg)
+
+
+def _option_parser() -> optparse.OptionParser:
+    parser = _OptionParser(add_help_option=False)
+    for strings, takes_value in PIP_FILE_OPTIONS.items():
+        dest = strings[-1].lstrip("-").replace("-", "_")
+        if strings == ("--use-feature",):
+            parser.add_option(*strings, dest=dest, action="append", choices=PIP_FEATURES)
+        elif takes_value:
+            parser.add_option(*strings, dest=dest, action="append")
+        else:
+            parser.add_option(*strings, dest=dest, action="store_true")
+    return parser
+
+
+def parse_pip_options(options: str) -> dict[str, list[str]]:
+    """The options of one logical line as pip's parser reads them: dest -> values.
+
+    Flags map to ``[]``. Raises ManifestError where pip refuses the line (unsplittable
+    quoting, an unknown or ambiguous option, a missing value, a ``--hash`` that is not
+    ``algorithm:digest`` of a strong algorithm, a ``--config-settings`` that is not
+    ``KEY=VAL``, an unknown ``--use-feature``, a package list starting with "-").
+    """
+    try:
+        tokens = shlex.split(options)
+    except ValueError as exc:
+        raise ManifestError(f"pip cannot split the options {options!r}: {exc}") from exc
+    try:
+        values, _positional = _option_parser().parse_args(tokens, optparse.Values())
+    except _OptionError as exc:
+        raise ManifestError(f"pip rejects the options {options!r}: {exc}") from exc
+    parsed: dict[str, list[str]] = {}
+    for dest, value in vars(values).items():
+        if value is True:
+            parsed[dest] = []
+        elif isinstance(value, list):
+            parsed[dest] = [str(v) for v in value]
+    for value in parsed.get("hash", []):
+        algorithm, sep, _digest = value.partition(":")
+        if not sep or algorithm not in PIP_HASH_ALGORITHMS:
+            raise ManifestError(f"pip rejects --hash={value} (want sha256/384/512:digest)")
+    for value in parsed.get("config_settings", []):
+        if "=" not in value:
+            raise ManifestError(f"pip rejects --config-settings {value} (want KEY=VAL)")
+    for dest in ("no_binary", "only_binary", "all_releases", "only_final"):
+        for value in parsed.get(dest, []):
+            if value.startswith("-"):
+                raise ManifestError(f"pip rejects {value!r} as the value of --{dest}")
+    return parsed
+
+
+def parse_pep508(text: str, source: str) -> PyRequirement:
+    """One PEP 508 requirement (a pyproject dependency, or the requirement of a pip line)."""
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        raise ManifestError(f"{source}: invalid requirement {text!r}: {exc}") from exc
+    for spec in req.specifier:
+        if not spec.version.strip():
+            raise ManifestError(f"{source}: {text!r} has an operator without a version")
+        if spec.operator == "==" and "*" not in spec.version:
+            try:
+                Version(spec.version)
+            except InvalidVersion as exc:
+                raise ManifestError(f"{source}: invalid version in {text!r}") from exc
+    return PyRequirement(source, canonicalize_name(req.name), req)
 
 
 def parse_requirements_txt(text: str, source: str) -> tuple[list[PyRequirement], list[str]]:
-    """pip's requirements format: comments, continuations, ``--hash`` and option lines."""
-    logical: list[str] = []
-    buffer = ""
-    for raw in text.splitlines():
-        line = _COMMENT.sub("", raw).rstrip()
-        if line.endswith("\\"):
-            buffer += line[:-1] + " "
-            continue
-        logical.append((buffer + line).strip())
-        buffer = ""
-    if buffer.strip():
-        logical.append(buffer.strip())
+    """A requirements file as pip reads it: the requirements and the option lines.
+
+    Stricter than pip where pip's reading depends on what the rubric cannot see or ignores
+    silently: a requirement line naming an environment variable (``${VAR}``, expanded from
+    the installer's environment) and a requirement line with options other than ``--hash``
+    (pip ignores them, or reads the requirement as an editable with ``-e``) are
+    ManifestErrors. Option lines (``-r``, ``-c``, ``-e``, ``--index-url``, ...) are kept as
+    text, whitespace-normalised; their options must parse as pip's.
+    """
     requirements: list[PyRequirement] = []
     options: list[str] = []
-    for line in logical:
-        if not line:
-            continue
-        if line.startswith("-"):
+    for number, line in requirements_lines(text):
+        where = f"{source} line {number}"
+        args, option_text = break_args_options(line)
+        try:
+            parsed = parse_pip_options(option_text)
+        except ManifestError as exc:
+            raise ManifestError(f"{where}: {exc}") from exc
+        if not args:
             options.append(" ".join(line.split()))
             continue
-        head, *opts = _OPTION_SPLIT.split(line)
-        hashes = tuple(sorted(o.split("=", 1)[1] for o in opts if o.startswith("--hash=")))
-        try:
-            req = Requirement(head)
-        except InvalidRequirement as exc:
-            raise ManifestError(f"{source}: invalid requirement {head!r}: {exc}") from exc
-        for spec in req.specifier:
-            if not spec.version.strip():
-                raise ManifestError(f"{source}: {head!r} has an operator without a version")
-            if spec.operator == "==" and "*" not in spec.version:
-                try:
-                    Version(spec.version)
-                except InvalidVersion as exc:
-                    raise ManifestError(f"{source}: invalid version in {head!r}") from exc
-        requirements.append(PyRequirement(source, canonicalize_name(req.name), req, hashes))
+        variable = _PIP_ENV_VAR.search(line)
+        if variable is not None:
+            raise ManifestError(
+                f"{where}: pip expands ${{{variable.group(1)}}} from the installer's environment"
+            )
+        extra = sorted(set(parsed) - {"hash"})
+        if extra:
+            raise ManifestError(f"{where}: only --hash may follow a requirement (got {extra})")
+        req = parse_pep508(args, where)
+        hashes = tuple(sorted(parsed.get("hash", [])))
+        requirements.append(PyRequirement(source, req.name, req.req, hashes))
     return requirements, options
 
 
@@ -918,11 +1077,8 @@ def load_pypi(root: Path, files: Iterable[str]) -> PyProject:
         for group, items in groups.items():
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
                 raise ManifestError(f"{name}: {group} must be a list of strings")
-            text_reqs = "\n".join(items)
-            reqs, options = parse_requirements_txt(text_reqs, f"{name}:{group}")
-            if options:
-                raise ManifestError(f"{name}: {group} holds pip options")
-            project.requirements.extend(reqs)
+            # PEP 621: each item is one PEP 508 string (no comments, continuations, options)
+            project.requirements.extend(parse_pep508(i, f"{name}:{group}") for i in items)
         rest = dict(data)
         rest["project"] = _without(proj, ["dependencies", "optional-dependencies"])
         project.other[name] = rest

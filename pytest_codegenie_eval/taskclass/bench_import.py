@@ -12,6 +12,7 @@ harness only ever sees data (names, floors, key values), never a live bench obje
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -171,6 +172,7 @@ def import_modules(
             env=env,
             timeout_s=timeout_s,
             limits=ResourceLimits(address_space_bytes=_MEMORY_BYTES),
+            max_stdout=_MAX_PRINTED,
         )
         data = _read(out)
     stage = str(data.get("started", "registration"))
@@ -180,6 +182,16 @@ def import_modules(
             why = f"importing it did not finish within {timeout_s:g} s"
         elif run.spawn_error:
             why = f"the import process could not start: {run.spawn_error}"
+        elif run.stdout_truncated:
+            why = (
+                f"importing it printed more than {_MAX_PRINTED // (1024 * 1024)} MiB to "
+                "standard output and was stopped; a task class module must not print"
+            )
+        elif run.returncode is not None and run.returncode < 0:
+            why = (
+                f"importing it killed its interpreter ({_signal_name(-run.returncode)}); a "
+                "task class module must not exit, kill or replace its interpreter"
+            )
         else:
             why = (
                 f"importing it ended the process (exit code {run.returncode}); a task class "
@@ -194,6 +206,16 @@ def import_modules(
     )
     _CACHE[key] = result
     return result
+
+
+_MAX_PRINTED = 1024 * 1024  # what an import may print before it is stopped
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _read(path: Path) -> Mapping[str, Any]:

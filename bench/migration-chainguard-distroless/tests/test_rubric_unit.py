@@ -420,6 +420,189 @@ def test_missing_dockerfile(tmp_path: Path) -> None:
     assert result["score"] == 0.0
 
 
+# -- BuildKit's reading of the file (issue 25, item 11) -------------------------------------
+# Each text below means one thing to BuildKit and (before the fix) another to the rubric. The
+# expectation is always what BuildKit does (moby/buildkit frontend/dockerfile/parser).
+
+# The builder of GOOD_PY whose last RUN ends with a continuation: BuildKit swallows whatever
+# follows the skipped lines into that RUN (`echo FROM cgr.dev/chainguard/python:latest ...`).
+_HIDDEN_FINAL = GOOD_PY.replace(
+    "requirements.txt\nFROM", "requirements.txt && echo \\\n{gap}FROM"
+)
+
+
+@pytest.mark.parametrize(
+    "gap",
+    ["\n", "   \t\n", "\n\n", "# a comment\n", "   # an indented comment\n", "\n# c\n\n"],
+    ids=["empty", "blank", "two-empty", "comment", "indented-comment", "mixed"],
+)
+def test_lines_skipped_inside_a_continuation_do_not_end_it(tmp_path: Path, gap: str) -> None:
+    """Empty, blank and comment lines inside a continuation are skipped: the FROM that
+    follows is an argument of the RUN, so the real final stage is the -dev builder."""
+    text = _HIDDEN_FINAL.format(gap=gap)
+    stages = rubric.parse_stages(text)
+    assert [s.image for s in stages] == ["cgr.dev/chainguard/python:latest-dev"]
+    run = stages[0].instrs[-1]
+    assert run.instruction == "RUN"
+    assert "echo FROM cgr.dev/chainguard/python:latest" in " ".join(run.value.split())
+    analysis = _analyse(tmp_path, text, PY_FILES)
+    assert {"final.dev_image", "final.has_package_manager"} <= set(analysis.codes)
+    assert analysis.breakdown["SHELL_FREE"] == 0.0
+    assert analysis.score == 0.0
+
+
+def test_instruction_line_numbers_are_physical_lines(tmp_path: Path) -> None:
+    text = "# c\n\nFROM cgr.dev/chainguard/static \\\n\n  AS s\nUSER \\\n# x\n  root\n"
+    stages = rubric.parse_stages(text)
+    assert (stages[0].line, stages[0].name) == (3, "s")
+    assert [(i.instruction, i.value.strip(), i.line) for i in stages[0].instrs] == [
+        ("USER", "root", 6)
+    ]
+
+
+# USER root hidden behind a line that dockerfile-parse continues and BuildKit does not.
+_ROOT_AFTER = GOOD_PY.replace("COPY app.py .\n", "COPY app.py .\nLABEL note={tail}\nUSER root\n")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "tail"),
+    [
+        ("", "a\\\\"),  # an escaped escape token ends the line: no continuation
+        ("", "a\\\f"),  # only spaces and tabs may follow the escape token
+        ("# escape=`\n", "a\\"),  # with escape=` a backslash is an ordinary character
+        ("# check=skip=all\n# escape=`\n", "a\\"),  # check is a directive too
+        ("# syntax=docker/dockerfile:1\n# check=error=false\n# escape=`\n", "a\\"),
+    ],
+    ids=["double-backslash", "formfeed", "escape", "check-then-escape", "three-directives"],
+)
+def test_lines_that_buildkit_does_not_continue(tmp_path: Path, prefix: str, tail: str) -> None:
+    text = prefix + _ROOT_AFTER.format(tail=tail)
+    analysis = _analyse(tmp_path, text, PY_FILES)
+    assert "final.runs_as_root" in analysis.codes, analysis.failure_modes
+    assert analysis.score == 0.0
+
+
+def test_backtick_escape_directive_after_check_continues_lines(tmp_path: Path) -> None:
+    text = "# check=skip=all\n# escape=`\n" + _HIDDEN_FINAL.replace("\\\n{gap}", "`\n")
+    stages = rubric.parse_stages(text)
+    assert [s.image for s in stages] == ["cgr.dev/chainguard/python:latest-dev"]
+    analysis = _analyse(tmp_path, text, PY_FILES)
+    assert "final.dev_image" in analysis.codes
+    assert analysis.score == 0.0
+
+
+def test_escape_directive_is_honoured_for_continuations(tmp_path: Path) -> None:
+    text = "# escape=`\n" + GOOD_PY.replace(
+        "RUN python -m venv /app/venv", "RUN python -m venv `\n    /app/venv"
+    )
+    stages = rubric.parse_stages(text)
+    assert " ".join(stages[0].instrs[1].value.split()) == "python -m venv /app/venv"
+    assert _analyse(tmp_path, text, PY_FILES).score == 1.0
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "# escape=`\n# escape=`\n",  # a directive may appear once
+        "# syntax=docker/dockerfile:1\n#syntax=docker/dockerfile:1\n",
+        "# escape=x\n",  # only ` and \ are escape tokens
+    ],
+    ids=["duplicate-escape", "duplicate-syntax", "bad-escape"],
+)
+def test_directive_errors_are_unparseable(tmp_path: Path, prefix: str) -> None:
+    analysis = _analyse(tmp_path, prefix + GOOD_PY, PY_FILES)
+    assert analysis.codes == ["dockerfile.unparseable"], analysis.failure_modes
+    assert analysis.score == 0.0
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "# syntax=docker/dockerfile:1",
+        "#syntax = docker/dockerfile:1.7",
+        "# syntax=docker/dockerfile:1.7.1-labs",
+        "# syntax=docker/dockerfile",
+        "# SYNTAX=docker.io/docker/dockerfile:1@sha256:" + "c" * 64,
+        "#!/usr/bin/env docker-build\n# syntax=docker/dockerfile:1",
+        "\ufeff# syntax=docker/dockerfile:1",
+    ],
+)
+def test_standard_frontend_still_passes(tmp_path: Path, line: str) -> None:
+    analysis = _analyse(tmp_path, line + "\n" + GOOD_PY, PY_FILES)
+    assert analysis.score == 1.0, analysis.failure_modes
+    assert analysis.codes == ["build.static_only"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "# syntax=evil.example/frontend",
+        "# syntax=evil.example/frontend:1 --flag",
+        "#syntax=docker/dockerfile-upstream:master",
+        "# syntax=docker/dockerfile:1.0.0-experimental",
+        "# syntax=evil.example/docker/dockerfile:1",
+        "# escape=`\n# syntax=evil.example/frontend",
+        "#!/bin/sh\n# syntax=evil.example/frontend",
+        "\ufeff# syntax=evil.example/frontend",
+        "   # syntax=evil.example/frontend",
+        "// syntax=evil.example/frontend",
+    ],
+)
+def test_untrusted_frontend_blocks(tmp_path: Path, head: str) -> None:
+    """A frontend other than docker/dockerfile decides what the whole file means."""
+    analysis = _analyse(tmp_path, head + "\n" + GOOD_PY, PY_FILES)
+    assert analysis.codes == ["dockerfile.untrusted_frontend"], analysis.failure_modes
+    assert "evil" in analysis.failure_modes[0]["detail"] or "docker/" in head
+    assert analysis.score == 0.0
+    assert set(analysis.breakdown.values()) == {0.0}
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "# a comment\n# syntax=evil.example/frontend\n",
+        "\n# syntax=evil.example/frontend\n",
+        "ARG TAG=latest\n# syntax=evil.example/frontend\n",
+    ],
+    ids=["after-comment", "after-blank", "after-instruction"],
+)
+def test_syntax_after_the_directive_block_is_a_comment(tmp_path: Path, head: str) -> None:
+    analysis = _analyse(tmp_path, head + GOOD_PY, PY_FILES)
+    assert analysis.score == 1.0, analysis.failure_modes
+
+
+def test_syntax_line_inside_the_file_is_a_comment(tmp_path: Path) -> None:
+    text = GOOD_PY.replace("COPY app.py .\n", "COPY app.py .\n# syntax=evil.example/frontend\n")
+    assert _analyse(tmp_path, text, PY_FILES).score == 1.0
+
+
+def test_heredoc_started_on_a_continuation_line_is_rejected(tmp_path: Path) -> None:
+    """``RUN \\`` + ``cat <<USER`` is one heredoc RUN to BuildKit: its body (a FROM ...)
+    is data, not a stage."""
+    text = GOOD_PY.replace(
+        "FROM cgr.dev/chainguard/python:latest\n",
+        "RUN \\\n  cat <<USER\nFROM cgr.dev/chainguard/python:latest\n",
+    ) + "USER\n"
+    analysis = _analyse(tmp_path, text, PY_FILES)
+    assert analysis.codes == ["dockerfile.heredoc_unsupported"]
+    assert analysis.score == 0.0
+
+
+def test_here_string_and_shift_are_not_heredocs(tmp_path: Path) -> None:
+    text = GOOD_PY.replace(
+        "RUN python -m venv /app/venv", 'RUN python -m venv /app/venv && cat <<<"$((1<<2))"'
+    )
+    assert _analyse(tmp_path, text, PY_FILES).score == 1.0
+
+
+def test_instruction_separated_by_non_ascii_space_is_unknown(tmp_path: Path) -> None:
+    """BuildKit splits the instruction word on [ \\t\\v\\f\\r] only: ``USER\\u00a0root`` is
+    an unknown instruction (a build error), not USER."""
+    text = GOOD_PY + "USER\u00a0nonroot\n"
+    analysis = _analyse(tmp_path, text, PY_FILES)
+    assert analysis.codes == ["dockerfile.unparseable"], analysis.failure_modes
+
+
 # -- contract ------------------------------------------------------------------------------
 
 
