@@ -282,6 +282,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "artifact and check it with --expected-head"
             )
         return EXIT_CHAIN_TAMPER
+    from pytest_codegenie_eval.store.repair import leftovers
+
+    found = leftovers(Path(args.state_dir))
+    if found:
+        # the chain verifies; --strict makes unrecorded files a failure, plain verify says so
+        print(
+            f"leftovers of a killed session: {', '.join(found)}; run "
+            f"`codegenie-eval repair --state-dir {args.state_dir}`"
+        )
     if result.records == 0 and not args.allow_empty:
         print(
             f"codegenie-eval verify: empty chain: no run is recorded in {args.state_dir} "

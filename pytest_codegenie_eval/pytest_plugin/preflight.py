@@ -43,6 +43,22 @@ def check_chain(bench: BenchSession) -> None:
             f"codegenie: the audit chain in {state} does not verify; "
             f"no case was started:\n  {problems}\n{hint}"
         )
+    _say_leftovers(bench)
+
+
+def _say_leftovers(bench: BenchSession) -> None:
+    """A killed session's leftovers do not stop a run (the chain verifies), but are never
+    silent: one line says what was found and what to run."""
+    from pytest_codegenie_eval.store.repair import leftovers
+
+    state = bench.settings.state_dir
+    found = leftovers(state)
+    terminal = bench.config.pluginmanager.get_plugin("terminalreporter")
+    if found and terminal is not None:
+        terminal.write_line(
+            f"codegenie: leftovers of a killed session in {state}: {', '.join(found)}; run "
+            f"`codegenie-eval repair --state-dir {state}`"
+        )
 
 
 def check_pins(bench: BenchSession) -> None:

@@ -3,17 +3,24 @@
 A session killed at the wrong moment leaves one of three things behind, none of them
 tampering: a ``.tmp-*`` file of an atomic write, a torn last line in ``audit.jsonl`` (the
 append was cut short), or a run report in ``runs/`` whose chain record was never appended.
-Until they are dealt with, every later run refuses to append and ``verify --strict`` fails.
+A torn line makes every later run refuse to append; the others make ``verify --strict``
+fail, and plain ``verify`` and the next run name them.
 
 Repair fixes exactly those, and nothing else:
 
 - temporary files are removed (they never hold anything a record names);
 - a torn tail is moved, byte for byte, into ``quarantine/`` and cut from the chain;
 - a report without a record is *adopted*: a record with ``"kind": "adopted"`` is appended
-  for it, so it counts as evidence and the adoption is visible in the chain; a file in
-  ``runs/`` that is not a readable run report is moved into ``quarantine/``;
-- a record with ``"kind": "repair"`` is appended last, naming a repair note in ``runs/``
-  that lists everything above (paths, sizes, BLAKE3 digests).
+  for it, so the chain shows the run, but it is never evidence (the gate and ``latest:``
+  skip it: a repair must not change which run is the newest or what a verdict says, ADR
+  0023); a file in ``runs/`` that is not a readable run report is moved into
+  ``quarantine/``;
+- a repair note in ``runs/`` listing everything above (paths, sizes, BLAKE3 digests) is
+  written before anything is touched, and a record with ``"kind": "repair"`` naming it is
+  appended last.
+
+:func:`leftovers` finds the same things without changing anything, for ``verify`` and the
+next run's start to name them.
 
 Nothing is deleted silently, and history is never rewritten: when the chain has any other
 problem (an edited, removed or reordered record, a changed report) repair changes nothing
@@ -77,13 +84,13 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _temporary_files(out_dir: Path, now: float) -> list[Path]:
+def _temporary_files(out_dir: Path, now: float, *, lock_held: bool = True) -> list[Path]:
     found = []
     for dirpath, _dirnames, filenames in os.walk(out_dir):
         current = Path(dirpath)
         if current.name == QUARANTINE_DIR:
             continue
-        under_lock = current in (out_dir, out_dir / RUNS_DIR)
+        under_lock = lock_held and current in (out_dir, out_dir / RUNS_DIR)
         for name in filenames:
             if not name.startswith(TMP_PREFIX):
                 continue
@@ -95,6 +102,70 @@ def _temporary_files(out_dir: Path, now: float) -> list[Path]:
             if under_lock or age >= TMP_MIN_AGE_S:
                 found.append(path)
     return sorted(found)
+
+
+def leftovers(out_dir: Path) -> tuple[str, ...]:
+    """What a killed session left in ``out_dir`` that ``repair`` would deal with, as short
+    phrases (empty when there is nothing): temporary files, run reports no record names and
+    a torn last line of the chain. It changes nothing.
+
+    Under the writers' lock (when the state directory allows taking it) a leftover in the
+    state directory or ``runs/`` is certain, since every writer finishes its file and its
+    record while holding it; elsewhere, and without the lock, only files older than
+    ``TMP_MIN_AGE_S`` count, so a live session's files are never called leftovers.
+    """
+    if not out_dir.is_dir():
+        return ()
+    lock = writer_lock(out_dir)
+    try:
+        lock.acquire()
+        locked = True
+    except OSError:  # a read-only state directory: nobody writes there
+        locked = False
+    try:
+        now = time.time()
+        temporaries = _temporary_files(out_dir, now, lock_held=locked)
+        data = read_chain(out_dir)
+        cut = data.rfind(b"\n") + 1
+        named = {r.report_path for r in _parsable_records(data[:cut])}
+        unrecorded = [
+            name
+            for name in report_files(out_dir)
+            if not name.startswith(TMP_PREFIX)
+            and f"{RUNS_DIR}/{name}" not in named
+            and (locked or _age(out_dir / RUNS_DIR / name, now) >= TMP_MIN_AGE_S)
+        ]
+    finally:
+        if locked:
+            lock.release()
+    found = []
+    if temporaries:
+        found.append(f"{len(temporaries)} temporary file(s)")
+    if unrecorded:
+        found.append(f"{len(unrecorded)} file(s) in {RUNS_DIR}/ that no record names")
+    if data[cut:]:
+        found.append(f"a torn last line in {AUDIT_FILE}")
+    return tuple(found)
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _parsable_records(body: bytes) -> list[ChainRecord]:
+    """The records of ``body`` that parse (a chain not yet verified may hold others)."""
+    found = []
+    for line in body.splitlines():
+        try:
+            record = ChainRecord.parse(json.loads(line))
+        except ValueError:
+            continue
+        if record is not None:
+            found.append(record)
+    return found
 
 
 def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
@@ -158,34 +229,57 @@ def _apply(
     strays: list[str],
     actions: list[str],
 ) -> RepairResult:
-    """Carry the plan out; the caller holds the chain lock and has verified ``body``."""
+    """Carry the plan out; the caller holds the chain lock and has verified ``body``.
+
+    The note listing everything about to be removed, moved or adopted is written first, so a
+    repair killed halfway still leaves a record of what it did: the note is then a file in
+    ``runs/`` that no record names, which the next repair quarantines (keeping it) and lists.
+    """
     stamp = _stamp()
     quarantine = out_dir / QUARANTINE_DIR
+    torn_target = quarantine / f"{stamp}-audit-tail.bin"
+    stray_moves = [(rel, quarantine / f"{stamp}-{(out_dir / rel).name}") for rel in strays]
     quarantined: list[dict[str, object]] = []
-    if torn or strays:
-        quarantine.mkdir(exist_ok=True)
     if torn:
-        target = quarantine / f"{stamp}-audit-tail.bin"
-        atomic_write(target, torn)
-        # the bytes are safe in quarantine: only now is the chain cut back to its last line
-        atomic_write(out_dir / AUDIT_FILE, body)
-        quarantined.append(_entry(target.relative_to(out_dir).as_posix(), torn, AUDIT_FILE))
-    for rel in strays:
-        source = out_dir / rel
-        raw = source.read_bytes()
-        target = quarantine / f"{stamp}-{source.name}"
-        os.replace(source, target)
+        quarantined.append(_entry(torn_target.relative_to(out_dir).as_posix(), torn, AUDIT_FILE))
+    for rel, target in stray_moves:
+        raw = (out_dir / rel).read_bytes()
         quarantined.append(_entry(target.relative_to(out_dir).as_posix(), raw, rel))
-    if strays:
-        fsync_dir(out_dir / RUNS_DIR)
     gone = []
     for path in removed:
         try:
             size = path.stat().st_size
-            path.unlink()
         except FileNotFoundError:
             continue
         gone.append({"path": path.relative_to(out_dir).as_posix(), "bytes": size})
+    note = {
+        "kind": "repair",
+        "created_at": datetime.now(UTC).isoformat(),
+        "actions": actions,
+        "removed_temporary_files": gone,
+        "quarantined": quarantined,
+        "adopted": [rel for rel, _, _ in adopt],
+    }
+    note_bytes = canonical_json(note) + b"\n"
+    note_rel = f"{RUNS_DIR}/{stamp}-repair.json"
+    (out_dir / RUNS_DIR).mkdir(exist_ok=True)
+    atomic_write(out_dir / note_rel, note_bytes)
+
+    if torn or strays:
+        quarantine.mkdir(exist_ok=True)
+    if torn:
+        atomic_write(torn_target, torn)
+        # the bytes are safe in quarantine: only now is the chain cut back to its last line
+        atomic_write(out_dir / AUDIT_FILE, body)
+    for rel, target in stray_moves:
+        os.replace(out_dir / rel, target)
+    if strays:
+        fsync_dir(out_dir / RUNS_DIR)
+    for path in removed:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
     records = _records(body)
     last: dict[str, object] | None = (
         {"seq": records[-1].seq, "hash": records[-1].hash} if records else None
@@ -203,18 +297,6 @@ def _apply(
         }
         head = append_record(out_dir, last, fields)
         last = {"seq": _next_seq(last), "hash": head}
-    note = {
-        "kind": "repair",
-        "created_at": datetime.now(UTC).isoformat(),
-        "actions": actions,
-        "removed_temporary_files": gone,
-        "quarantined": quarantined,
-        "adopted": [rel for rel, _, _ in adopt],
-    }
-    note_bytes = canonical_json(note) + b"\n"
-    note_rel = f"{RUNS_DIR}/{stamp}-repair.json"
-    (out_dir / RUNS_DIR).mkdir(exist_ok=True)
-    atomic_write(out_dir / note_rel, note_bytes)
     head = append_record(
         out_dir,
         last,

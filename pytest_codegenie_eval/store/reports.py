@@ -82,8 +82,16 @@ class RecordedReport:
 
     @property
     def is_evidence(self) -> bool:
-        """A whole run whose report is present (what the gate's evidence window holds)."""
-        return self.report is not None and self.record.is_run and self.report.shard is None
+        """A whole run whose report is present (what the gate's evidence window holds). A run
+        adopted by ``repair`` is recorded but never evidence: its session was killed before it
+        recorded the run, so adopting it must not change which run is the newest or what a
+        verdict says (``docs/adr/0023-adopted-runs-are-not-evidence.md``)."""
+        return (
+            self.report is not None
+            and self.record.is_run
+            and self.record.kind != "adopted"
+            and self.report.shard is None
+        )
 
 
 def read_recorded(state_dir: Path, record: ChainRecord) -> RecordedReport:

@@ -14,7 +14,9 @@ import pytest
 from pytest_codegenie_eval.cli import main as cli
 from pytest_codegenie_eval.errors import ChainTamperDetected
 from pytest_codegenie_eval.store.audit import AUDIT_FILE, verify, write_run_record
+from pytest_codegenie_eval.store.repair import repair
 from pytest_codegenie_eval.store.reports import evidence as recorded_evidence
+from pytest_codegenie_eval.store.reports import resolve
 from pytest_codegenie_eval.store.statedir import atomic_write
 from tests.conftest import run_cli as run_cli_in
 from tests.unit.test_audit import make_report
@@ -87,9 +89,9 @@ def test_repair_quarantines_adopts_and_records_what_it_did(state: Path) -> None:
     # the torn bytes are kept, not deleted
     (kept,) = (state / "quarantine").glob("*-audit-tail.bin")
     assert kept.read_bytes() == torn
-    # the orphan report is evidence again, and marked as adopted in the chain
+    # the orphan report is recorded, marked as adopted, and never evidence (ADR 0023)
     after = recorded_evidence(state, "vuln-remediation").reports
-    assert len(after) == len(before) + 1
+    assert after == before
     records = [json.loads(line) for line in (state / AUDIT_FILE).read_text().splitlines()]
     adopted = [r for r in records if r.get("kind") == "adopted"]
     assert [r["report_path"] for r in adopted] == [f"runs/{orphan.name}"]
@@ -106,6 +108,81 @@ def test_repair_quarantines_adopts_and_records_what_it_did(state: Path) -> None:
     assert verify(state, strict=True).ok
     again = run_cli("repair", "--state-dir", str(state))
     assert "nothing to repair" in again.stdout
+
+
+def test_adopting_an_older_run_changes_neither_the_newest_run_nor_the_evidence(
+    state: Path,
+) -> None:
+    # issue 25, item 2: adoption appended the killed session's older run after newer ones,
+    # so it became the newest evidence (INSUFFICIENT became SUFFICIENT, latest: moved)
+    newest = make_report(3, created_at="2026-11-25T09:00:00+00:00")
+    write_run_record(newest, state)
+    older = make_report(8, created_at="2026-11-20T09:00:00+00:00")
+    (state / "runs" / "20261120T090000Z-killed-vuln-remediation.json").write_text(
+        older.model_dump_json(indent=2) + "\n"
+    )
+    before = recorded_evidence(state, "vuln-remediation")
+    assert run_cli("repair", "--state-dir", str(state)).returncode == cli.EXIT_OK
+    assert recorded_evidence(state, "vuln-remediation") == before
+    assert resolve("latest:vuln-remediation", state).run_id == newest.run_id
+    records = [json.loads(line) for line in (state / AUDIT_FILE).read_text().splitlines()]
+    assert [r["run_id"] for r in records if r.get("kind") == "adopted"] == [older.run_id]
+
+
+def test_plain_verify_names_leftovers_and_what_to_run(state: Path) -> None:
+    # issue 25, item 3: plain verify exited 0 without a word about them
+    _killed_after_report(state)
+    _killed_mid_write(state)
+    plain = run_cli("verify", "--state-dir", str(state))
+    assert plain.returncode == cli.EXIT_OK  # the chain itself verifies
+    assert (
+        "leftovers of a killed session: 2 temporary file(s), 1 file(s) in runs/ that no "
+        f"record names; run `codegenie-eval repair --state-dir {state}`"
+    ) in plain.stdout
+    assert run_cli("repair", "--state-dir", str(state)).returncode == cli.EXIT_OK
+    assert "leftovers" not in run_cli("verify", "--state-dir", str(state)).stdout
+
+
+def test_the_next_run_names_leftovers_before_it_starts(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    args = ("-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-no-cache")
+    pytester.runpytest_inprocess(*args).assert_outcomes(passed=3)
+    state = pytester.path / ".codegenie" / "eval"
+    (state / "runs" / ".tmp-killed.tmp").write_bytes(b'{"half": ')
+    again = pytester.runpytest_inprocess(*args)
+    again.assert_outcomes(passed=3)
+    again.stdout.fnmatch_lines(
+        ["codegenie: leftovers of a killed session in *: 1 temporary file(s); run*repair*"]
+    )
+
+
+def test_a_repair_killed_after_its_note_leaves_a_record_of_what_it_removed(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 25, item 10: the note was written last, so a repair killed while removing files
+    # left no record of them
+    leftovers = _killed_mid_write(state)
+    real_unlink = Path.unlink
+
+    def killed(self: Path, missing_ok: bool = False) -> None:
+        if self.name.startswith(".tmp-"):
+            raise KeyboardInterrupt  # the kill lands while the first file is removed
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", killed)
+    with pytest.raises(KeyboardInterrupt):
+        repair(state)
+    monkeypatch.undo()
+    (note_file,) = (state / "runs").glob("*-repair.json")
+    note = json.loads(note_file.read_text())
+    assert sorted(r["path"] for r in note["removed_temporary_files"]) == sorted(
+        p.relative_to(state).as_posix() for p in leftovers
+    )
+    # the next repair keeps that note (quarantined) and lists it in its own
+    done = repair(state)
+    assert any(note_file.name in q for q in done.quarantined)
+    assert verify(state, strict=True).ok
 
 
 def test_a_stray_file_in_runs_is_quarantined_not_deleted(state: Path) -> None:
