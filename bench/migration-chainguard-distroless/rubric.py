@@ -89,6 +89,7 @@ BLOCK_CODES: frozenset[str] = frozenset(
         "dockerfile.missing",
         "dockerfile.unparseable",
         "dockerfile.heredoc_unsupported",
+        "dockerfile.untrusted_frontend",
         "dockerfile.malformed_exec_json",
         "base.not_chainguard",
         "final.has_run",
@@ -108,7 +109,6 @@ KNOWN_INSTRUCTIONS = frozenset(
         "ADD",
         "ARG",
         "CMD",
-        "COMMENT",
         "COPY",
         "ENTRYPOINT",
         "ENV",
@@ -143,9 +143,6 @@ PACKAGE_MANAGERS = frozenset(
     | {"yarn", "pnpm"}
 )
 SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "busybox"})
-_HEREDOC = re.compile(
-    r"^\s*(?:RUN|COPY|ADD)\b[^\n]*<<-?\s*([\"']?)[A-Za-z_][A-Za-z0-9_]*\1", re.I | re.M
-)
 _COPY_FLAG = re.compile(r"^--[a-z-]+(=.*)?$")
 _REMOTE = ("http://", "https://", "git@", "git://", "ssh://")
 
@@ -207,7 +204,10 @@ def detect_engine(timeout_s: float = 5.0) -> DockerEngine | None:
 
 @dataclass
 class Instr:
-    """One instruction as dockerfile-parse reports it (line is 1-based)."""
+    """One instruction: dockerfile-parse's name and value of one BuildKit logical line.
+
+    ``line`` is the 1-based physical line the instruction starts on.
+    """
 
     instruction: str
     value: str
@@ -286,31 +286,275 @@ def _parse_arg(value: str) -> tuple[str, str] | None:
     return name.strip(), default.strip().strip("\"'")
 
 
-def parse_stages(text: str) -> list[Stage]:
-    """Split a Dockerfile into stages; raises :class:`_Unparseable` when it cannot."""
-    heredoc = _HEREDOC.search(text)
-    if heredoc is not None:
-        line = text[: heredoc.start()].count("\n") + 1
-        raise _Unparseable(
-            "dockerfile.heredoc_unsupported",
-            f"heredoc near line {line}: dockerfile-parse misparses heredocs (issue #145)",
-        )
+# -- BuildKit's reading of the file ------------------------------------------------------------
+#
+# dockerfile-parse (2.0.1) and BuildKit, the builder that really runs the file, do not build
+# the same instructions from the same text. Every difference is a way to make the rubric judge
+# a file other than the one that is built, so the rubric first rebuilds BuildKit's logical
+# instructions (moby/buildkit frontend/dockerfile/parser: parser.go ``Parse`` and
+# directives.go ``DetectSyntax``) and hands dockerfile-parse one logical line at a time.
+
+_UTF8_BOM = "\ufeff"
+_GO_SPACE = "[\t\n\f\r ]"  # Go regexp's \s (Python's \s also matches \v and Unicode spaces)
+_DIRECTIVE = re.compile(rf"([a-zA-Z][a-zA-Z0-9]*){_GO_SPACE}*={_GO_SPACE}*(.+?){_GO_SPACE}*\Z")
+_DIRECTIVE_KEYS = frozenset({"syntax", "escape", "check"})
+_CMD_SEPARATOR = re.compile(r"[\t\v\f\r ]+")  # parser.go reWhitespace
+_HEREDOC_WORD = re.compile(r"\d*<<-?[^<]+")
+_HEREDOC_INSTRUCTIONS = frozenset({"RUN", "COPY", "ADD", "ONBUILD"})
+_MAX_LINE_BYTES = 65535  # bufio.Scanner's default token limit (ErrTooLong)
+# The standard frontend: Docker's docker/dockerfile image (stable or labs channel, optionally
+# digest-pinned). Its releases share BuildKit's parser, so the rules below hold for them.
+_STANDARD_FRONTEND = re.compile(
+    r"(?:docker\.io/)?docker/dockerfile"
+    r"(?::(?:latest|labs|[0-9]+(?:\.[0-9]+){0,2}(?:-labs)?))?"
+    r"(?:@sha256:[0-9a-f]{64})?"
+)
+
+
+def _go_is_space(ch: str) -> bool:
+    """Go's ``unicode.IsSpace``; ``str.isspace`` also counts U+001C..U+001F, Go does not."""
+    return ch in "\t\n\v\f\r \x85\xa0" or (ch > "\xff" and ch.isspace())
+
+
+def _go_lstrip(text: str) -> str:
+    """``bytes.TrimLeftFunc(text, unicode.IsSpace)``."""
+    start = 0
+    while start < len(text) and _go_is_space(text[start]):
+        start += 1
+    return text[start:]
+
+
+def _go_trim_space(text: str) -> str:
+    """``strings.TrimSpace``."""
+    end = len(text)
+    while end > 0 and _go_is_space(text[end - 1]):
+        end -= 1
+    return _go_lstrip(text[:end])
+
+
+def _directive(line: str, prefix: str) -> tuple[str, str] | None:
+    """``DirectiveParser.ParseLine``: (lower-case key, value) of a directive line, else None."""
+    if not line.startswith(prefix):
+        return None
+    match = _DIRECTIVE.match(_go_lstrip(line[len(prefix) :]))
+    if match is None or match.group(1).lower() not in _DIRECTIVE_KEYS:
+        return None
+    return match.group(1).lower(), match.group(2)
+
+
+def _detect_syntax(text: str) -> str | None:
+    """``DetectSyntax``: the ``syntax`` value that picks the frontend, or None.
+
+    BOM and a first-line ``#!`` shebang are discarded; the leading block of ``#`` directive
+    lines (no indentation allowed here) is searched, then a block of ``//`` directive lines,
+    then a file that is one JSON object with a ``"syntax"`` string.
+    """
+    first, newline, rest = text.partition("\n")
+    if first.startswith("#!"):
+        text = rest if newline else ""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    for prefix in ("#", "//"):
+        seen: set[str] = set()
+        for line in lines:
+            found = _directive(line, prefix)
+            if found is None or found[0] in seen:
+                break
+            seen.add(found[0])
+            if found[0] == "syntax":
+                return found[1]
     try:
-        parser = DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")), env_replace=False)
-        structure: list[dict[str, Any]] = list(parser.structure)
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and isinstance(document.get("syntax"), str):
+        return str(document["syntax"])
+    return None
+
+
+def _check_frontend(value: str, how: str) -> None:
+    """Refuse a file whose ``syntax`` directive names a frontend other than docker/dockerfile."""
+    ref = value.split(" ", 1)[0]
+    if _STANDARD_FRONTEND.fullmatch(ref) is None:
+        raise _Unparseable(
+            "dockerfile.untrusted_frontend",
+            f"{how} names the BuildKit frontend {ref!r}: the file is parsed by that image's "
+            "code, not by docker/dockerfile, so the rubric cannot know what it builds",
+        )
+
+
+@dataclass(frozen=True)
+class _Logical:
+    """One BuildKit logical instruction: its text and the physical line it starts on."""
+
+    line: int
+    text: str
+
+
+def buildkit_logical_lines(text: str) -> list[_Logical]:
+    """The instructions BuildKit builds from ``text``, one logical line each.
+
+    Raises :class:`_Unparseable` where BuildKit refuses the file (or hands it to another
+    frontend). The loop is parser.go's ``Parse``, rule for rule:
+
+    * the text is split on ``\\n`` only; trailing ``\\r`` are dropped; a UTF-8 BOM is dropped;
+      a line longer than 65535 bytes is an error (``bufio.Scanner``);
+    * parser directives (``syntax``, ``escape``, ``check``; key case-insensitive) are only read
+      from the leading block of ``# key=value`` lines (indentation allowed); the first blank
+      line, other comment, unknown key or instruction ends the block. A repeated directive
+      and an escape token other than ``\\`` or a backtick are errors;
+    * a line is continued when it ends with the escape token followed only by spaces/tabs
+      and not preceded by another escape token (``([^E])E[ \\t]*$|^E[ \\t]*$``); the token
+      and the spaces are removed;
+    * inside a continuation, comment lines (``#`` after leading whitespace) and empty or
+      whitespace-only lines are skipped: the instruction goes on after them (BuildKit only
+      warns "empty continuation line"); continuation lines keep their leading whitespace;
+    * outside a continuation, comment and blank lines are dropped.
+
+    The frontend is chosen before that, by ``DetectSyntax`` (:func:`_detect_syntax`); any
+    ``syntax`` other than docker/dockerfile is ``dockerfile.untrusted_frontend``. So is one
+    only the parser's directive block sees (an indented ``# syntax=``, which DetectSyntax
+    skips): a stricter reading, since no honest Dockerfile names another frontend.
+
+    What dockerfile-parse (2.0.1) gets wrong, and this function therefore does itself: it ends
+    an instruction at an empty or blank continuation line; it continues a line ending in an
+    escaped escape token (``\\\\``) or in the token followed by other whitespace (``\\f``); it
+    stops reading directives at ``# check=``, so a later ``# escape=`` is ignored; it ignores
+    repeated and invalid directives, the BOM and the syntax directive. What it gets right and
+    still does (:func:`_parse_logical`): splitting each logical line into instruction and
+    value.
+    """
+    text = text.removeprefix(_UTF8_BOM)
+    syntax = _detect_syntax(text)
+    if syntax is not None:
+        _check_frontend(syntax, "the syntax directive")
+    physical = text.split("\n")
+    if text.endswith("\n"):
+        physical.pop()
+    for number, raw in enumerate(physical, start=1):
+        if len(raw.encode("utf-8")) > _MAX_LINE_BYTES:
+            raise _Unparseable(
+                "dockerfile.unparseable", f"line {number}: longer than {_MAX_LINE_BYTES} bytes"
+            )
+
+    escape = "\\"
+    seen: set[str] = set()
+    directives_done = False
+
+    def continuation(line: str) -> tuple[str, bool]:
+        """``trimContinuationCharacter``: (line without the token, whether it continues)."""
+        token = re.escape(escape)
+        match = re.search(rf"([^{token}]){token}[ \t]*\Z|^{token}[ \t]*\Z", line)
+        if match is None:
+            return line, False
+        return line[: match.start()] + (match.group(1) or ""), True
+
+    logical: list[_Logical] = []
+    index = 0
+    while index < len(physical):
+        token = _go_lstrip(physical[index].rstrip("\r"))
+        index += 1
+        if not directives_done:
+            found = _directive(token, "#")
+            if found is None:
+                directives_done = True
+            else:
+                key, value = found
+                if key in seen:
+                    raise _Unparseable(
+                        "dockerfile.unparseable",
+                        f"line {index}: only one {key} parser directive can be used",
+                    )
+                seen.add(key)
+                if key == "escape":
+                    if value not in ("\\", "`"):
+                        raise _Unparseable(
+                            "dockerfile.unparseable",
+                            f"line {index}: invalid escape token {value!r} (only ` or \\)",
+                        )
+                    escape = value
+                elif key == "syntax":
+                    _check_frontend(value, f"line {index}: the syntax directive")
+        if token.startswith("#"):
+            token = ""
+        start = index
+        line, continues = continuation(token)
+        if not continues and not line:
+            continue
+        parts = [line]
+        # Any line before this one ended the directive block: no directive can follow.
+        while continues and index < len(physical):
+            raw = physical[index].rstrip("\r")
+            index += 1
+            stripped = _go_lstrip(raw)
+            if stripped.startswith("#") or not stripped:
+                continue
+            line, continues = continuation(raw)
+            parts.append(line)
+        logical.append(_Logical(start, "".join(parts)))
+    return logical
+
+
+def _check_heredoc(item: _Logical) -> None:
+    """Refuse a heredoc (``RUN <<EOF``), found on BuildKit's logical line.
+
+    BuildKit looks for heredoc words (``^\\d*<<-?\\s*[^<]*$``, non-empty name) in RUN, COPY,
+    ADD and ONBUILD lines; this checks every whitespace-separated word of such a line (a
+    superset: a quoted ``"a <<b"`` is refused too). A here-string ``<<<`` is not a heredoc.
+    """
+    words = _CMD_SEPARATOR.split(_go_trim_space(item.text))
+    if words[0].upper() not in _HEREDOC_INSTRUCTIONS:
+        return
+    for word in words[1:]:
+        if _HEREDOC_WORD.fullmatch(word):
+            raise _Unparseable(
+                "dockerfile.heredoc_unsupported",
+                f"line {item.line}: heredoc {word!r}: dockerfile-parse misparses heredocs "
+                "(issue #145)",
+            )
+
+
+def _parse_logical(item: _Logical) -> Instr:
+    """dockerfile-parse's instruction and value of one BuildKit logical line.
+
+    The line has no continuation left, but dockerfile-parse would still continue one that
+    ends in its escape character, so such a line is given to it with ``# escape=`` set to
+    the backtick. Its instruction must be BuildKit's (the first word, split on
+    ``[ \\t\\v\\f\\r]``): dockerfile-parse also splits on other whitespace (``USER\\u00a0root``
+    is an unknown instruction to BuildKit) and takes a ``\\x1c#`` line for a comment.
+    """
+    command = _CMD_SEPARATOR.split(_go_trim_space(item.text), maxsplit=1)[0]
+    head = "# escape=`\n" if item.text.rstrip().endswith("\\") else ""
+    try:
+        data = (head + item.text + "\n").encode("utf-8")
+        parser = DockerfileParser(fileobj=io.BytesIO(data), env_replace=False)
+        found = [i for i in parser.structure if i["instruction"] != "COMMENT"]
     except Exception as exc:  # the parser's own errors are not a stable API
         raise _Unparseable("dockerfile.unparseable", f"dockerfile-parse failed: {exc}") from exc
+    if len(found) != 1 or str(found[0]["instruction"]).upper() != command.upper():
+        raise _Unparseable(
+            "dockerfile.unparseable", f"line {item.line}: unknown instruction {command!r}"
+        )
+    return Instr(command.upper(), str(found[0]["value"]), item.line)
+
+
+def parse_stages(text: str) -> list[Stage]:
+    """Split a Dockerfile into stages; raises :class:`_Unparseable` when it cannot.
+
+    The instructions are BuildKit's (:func:`buildkit_logical_lines`), each split into
+    instruction and value by dockerfile-parse.
+    """
+    logical = buildkit_logical_lines(text)
+    for item in logical:
+        _check_heredoc(item)
     stages: list[Stage] = []
     global_args: dict[str, str] = {}
-    for item in structure:
-        instr = Instr(str(item["instruction"]).upper(), str(item["value"]), item["startline"] + 1)
+    for item in logical:
+        instr = _parse_logical(item)
         if instr.instruction not in KNOWN_INSTRUCTIONS:
             raise _Unparseable(
                 "dockerfile.unparseable",
                 f"line {instr.line}: unknown instruction {instr.instruction}",
             )
-        if instr.instruction == "COMMENT":
-            continue
         if instr.instruction == "FROM":
             tokens = [t for t in instr.value.split() if not t.startswith("--")]
             if len(tokens) not in (1, 3) or (len(tokens) == 3 and tokens[1].lower() != "as"):

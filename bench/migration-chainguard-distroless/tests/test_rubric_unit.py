@@ -426,9 +426,7 @@ def test_missing_dockerfile(tmp_path: Path) -> None:
 
 # The builder of GOOD_PY whose last RUN ends with a continuation: BuildKit swallows whatever
 # follows the skipped lines into that RUN (`echo FROM cgr.dev/chainguard/python:latest ...`).
-_HIDDEN_FINAL = GOOD_PY.replace(
-    "requirements.txt\nFROM", "requirements.txt && echo \\\n{gap}FROM"
-)
+_HIDDEN_FINAL = GOOD_PY.replace("requirements.txt\nFROM", "requirements.txt && echo \\\n{gap}FROM")
 
 
 @pytest.mark.parametrize(
@@ -442,9 +440,8 @@ def test_lines_skipped_inside_a_continuation_do_not_end_it(tmp_path: Path, gap: 
     text = _HIDDEN_FINAL.format(gap=gap)
     stages = rubric.parse_stages(text)
     assert [s.image for s in stages] == ["cgr.dev/chainguard/python:latest-dev"]
-    run = stages[0].instrs[-1]
-    assert run.instruction == "RUN"
-    assert "echo FROM cgr.dev/chainguard/python:latest" in " ".join(run.value.split())
+    runs = [" ".join(i.value.split()) for i in stages[0].instrs if i.instruction == "RUN"]
+    assert runs[-1].endswith("&& echo FROM cgr.dev/chainguard/python:latest")
     analysis = _analyse(tmp_path, text, PY_FILES)
     assert {"final.dev_image", "final.has_package_manager"} <= set(analysis.codes)
     assert analysis.breakdown["SHELL_FREE"] == 0.0
@@ -576,13 +573,30 @@ def test_syntax_line_inside_the_file_is_a_comment(tmp_path: Path) -> None:
     assert _analyse(tmp_path, text, PY_FILES).score == 1.0
 
 
+def test_json_syntax_document_names_a_frontend(tmp_path: Path) -> None:
+    """DetectSyntax also reads a file that is one JSON object with a "syntax" key."""
+    analysis = _analyse(tmp_path, '{"syntax": "evil.example/frontend", "x": 1}\n')
+    assert analysis.codes == ["dockerfile.untrusted_frontend"]
+
+
+def test_line_over_the_scanner_limit_is_unparseable(tmp_path: Path) -> None:
+    """BuildKit reads lines with bufio.Scanner: more than 65535 bytes is ErrTooLong."""
+    ok = GOOD_PY + "LABEL pad=" + "x" * (65535 - len("LABEL pad=")) + "\n"
+    assert _analyse(tmp_path / "ok", ok, PY_FILES).score == 1.0
+    long = GOOD_PY + "LABEL pad=" + "x" * 65536 + "\n"
+    assert _analyse(tmp_path / "long", long, PY_FILES).codes == ["dockerfile.unparseable"]
+
+
 def test_heredoc_started_on_a_continuation_line_is_rejected(tmp_path: Path) -> None:
     """``RUN \\`` + ``cat <<USER`` is one heredoc RUN to BuildKit: its body (a FROM ...)
     is data, not a stage."""
-    text = GOOD_PY.replace(
-        "FROM cgr.dev/chainguard/python:latest\n",
-        "RUN \\\n  cat <<USER\nFROM cgr.dev/chainguard/python:latest\n",
-    ) + "USER\n"
+    text = (
+        GOOD_PY.replace(
+            "FROM cgr.dev/chainguard/python:latest\n",
+            "RUN \\\n  cat <<USER\nFROM cgr.dev/chainguard/python:latest\n",
+        )
+        + "USER\n"
+    )
     analysis = _analyse(tmp_path, text, PY_FILES)
     assert analysis.codes == ["dockerfile.heredoc_unsupported"]
     assert analysis.score == 0.0
