@@ -788,11 +788,26 @@ def _check_user(chain: Sequence[Stage], found: _Findings) -> float:
     user = _last(chain, "USER")
     if user is None:
         return 1.0
-    name = user.value.strip().split(":", 1)[0].strip()
-    if name in ("root", "0"):
-        found.add("final.runs_as_root", f"line {user.line}: USER {user.value.strip()}")
+    value = user.value.strip()
+    if not _LITERAL_USER.fullmatch(value):
+        # BuildKit expands quotes, escapes and variables in USER before it applies it
+        # ("root", r\oot, ${U:-0} are all root): a value that needs expanding cannot be shown
+        # to be non-root, so it counts as root. Write the user literally.
+        found.add(
+            "final.runs_as_root",
+            f"line {user.line}: USER {value} is not a literal user (quotes, escapes or "
+            "variables are expanded by the builder); write it literally",
+        )
+        return 0.0
+    name = value.split(":", 1)[0]
+    if name == "root" or (name.isdigit() and int(name) == 0):
+        found.add("final.runs_as_root", f"line {user.line}: USER {value}")
         return 0.0
     return 1.0
+
+
+_LITERAL_USER = re.compile(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?")
+"""A USER value the builder applies as written: a name or uid, optionally ``:group``."""
 
 
 def _resolve_from(

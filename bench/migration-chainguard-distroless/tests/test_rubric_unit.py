@@ -178,12 +178,33 @@ def test_run_inherited_through_from_stage_counts(tmp_path: Path) -> None:
     assert {"final.has_package_manager", "final.dev_image"} <= set(analysis.codes)
 
 
-@pytest.mark.parametrize("user", ["root", "0", "0:0", "root:root"])
+@pytest.mark.parametrize(
+    "user",
+    [
+        "root",
+        "0",
+        "0:0",
+        "root:root",
+        # BuildKit expands the argument before it is used: each of these runs as root
+        "00",
+        '"root"',
+        "'root'",
+        "r\\oot",
+        "${U:-0}",
+        "$UID",
+    ],
+)
 def test_user_root_final(tmp_path: Path, user: str) -> None:
     analysis = _analyse(tmp_path, GOOD_PY + f"USER {user}\n", PY_FILES)
     assert "final.runs_as_root" in analysis.codes
     assert analysis.breakdown["NON_ROOT"] == 0.0
     assert analysis.score == 0.0
+
+
+def test_a_literal_non_root_user_still_passes(tmp_path: Path) -> None:
+    for user in ("nonroot", "65532", "65532:65532", "app-user"):
+        analysis = _analyse(tmp_path, GOOD_PY + f"USER {user}\n", PY_FILES)
+        assert analysis.breakdown["NON_ROOT"] == 1.0, (user, analysis.failure_modes)
 
 
 def test_user_root_in_builder_only_is_fine(tmp_path: Path) -> None:
