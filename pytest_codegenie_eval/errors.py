@@ -149,6 +149,16 @@ class PromotionMustBeHumanAuthorized(CodegenieEvalError):
         )
 
 
+class RecommendationNotWritten(CodegenieEvalError):
+    """A promotion recommendation could not be written (a full or read-only state
+    directory). The verdict itself stands: a recommendation is advice, not a record."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: the recommendation could not be written: {problem}")
+
+
 class TierConfigInvalid(CodegenieEvalError):
     """docs/trust-tiers.yaml is malformed."""
 

@@ -307,7 +307,15 @@ def cmd_repair(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     if not _state_dir_exists(state_dir, "repair"):
         return EXIT_GENERIC
-    result = repair(state_dir, dry_run=args.dry_run)
+    try:
+        result = repair(state_dir, dry_run=args.dry_run)
+    except OSError as exc:
+        print(
+            f"codegenie-eval repair: {state_dir} cannot be changed ({exc.strerror or exc}); "
+            "nothing was changed. `--dry-run` shows what a repair would do.",
+            file=sys.stderr,
+        )
+        return EXIT_GENERIC
     if result.refused:
         for problem in result.refused:
             print(f"TAMPER: {problem}")
@@ -569,7 +577,7 @@ def cmd_promote_verdict(args: argparse.Namespace) -> int:
         return tc_dir
     try:
         task_class = load_registration(tc_dir)
-        verdict, path = recommend(
+        verdict, path, not_written = recommend(
             state_dir=Path(args.state_dir),
             tiers_path=Path(args.tiers),
             task_class=task_class,
@@ -581,7 +589,10 @@ def cmd_promote_verdict(args: argparse.Namespace) -> int:
     if verdict is None:  # pragma: no cover - recommend() always answers an explicit tier
         return EXIT_GENERIC
     print(format_verdict(verdict))
-    print(f"recommendation: {path}")
+    if path is not None:
+        print(f"recommendation: {path}")
+    else:  # a read-only judge: the verdict above stands, only its file is missing
+        print(f"codegenie-eval promote-verdict: {not_written}", file=sys.stderr)
     if not verdict.chain_verified:
         return EXIT_CHAIN_TAMPER
     return EXIT_OK if verdict.evidence_sufficient else EXIT_GENERIC

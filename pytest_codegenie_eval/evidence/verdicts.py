@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+from pytest_codegenie_eval.errors import RecommendationNotWritten
 from pytest_codegenie_eval.evidence.promotion import PromotionGate, same_measurement
 from pytest_codegenie_eval.evidence.tiers import load_tier_config
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
@@ -114,12 +116,14 @@ def recommend(
     task_class: TaskClass,
     tier: str | None,
     check: VerifyResult | None = None,
-) -> tuple[PromotionVerdict | None, Path | None]:
+) -> Recommendation:
     """The verdict for ``tier`` (or the best tier above the current one) and its file;
     ``check`` is the chain's verification when the caller has made it already.
 
     A recommendation is written whenever a tier is asked for, or when the evidence is
-    sufficient for a tier above the task class's current one.
+    sufficient for a tier above the task class's current one. A state directory that
+    cannot be written (read-only, full) keeps the verdict: ``not_written`` says why there
+    is no file.
     """
     if tier is not None:
         verdict = evaluate_recorded(
@@ -129,7 +133,7 @@ def recommend(
             tier=tier,
             check=check,
         )
-        return verdict, write_recommendation(verdict, state_dir)
+        return _written(verdict, state_dir)
     w = _window(state_dir, tiers_path, task_class, check)
     best = w.gate.recommendation(
         task_class=task_class,
@@ -141,5 +145,20 @@ def recommend(
         pooled_digests=w.pooled_digests,
     )
     if best is None:
-        return None, None
-    return best, write_recommendation(best, state_dir)
+        return Recommendation(None, None)
+    return _written(best, state_dir)
+
+
+class Recommendation(NamedTuple):
+    """A verdict, the recommendation file written for it, or why none could be."""
+
+    verdict: PromotionVerdict | None
+    path: Path | None
+    not_written: str | None = None
+
+
+def _written(verdict: PromotionVerdict, state_dir: Path) -> Recommendation:
+    try:
+        return Recommendation(verdict, write_recommendation(verdict, state_dir))
+    except RecommendationNotWritten as exc:
+        return Recommendation(verdict, None, str(exc))

@@ -180,13 +180,21 @@ def _verdict(
     from pytest_codegenie_eval.evidence.verdicts import recommend
 
     try:
-        return recommend(
+        found = recommend(
             state_dir=settings.state_dir,
             tiers_path=settings.tiers_path,
             task_class=loaded.task_class,
             tier=settings.verdict_tier,
             check=check,
         )
+        if found.not_written is not None:
+            # an asked-for verdict is an output the run must deliver; an automatic one is
+            # advice, reported without failing the run
+            asked = settings.verdict_tier is not None
+            (end.write_errors if asked else end.verdict_errors).append(
+                f"{task_class}: {found.not_written}"
+            )
+        return found.verdict, found.path
     except CodegenieEvalError as exc:
         # an asked-for tier was checked before the run; this is a broken tier file met
         # while looking for an automatic recommendation (or files changed mid-run)

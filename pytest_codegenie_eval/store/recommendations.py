@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pytest_codegenie_eval.errors import RecommendationNotWritten
 from pytest_codegenie_eval.fsutil import name_part
 from pytest_codegenie_eval.models import PromotionVerdict
 from pytest_codegenie_eval.store.statedir import StateDir, unique_name_order, write_unique
@@ -38,12 +39,12 @@ def write_recommendation(
     The file goes to ``state_dir/recommendations/<YYYYmmddTHHMMSSZ>-<task_class>-<tier>.json``
     (``-2``, ``-3``… before ``.json`` when that name exists: a recommendation is never
     overwritten, not even by another session writing in the same second). A reader never
-    sees half a file. Nothing else is
+    sees half a file. Raises :class:`RecommendationNotWritten` when the directory cannot be
+    written (full, read-only). Nothing else is
     touched: in particular never the tier config, whose ``current_tiers`` only a human edits.
     """
     moment = _utc(now)
     directory = StateDir(state_dir).recommendations
-    directory.mkdir(parents=True, exist_ok=True)
     payload = {
         "schema_version": 1,
         "kind": "promotion-recommendation",
@@ -58,7 +59,11 @@ def write_recommendation(
 
     # Claiming the name and writing the file is one step, so two sessions that judge in the
     # same second never overwrite each other's recommendation.
-    return write_unique(directory, stem, ".json", text.encode("utf-8"))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return write_unique(directory, stem, ".json", text.encode("utf-8"))
+    except OSError as exc:
+        raise RecommendationNotWritten(directory, exc.strerror or str(exc)) from exc
 
 
 def recommendations(state_dir: Path) -> Iterator[tuple[str, PromotionVerdict]]:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,7 +177,7 @@ def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
     """
     if not out_dir.is_dir():
         raise FileNotFoundError(f"state directory {out_dir} does not exist")
-    with writer_lock(out_dir):
+    with _lock_unless_read_only(out_dir, dry_run):
         data = read_chain(out_dir)
         cut = data.rfind(b"\n") + 1
         body, torn = data[:cut], data[cut:]
@@ -212,6 +214,24 @@ def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
                 actions=tuple(actions),
             )
         return _apply(out_dir, body, torn, removed, adopt, strays, actions)
+
+
+@contextmanager
+def _lock_unless_read_only(out_dir: Path, dry_run: bool) -> Iterator[None]:
+    """The writers' lock; a dry run on a state directory where the lock file cannot be
+    created (read-only: nobody writes there) reads without it."""
+    lock = writer_lock(out_dir)
+    try:
+        lock.acquire()
+    except OSError:
+        if not dry_run:
+            raise
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _records(body: bytes) -> list[ChainRecord]:
