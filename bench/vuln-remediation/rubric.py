@@ -13,6 +13,9 @@ Version semantics are the ecosystem's own: PEP 440 (``packaging.version``) with 
 normalisation for PyPI, node-semver (``nodesemver``) for npm. OSV ranges of type ECOSYSTEM or
 SEMVER are evaluated as the OSV spec describes: ``introduced`` inclusive (``"0"`` = from the
 first version), ``fixed`` exclusive, ``last_affected`` inclusive, plus explicit ``versions``.
+Manifests are read with their tools' grammar: ``requirements.txt`` as pip reads it (mirrored
+from pip's ``req_file.py``: continuations are joined *before* comments are stripped),
+``pyproject.toml`` dependencies as PEP 508 strings.
 
 Score (integer weights, so a perfect result is exactly 1.0)::
 
@@ -854,8 +857,8 @@ class PyProject:
 # space-separated token starting with "-" (``break_args_options``): what comes before is the
 # requirement, what follows is shlex-split and parsed with optparse against pip's option table.
 # tests/test_requirements_pip_oracle.py checks all of this against pip's own parser.
-_PIP_COMMENT = re.compile(r"(^|\s+)#.*$")
-_PIP_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+PIP_COMMENT = re.compile(r"(^|\s+)#.*$")
+PIP_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
 #: pip's requirements-file options (req_file.SUPPORTED_OPTIONS + SUPPORTED_OPTIONS_REQ):
 #: option strings -> whether the option takes a value
 PIP_FILE_OPTIONS: dict[tuple[str, ...], bool] = {
@@ -904,8 +907,8 @@ def requirements_lines(text: str) -> list[tuple[int, str]]:
     parts: list[str] = []
     first = 0
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.endswith("\\") or _PIP_COMMENT.match(line):
-            if _PIP_COMMENT.match(line):
+        if not line.endswith("\\") or PIP_COMMENT.match(line):
+            if PIP_COMMENT.match(line):
                 line = " " + line  # so that the comment is still one once joined
             if parts:
                 joined.append((first, "".join(parts) + line))
@@ -920,7 +923,7 @@ def requirements_lines(text: str) -> list[tuple[int, str]]:
         joined.append((first, "".join(parts)))
     logical: list[tuple[int, str]] = []
     for number, line in joined:
-        line = _PIP_COMMENT.sub("", line).strip()
+        line = PIP_COMMENT.sub("", line).strip()
         if line:
             logical.append((number, line))
     return logical
@@ -1032,7 +1035,7 @@ def parse_requirements_txt(text: str, source: str) -> tuple[list[PyRequirement],
         if not args:
             options.append(" ".join(line.split()))
             continue
-        variable = _PIP_ENV_VAR.search(line)
+        variable = PIP_ENV_VAR.search(line)
         if variable is not None:
             raise ManifestError(
                 f"{where}: pip expands ${{{variable.group(1)}}} from the installer's environment"
