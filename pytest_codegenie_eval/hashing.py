@@ -2,7 +2,8 @@
 
 :func:`blake3_hex` is the plain BLAKE3 hex digest of some bytes (a report file's
 ``report_digest``, a kept diff, a pin), :func:`blake3_raw` the same as bytes;
-:func:`blake3_file` streams a file of any size;
+:func:`blake3_file` streams a file of any size; :func:`blake3_keyed_hex` is BLAKE3's keyed
+mode under a key from :func:`derive_key` (the audit chain's records, when a key is given);
 :func:`hash_parts` hashes a sequence of parts, each preceded by its length (8 bytes,
 little-endian), so no two different sequences produce the same byte stream. A domain
 string, hashed first, keeps the digests of different kinds of thing (a SUT, a cache key, a
@@ -20,6 +21,21 @@ import blake3
 def blake3_hex(data: bytes) -> str:
     """BLAKE3 hex digest of ``data``."""
     return str(blake3.blake3(data).hexdigest())
+
+
+CHAIN_KEY_CONTEXT = "pytest-codegenie-eval 2026-12 audit chain key"
+
+
+def derive_key(secret: bytes, context: str = CHAIN_KEY_CONTEXT) -> bytes:
+    """A 32-byte BLAKE3 key derived from ``secret`` (any length) for ``context``
+    (BLAKE3's key derivation mode, so the same secret never keys two purposes alike)."""
+    return bytes(blake3.blake3(secret, derive_key_context=context).digest())
+
+
+def blake3_keyed_hex(data: bytes, key: bytes) -> str:
+    """BLAKE3 keyed-mode hex digest of ``data`` under a 32-byte ``key``: without the key
+    nobody can compute it, which is what makes a keyed audit chain impossible to re-hash."""
+    return str(blake3.blake3(data, key=key).hexdigest())
 
 
 def blake3_raw(data: bytes) -> bytes:

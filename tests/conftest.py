@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +125,18 @@ def run_bench_once(pytester: pytest.Pytester, stub_bench: Path) -> RunBench:
     return run
 
 
-def run_cli(cwd: Path | None, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the ``codegenie-eval`` console script in a child process (in ``cwd``)."""
+def run_cli(
+    cwd: Path | None,
+    *args: str,
+    timeout: float = 300,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``codegenie-eval`` console script in a child process (in ``cwd``), with
+    ``env`` added to this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "pytest_codegenie_eval.cli.main", *args],
         cwd=cwd,
+        env={**os.environ, **env} if env is not None else None,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -189,6 +189,14 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
     merge.add_argument("--task-class", default=None, help="merge only this task class")
     merge.add_argument(
+        "--expected-head",
+        action="append",
+        default=[],
+        metavar="SHARD=HEX",
+        help="fail unless shard I/N's audit chain has this head (the `chain head` its job "
+        "printed); give it once per shard",
+    )
+    merge.add_argument(
         "--allow-unrecorded",
         action="store_true",
         help="accept shard report files without their audit chain (their origin is then "
@@ -224,6 +232,14 @@ def _parser() -> argparse.ArgumentParser:
     pv.add_argument("--bench-root", default=None, help=_DEFAULT_HELP["bench_root"])
     pv.add_argument("--state-dir", default=None, help=_DEFAULT_HELP["state_dir"])
     pv.add_argument("--tiers", default=None, help=_DEFAULT_HELP["tiers"])
+    for reader in (ver, rep, cmp_, tr, merge, html, pv):
+        reader.add_argument(
+            "--chain-key-env",
+            default=None,
+            metavar="VAR",
+            help="the environment variable holding the audit chain's key (a chain recorded "
+            "with --codegenie-chain-key-env is only checked, and appended to, with it)",
+        )
     return parser
 
 
@@ -497,6 +513,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     except ShardMergeError as exc:
         print(f"codegenie-eval merge: {exc}", file=sys.stderr)
         return EXIT_GENERIC
+    wrong = _unexpected_heads(args.expected_head, sources)
+    if wrong is not None:
+        print(f"codegenie-eval merge: {wrong}", file=sys.stderr)
+        return EXIT_CHAIN_TAMPER
     state_dir = Path(args.state_dir)
     for report in reports:
         try:
@@ -518,6 +538,33 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print(f"  report: {path}")
         print(f"  chain head: {head}")
     return EXIT_OK
+
+
+def _unexpected_heads(expected: list[str], sources: Sequence[Any]) -> str | None:
+    """What is wrong with the shards' chain heads against ``SHARD=HEX`` pairs, if anything."""
+    if not expected:
+        return None
+    wanted: dict[str, str] = {}
+    for pair in expected:
+        shard, sep, head = pair.partition("=")
+        if not sep or not shard or len(head) != 64:
+            return f"--expected-head {pair!r} is not SHARD=HEX (e.g. 1/3=<64 hex digits>)"
+        wanted[shard.strip()] = head.strip().lower()
+    seen: dict[str, str | None] = {}
+    for source in sources:
+        seen[f"{source.shard.index}/{source.shard.count}"] = source.chain_head
+    for shard, head in sorted(wanted.items()):
+        if shard not in seen:
+            return f"--expected-head names shard {shard}, which is not among the sources"
+        if seen[shard] != head:
+            return (
+                f"shard {shard}: its audit chain's head is {seen[shard] or 'none'}, not the "
+                f"{head} its job printed: the artifact was changed after the job ended"
+            )
+    missing = sorted(set(seen) - set(wanted))
+    if missing:
+        return f"--expected-head is missing for shard(s) {', '.join(missing)}"
+    return None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -643,6 +690,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_run(argparse.Namespace(pytest_args=argv[1:]))
     args = _parser().parse_args(argv)
     _fill_from_project(args)
+    variable = getattr(args, "chain_key_env", None)
+    if variable:
+        from pytest_codegenie_eval.store.audit import chain_key, key_from_environment
+
+        try:
+            key = key_from_environment(variable)
+        except ValueError as exc:
+            print(f"codegenie-eval {args.command}: --chain-key-env: {exc}", file=sys.stderr)
+            return EXIT_GENERIC
+        with chain_key(key):
+            return _dispatch(args)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     handlers = {
         "run": cmd_run,
         "verify": cmd_verify,

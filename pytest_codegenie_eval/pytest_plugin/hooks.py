@@ -8,12 +8,16 @@ selects no bench never loads the run machinery (docs/adr/0014-idle-plugin-costs-
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_codegenie_eval.pytest_plugin.activation import RUN_SCOPE_INPUT, SESSION_KEY, is_active
+
+# the chain key's scope (--codegenie-chain-key-env), entered in configure, left in unconfigure
+_KEY_SCOPE = pytest.StashKey[AbstractContextManager[None]]()
 
 PLUGIN_NAME = "codegenie_eval"
 
@@ -75,6 +79,12 @@ def pytest_configure(config: pytest.Config) -> None:
         run_scope = BenchSession.new_run_scope()
     bench = BenchSession(config, settings, run_scope)
     config.stash[SESSION_KEY] = bench
+    if settings.chain_key is not None:
+        from pytest_codegenie_eval.store.audit import chain_key
+
+        scope = chain_key(settings.chain_key)
+        scope.__enter__()  # left in pytest_unconfigure
+        config.stash[_KEY_SCOPE] = scope
     if settings.fence:
         return
     try:
@@ -128,6 +138,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if bench is not None and bench.executor is not None:
         bench.executor.close()
         bench.executor = None
+    scope = config.stash.get(_KEY_SCOPE, None)
+    if scope is not None:
+        del config.stash[_KEY_SCOPE]
+        scope.__exit__(None, None, None)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -222,6 +222,14 @@ def add_options(parser: pytest.Parser) -> None:
             help=f"SUT limit: {attr.replace('_', ' ')} (default {default})",
         )
     group.addoption(
+        "--codegenie-chain-key-env",
+        default=None,
+        metavar="VAR",
+        help="key the audit chain: the environment variable holding the secret (e.g. a CI "
+        "secret); records are hashed with BLAKE3's keyed mode, so the chain cannot be "
+        "re-hashed without it, and a keyed chain is only checked with it",
+    )
+    group.addoption(
         "--codegenie-sandbox-user",
         default=None,
         metavar="USER",
@@ -308,6 +316,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("codegenie_sut_ro", "extra read-only paths for the SUT", type="args", default=[])
     parser.addini(
         "codegenie_sandbox_user", "host user of the sandboxes when the harness is root", default=""
+    )
+    parser.addini(
+        "codegenie_chain_key_env", "environment variable holding the audit chain key", default=""
     )
     parser.addini(
         "codegenie_sut_env", "environment variables passed to the SUT", type="args", default=[]
@@ -471,6 +482,7 @@ class Settings:
     html: Path | None = None  # --codegenie-html
     executor: ExecutorSpec | None = None  # None: local (in pytest or its xdist workers)
     gateway: GatewaySettings = field(default_factory=lambda: _default_gateway())
+    chain_key: bytes | None = field(default=None, repr=False)  # --codegenie-chain-key-env
 
     @property
     def executor_label(self) -> str:
@@ -640,6 +652,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         html=_optional_path(root, config, "codegenie_html"),
         executor=_executor(config),
         gateway=_gateway(config, root, cassettes, cap, policy.env_names),
+        chain_key=_chain_key(config),
     )
 
 
@@ -712,6 +725,20 @@ def _sut_policy(
         # a harness that is not root starts its jails as itself
         jail_user=user if harness_is_root() else None,
     )
+
+
+def _chain_key(config: pytest.Config) -> bytes | None:
+    variable = config.getoption("codegenie_chain_key_env") or config.getini(
+        "codegenie_chain_key_env"
+    )
+    if not variable:
+        return None
+    from pytest_codegenie_eval.store.audit import key_from_environment
+
+    try:
+        return key_from_environment(str(variable))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--codegenie-chain-key-env: {exc}") from None
 
 
 def _refuse_guarded(

@@ -31,6 +31,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import filelock
 
 from pytest_codegenie_eval.errors import ChainTamperDetected
-from pytest_codegenie_eval.hashing import blake3_hex
+from pytest_codegenie_eval.hashing import blake3_hex, blake3_keyed_hex
 from pytest_codegenie_eval.models import PARTIAL_PREFIX
 from pytest_codegenie_eval.store.statedir import (
     AUDIT_FILE,
@@ -55,15 +56,20 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIT_FILE",
     "GENESIS_PREV_HASH",
+    "KEYED_FIELD",
     "LOCK_FILE",
     "RECORD_FIELDS",
     "RUNS_DIR",
     "ChainRecord",
+    "KeyRequired",
     "VerifyResult",
     "append_record",
     "canonical_json",
     "chain_head",
+    "chain_key",
+    "current_chain_key",
     "format_verify_summary",
+    "key_from_environment",
     "read_chain",
     "record_hash",
     "records",
@@ -97,9 +103,11 @@ LOCK_TIMEOUT_S = 120.0
 # from shards, whose record lists the shard reports' digests in SOURCES_FIELD.
 KIND_FIELD = "kind"
 SOURCES_FIELD = "sources"
+# true on a record hashed with BLAKE3's keyed mode under the chain key (absent otherwise)
+KEYED_FIELD = "keyed"
 RECORD_KINDS = ("adopted", "repair", "shard", "merged")
 RUN_KINDS = ("run", "adopted", "merged")
-_KNOWN_FIELDS = frozenset((*RECORD_FIELDS, KIND_FIELD, SOURCES_FIELD))
+_KNOWN_FIELDS = frozenset((*RECORD_FIELDS, KIND_FIELD, SOURCES_FIELD, KEYED_FIELD))
 _STR_FIELDS = ("prev_hash", "created_at", "run_id", "task_class", "report_path", "report_digest")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # One file directly in runs/; no separators, NUL or leading dot (so no "..", no hidden files).
@@ -123,12 +131,61 @@ def canonical_json(obj: object) -> bytes:
     ).encode("utf-8")
 
 
+_CHAIN_KEY: ContextVar[bytes | None] = ContextVar("codegenie_chain_key", default=None)
+
+
+@contextmanager
+def chain_key(key: bytes | None) -> Iterator[None]:
+    """Within this block, records are written keyed with ``key`` (32 bytes, from
+    :func:`~pytest_codegenie_eval.hashing.derive_key`) and keyed records are checked with
+    it; ``None`` means no key. The entry points (the pytest session, each CLI command) set
+    it once from the environment variable the user names."""
+    token = _CHAIN_KEY.set(key)
+    try:
+        yield
+    finally:
+        _CHAIN_KEY.reset(token)
+
+
+def key_from_environment(variable: str) -> bytes:
+    """The chain key derived from the secret in environment variable ``variable``; raises
+    :class:`ValueError` naming the variable when it is unset or empty."""
+    from pytest_codegenie_eval.hashing import derive_key
+
+    secret = os.environ.get(variable, "")
+    if not variable or not secret:
+        raise ValueError(
+            f"the chain key variable {variable!r} is not set (or is empty): set it to the "
+            "secret, e.g. from a CI secret, or leave the chain unkeyed"
+        )
+    return derive_key(secret.encode("utf-8"))
+
+
+def current_chain_key() -> bytes | None:
+    """The key :func:`chain_key` set, if any."""
+    return _CHAIN_KEY.get()
+
+
+class KeyRequired(ValueError):
+    """A keyed record met without a key: it cannot be checked, or appended to."""
+
+
 def record_hash(record_without_hash: Mapping[str, object]) -> str:
-    """BLAKE3 hex digest of a record's canonical JSON, leaving out its ``hash`` field.
+    """The hash of a record's canonical JSON, leaving out its ``hash`` field: plain BLAKE3,
+    or BLAKE3's keyed mode under the chain key for a record with ``"keyed": true``.
 
     A ``hash`` key, if present, is ignored, so a full record can be passed to recompute it.
+    Raises :class:`KeyRequired` for a keyed record when no key is set.
     """
     body = {key: value for key, value in record_without_hash.items() if key != "hash"}
+    if body.get(KEYED_FIELD) is True:
+        key = _CHAIN_KEY.get()
+        if key is None:
+            raise KeyRequired(
+                "the record is keyed: it can only be checked with the chain key (name its "
+                "environment variable with --chain-key-env or --codegenie-chain-key-env)"
+            )
+        return blake3_keyed_hex(canonical_json(body), key)
     return blake3_hex(canonical_json(body))
 
 
@@ -213,6 +270,8 @@ def _check_line(line: bytes) -> tuple[dict[str, object] | None, list[str]]:
         wrong.append(KIND_FIELD)
     if SOURCES_FIELD in record and not _is_digest_list(record[SOURCES_FIELD]):
         wrong.append(SOURCES_FIELD)
+    if KEYED_FIELD in record and record[KEYED_FIELD] is not True:
+        wrong.append(KEYED_FIELD)
     if wrong:
         return None, [f"field(s) of the wrong type: {', '.join(wrong)}"]
 
@@ -230,7 +289,17 @@ def _check_line(line: bytes) -> tuple[dict[str, object] | None, list[str]]:
         # Same values, different bytes (spacing, key order, escapes, duplicate keys): the
         # writer only ever emits the canonical form, so someone edited this line.
         problems.append("line is not the canonical JSON encoding of its record (edited by hand?)")
-    recomputed = record_hash(record)
+    if record.get(KEYED_FIELD) is not True and _CHAIN_KEY.get() is not None:
+        problems.append(
+            "record is not keyed, but the chain is checked with a key: a keyed chain is keyed "
+            "from its first record, so this one was written (or re-hashed) without the key"
+        )
+        return record, problems
+    try:
+        recomputed = record_hash(record)
+    except KeyRequired as exc:
+        problems.append(str(exc))
+        return record, problems
     if recomputed != record["hash"]:
         problems.append(
             f"record hash mismatch (stored {str(record['hash'])[:16]}…, "
@@ -445,6 +514,8 @@ def append_record(
         assert isinstance(last_seq, int)
         seq, prev_hash = last_seq + 1, str(last["hash"])
     record: dict[str, object] = {"seq": seq, "prev_hash": prev_hash, **fields}
+    if _CHAIN_KEY.get() is not None:
+        record[KEYED_FIELD] = True
     head = record_hash(record)
     record["hash"] = head
     created = not chain.exists()
