@@ -172,6 +172,9 @@ class CaseResult(_Wire):
     cost_source: CostSource = "sut-reported"
     sut_reported_cost_usd: NonNegFloat | None = None  # what the SUT claimed, kept beside
     model_usage: ModelUsage | None = None  # --codegenie-model-gateway: what it metered
+    # what the harness failed to keep about this attempt (a full or read-only disk: its
+    # cache entry, ledger line, diff or transcript); the result itself stands as measured
+    harness_errors: tuple[str, ...] = ()
 
     @property
     def block_failures(self) -> tuple[FailureMode, ...]:
@@ -279,8 +282,13 @@ class BenchRunReport(_Wire):
     # "shard": one part of a --codegenie-shard run; `codegenie-eval merge` makes the whole
     # "infrastructure": some model calls failed upstream (gateway.upstream_error), so the
     # agent was not measured on every case
-    incomplete_reason: Literal["cost_cap", "subset", "shard", "infrastructure"] | None = None
+    # "harness_write": the harness could not keep part of what it measured (a full or
+    # read-only disk); the scores stand, but the run is not complete evidence
+    incomplete_reason: (
+        Literal["cost_cap", "subset", "shard", "infrastructure", "harness_write"] | None
+    ) = None
     infrastructure_failures: int = 0  # attempts with a failure of the infrastructure
+    harness_write_failures: int = 0  # attempts with harness_errors
     cases_total: int = 0
     n: int = 0
     passed_count: int = 0

@@ -153,7 +153,9 @@ def build_report(
     to join), a subset or cost-capped otherwise.
 
     A run in which some attempt's model calls failed upstream (``gateway.upstream_error``)
-    did not measure the agent on every case: ``incomplete_reason`` "infrastructure".
+    did not measure the agent on every case: ``incomplete_reason`` "infrastructure". One in
+    which the harness could not keep part of what it measured (``harness_errors``: a full
+    or read-only disk) keeps its scores but is "harness_write".
     """
     ordered = sorted(results, key=lambda r: (r.case_id, r.repeat))
     scored = [r for r in ordered if r.status != "skipped_cost_cap"]
@@ -170,7 +172,8 @@ def build_report(
     infrastructure = sum(
         1 for r in scored if any(fm.code in INFRASTRUCTURE for fm in r.failure_modes)
     )
-    reason: Literal["cost_cap", "subset", "shard", "infrastructure"] | None = None
+    harness_write = sum(1 for r in scored if r.harness_errors)
+    reason: Literal["cost_cap", "subset", "shard", "infrastructure", "harness_write"] | None = None
     if skipped:
         reason = "cost_cap"
     elif len(attempts_per_case) < wanted or any(
@@ -179,6 +182,8 @@ def build_report(
         reason = "subset"
     elif infrastructure:
         reason = "infrastructure"
+    elif harness_write:
+        reason = "harness_write"
     elif shard is not None:
         reason = "shard"
     complete = reason is None
@@ -220,6 +225,7 @@ def build_report(
             "scores": scores,
             "incomplete_reason": reason,
             "infrastructure_failures": infrastructure,
+            "harness_write_failures": harness_write,
             "cases_total": total,
             "n": len(case_means),
             "passed_count": sum(passed_flags),

@@ -38,6 +38,10 @@ REASON_INFRASTRUCTURE = (
     "report incomplete (model calls failed upstream, gateway.upstream_error: the "
     "infrastructure, not the agent; run it again)"
 )
+REASON_HARNESS_WRITE = (
+    "the harness could not keep part of what it measured (a full or read-only disk: see "
+    "harness_errors in the report); not complete evidence: free space and run it again"
+)
 REASON_SHARD = "report is one shard of a run (join the shards with codegenie-eval merge)"
 REASON_MIXED_ISOLATION = "mixed isolation classes in evidence window"
 _NAMED_CASES = 10  # how many short-falling cases a reason names before "and N more"
@@ -230,6 +234,8 @@ class PromotionGate:
                 reasons.append(REASON_INCOMPLETE)
             elif "infrastructure" in why:
                 reasons.append(REASON_INFRASTRUCTURE)
+            elif "harness_write" in why:
+                reasons.append(REASON_HARNESS_WRITE)
             else:
                 reasons.append(REASON_SHARD if why == {"shard"} else REASON_SUBSET)
         isolation_classes = tuple(sorted({report.isolation_class for report in reports}))

@@ -153,22 +153,57 @@ def record_attempt(settings: RunSettings, key: str, attempt: Attempt) -> CaseRes
     """What every executor does with an attempt it ran (locally, or on a Dask worker whose
     reply this is): keep its diff, put its cost in the ledger (unless the attempt did, as it
     ran), and cache it. Returns the result as recorded: its ``diff_digest`` names the bytes
-    kept, whatever the reply said."""
+    kept, whatever the reply said.
+
+    A write that fails (a full or read-only disk) never rewrites the measured result: the
+    score and the pass stand, and what could not be kept is listed in ``harness_errors``
+    (the report is then not complete evidence, and the session fails)."""
     result = attempt.result
+    lost: list[str] = []
     if attempt.diff and settings.diff_dir is not None:
-        kept = store_diff(settings.diff_dir, attempt.diff)
+        try:
+            kept: str | None = store_diff(settings.diff_dir, attempt.diff)
+        except OSError as exc:
+            kept = None
+            lost.append(f"the diff was not kept: {_why(exc)}")
         if kept != result.diff_digest:
             result = result.model_copy(update={"diff_digest": kept})
     usage = result.model_usage
     if attempt.transcript and settings.transcript_dir is not None and usage is not None:
-        digest = store_transcript(settings.transcript_dir, attempt.transcript)
+        try:
+            digest: str | None = store_transcript(settings.transcript_dir, attempt.transcript)
+        except OSError as exc:
+            digest = None
+            lost.append(f"the transcript was not kept: {_why(exc)}")
         usage = usage.model_copy(update={"transcript_digest": digest})
         result = result.model_copy(update={"model_usage": usage})
     if settings.ledger is not None and not attempt.cost_recorded:
         tag = invocation_tag(settings.run_scope, result.task_class, result.case_id)
-        settings.ledger.record(Invocation(tag, result.task_class, result.case_id, result.cost_usd))
-    remember(settings, key, result)
+        try:
+            settings.ledger.record(
+                Invocation(tag, result.task_class, result.case_id, result.cost_usd)
+            )
+        except OSError as exc:
+            lost.append(f"the cost ledger was not written: {_why(exc)}")
+    if lost:
+        result = result.model_copy(update={"harness_errors": (*result.harness_errors, *lost)})
+    try:
+        remember(settings, key, result)
+    except OSError as exc:
+        # an uncached result is only measured again next time; nothing of it is lost
+        result = result.model_copy(
+            update={
+                "harness_errors": (
+                    *result.harness_errors,
+                    f"the result was not cached: {_why(exc)}",
+                )
+            }
+        )
     return result
+
+
+def _why(exc: OSError) -> str:
+    return f"{exc.strerror or type(exc).__name__}" + (f" ({exc.filename})" if exc.filename else "")
 
 
 def attempt_case(
@@ -291,7 +326,7 @@ def attempt_case(
         elif settings.kept_dir is not None:
             keep(run_dir, settings.kept_dir / task_class.name / kept_name(case.case_id, repeat))
     transcript = metered[2] if metered else b""
-    return Attempt(result, diff, cost_recorded=settings.ledger is not None, transcript=transcript)
+    return Attempt(result, diff, cost_recorded=invocation.recorded, transcript=transcript)
 
 
 def _metered(lease: AttemptLease) -> tuple[ModelUsage, list[FailureMode], bytes]:

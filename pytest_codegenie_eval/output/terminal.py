@@ -11,6 +11,7 @@ from typing import Protocol
 from pytest_codegenie_eval.evidence.promotion import format_verdict
 from pytest_codegenie_eval.execution.sut import SutPolicy
 from pytest_codegenie_eval.models import BenchRunReport, PromotionVerdict
+from pytest_codegenie_eval.output.untrusted_text import safe_line
 
 
 class Outcome(Protocol):
@@ -143,6 +144,8 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
             state = f"PARTIAL ({r.skipped_count} skipped: cost cap)"
         elif r.incomplete_reason == "infrastructure":
             state = f"PARTIAL ({r.infrastructure_failures} attempt(s) failed upstream)"
+        elif r.incomplete_reason == "harness_write":
+            state = f"PARTIAL ({r.harness_write_failures} attempt(s) not fully kept)"
         else:
             ran = len({c.case_id for c in r.cases})
             state = f"PARTIAL (subset: {ran} of {r.cases_total} cases ran)"
@@ -156,6 +159,8 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
                 "cost_cap": "the cost cap",
                 "infrastructure": "model calls failed upstream (gateway.upstream_error), not "
                 "the agent; run it again",
+                "harness_write": "the harness could not keep part of what it measured (a "
+                "full or read-only disk; the scores stand, see harness_errors)",
             }.get(r.incomplete_reason or "", "a subset of cases")
             lines.append(
                 f"PARTIAL RUN of {r.task_class}: {why}; not complete evidence for any tier"
@@ -193,6 +198,10 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
             )
         if r.rubric_isolation:
             lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_isolation})")
+        not_kept = [error for c in r.cases for error in c.harness_errors]
+        if not_kept:
+            more = f" (and {len(not_kept) - 1} more)" if len(not_kept) > 1 else ""
+            lines.append(f"  NOT KEPT: {safe_line(not_kept[0])}{more}")
         if outcome.error:
             lines.append(f"  REPORT NOT RECORDED: {outcome.error}")
         else:

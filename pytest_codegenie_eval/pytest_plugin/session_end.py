@@ -47,9 +47,12 @@ class SessionEnd:
 
     def fails_run(self, bench: BenchSession) -> bool:
         """Whether a run whose items all passed still fails: a case changed after it
-        passed, a report or record (or an output asked for) that could not be written, or,
+        passed, a report or record (or an output asked for) that could not be written, an
+        attempt whose cache entry, ledger line, diff or transcript could not be kept, or,
         when asked, a partial run (a whole shard is a part by design, not a partial run)."""
         unrecorded = any(o.error for o in self.outcomes) or bool(self.write_errors)
+        # a measured result the harness could not fully keep (a full or read-only disk)
+        unrecorded = unrecorded or any(o.report.harness_write_failures for o in self.outcomes)
         partial = bench.settings.fail_on_partial and any(
             not o.report.complete and o.report.incomplete_reason != "shard" for o in self.outcomes
         )

@@ -34,6 +34,7 @@ class Invocation:
     case_id: str
     cost_usd: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+    recorded: bool = False  # its ledger line was written (tag_invocation sets it)
 
 
 class CostLedger:
@@ -91,7 +92,8 @@ def cap_reached(spent_usd: float, cap_usd: float | None) -> bool:
 def tag_invocation(
     ledger: CostLedger | None, run_scope: str, task_class: str, case_id: str
 ) -> Iterator[Invocation]:
-    """Tag one SUT invocation and record its cost in the ledger when the block ends.
+    """Tag one SUT invocation and record its cost in the ledger when the block ends
+    (``invocation.recorded`` says whether that write succeeded).
 
     The tag is also placed in ``os.environ`` for in-process SUTs and restored afterwards.
     """
@@ -101,4 +103,8 @@ def tag_invocation(
             yield invocation
     finally:
         if ledger is not None:
-            ledger.record(invocation)
+            # a full or read-only disk must not turn a measured attempt into a crash: the
+            # caller sees ``recorded`` false and records the loss with the result
+            with contextlib.suppress(OSError):
+                ledger.record(invocation)
+                invocation.recorded = True
