@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -180,6 +183,42 @@ def test_a_repair_killed_after_its_note_leaves_a_record_of_what_it_removed(
         p.relative_to(state).as_posix() for p in leftovers
     )
     # the next repair keeps that note (quarantined) and lists it in its own
+    done = repair(state)
+    assert any(note_file.name in q for q in done.quarantined)
+    assert verify(state, strict=True).ok
+
+
+def test_a_repair_killed_for_real_while_removing_files_leaves_its_note(state: Path) -> None:
+    # the same with a real SIGKILL: enough leftovers that removing them takes a while, and
+    # the kill lands as soon as the first one is gone
+    many = [state / f".tmp-{i:05d}.tmp" for i in range(20000)]
+    for path in many:
+        path.write_bytes(b"x")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest_codegenie_eval.cli.main",
+            "repair",
+            "--state-dir",
+            str(state),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while many[0].exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    left = sum(1 for path in many if path.exists())
+    if left == 0:
+        pytest.skip("the repair finished before the kill landed (machine too fast)")
+    (note_file,) = (state / "runs").glob("*-repair.json")
+    note = json.loads(note_file.read_text())
+    assert len(note["removed_temporary_files"]) == len(many)  # every file, removed or not
     done = repair(state)
     assert any(note_file.name in q for q in done.quarantined)
     assert verify(state, strict=True).ok
