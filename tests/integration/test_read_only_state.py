@@ -64,6 +64,17 @@ def test_read_only_commands_work_on_a_read_only_state_directory(
     assert "nothing to repair" in dry.stdout
     compare = _read_only(state, "compare", "latest:stub", "latest:stub", "--state-dir", str(state))
     assert compare.returncode == cli.EXIT_OK, compare.stderr
+    site = pytester.path / "site"
+    page = _read_only(
+        state,
+        "report",
+        f"--state-dir={state}",
+        f"--out={site}",
+        f"--bench-root={pytester.path / 'bench'}",
+        f"--tiers={pytester.path / 'docs' / 'trust-tiers.yaml'}",
+    )
+    assert page.returncode == cli.EXIT_OK, page.stdout + page.stderr
+    assert (site / "index.html").is_file()
     judge = _read_only(
         state,
         "promote-verdict",
