@@ -383,13 +383,22 @@ class PromotionGate:
         pooled: Sequence[BenchRunReport] = (),
         pooled_digests: Sequence[str] = (),
     ) -> PromotionVerdict | None:
-        """The verdict worth recommending to a human, or ``None``.
+        """The verdict worth recommending to a human unasked, or ``None``.
 
-        That is the sufficient verdict of the highest earnable tier when it lies above the
-        task class's current tier: evidence for a tier already held changes nothing.
+        That is the verdict for the tier directly above the task class's current tier, when
+        its evidence is sufficient. A task class that holds no tier gets a verdict only when
+        one is asked for (``--codegenie-verdict``, ``--codegenie-gate``, ``promote-verdict``):
+        a plain run of a new bench prints no verdict and writes no recommendation.
         """
-        verdict = self.best_verdict(
+        current = self._config.current_tier(task_class.name)
+        if current is None:
+            return None
+        tier = self._config.next_tier(current)
+        if tier is None or tier not in task_class.min_cases_for_promotion:
+            return None
+        verdict = self.evaluate(
             task_class=task_class,
+            tier=tier,
             reports=reports,
             chain_verified=chain_verified,
             chain_head=chain_head,
@@ -397,12 +406,7 @@ class PromotionGate:
             pooled=pooled,
             pooled_digests=pooled_digests,
         )
-        if verdict is None:
-            return None
-        current = self._config.current_tier(task_class.name)
-        if self._config.rank(verdict.tier) <= self._config.rank(current):
-            return None
-        return verdict
+        return verdict if verdict.evidence_sufficient else None
 
     def apply(self, verdict: PromotionVerdict) -> NoReturn:
         """Refuse, always: promotion is a human edit of ``docs/trust-tiers.yaml``.

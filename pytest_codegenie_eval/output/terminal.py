@@ -46,6 +46,8 @@ class Summary(Protocol):
     def html_index(self) -> Path | None: ...
     @property
     def jsonl_path(self) -> str | None: ...
+    @property
+    def gate(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,8 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
     if kept is not None and end.outcomes:
         lines.append(f"workspaces kept in: {kept}/<task class>/<case id>[-r<attempt>]")
     lines += [f"VERDICT ERROR: {error}" for error in end.verdict_errors]
+    if end.gate is not None:
+        lines.append(end.gate)
     lines += [f"WRITE ERROR: {error}" for error in end.write_errors]
     lines += end.comparisons
     if facts.compare_task_class is not None and not end.comparisons:

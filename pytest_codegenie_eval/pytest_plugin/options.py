@@ -222,6 +222,14 @@ def add_options(parser: pytest.Parser) -> None:
             help=f"SUT limit: {attr.replace('_', ' ')} (default {default})",
         )
     group.addoption(
+        "--codegenie-gate",
+        default=None,
+        metavar="TIER",
+        help="CI gate on the evidence: judge every selected task class for TIER and exit 0 "
+        "when the evidence is sufficient, 1 when it is not (failing cases stay failures in "
+        "the report and junitxml, but no longer decide the exit status alone)",
+    )
+    group.addoption(
         "--codegenie-chain-key-env",
         default=None,
         metavar="VAR",
@@ -320,6 +328,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "codegenie_chain_key_env", "environment variable holding the audit chain key", default=""
     )
+    parser.addini("codegenie_gate", "CI gate: the tier whose verdict decides the exit", default="")
     parser.addini(
         "codegenie_sut_env", "environment variables passed to the SUT", type="args", default=[]
     )
@@ -483,6 +492,7 @@ class Settings:
     executor: ExecutorSpec | None = None  # None: local (in pytest or its xdist workers)
     gateway: GatewaySettings = field(default_factory=lambda: _default_gateway())
     chain_key: bytes | None = field(default=None, repr=False)  # --codegenie-chain-key-env
+    gate_tier: str | None = None  # --codegenie-gate: the verdict for it decides the exit
 
     @property
     def executor_label(self) -> str:
@@ -627,7 +637,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         cassettes=cassettes,
         jsonl=config.getoption("codegenie_jsonl"),
         state_dir=state_dir,
-        verdict_tier=config.getoption("codegenie_verdict"),
+        verdict_tier=_verdict_tier(config),
         tiers_path=tiers,
         strict=bool(config.getoption("codegenie_strict")),
         fence=bool(config.getoption("codegenie_fence")),
@@ -653,6 +663,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         executor=_executor(config),
         gateway=_gateway(config, root, cassettes, cap, policy.env_names),
         chain_key=_chain_key(config),
+        gate_tier=_gate_tier(config),
     )
 
 
@@ -725,6 +736,23 @@ def _sut_policy(
         # a harness that is not root starts its jails as itself
         jail_user=user if harness_is_root() else None,
     )
+
+
+def _gate_tier(config: pytest.Config) -> str | None:
+    raw = config.getoption("codegenie_gate") or config.getini("codegenie_gate")
+    return str(raw) if raw else None
+
+
+def _verdict_tier(config: pytest.Config) -> str | None:
+    """The tier to judge: --codegenie-verdict, or the gate's (the gate needs its verdict)."""
+    asked = config.getoption("codegenie_verdict")
+    gate = _gate_tier(config)
+    if asked and gate and asked != gate:
+        raise pytest.UsageError(
+            f"--codegenie-verdict={asked} and --codegenie-gate={gate} name different tiers; "
+            "the gate judges its own tier"
+        )
+    return str(asked) if asked else gate
 
 
 def _chain_key(config: pytest.Config) -> bytes | None:

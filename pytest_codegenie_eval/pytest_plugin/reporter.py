@@ -67,7 +67,21 @@ class EvalReporter:
             error = append_step_summary(target, [(o.report, o.verdict) for o in outcomes])
             if error is not None:
                 self.end.write_errors.append(error)
-        if self.end.fails_run(self.bench) and session.exitstatus == 0:
+        fails = self.end.fails_run(self.bench)
+        gate = self.bench.settings.gate_tier
+        decided = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        if gate is not None and session.exitstatus in decided:
+            # the evidence decides, not single cases; a run that could not record, or was
+            # changed after it passed, never passes the gate
+            sufficient = self.end.gate_passes(gate)
+            passing = sufficient and not fails
+            session.exitstatus = decided[0] if passing else decided[1]
+            what = "SUFFICIENT" if sufficient else "INSUFFICIENT"
+            because = "" if passing or not sufficient else " but the run did not record cleanly"
+            self.end.gate = (
+                f"codegenie gate {gate}: evidence {what}{because} -> exit {int(session.exitstatus)}"
+            )
+        elif fails and session.exitstatus == 0:
             # items reported passed before a change was seen, a run whose report or record
             # could not be written, or (asked for) a partial run: not a passing run
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

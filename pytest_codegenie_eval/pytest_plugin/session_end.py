@@ -44,6 +44,14 @@ class SessionEnd:
     comparisons: list[str] = field(default_factory=list)  # --codegenie-compare-to
     html_index: Path | None = None  # --codegenie-html
     jsonl_path: str | None = None  # --codegenie-jsonl
+    gate: str | None = None  # --codegenie-gate: the line saying what decided the exit
+
+    def gate_passes(self, tier: str) -> bool:
+        """Every task class of the session has a verdict for ``tier`` and it is sufficient."""
+        return bool(self.outcomes) and all(
+            o.verdict is not None and o.verdict.tier == tier and o.verdict.evidence_sufficient
+            for o in self.outcomes
+        )
 
     def fails_run(self, bench: BenchSession) -> bool:
         """Whether a run whose items all passed still fails: a case changed after it

@@ -377,20 +377,24 @@ def test_highest_sufficient_tier() -> None:
     )
 
 
-def test_recommendation_only_above_the_current_tier() -> None:
+def test_recommendation_unasked_only_for_the_tier_above_a_held_one() -> None:
+    # issue 26: a verdict is printed and a file written when asked, or when the evidence for
+    # the next tier of a task class that holds a tier becomes sufficient
     strong = [report(lower_bound_95=0.85, passed_count=30)]
     held_bronze = PromotionGate(CONFIG.model_copy(update={"current_tiers": {"t": "bronze"}}))
     held_silver = PromotionGate(CONFIG.model_copy(update={"current_tiers": {"t": "silver"}}))
 
-    fresh = GATE.recommendation(task_class=TASK, reports=strong, chain_verified=True)
-    assert fresh is not None
-    assert fresh.tier == "silver"
-    assert fresh.evidence_sufficient
+    # no tier held: nothing unasked, however strong the evidence
+    assert GATE.recommendation(task_class=TASK, reports=strong, chain_verified=True) is None
     above = held_bronze.recommendation(task_class=TASK, reports=strong, chain_verified=True)
     assert above is not None
+    assert above.tier == "silver"
     assert above.current_tier == "bronze"
+    assert above.evidence_sufficient
+    # silver is held and the evidence does not reach gold
     assert held_silver.recommendation(task_class=TASK, reports=strong, chain_verified=True) is None
-    assert GATE.recommendation(task_class=TASK, reports=strong, chain_verified=False) is None
+    unverified = held_bronze.recommendation(task_class=TASK, reports=strong, chain_verified=False)
+    assert unverified is None
 
 
 # --- read-only ------------------------------------------------------------------------------
