@@ -83,11 +83,13 @@ class BenchCaseDigestMismatch(CodegenieEvalError):
         self.case_dir = case_dir
         self.expected = expected
         self.actual = actual
-        pinned = expected if expected is not None else "no pin"
+        pinned = f"pinned {expected}" if expected is not None else "not pinned"
+        # cases/<dir> of the task class directory: the directory's name is the task class
+        task_class = case_dir.parent.parent.name or "NAME"
         super().__init__(
             f"{case_dir}: content digest {actual} does not match digests.yaml ({pinned}); "
             "if the edit is intended, re-pin with "
-            "`codegenie-eval digests --task-class NAME --write`"
+            f"`codegenie-eval digests --task-class {task_class} --write`"
         )
 
 

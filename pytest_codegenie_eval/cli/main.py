@@ -10,6 +10,8 @@ pydantic, numpy) are deferred into the subcommands so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +79,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_GENERIC, f"{self.prog}: error: {message}\n")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-codegenie-eval")
+    except PackageNotFoundError:  # pragma: no cover - a checkout without an install
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="codegenie-eval",
@@ -84,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 generic, 2 cost cap hit, 3 task class not registered, "
         "4 bench directory missing, 5 audit chain tamper, 6 digest mismatch",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser(
         "run",
@@ -273,6 +285,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if not _state_dir_exists(Path(args.state_dir), "verify"):
         return EXIT_GENERIC
+    head = args.expected_head
+    if head is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", head):
+        # a mistyped head is a usage error, not evidence of tampering
+        print(
+            f"codegenie-eval verify: --expected-head {head!r} is not a chain head (64 hex "
+            "digits, as the summary's `chain head:` prints it)",
+            file=sys.stderr,
+        )
+        return EXIT_GENERIC
     try:
         result = verify(
             Path(args.state_dir), args.since, expected_head=args.expected_head, strict=args.strict
@@ -380,7 +401,9 @@ def cmd_digests(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.check:
         for m in stale:
-            print(f"stale pin: {m.name}: pinned {m.pinned} actual {m.actual}")
+            was = m.pinned if m.pinned is not None else "(not pinned)"
+            now = m.actual if m.actual is not None else "(no such case directory)"
+            print(f"stale pin: {m.name}: pinned {was} actual {now}")
         return EXIT_DIGEST_MISMATCH if stale else EXIT_OK
     sys.stdout.write(render_digests(current))
     return EXIT_OK
@@ -683,7 +706,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``codegenie-eval`` console script."""
+    """Entry point of the ``codegenie-eval`` console script. Output piped into a reader that
+    stops early (``| head``) ends the command quietly, as other Unix tools do."""
+    try:
+        try:
+            code = _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # the reader is gone: point stdout at /dev/null so the interpreter's final flush
+        # does not raise again, and exit as a process killed by SIGPIPE would
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run" and not {"-h", "--help"} & set(argv[1:2]):
         # everything after `run` belongs to pytest, options included

@@ -140,7 +140,7 @@ def evidence(state_dir: Path, task_class: str) -> Evidence:
 
 def resolve(reference: str, state_dir: Path) -> BenchRunReport:
     """A run report named by a path, by a run id (or its first 8+ hex digits) recorded in
-    the chain, or by ``latest:TASK_CLASS`` / ``latest:TASK_CLASS:SUT`` (the newest whole run
+    the chain, or by ``latest:TASK_CLASS`` / ``latest:TASK_CLASS:SUT`` (the newest complete run
     of that task class, optionally of the SUT whose name is given).
 
     Raises :class:`ReportNotFound` for a reference that names nothing, and
@@ -151,10 +151,16 @@ def resolve(reference: str, state_dir: Path) -> BenchRunReport:
         return read_report(path)
     if reference.startswith(LATEST):
         task_class, _, sut = reference.removeprefix(LATEST).partition(":")
-        for report in reversed(evidence(state_dir, task_class).reports):
-            if not sut or report.sut == sut:
+        runs = [r for r in evidence(state_dir, task_class).reports if not sut or r.sut == sut]
+        for report in reversed(runs):
+            if report.complete:  # a -k debugging run is never chosen silently
                 return report
         what = f"task class {task_class!r}" + (f" and SUT {sut!r}" if sut else "")
+        if runs:
+            raise ReportNotFound(
+                f"no complete run of {what} is recorded in {state_dir} ({len(runs)} partial "
+                f"run(s): name one by its run id, e.g. {runs[-1].run_id[:16]})"
+            )
         raise ReportNotFound(f"no run of {what} is recorded in {state_dir}")
     ref = reference.lower().removeprefix(PARTIAL_PREFIX)
     if len(ref) >= 8 and all(ch in "0123456789abcdef" for ch in ref):

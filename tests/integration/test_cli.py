@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,10 @@ def test_verify_and_expected_head(pytester: pytest.Pytester, stub_bench: Path) -
     assert "verified-complete 2 / verified-incomplete 0" in clean.stdout
     assert run_cli(path, "verify", "--expected-head", first).returncode == cli.EXIT_OK
     assert run_cli(path, "verify", "--expected-head", "f" * 64).returncode == cli.EXIT_CHAIN_TAMPER
+    # a mistyped head is a usage error, not tampering (issue 26)
+    typo = run_cli(path, "verify", "--expected-head", first[:20])
+    assert typo.returncode == cli.EXIT_GENERIC
+    assert "is not a chain head (64 hex digits" in typo.stderr
     chain = path / ".codegenie" / "eval" / "audit.jsonl"
     lines = chain.read_text().splitlines()
     chain.write_text("\n".join(reversed(lines)) + "\n")
@@ -108,6 +113,46 @@ def test_digests_print_check_write(pytester: pytest.Pytester, stub_bench: Path) 
     assert run_cli(path, "digests", "--task-class", "stub", "--check").returncode == 0
     unknown = run_cli(path, "digests", "--task-class", "nope")
     assert unknown.returncode == cli.EXIT_TASK_CLASS_NOT_REGISTERED
+    # a new, unpinned case: never "pinned None" (issue 26)
+    new = stub_bench / "cases" / "delta"
+    shutil.copytree(stub_bench / "cases" / "alpha", new)
+    (new / "case.toml").write_text((new / "case.toml").read_text().replace('"alpha"', '"delta"', 1))
+    unpinned = run_cli(path, "digests", "--task-class", "stub", "--check")
+    assert "stale pin: delta: pinned (not pinned) actual " in unpinned.stdout
+    assert "None" not in unpinned.stdout
+    run = run_cli(path, "run", "--codegenie-bench=stub", "-q")
+    assert "`codegenie-eval digests --task-class stub --write`" in run.stdout + run.stderr
+
+
+def test_version_and_a_closed_pipe(tmp_path: Path) -> None:
+    version = run_cli(tmp_path, "--version")
+    assert version.returncode == cli.EXIT_OK
+    assert version.stdout.startswith("codegenie-eval ")
+    # output piped into a reader that is already gone (`| head`): no traceback
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest_codegenie_eval.cli.main", "plan", "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert child.stdout is not None
+    assert child.stderr is not None
+    child.stdout.close()
+    stderr = child.stderr.read().decode()
+    child.wait(timeout=60)
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+
+
+def test_latest_names_the_newest_complete_run(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    path = pytester.path
+    assert run_cli(path, "run", "--codegenie-bench=stub", "-q").returncode == 0
+    complete = json.loads((path / ".codegenie" / "eval" / "audit.jsonl").read_text())["run_id"]
+    assert run_cli(path, "run", "--codegenie-bench=stub", "-q", "-k", "alpha").returncode == 0
+    out = run_cli(path, "compare", "latest:stub", "latest:stub", "--json")
+    assert out.returncode == cli.EXIT_OK, out.stderr
+    # the -k debugging run is newer, but latest: is the newest complete run
+    assert json.loads(out.stdout)["b"]["run_id"] == complete
 
 
 def test_promote_verdict(pytester: pytest.Pytester, stub_bench: Path) -> None:
