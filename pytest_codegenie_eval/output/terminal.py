@@ -152,9 +152,10 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
             ran = len({c.case_id for c in r.cases})
             state = f"PARTIAL (subset: {ran} of {r.cases_total} cases ran)"
         if r.shard is not None:
+            empty = " (an empty shard: no case falls in it)" if not r.cases else ""
             lines.append(
-                f"SHARD {r.shard.label} of {r.task_class}: one part of a run, not evidence "
-                "alone; join the shards with `codegenie-eval merge`"
+                f"SHARD {r.shard.label} of {r.task_class}{empty}: one part of a run, not "
+                "evidence alone; join the shards with `codegenie-eval merge`"
             )
         if not r.complete and r.incomplete_reason != "shard":
             why = {

@@ -68,6 +68,15 @@ class EvalReporter:
             if error is not None:
                 self.end.write_errors.append(error)
         fails = self.end.fails_run(self.bench)
+        if (
+            self.bench.settings.shard is not None
+            and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED
+            and outcomes
+            and not fails
+        ):
+            # a matrix job that got no case: its empty shard report is recorded for merge,
+            # and the summary says so; that is a success, not "no tests collected"
+            session.exitstatus = pytest.ExitCode.OK
         gate = self.bench.settings.gate_tier
         decided = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
         if gate is not None and session.exitstatus in decided:
