@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_codegenie_eval.taskclass.layout import task_class_dir_above
+from pytest_codegenie_eval.taskclass.layout import is_bench_root, task_class_dir_above
 
 if TYPE_CHECKING:
     from pytest_codegenie_eval.pytest_plugin.session import BenchSession  # noqa: F401 (the key's type)
@@ -64,7 +64,11 @@ def explicit_targets(config: pytest.Config) -> tuple[Path, ...]:
 
 def is_active(config: pytest.Config) -> bool:
     """A bench is selected, the fence is asked for, or a path on the command line lies in
-    a task class (an IDE running one case without ``--codegenie-bench``)."""
+    a task class (an IDE running one case without ``--codegenie-bench``) or is a bench root
+    (``pytest bench`` runs every task class under it)."""
     if bench_names(config) or config.getoption("codegenie_fence", False):
         return True
-    return any(task_class_dir_above(target) is not None for target in explicit_targets(config))
+    return any(
+        task_class_dir_above(target) is not None or is_bench_root(target)
+        for target in explicit_targets(config)
+    )

@@ -146,8 +146,12 @@ class BenchSession:
         if task_class_dir.name in self.settings.benches:
             return True
         resolved = task_class_dir.resolve()
-        # an IDE or `pytest path/to/case.toml::id` names a case without --codegenie-bench
-        return any(t == resolved or t.is_relative_to(resolved) for t in self.targets)
+        # an IDE or `pytest path/to/case.toml::id` names a case without --codegenie-bench;
+        # `pytest bench` names the bench root, and every task class under it runs
+        return any(
+            t == resolved or t.is_relative_to(resolved) or t == resolved.parent
+            for t in self.targets
+        )
 
     def load(self, task_class_dir: Path) -> LoadedTaskClass:
         """Load a task class once per session; the typed error is cached and re-raised."""

@@ -37,6 +37,16 @@ def is_task_class_dir(directory: Path) -> bool:
     return (directory / REGISTRATION).is_file()
 
 
+def is_bench_root(directory: Path) -> bool:
+    """A bench root is a directory holding at least one task class directory."""
+    try:
+        return directory.is_dir() and any(
+            is_task_class_dir(child) for child in directory.iterdir() if child.is_dir()
+        )
+    except OSError:
+        return False
+
+
 def task_class_dir_above(path: Path) -> Path | None:
     """The task class directory ``path`` is in (or is), if any."""
     for candidate in (path, *path.parents):

@@ -131,3 +131,23 @@ def test_python_files_inside_case_inputs_are_not_collected(
 def test_plugin_loads_without_xdist(pytester: pytest.Pytester, stub_bench: Path) -> None:
     result = pytester.runpytest_subprocess("-p", "no:xdist", "--codegenie-bench=stub", "-q")
     result.assert_outcomes(passed=3)
+
+
+def test_the_bench_root_as_a_path_collects_every_task_class(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    # issue 26: `pytest bench` collected nothing and exited 5, while `pytest bench/stub` works
+    copy_stub(pytester.path, "other")
+    registration = pytester.path / "bench" / "other" / "registration.py"
+    registration.write_text(registration.read_text().replace('"stub"', '"other"'))
+    result = pytester.runpytest("bench", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "bench/other/cases/alpha/case.toml::alpha",
+            "*bench/stub/cases/gamma*",
+            "6 tests collected*",
+        ]
+    )
+    # a directory that holds no task class activates nothing
+    pytester.mkdir("plain")
+    assert pytester.runpytest("plain", "-q").ret == pytest.ExitCode.NO_TESTS_COLLECTED
