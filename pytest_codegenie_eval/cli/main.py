@@ -528,14 +528,19 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from pytest_codegenie_eval.evidence.sharding import find_shard_sources, merge_shards
     from pytest_codegenie_eval.store.audit import write_run_record
 
+    notes: list[str] = []
     try:
         sources = find_shard_sources(
-            [Path(source) for source in args.sources], allow_unrecorded=args.allow_unrecorded
+            [Path(source) for source in args.sources],
+            allow_unrecorded=args.allow_unrecorded,
+            notes=notes,
         )
         reports = merge_shards(sources, task_class=args.task_class)
     except ShardMergeError as exc:
         print(f"codegenie-eval merge: {exc}", file=sys.stderr)
         return EXIT_GENERIC
+    for note in notes:
+        print(f"note: {note}")
     wrong = _unexpected_heads(args.expected_head, sources)
     if wrong is not None:
         print(f"codegenie-eval merge: {wrong}", file=sys.stderr)

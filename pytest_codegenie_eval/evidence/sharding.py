@@ -116,10 +116,13 @@ def _from_state_dir(state_dir: Path) -> list[ShardSource]:
     return list(newest.values())
 
 
-def find_shard_sources(inputs: Iterable[Path], *, allow_unrecorded: bool) -> list[ShardSource]:
+def find_shard_sources(
+    inputs: Iterable[Path], *, allow_unrecorded: bool, notes: list[str] | None = None
+) -> list[ShardSource]:
     """Shard reports named by files, or found in state directories under directories (a
     directory of downloaded CI artifacts: every ``audit.jsonl`` below it is one job's
-    state directory)."""
+    state directory). The same report read twice (the same bytes, from one path or two) is
+    kept once, and a line saying so is appended to ``notes``."""
     sources: list[ShardSource] = []
     for item in inputs:
         if item.is_dir():
@@ -134,7 +137,20 @@ def find_shard_sources(inputs: Iterable[Path], *, allow_unrecorded: bool) -> lis
             sources.append(_from_file(item, allow_unrecorded))
         else:
             raise ShardMergeError(item, "does not exist")
-    return sources
+    kept: dict[str, ShardSource] = {}
+    for source in sources:
+        seen = kept.get(source.digest)
+        if seen is None:
+            kept[source.digest] = source
+        elif notes is not None:
+            same = (
+                "read twice" if seen.path.resolve() == source.path.resolve() else "the same bytes"
+            )
+            notes.append(
+                f"{source.path}: {same} as {seen.path} (shard {source.shard.label} of "
+                f"{source.report.task_class}); merged once"
+            )
+    return list(kept.values())
 
 
 # --------------------------------------------------------------------------- merging

@@ -157,10 +157,20 @@ def test_missing_duplicated_and_foreign_shards_are_named(
     assert missing.returncode == cli.EXIT_GENERIC
     assert "stub: shard(s) 2/3 missing" in missing.stderr
 
+    # the same artifact twice (issue 26): said so, recorded once
     shutil.copytree(art / "shard-2", pytester.path / "again")
-    twice = run_cli(pytester.path, "merge", str(art), "again", "--state-dir", final)
-    assert twice.returncode == cli.EXIT_GENERIC
-    assert "duplicates shard 2/3 of stub" in twice.stderr
+    once = str(pytester.path / "once")
+    twice = run_cli(pytester.path, "merge", str(art), "again", "--state-dir", once)
+    assert twice.returncode == cli.EXIT_OK, twice.stderr
+    assert "the same bytes as" in twice.stdout
+    assert "(shard 2/3 of stub); merged once" in twice.stdout
+    assert len((Path(once) / "audit.jsonl").read_text().splitlines()) == 1
+    # a second, different report of one shard is a conflict, not a copy
+    rerun = pytester.path / "rerun"
+    _shard_job(pytester.path, 2, rerun / "shard-2" / "state", "--codegenie-no-cache")
+    clash = run_cli(pytester.path, "merge", str(art), str(rerun), "--state-dir", final)
+    assert clash.returncode == cli.EXIT_GENERIC
+    assert "duplicates shard 2/3 of stub" in clash.stderr
 
     # shard 3 re-run with another SUT: the other shards measured a different agent
     other = pytester.path / "other"
