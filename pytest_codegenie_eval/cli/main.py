@@ -565,7 +565,28 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print(f"  run id: {report.run_id}")
         print(f"  report: {path}")
         print(f"  chain head: {head}")
+    _step_summary("merge", reports=reports)
     return EXIT_OK
+
+
+def _step_summary(command: str, *, reports: Sequence[Any] = (), verdict: Any | None = None) -> None:
+    """Under GitHub Actions, append what the command decided to ``$GITHUB_STEP_SUMMARY``
+    (a failure to write it is said on stderr; the command's result stands)."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    from pytest_codegenie_eval.output.github import (
+        append_markdown,
+        step_summary,
+        verdict_summary,
+    )
+
+    text = step_summary([(r, None) for r in reports]) if reports else ""
+    if verdict is not None:
+        text += verdict_summary(verdict)
+    error = append_markdown(target, text)
+    if error is not None:
+        print(f"codegenie-eval {command}: {error}", file=sys.stderr)
 
 
 def _unexpected_heads(expected: list[str], sources: Sequence[Any]) -> str | None:
@@ -664,6 +685,7 @@ def cmd_promote_verdict(args: argparse.Namespace) -> int:
     if verdict is None:  # pragma: no cover - recommend() always answers an explicit tier
         return EXIT_GENERIC
     print(format_verdict(verdict))
+    _step_summary("promote-verdict", verdict=verdict)
     if path is not None:
         print(f"recommendation: {path}")
     else:  # a read-only judge: the verdict above stands, only its file is missing

@@ -104,9 +104,30 @@ def append_step_summary(
 ) -> str | None:
     """Append :func:`step_summary` to the file ``target`` (``$GITHUB_STEP_SUMMARY``); the
     reason it could not, or ``None``."""
+    return append_markdown(target, step_summary(reports))
+
+
+def verdict_summary(verdict: PromotionVerdict) -> str:
+    """The Markdown for a verdict judged from recorded evidence (``promote-verdict``)."""
+    outcome = "SUFFICIENT" if verdict.evidence_sufficient else "INSUFFICIENT"
+    bound = "n/a" if verdict.lower_bound_95 is None else f"{verdict.lower_bound_95:.3f}"
+    threshold = "n/a" if verdict.threshold is None else f"{verdict.threshold:.3f}"
+    parts = [
+        f"### codegenie verdict: {_md(verdict.task_class)} → {_md(verdict.tier)}",
+        "",
+        f"Evidence **{outcome}** (lower_bound_95 {bound}, threshold {threshold}; chain head "
+        f"`{_md(verdict.chain_head or 'none')}`)",
+    ]
+    parts += [f"- {_md(reason)}" for reason in verdict.reasons]
+    return "\n".join(parts) + "\n\n"
+
+
+def append_markdown(target: str, text: str) -> str | None:
+    """Append ``text`` to ``target`` (``$GITHUB_STEP_SUMMARY``); why it could not, or
+    ``None``."""
     try:
         with open(target, "a", encoding="utf-8") as fh:
-            fh.write(step_summary(reports))
+            fh.write(text)
     except OSError as exc:
         return f"could not write $GITHUB_STEP_SUMMARY {target}: {exc}"
     return None
@@ -138,4 +159,10 @@ def workflow_annotations(reports: Iterable[BenchRunReport]) -> list[str]:
     return lines  # node ids are relative to the rootdir, the repository checkout
 
 
-__all__ = ["step_summary", "workflow_annotations"]
+__all__ = [
+    "append_markdown",
+    "append_step_summary",
+    "step_summary",
+    "verdict_summary",
+    "workflow_annotations",
+]

@@ -113,8 +113,13 @@ def test_three_shard_jobs_merge_into_the_single_machine_run(
     assert sorted(seen) == ids  # disjoint and complete
 
     final = pytester.path / "final"
-    merged = run_cli(pytester.path, "merge", str(art), "--state-dir", str(final))
+    summary = pytester.path / "step-summary.md"
+    step = {"GITHUB_STEP_SUMMARY": str(summary)}
+    merged = run_cli(pytester.path, "merge", str(art), "--state-dir", str(final), env=step)
     assert merged.returncode == cli.EXIT_OK, merged.stderr
+    # under GitHub Actions, the merged run goes into the step summary (issue 26)
+    assert "### codegenie eval: stub" in summary.read_text()
+    assert "| 12 | 9 |" in summary.read_text()
     assert "stub: merged shards 1/3, 2/3, 3/3: 12 cases, 9 passed" in merged.stdout
 
     single = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--codegenie-bench=stub")
@@ -143,6 +148,17 @@ def test_three_shard_jobs_merge_into_the_single_machine_run(
         assert "no run reports" not in out.stdout, out.stdout
         verdicts.append(out.stdout.replace(str(state), "STATE").splitlines()[:-1])
     assert verdicts[0] == verdicts[1]  # the same evidence: the same verdict, word for word
+    judged = run_cli(
+        pytester.path,
+        "promote-verdict",
+        "--task-class=stub",
+        "--tier=bronze",
+        f"--state-dir={final}",
+        "--tiers=tiers.yaml",
+        env=step,
+    )
+    assert judged.returncode in (cli.EXIT_OK, cli.EXIT_GENERIC)
+    assert "### codegenie verdict: stub → bronze" in summary.read_text()
 
 
 def test_missing_duplicated_and_foreign_shards_are_named(
