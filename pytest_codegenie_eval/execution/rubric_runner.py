@@ -103,6 +103,21 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _stray_lines(stdout: bytes) -> list[str]:
+    """The lines printed besides one JSON object on a line of its own (a stray ``print``),
+    or ``[]`` when no line of ``stdout`` is such an object."""
+    lines = stdout.decode("utf-8", errors="replace").splitlines()
+    for index, line in enumerate(lines):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            others = lines[:index] + lines[index + 1 :]
+            return [other[:120] for other in others if other.strip()]
+    return []
+
+
 def validate_rubric_output(
     stdout: bytes, *, case_id: str, task_class: LoadedTaskClass
 ) -> ValidatedScore:
@@ -111,10 +126,15 @@ def validate_rubric_output(
         text = stdout.decode("utf-8")
         data = json.loads(text, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        shown = tail(stdout, 200) or "<empty>"
-        return ValidatedScore(
-            0.0, {}, (_block("rubric.malformed_output", f"not one JSON object: {exc}: {shown}"),)
-        )
+        stray = _stray_lines(stdout)
+        if stray:
+            detail = (
+                f"stdout holds {len(stray)} line(s) besides the JSON object, first {stray[0]!r}: "
+                "a rubric prints only the object (diagnostics go to stderr)"
+            )
+        else:
+            detail = f"not one JSON object: {exc}: {tail(stdout, 200) or '<empty>'}"
+        return ValidatedScore(0.0, {}, (_block("rubric.malformed_output", detail),))
     if not isinstance(data, dict):
         return ValidatedScore(
             0.0, {}, (_block("rubric.malformed_output", "stdout is JSON but not an object"),)

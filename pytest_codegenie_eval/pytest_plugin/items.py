@@ -72,13 +72,9 @@ def format_result(result: CaseResult, *, style: str = "long") -> str:
         lines += [_format_mode(fm) for fm in result.failure_modes]
     if result.sut_exit_code is not None or result.status == "scored":
         lines.append(f"SUT exit code: {result.sut_exit_code}")
-    if result.sut_network == "none" and any(
-        fm.code in ("sut.exception", "sut.timeout") for fm in result.failure_modes
-    ):
-        lines.append(
-            "hint: the SUT ran with the network off (--codegenie-sut-network=none); an agent "
-            "that calls a model API needs --codegenie-sut-network=host"
-        )
+    hint = _hint(result)
+    if hint is not None:
+        lines.append(f"hint: {hint}")
     if result.stdout_tail.strip():
         lines.append("SUT stdout (tail):")
         lines += ["  " + line for line in _tail_lines(result.stdout_tail)]
@@ -86,6 +82,46 @@ def format_result(result: CaseResult, *, style: str = "long") -> str:
         lines.append("SUT stderr (tail):")
         lines += ["  " + line for line in _tail_lines(result.stderr_tail)]
     return printable_report(headline, "\n".join(lines))
+
+
+_NETWORK_ERRORS = (
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "getaddrinfo",
+    "nodename nor servname",
+    "Could not resolve host",
+)
+
+
+def _hint(result: CaseResult) -> str | None:
+    """What most likely went wrong when the SUT failed, from its exit code and output."""
+    if not any(fm.code in ("sut.exception", "sut.timeout") for fm in result.failure_modes):
+        return None
+    output = result.stderr_tail + result.stdout_tail
+    if result.sut_exit_code == 126:
+        return (
+            "exit 126: the SUT's program is not executable (make it executable, or name its "
+            "interpreter in the SUT command)"
+        )
+    if result.sut_exit_code == 127:
+        return (
+            "exit 127: the SUT's program, or an interpreter it names, was not found inside the "
+            "sandbox (use an absolute path, and bind its folder with --codegenie-sut-ro)"
+        )
+    if "ModuleNotFoundError" in output or "No module named" in output:
+        return (
+            "a Python module was not found: inside the sandbox the SUT sees the harness's "
+            "interpreter and what --codegenie-sut-ro binds; bind the agent's folder or "
+            "virtualenv with --codegenie-sut-ro"
+        )
+    if result.sut_network == "none" and any(marker in output for marker in _NETWORK_ERRORS):
+        return (
+            "the SUT ran with the network off (--codegenie-sut-network=none); an agent that "
+            "calls a model reaches it through --codegenie-model-gateway=live (the key stays "
+            "outside the sandbox)"
+        )
+    return None
 
 
 def printable_report(headline: str, body: str) -> str:

@@ -64,6 +64,16 @@ def test_a_rubric_repeating_a_key_is_malformed(stub: LoadedTaskClass, text: str)
     assert verdict.score == 0.0
 
 
+def test_a_stray_line_from_the_rubric_is_shown(stub: LoadedTaskClass) -> None:
+    # issue 26: the error quoted the tail of stdout (the JSON), never the stray line
+    text = 'checking alpha...\n{"score": 1.0}\n'
+    verdict = validate_rubric_output(text.encode(), case_id="alpha", task_class=stub)
+    (mode,) = verdict.failure_modes
+    assert mode.code == "rubric.malformed_output"
+    assert "1 line(s) besides the JSON object, first 'checking alpha...'" in mode.detail
+    assert "diagnostics go to stderr" in mode.detail
+
+
 @pytest.mark.parametrize(
     "text",
     [

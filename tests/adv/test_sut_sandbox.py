@@ -349,7 +349,11 @@ def test_network_is_off_unless_asked_for(
 
 def test_a_failing_sut_with_the_network_off_gets_a_hint(pytester: pytest.Pytester) -> None:
     copy_stub(pytester.path)
-    pytester.makepyfile(agent="import sys\nsys.exit('could not reach the model API')\n")
+    pytester.makepyfile(
+        agent="import socket, sys\n"
+        "try:\n    socket.getaddrinfo('model.example', 443)\n"
+        "except OSError as exc:\n    sys.exit(f'getaddrinfo failed: {exc}')\n"
+    )
     result = run_stub(
         pytester,
         "-k",
@@ -357,8 +361,38 @@ def test_a_failing_sut_with_the_network_off_gets_a_hint(pytester: pytest.Pyteste
         f"--codegenie-sut={sys.executable} agent.py {{workspace}}",
     )
     result.stdout.fnmatch_lines(
-        ["hint: the SUT ran with the network off (--codegenie-sut-network=none)*"]
+        ["hint: the SUT ran with the network off (--codegenie-sut-network=none)*gateway*"]
     )
+
+
+@pytest.mark.parametrize(
+    ("agent", "command", "hint"),
+    [
+        ("", "/nonexistent/agent {workspace}", "hint: exit 127: the SUT's program*not found*"),
+        (
+            "",
+            "{here}/agent.txt {workspace}",
+            "hint: exit 126: the SUT's program is not executable*",
+        ),
+        (
+            "import not_installed_anywhere\n",
+            "{python} agent.py {workspace}",
+            "hint: a Python module was not found*--codegenie-sut-ro*",
+        ),
+    ],
+    ids=["not-found", "not-executable", "missing-module"],
+)
+def test_failure_hints_point_the_right_way(
+    pytester: pytest.Pytester, agent: str, command: str, hint: str
+) -> None:
+    # issue 26: every failing SUT was told to turn the network on
+    copy_stub(pytester.path)
+    pytester.makepyfile(agent=agent)
+    (pytester.path / "agent.txt").write_text("not a program\n")
+    sut = command.format(python=sys.executable, here=pytester.path, workspace="{workspace}")
+    result = run_stub(pytester, "-k", "alpha", f"--codegenie-sut={sut}")
+    result.stdout.fnmatch_lines([hint])
+    assert "network off" not in result.stdout.str()
 
 
 # -- processes and resources ---------------------------------------------------------------
