@@ -147,7 +147,7 @@ def test_each_broken_case_fails_alone_with_file_and_field_named(
         ),
         "unpinned": (
             "harness.digest_mismatch",
-            [f"{cases_dir}/unpinned: content digest ", "does not match digests.yaml (no pin)"],
+            [f"{cases_dir}/unpinned: content digest ", "does not match digests.yaml (not pinned)"],
         ),
         "ghost": (
             "harness.case_invalid",

@@ -66,8 +66,16 @@ def test_latest_references_and_unpaired_cases_are_named(
     pytester: pytest.Pytester, two_runs: tuple[str, str]
 ) -> None:
     pytester.runpytest_inprocess(*BASE, "-k", "alpha or beta").assert_outcomes(passed=2)
+    subset = newest_report(pytester.path)["run_id"]
     state = str(pytester.path / ".codegenie" / "eval")
-    out = run_cli(pytester.path, "compare", "latest:stub:noop", "latest:stub", "--state-dir", state)
+    # latest: is the newest complete run, never the -k run made after it
+    whole = run_cli(
+        pytester.path, "compare", "latest:stub:noop", "latest:stub", "--state-dir", state
+    )
+    assert whole.returncode == cli.EXIT_OK, whole.stderr
+    assert "paired 3 cases" in whole.stdout
+    # the -k run by its run id: the case it did not run is named, not dropped
+    out = run_cli(pytester.path, "compare", "latest:stub:noop", subset, "--state-dir", state)
     assert out.returncode == cli.EXIT_OK, out.stderr
     assert "paired 2 cases" in out.stdout
     assert "only in A (not paired): gamma" in out.stdout
