@@ -337,24 +337,25 @@ def writer_lock(out_dir: Path) -> filelock.BaseFileLock:
 
 
 @contextmanager
-def _read_lock(out_dir: Path) -> Iterator[None]:
-    """Hold the writers' lock while reading, when the state directory allows it.
+def lock_if_writable(out_dir: Path) -> Iterator[bool]:
+    """Hold the writers' lock while reading, when the state directory allows it; yields
+    whether it is held.
 
     Without it a reader could see an append half-written and report a torn tail that is
-    only in flight. A read-only checkout (verify in CI) cannot create the lock file; there
-    nobody appends, so reading without it is safe.
+    only in flight. A read-only state directory (verify in CI, a mounted artifact) cannot
+    create the lock file; there nobody appends, so reading without it is safe.
     """
     if not out_dir.is_dir():
-        yield
+        yield False
         return
     lock = writer_lock(out_dir)
     try:
         lock.acquire()
     except OSError:
-        yield
+        yield False
         return
     try:
-        yield
+        yield True
     finally:
         lock.release()
 
@@ -616,7 +617,7 @@ def chain_head(out_dir: Path) -> str | None:
     :func:`verify` for that.
     """
     chain = out_dir / AUDIT_FILE
-    with _read_lock(out_dir):
+    with lock_if_writable(out_dir):
         last = _tail_record(chain)
     return None if last is None else str(last["hash"])
 
@@ -630,7 +631,7 @@ def _verify(
     expected_head: str | None,
     strict: bool,
 ) -> tuple[VerifyResult, list[_Problem]]:
-    with _read_lock(out_dir):
+    with lock_if_writable(out_dir):
         data = read_chain(out_dir)
         names_in_runs = report_files(out_dir) if strict else []
     return _verify_data(out_dir, data, names_in_runs, since, expected_head, strict)

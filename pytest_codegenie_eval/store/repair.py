@@ -32,8 +32,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +45,7 @@ from pytest_codegenie_eval.store.audit import (
     ChainRecord,
     append_record,
     canonical_json,
+    lock_if_writable,
     read_chain,
     report_files,
     verify_chain_bytes,
@@ -118,13 +117,7 @@ def leftovers(out_dir: Path) -> tuple[str, ...]:
     """
     if not out_dir.is_dir():
         return ()
-    lock = writer_lock(out_dir)
-    try:
-        lock.acquire()
-        locked = True
-    except OSError:  # a read-only state directory: nobody writes there
-        locked = False
-    try:
+    with lock_if_writable(out_dir) as locked:
         now = time.time()
         temporaries = _temporary_files(out_dir, now, lock_held=locked)
         data = read_chain(out_dir)
@@ -137,9 +130,6 @@ def leftovers(out_dir: Path) -> tuple[str, ...]:
             and f"{RUNS_DIR}/{name}" not in named
             and (locked or _age(out_dir / RUNS_DIR / name, now) >= TMP_MIN_AGE_S)
         ]
-    finally:
-        if locked:
-            lock.release()
     found = []
     if temporaries:
         found.append(f"{len(temporaries)} temporary file(s)")
@@ -177,7 +167,8 @@ def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
     """
     if not out_dir.is_dir():
         raise FileNotFoundError(f"state directory {out_dir} does not exist")
-    with _lock_unless_read_only(out_dir, dry_run):
+    # a dry run reads a read-only state directory without the lock (nobody writes there)
+    with lock_if_writable(out_dir) if dry_run else writer_lock(out_dir):
         data = read_chain(out_dir)
         cut = data.rfind(b"\n") + 1
         body, torn = data[:cut], data[cut:]
@@ -214,24 +205,6 @@ def repair(out_dir: Path, *, dry_run: bool = False) -> RepairResult:
                 actions=tuple(actions),
             )
         return _apply(out_dir, body, torn, removed, adopt, strays, actions)
-
-
-@contextmanager
-def _lock_unless_read_only(out_dir: Path, dry_run: bool) -> Iterator[None]:
-    """The writers' lock; a dry run on a state directory where the lock file cannot be
-    created (read-only: nobody writes there) reads without it."""
-    lock = writer_lock(out_dir)
-    try:
-        lock.acquire()
-    except OSError:
-        if not dry_run:
-            raise
-        yield
-        return
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _records(body: bytes) -> list[ChainRecord]:
