@@ -105,17 +105,21 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _stray_lines(stdout: bytes) -> list[str]:
     """The lines printed besides one JSON object on a line of its own (a stray ``print``),
-    or ``[]`` when no line of ``stdout`` is such an object."""
+    or ``[]`` unless exactly one line of ``stdout`` is such an object (two objects are not
+    a stray line but two answers)."""
     lines = stdout.decode("utf-8", errors="replace").splitlines()
-    for index, line in enumerate(lines):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            others = lines[:index] + lines[index + 1 :]
-            return [other[:120] for other in others if other.strip()]
-    return []
+    objects = [index for index, line in enumerate(lines) if _is_json_object(line)]
+    if len(objects) != 1:
+        return []
+    others = lines[: objects[0]] + lines[objects[0] + 1 :]
+    return [other[:120] for other in others if other.strip()]
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def validate_rubric_output(
