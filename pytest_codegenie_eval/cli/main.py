@@ -709,12 +709,79 @@ class _OutcomeProbe:
             self.outcome = bench.outcome
 
 
+def _design_options(argv: list[str]) -> list[str]:
+    """``run``'s own options (the design's interface) turned into the plugin's; every other
+    argument goes to pytest unchanged. With ``--task-class`` the default output is JSON
+    lines on stdout (one per case attempt, one aggregate per task class); without it, and
+    with ``--format=human``, pytest's own terminal output."""
+    own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    own.add_argument("--task-class", action="append", default=[])
+    own.add_argument("--cases", default=None)
+    own.add_argument("--concurrency", type=int, default=None)
+    own.add_argument("--max-cost-usd", default=None)
+    own.add_argument("--no-cache", action="store_true")
+    own.add_argument("--with-verdict", nargs="?", const="", default=None)
+    own.add_argument("--format", choices=("human", "jsonl"), default=None)
+    try:
+        known, rest = own.parse_known_args(argv)
+    except SystemExit:  # argparse's own message is already on stderr
+        raise ValueError("bad value for one of run's options (see codegenie-eval run -h)") from None
+    out: list[str] = []
+    if known.task_class:
+        out.append("--codegenie-bench=" + ",".join(known.task_class))
+    if known.cases:
+        out.append(f"--codegenie-cases={known.cases}")
+    if known.concurrency is not None:
+        if known.concurrency < 1:
+            raise ValueError(f"--concurrency must be at least 1, got {known.concurrency}")
+        if known.concurrency > 1:
+            out += ["-n", str(known.concurrency)]  # pytest-xdist workers
+    if known.max_cost_usd is not None:
+        out.append(f"--codegenie-max-cost-usd={known.max_cost_usd}")
+    if known.no_cache:
+        out.append("--codegenie-no-cache")
+    if known.with_verdict is not None:
+        out.append(f"--codegenie-verdict={known.with_verdict or _next_tier(known.task_class)}")
+    fmt = known.format or ("jsonl" if known.task_class else "human")
+    if fmt == "jsonl":
+        out += ["--codegenie-jsonl=-", "-p", "no:terminal"]
+    return out + rest
+
+
+def _next_tier(task_classes: list[str]) -> str:
+    """The tier directly above the task classes' current tier (``--with-verdict`` alone)."""
+    from pytest_codegenie_eval.errors import CodegenieEvalError
+    from pytest_codegenie_eval.evidence.tiers import load_tier_config
+
+    probe = argparse.Namespace(tiers=None)
+    _fill_from_project(probe)
+    try:
+        config = load_tier_config(Path(probe.tiers))
+        tiers = {config.next_tier(config.current_tier(name)) for name in task_classes}
+    except (CodegenieEvalError, ValueError) as exc:
+        raise ValueError(f"--with-verdict: {exc}") from None
+    if len(tiers) != 1 or None in tiers:
+        raise ValueError(
+            "--with-verdict: the task classes are at different tiers, or at the highest one; "
+            "name the tier: --with-verdict=TIER"
+        )
+    (tier,) = tiers
+    assert tier is not None
+    return tier
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
     pytest_args = list(args.pytest_args)
     if pytest_args and pytest_args[0] == "--":
         pytest_args = pytest_args[1:]
+    else:
+        try:
+            pytest_args = _design_options(pytest_args)
+        except ValueError as exc:
+            print(f"codegenie-eval run: {exc}", file=sys.stderr)
+            return EXIT_GENERIC
     probe = _OutcomeProbe()
     code = pytest.main(pytest_args, plugins=[probe])
     outcome = probe.outcome

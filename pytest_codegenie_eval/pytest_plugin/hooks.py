@@ -8,6 +8,7 @@ selects no bench never loads the run machinery (docs/adr/0014-idle-plugin-costs-
 
 from __future__ import annotations
 
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,25 @@ def pytest_collection_modifyitems(
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = kept
+
+    wanted = bench.settings.cases
+    if wanted is not None:
+        present = {item.case_id for item in items if isinstance(item, CaseItem)}
+        unknown = sorted(wanted - present)
+        if unknown:
+            message = (
+                f"--codegenie-cases: no case {', '.join(map(repr, unknown))} in the selected "
+                f"task classes (they have {len(present)} cases)"
+            )
+            if config.pluginmanager.get_plugin("terminalreporter") is None:
+                sys.stderr.write(f"ERROR: {message}\n")  # nobody else prints the reason
+            pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
+        others = [i for i in items if isinstance(i, CaseItem) and i.case_id not in wanted]
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = [
+                i for i in items if not (isinstance(i, CaseItem) and i.case_id not in wanted)
+            ]
 
     # cases run in (task class, case_id) order wherever they sit in the item list
     slots = [i for i, item in enumerate(items) if isinstance(item, CaseItem)]

@@ -222,6 +222,13 @@ def add_options(parser: pytest.Parser) -> None:
             help=f"SUT limit: {attr.replace('_', ' ')} (default {default})",
         )
     group.addoption(
+        "--codegenie-cases",
+        default=None,
+        metavar="ID[,ID...]",
+        help="run only these case ids of the selected task classes (exact ids; an unknown "
+        "id is a usage error); like -k, the run is a subset",
+    )
+    group.addoption(
         "--codegenie-gate",
         default=None,
         metavar="TIER",
@@ -493,6 +500,7 @@ class Settings:
     gateway: GatewaySettings = field(default_factory=lambda: _default_gateway())
     chain_key: bytes | None = field(default=None, repr=False)  # --codegenie-chain-key-env
     gate_tier: str | None = None  # --codegenie-gate: the verdict for it decides the exit
+    cases: frozenset[str] | None = None  # --codegenie-cases: only these case ids
 
     @property
     def executor_label(self) -> str:
@@ -664,6 +672,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         gateway=_gateway(config, root, cassettes, cap, policy.env_names),
         chain_key=_chain_key(config),
         gate_tier=_gate_tier(config),
+        cases=_cases(config),
     )
 
 
@@ -736,6 +745,16 @@ def _sut_policy(
         # a harness that is not root starts its jails as itself
         jail_user=user if harness_is_root() else None,
     )
+
+
+def _cases(config: pytest.Config) -> frozenset[str] | None:
+    raw = config.getoption("codegenie_cases")
+    if not raw:
+        return None
+    ids = frozenset(part.strip() for part in str(raw).split(",") if part.strip())
+    if not ids:
+        raise pytest.UsageError("--codegenie-cases names no case id")
+    return ids
 
 
 def _gate_tier(config: pytest.Config) -> str | None:

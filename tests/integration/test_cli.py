@@ -209,3 +209,29 @@ def test_the_console_script_reads_the_projects_pytest_configuration(
     plan = run_cli(sub, "plan", "--tier", "bronze", "--rate", "0.9")
     assert plan.returncode == cli.EXIT_OK, plan.stderr
     assert "bronze 0.50" in plan.stdout
+
+
+def test_run_speaks_the_designs_interface(pytester: pytest.Pytester, stub_bench: Path) -> None:
+    # issue 26: `codegenie-eval run --task-class=...` was a usage error (everything went to
+    # pytest); the design's options now map onto the plugin's, JSON lines by default
+    path = pytester.path
+    out = run_cli(path, "run", "--task-class=stub", "--no-cache", "--max-cost-usd=5")
+    assert out.returncode == cli.EXIT_OK, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["type"] for line in lines] == ["case", "case", "case", "aggregate"]
+    assert lines[-1]["complete"] is True
+    some = run_cli(path, "run", "--task-class=stub", "--cases=alpha,gamma")
+    cases = [json.loads(x) for x in some.stdout.splitlines()]
+    assert sorted(c["case_id"] for c in cases if c["type"] == "case") == ["alpha", "gamma"]
+    assert cases[-1]["complete"] is False  # a subset, like -k
+    unknown = run_cli(path, "run", "--task-class=stub", "--cases=alpha,nope")
+    assert unknown.returncode == cli.EXIT_GENERIC
+    assert "no case 'nope'" in unknown.stdout + unknown.stderr
+    (path / "docs").mkdir()
+    (path / "docs" / "trust-tiers.yaml").write_text(
+        "# UNCALIBRATED thresholds for tests\nschema_version: 1\nuncalibrated: true\n"
+        "thresholds: {bronze: 0.3, silver: 0.8}\ncurrent_tiers: {stub: none}\n"
+    )
+    human = run_cli(path, "run", "--task-class=stub", "--format=human", "--with-verdict")
+    assert "codegenie verdict stub → bronze" in human.stdout
+    assert run_cli(path, "run", "--task-class=stub", "--concurrency=0").returncode == 1
