@@ -239,3 +239,26 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
     if end.jsonl_path and end.jsonl_path != "-":
         lines.append(f"jsonl: {end.jsonl_path}")
     return lines
+
+
+def progress_line(
+    done: int, total: int | None, elapsed_s: float, spent_usd: float, failed: int
+) -> str:
+    """The live progress line of a long run: cases done (of how many), failures, elapsed
+    time, spend so far and, once the total is known, an estimate of the time left."""
+    of = f"/{total}" if total else ""
+    parts = [f"codegenie progress: {done}{of} case attempt(s) done", f"{failed} failed"]
+    parts.append(f"{_duration(elapsed_s)} elapsed")
+    parts.append(f"{spent_usd:.4f} USD spent")
+    if total and 0 < done < total:
+        parts.append(f"about {_duration(elapsed_s / done * (total - done))} left")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

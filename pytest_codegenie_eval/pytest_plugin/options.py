@@ -222,6 +222,13 @@ def add_options(parser: pytest.Parser) -> None:
             help=f"SUT limit: {attr.replace('_', ' ')} (default {default})",
         )
     group.addoption(
+        "--codegenie-progress",
+        default=None,
+        metavar="SECONDS|off",
+        help="print a progress line (cases done, failures, elapsed, spend, time left) at most "
+        "every SECONDS while cases finish (default 30; 0: after every case; off: never)",
+    )
+    group.addoption(
         "--codegenie-cases",
         default=None,
         metavar="ID[,ID...]",
@@ -336,6 +343,9 @@ def add_options(parser: pytest.Parser) -> None:
         "codegenie_chain_key_env", "environment variable holding the audit chain key", default=""
     )
     parser.addini("codegenie_gate", "CI gate: the tier whose verdict decides the exit", default="")
+    parser.addini(
+        "codegenie_progress", "progress line every SECONDS (0: each case; off)", default=""
+    )
     parser.addini(
         "codegenie_sut_env", "environment variables passed to the SUT", type="args", default=[]
     )
@@ -469,6 +479,10 @@ def _default_policy() -> SutPolicy:
     return SutPolicy()
 
 
+DEFAULT_PROGRESS_S = 30.0
+"""Seconds between progress lines unless --codegenie-progress says otherwise."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated options of one session."""
@@ -501,6 +515,7 @@ class Settings:
     chain_key: bytes | None = field(default=None, repr=False)  # --codegenie-chain-key-env
     gate_tier: str | None = None  # --codegenie-gate: the verdict for it decides the exit
     cases: frozenset[str] | None = None  # --codegenie-cases: only these case ids
+    progress_every_s: float | None = DEFAULT_PROGRESS_S  # --codegenie-progress (None: off)
 
     @property
     def executor_label(self) -> str:
@@ -673,6 +688,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         chain_key=_chain_key(config),
         gate_tier=_gate_tier(config),
         cases=_cases(config),
+        progress_every_s=_progress_every(config),
     )
 
 
@@ -745,6 +761,24 @@ def _sut_policy(
         # a harness that is not root starts its jails as itself
         jail_user=user if harness_is_root() else None,
     )
+
+
+def _progress_every(config: pytest.Config) -> float | None:
+    raw = config.getoption("codegenie_progress") or config.getini("codegenie_progress")
+    if raw in (None, ""):
+        return DEFAULT_PROGRESS_S
+    if str(raw).lower() == "off":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise pytest.UsageError(
+            f"--codegenie-progress must be a number of seconds (0: after every case) or off, "
+            f"got {raw!r}"
+        )
+    return value
 
 
 def _cases(config: pytest.Config) -> frozenset[str] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -243,12 +244,20 @@ def start_executor(bench: BenchSession) -> None:
         check_sut_network,
     )
 
+    terminal = bench.config.pluginmanager.get_plugin("terminalreporter")
     try:
         # a plain-TCP scheduler is refused before the plugin connects to it
         check_sut_network(spec, bench.settings.sut_policy.network)
+        if terminal is not None:  # a cluster takes seconds to start: say what is going on
+            what = "starting" if spec.label.startswith("dask-local") else "connecting to"
+            terminal.write_line(f"codegenie: {what} the Dask executor {spec.label} ...")
+        started = time.monotonic()
         bench.executor = DaskRunner(
             spec, max_cost_usd=bench.settings.max_cost_usd, run_scope=bench.run_scope
         )
+        if terminal is not None:
+            took = time.monotonic() - started
+            terminal.write_line(f"codegenie: Dask executor {spec.label} ready ({took:.1f} s)")
     except ExecutorUnavailable as exc:
         raise pytest.UsageError(str(exc)) from exc
 

@@ -10,13 +10,14 @@ to the renderers and sets the exit status. Hook methods only.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from pytest_codegenie_eval.execution.results import worker_crashed
 from pytest_codegenie_eval.models import CaseResult
 from pytest_codegenie_eval.output.junit import add_suite_properties, name_case, suite_properties
-from pytest_codegenie_eval.output.terminal import SessionFacts, summary_lines
+from pytest_codegenie_eval.output.terminal import SessionFacts, progress_line, summary_lines
 from pytest_codegenie_eval.output.untrusted_text import fenced, safe_lines
 from pytest_codegenie_eval.pytest_plugin.session import PAYLOAD_PROPERTY, BenchSession
 from pytest_codegenie_eval.pytest_plugin.session_end import SessionEnd, finish
@@ -36,6 +37,44 @@ class EvalReporter:
         self.bench = bench
         self.results: dict[str, CaseResult] = {}
         self.end = SessionEnd()
+        self._started = time.monotonic()
+        self._last_progress = self._started
+        self._total: int | None = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # under xdist the controller collects nothing; the total stays unknown there
+        self._total = len(session.items) or None
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        # after the item's own progress mark, so the line never splits pytest's output
+        if nodeid in self.results:
+            self._progress()
+
+    def _progress(self) -> None:
+        """Every --codegenie-progress seconds (0: after each case), one line saying how
+        far the run is; a long run of a slow agent is never silent."""
+        every = self.bench.settings.progress_every_s
+        now = time.monotonic()
+        if every is None or now - self._last_progress < every:
+            return
+        terminal = self.bench.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None:
+            return
+        self._last_progress = now
+        results = self.results.values()
+        terminal.ensure_newline()  # after a file's name (default verbosity)
+        writer = getattr(terminal, "_tw", None)  # pytest's TerminalWriter: -q leaves dots
+        if int(getattr(writer, "width_of_current_line", 0) or 0):
+            terminal.write("\n")
+        terminal.write_line(
+            progress_line(
+                done=len(self.results),
+                total=self._total,
+                elapsed_s=now - self._started,
+                spent_usd=sum(r.cost_usd for r in results if not r.cached),
+                failed=sum(1 for r in results if not r.passed),
+            )
+        )
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml records the test case
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -254,6 +254,9 @@ def test_usage_errors_before_any_case_starts(pytester: pytest.Pytester, stub_ben
 def test_results_are_cached_on_the_controller(pytester: pytest.Pytester, stub_bench: Path) -> None:
     first = run_cli(pytester.path, *RUN, "--codegenie-bench=stub", DASK)
     assert first.returncode == cli.EXIT_OK, first.stdout[-3000:]
+    # the seconds a cluster takes to start are said, not silent (issue 26)
+    assert "codegenie: starting the Dask executor dask-local:2 ..." in first.stdout
+    assert "codegenie: Dask executor dask-local:2 ready (" in first.stdout
     measured = newest_report(pytester.path)
     again = run_cli(pytester.path, *RUN, "--codegenie-bench=stub", DASK)
     assert again.returncode == cli.EXIT_OK

@@ -260,3 +260,23 @@ def test_a_second_run_of_the_same_agent_is_pooled_with_the_first(
     verdict = json.loads(Path(line.split(": ", 1)[1]).read_text())["verdict"]
     assert verdict["pooled_runs"] == 2
     assert len(verdict["run_ids"]) == 2
+
+
+def test_a_progress_line_says_how_far_the_run_is(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    # issue 26: a long run of a slow agent printed nothing but dots
+    args = ("-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-no-cache")
+    every = pytester.runpytest_inprocess(*args, "--codegenie-progress=0", "-q")
+    every.stdout.fnmatch_lines(
+        [
+            "codegenie progress: 1/3 case attempt(s) done, 0 failed, * elapsed, 0.0000 USD "
+            "spent, about * left",
+            "codegenie progress: 3/3 case attempt(s) done, 0 failed, * elapsed, 0.0000 USD spent",
+        ]
+    )
+    assert every.stdout.str().count("codegenie progress:") == 3
+    quiet = pytester.runpytest_inprocess(*args, "--codegenie-progress=off")
+    assert "codegenie progress:" not in quiet.stdout.str()
+    bad = pytester.runpytest_inprocess(*args, "--codegenie-progress=soon")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
