@@ -268,6 +268,9 @@ class BenchRunReport(_Wire):
     created_at: str
     harness_version: str
     sut: str = ""
+    # --codegenie-label: the name the user gives the agent (a series on the results page);
+    # metadata only, never part of the run id
+    label: Annotated[str, Field(max_length=200)] = ""
     sut_digest: str = ""
     rubric_digest: str = ""
     isolation_class: IsolationClass = "subprocess"

@@ -66,6 +66,7 @@ def render_jsonl(runs: Iterable[tuple[BenchRunReport, str | None]]) -> str:
                     "total_cost_usd": report.total_cost_usd,
                     "complete": report.complete,
                     **({"shard": report.shard.label} if report.shard else {}),
+                    **({"label": report.label} if report.label else {}),
                     "chain_head": chain_head,
                     **(_repeat_fields(report) if report.repeats > 1 else {}),
                 },

@@ -175,7 +175,8 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
             f"({r.bound.method}), cost {r.total_cost_usd:.4f} USD, "
             f"cache hits {r.cache_hits}/{len(r.cases)}, {state}" + _cached_cost(r)
         )
-        lines.append(f"  sut: {r.sut}  run id: {r.run_id}")
+        labelled = f"  label: {r.label}" if r.label else ""
+        lines.append(f"  sut: {r.sut}{labelled}  run id: {r.run_id}")
         if r.repeats > 1:
             lines.append("  " + _repeat_line(r))
         metered = gateway_line(r)

@@ -222,6 +222,13 @@ def add_options(parser: pytest.Parser) -> None:
             help=f"SUT limit: {attr.replace('_', ' ')} (default {default})",
         )
     group.addoption(
+        "--codegenie-label",
+        default=None,
+        metavar="NAME",
+        help="the name of the agent under test, stored in the report (one series per label "
+        "on the results page); metadata only, never part of the run id",
+    )
+    group.addoption(
         "--codegenie-progress",
         default=None,
         metavar="SECONDS|off",
@@ -346,6 +353,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "codegenie_progress", "progress line every SECONDS (0: each case; off)", default=""
     )
+    parser.addini("codegenie_label", "the name of the agent under test (in the report)", default="")
     parser.addini(
         "codegenie_sut_env", "environment variables passed to the SUT", type="args", default=[]
     )
@@ -516,6 +524,7 @@ class Settings:
     gate_tier: str | None = None  # --codegenie-gate: the verdict for it decides the exit
     cases: frozenset[str] | None = None  # --codegenie-cases: only these case ids
     progress_every_s: float | None = DEFAULT_PROGRESS_S  # --codegenie-progress (None: off)
+    label: str = ""  # --codegenie-label
 
     @property
     def executor_label(self) -> str:
@@ -689,6 +698,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         gate_tier=_gate_tier(config),
         cases=_cases(config),
         progress_every_s=_progress_every(config),
+        label=_label(config),
     )
 
 
@@ -761,6 +771,16 @@ def _sut_policy(
         # a harness that is not root starts its jails as itself
         jail_user=user if harness_is_root() else None,
     )
+
+
+def _label(config: pytest.Config) -> str:
+    raw = str(config.getoption("codegenie_label") or config.getini("codegenie_label") or "")
+    label = raw.strip()
+    if len(label) > 200 or any(not ch.isprintable() for ch in label):
+        raise pytest.UsageError(
+            "--codegenie-label must be printable text of at most 200 characters"
+        )
+    return label
 
 
 def _progress_every(config: pytest.Config) -> float | None:

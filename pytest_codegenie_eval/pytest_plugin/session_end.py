@@ -134,6 +134,8 @@ def _aggregate(bench: BenchSession, task_class: str, results: list[CaseResult]) 
         shard=_shard_info(bench, task_class, results),
         scores="pass_fail" if loaded and loaded.task_class.scores == "pass_fail" else "graded",
     )
+    if bench.settings.label:
+        report = report.model_copy(update={"label": bench.settings.label})
     if report.incomplete_reason == "cost_cap":
         bench.outcome.cost_cap_hit = True
     return report

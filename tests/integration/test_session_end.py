@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_codegenie_eval.store.audit import verify
-from tests.conftest import RunBench, read_jsonl
+from tests.conftest import RunBench, newest_report, read_jsonl
 
 TIERS = """# UNCALIBRATED thresholds for tests
 schema_version: 1
@@ -280,3 +280,27 @@ def test_a_progress_line_says_how_far_the_run_is(
     assert "codegenie progress:" not in quiet.stdout.str()
     bad = pytester.runpytest_inprocess(*args, "--codegenie-progress=soon")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_a_label_names_the_agent_in_the_report_not_in_the_run_id(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    # issue 26: the page's trend needs one series per agent, named by the user
+    args = ("-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-no-cache")
+    plain = pytester.runpytest_inprocess(*args)
+    plain_report = newest_report(pytester.path)
+    labelled = pytester.runpytest_inprocess(
+        *args, "--codegenie-label=gpt-agent v2", "--codegenie-jsonl=out.jsonl"
+    )
+    labelled.stdout.fnmatch_lines(["*sut: baseline:baseline_sut.py  label: gpt-agent v2  run id:*"])
+    report = newest_report(pytester.path)
+    assert report["label"] == "gpt-agent v2"
+    assert plain_report["label"] == ""
+    assert report["run_id"] == plain_report["run_id"]  # the same measurement, named
+    aggregate = [
+        line for line in read_jsonl(pytester.path / "out.jsonl") if line["type"] == "aggregate"
+    ]
+    assert aggregate[0]["label"] == "gpt-agent v2"
+    bad = pytester.runpytest_inprocess(*args, "--codegenie-label=a\x1b[31mred")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert plain.ret == pytest.ExitCode.OK
