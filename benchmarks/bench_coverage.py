@@ -58,6 +58,7 @@ from pytest_codegenie_eval.evidence.stats import (
     bca_lower_bound,
     betting_lower_bound,
     clopper_pearson_lower_bound,
+    largest_refuted_mean,
     lower_bound_95,
 )
 
@@ -171,16 +172,7 @@ def _plugin_betting(x: Scores, seed: int) -> float:
         log_capital = np.cumsum(np.log1p(bets * (xs - m)))
         return bool(log_capital.max() >= threshold)
 
-    if not refuted(0.0):
-        return 0.0
-    low, high = 0.0, 1.0
-    for _ in range(60):
-        middle = (low + high) / 2.0
-        if refuted(middle):
-            low = middle
-        else:
-            high = middle
-    return low
+    return largest_refuted_mean(refuted)
 
 
 def _before(x: Scores, plugin: float, bca: float | None) -> float:

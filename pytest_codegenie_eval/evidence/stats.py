@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -67,6 +67,7 @@ __all__ = [
     "bca_lower_bound",
     "betting_lower_bound",
     "clopper_pearson_lower_bound",
+    "largest_refuted_mean",
     "lower_bound_95",
     "seed_from_bench",
     "seed_from_run_id",
@@ -251,9 +252,17 @@ def betting_lower_bound(
         # every score, so the float result is too
         return bool(np.exp(log_capital).sum(axis=0).max() >= target)
 
+    return largest_refuted_mean(refuted)
+
+
+def largest_refuted_mean(refuted: Callable[[float], bool]) -> float:
+    """The end of the candidate means a betting test refutes, by bisection on [0, 1]: 0.0
+    when it refutes none. ``refuted`` must hold on an interval starting at 0 (true up to
+    some point, false after); ``refuted(1.0)`` is always false, since every bet on a score
+    of at most 1 loses against a mean of 1."""
     if not refuted(0.0):
         return 0.0
-    low, high = 0.0, 1.0  # refuted(1.0) is always False: every bet on x <= 1 loses
+    low, high = 0.0, 1.0
     for _ in range(_BISECTIONS):
         middle = (low + high) / 2.0
         if refuted(middle):
