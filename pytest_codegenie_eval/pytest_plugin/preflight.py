@@ -48,12 +48,13 @@ def check_chain(bench: BenchSession) -> None:
 
 
 def _say_leftovers(bench: BenchSession) -> None:
-    """A killed session's leftovers do not stop a run (the chain verifies), but are never
-    silent: one line says what was found and what to run."""
+    """A killed session's leftovers in the evidence (the state directory and ``runs/``) do
+    not stop a run (the chain verifies), but are never silent: one line says what was found
+    and what to run. Plain ``verify`` also looks in the cache, diffs and transcripts."""
     from pytest_codegenie_eval.store.repair import leftovers
 
     state = bench.settings.state_dir
-    found = leftovers(state)
+    found = leftovers(state, everywhere=False)  # the evidence only: start-up stays cheap
     terminal = bench.config.pluginmanager.get_plugin("terminalreporter")
     if found and terminal is not None:
         terminal.write_line(

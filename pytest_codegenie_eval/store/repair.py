@@ -85,12 +85,17 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _temporary_files(out_dir: Path, now: float, *, lock_held: bool = True) -> list[Path]:
+def _temporary_files(
+    out_dir: Path, now: float, *, lock_held: bool = True, everywhere: bool = True
+) -> list[Path]:
     found = []
-    for dirpath, _dirnames, filenames in os.walk(out_dir):
+    for dirpath, dirnames, filenames in os.walk(out_dir):
         current = Path(dirpath)
         if current.name == QUARANTINE_DIR:
             continue
+        if not everywhere:
+            # the state directory and runs/ only: the evidence, without walking the cache
+            dirnames[:] = [RUNS_DIR] if current == out_dir and RUNS_DIR in dirnames else []
         under_lock = lock_held and current in (out_dir, out_dir / RUNS_DIR)
         for name in filenames:
             if not name.startswith(TMP_PREFIX):
@@ -105,10 +110,12 @@ def _temporary_files(out_dir: Path, now: float, *, lock_held: bool = True) -> li
     return sorted(found)
 
 
-def leftovers(out_dir: Path) -> tuple[str, ...]:
+def leftovers(out_dir: Path, *, everywhere: bool = True) -> tuple[str, ...]:
     """What a killed session left in ``out_dir`` that ``repair`` would deal with, as short
     phrases (empty when there is nothing): temporary files, run reports no record names and
-    a torn last line of the chain. It changes nothing.
+    a torn last line of the chain. It changes nothing. ``everywhere=False`` looks for
+    temporary files in the state directory and ``runs/`` only (a session's start-up need
+    not walk the whole score cache).
 
     Under the writers' lock (when the state directory allows taking it) a leftover in the
     state directory or ``runs/`` is certain, since every writer finishes its file and its
@@ -119,7 +126,7 @@ def leftovers(out_dir: Path) -> tuple[str, ...]:
         return ()
     with lock_if_writable(out_dir) as locked:
         now = time.time()
-        temporaries = _temporary_files(out_dir, now, lock_held=locked)
+        temporaries = _temporary_files(out_dir, now, lock_held=locked, everywhere=everywhere)
         data = read_chain(out_dir)
         cut = data.rfind(b"\n") + 1
         named = {r.report_path for r in _parsable_records(data[:cut])}
