@@ -286,7 +286,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not _state_dir_exists(Path(args.state_dir), "verify"):
         return EXIT_GENERIC
     head = args.expected_head
-    if head is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", head):
+    if head is not None and not _is_head(head):
         # a mistyped head is a usage error, not evidence of tampering
         print(
             f"codegenie-eval verify: --expected-head {head!r} is not a chain head (64 hex "
@@ -589,6 +589,11 @@ def _step_summary(command: str, *, reports: Sequence[Any] = (), verdict: Any | N
         print(f"codegenie-eval {command}: {error}", file=sys.stderr)
 
 
+def _is_head(text: str) -> bool:
+    """A chain head as the summary prints it: 64 hex digits (either case)."""
+    return re.fullmatch(r"[0-9a-fA-F]{64}", text) is not None
+
+
 def _unexpected_heads(expected: list[str], sources: Sequence[Any]) -> str | None:
     """What is wrong with the shards' chain heads against ``SHARD=HEX`` pairs, if anything."""
     if not expected:
@@ -596,7 +601,7 @@ def _unexpected_heads(expected: list[str], sources: Sequence[Any]) -> str | None
     wanted: dict[str, str] = {}
     for pair in expected:
         shard, sep, head = pair.partition("=")
-        if not sep or not shard or len(head) != 64:
+        if not sep or not shard or not _is_head(head.strip()):
             return f"--expected-head {pair!r} is not SHARD=HEX (e.g. 1/3=<64 hex digits>)"
         wanted[shard.strip()] = head.strip().lower()
     seen: dict[str, str | None] = {}
