@@ -153,7 +153,7 @@ def main() -> None:
         best, median = min(timings), statistics.median(timings)
         print(
             f"build_site: {summary.task_classes} task class(es), {summary.runs} runs, "
-            f"{summary.case_pages} case pages"
+            f"{summary.attempts} attempts"
         )
         print(
             f"build_site x{args.repeat}: min {best:.2f} s, median {median:.2f} s "

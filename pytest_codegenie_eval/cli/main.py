@@ -639,7 +639,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return EXIT_GENERIC
     print(
         f"results page: {built.index} ({built.task_classes} task class(es), {built.runs} "
-        f"run(s), {built.case_pages} case page(s))"
+        f"run(s), {built.attempts} attempt(s))"
     )
     return EXIT_OK
 

@@ -7,7 +7,8 @@ For the paired differences ``d = B - A`` in [-1, 1] the comparison gives:
   finite-sample guarantee, chosen by what the task class declares (never by the scores):
   for two pass/fail runs of one attempt per case, an exact bound from the discordant pairs
   (:func:`discordant_lower_bound`); otherwise the gate's betting bound applied to
-  ``(d + 1) / 2`` (an affine map of [-1, 1] onto [0, 1], so its guarantee carries over);
+  ``(d + 1) / 2`` (an affine map of [-1, 1] onto [0, 1], so its guarantee carries over),
+  betting on the cases in case-id order (an order the bench fixes, not the scores);
 * a labelled estimate that gates nothing: the mean difference with a two-sided 95% t
   interval (tighter, but only approximately right on small or skewed benches);
 * the correlation of the paired scores and, on pass/fail, an exact McNemar test;
@@ -32,8 +33,7 @@ from scipy.stats import t as student_t
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.evidence.aggregate import attempts_by_case, case_mean, case_passed
-from pytest_codegenie_eval.evidence.stats import betting_lower_bound
-from pytest_codegenie_eval.hashing import blake3_hex
+from pytest_codegenie_eval.evidence.stats import betting_lower_bound, betting_lower_bound_in_order
 from pytest_codegenie_eval.models import BenchRunReport
 
 
@@ -125,11 +125,6 @@ def _per_case(report: BenchRunReport) -> dict[str, tuple[float, bool]]:
         case_id: (case_mean(attempts), case_passed(attempts))
         for case_id, attempts in attempts_by_case(report.cases).items()
     }
-
-
-def _seed(a: BenchRunReport, b: BenchRunReport) -> int:
-    digest = blake3_hex(f"{a.run_id}\0{b.run_id}".encode())
-    return int(digest[:8], 16)
 
 
 CONFIDENCE = 0.95
@@ -304,7 +299,9 @@ def compare(a: BenchRunReport, b: BenchRunReport) -> Comparison:
         spread = (b_better + a_better) / len(paired)
     elif deltas:
         shifted = [min(1.0, max(0.0, (d + 1.0) / 2.0)) for d in deltas]
-        lower = max(-1.0, 2.0 * betting_lower_bound(shifted, seed=_seed(a, b)) - 1.0)
+        # in case-id order: fixed by the bench, never by the scores, and what the
+        # results page's any-pair comparison recomputes
+        lower = max(-1.0, 2.0 * betting_lower_bound_in_order(shifted) - 1.0)
         method = "betting"
         spread = float(np.std(deltas, ddof=1)) if len(deltas) >= 2 else 0.0
     low = high = None

@@ -66,6 +66,7 @@ __all__ = [
     "Welford",
     "bca_lower_bound",
     "betting_lower_bound",
+    "betting_lower_bound_in_order",
     "clopper_pearson_lower_bound",
     "largest_refuted_mean",
     "lower_bound_95",
@@ -231,11 +232,30 @@ def betting_lower_bound(
         raise ValueError(f"seed must be non-negative, got {seed}")
     if x.size and (x.min() < 0.0 or x.max() > 1.0):
         raise ValueError("the betting bound needs scores in [0, 1]")
-    n = int(x.size)
-    if n == 0:
+    if x.size == 0:
         return 0.0
     stream = np.random.SeedSequence([seed, _BETTING_STREAM])
-    xs = x[np.random.Generator(np.random.PCG64(stream)).permutation(n)]
+    return betting_lower_bound_in_order(
+        x[np.random.Generator(np.random.PCG64(stream)).permutation(x.size)],
+        confidence=confidence,
+    )
+
+
+def betting_lower_bound_in_order(
+    scores: Sequence[float] | npt.ArrayLike, *, confidence: float = 0.95
+) -> float:
+    """:func:`betting_lower_bound` betting on the scores in the order given, which must not
+    depend on the scores (``compare`` bets on the paired cases in case-id order, so the
+    results page can recompute the same figure for any two runs). Every step is plain
+    IEEE arithmetic and ``log1p``/``exp``, in a fixed order: the same inputs give the same
+    bits, and a port that does the same operations gives the same figure."""
+    xs = _as_scores(scores)
+    _check_confidence(confidence)
+    if xs.size and (xs.min() < 0.0 or xs.max() > 1.0):
+        raise ValueError("the betting bound needs scores in [0, 1]")
+    n = int(xs.size)
+    if n == 0:
+        return 0.0
     target = 1.0 / (1.0 - confidence)
     threshold = math.log(target)
     unit_bets = _SCALES[:, None] * math.sqrt(2.0 * threshold / n)

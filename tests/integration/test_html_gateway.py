@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -255,12 +256,37 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def site(state: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gateway-site")
     summary = htmlreport.build_site(state, out)
-    assert summary.case_pages == 4
+    assert summary.attempts == 4
     return out
+
+
+@pytest.fixture(scope="module")
+def attempt(site: Path, browser: Any) -> Iterator[Callable[[str], str]]:
+    """An attempt page of the run, as the browser draws it (script, fragments and all)."""
+    context = browser.new_context()
+    page = context.new_page()
+    seen: dict[str, str] = {}
+
+    def render(case_id: str) -> str:
+        if case_id not in seen:
+            url = (site / "tc" / TC / "attempt.html").resolve().as_uri()
+            page.goto(f"{url}#case={case_id}")
+            page.wait_for_selector("#app[data-ready=yes][data-pending='0']", state="attached")
+            seen[case_id] = page.content()
+        return seen[case_id]
+
+    yield render
+    context.close()
 
 
 def _page(site: Path, name: str) -> str:
     return (site / "tc" / TC / name).read_text(encoding="utf-8")
+
+
+def _fragment(path: Path) -> str:
+    """What a diff or transcript fragment file holds, as text."""
+    text = path.read_text(encoding="utf-8")
+    return json.dumps(json.loads(text[text.index("{") : text.rindex(")")]), ensure_ascii=False)
 
 
 def _text(html: str) -> str:
@@ -302,8 +328,10 @@ def test_the_task_class_page_shows_what_the_gateway_metered(site: Path) -> None:
     assert "model gateway 4 calls, 25,400 / 421 tokens in / out, 0.0082 USD metered" in overview
 
 
-def test_a_case_page_shows_the_transcript_call_by_call(site: Path) -> None:
-    alpha = _page(site, "cases/alpha.html")
+def test_a_case_page_shows_the_transcript_call_by_call(
+    site: Path, attempt: Callable[[str], str]
+) -> None:
+    alpha = attempt("alpha")
     text = _text(alpha)
     assert "metered by the model gateway; the SUT reported 0.5000 USD" in text
     assert "24,400 in (+ 0 cached) / 401 out" in text
@@ -325,7 +353,7 @@ def test_a_case_page_shows_the_transcript_call_by_call(site: Path) -> None:
     raw = site / "transcripts" / f"{_digest_of(alpha)}.jsonl"
     assert raw.read_text() == OPENAI_JSON + "\n"
 
-    beta = _text(_page(site, "cases/beta.html"))
+    beta = _text(attempt("beta"))
     assert "POST anthropic/v1/messages" in beta
     assert "1,000 in (+ 2,048 cached) / 20 out · 800 ms · 0.0042 USD" in beta
     assert "system You are terse." in beta
@@ -334,7 +362,7 @@ def test_a_case_page_shows_the_transcript_call_by_call(site: Path) -> None:
     assert "Hello, streamed world." in beta
     assert "metered cost 0.0042 USD (when the cached result was measured)" in beta
 
-    delta = _text(_page(site, "cases/delta.html"))
+    delta = _text(attempt("delta"))
     assert "as the SUT reported it" in delta
     assert "the model gateway did not meter this attempt" in delta
 
@@ -345,17 +373,16 @@ def _digest_of(page: str) -> str:
     return found.group(1)
 
 
-def test_hostile_transcript_text_is_escaped(site: Path) -> None:
-    gamma = _page(site, "cases/gamma.html")
+def test_hostile_transcript_text_is_escaped(site: Path, attempt: Callable[[str], str]) -> None:
+    gamma = attempt("gamma")
     assert PAYLOAD not in gamma
     assert IMG_PAYLOAD not in gamma
     assert "&lt;script&gt;document.body.setAttribute(" in gamma
     assert "&lt;img src=x onerror=" in gamma
-    # the only scripts are the two the page ships with
-    assert re.findall(r"<script[^>]*>", gamma) == [
-        '<script src="../../../static/list.min.js">',
-        '<script src="../../../static/report.js">',
-    ]
+    # the only scripts are the site's own files: the page's, its data and the fragment
+    sources = re.findall(r"<script[^>]*>", gamma)
+    assert '<script src="../../static/site.js">' in sources
+    assert all(re.fullmatch(r'<script src="[^":]+\.js">', tag) for tag in sources), sources
     assert "<img" not in gamma
     text = _text(gamma)
     assert "neither JSON nor a stream this page reads: shown as received" in text
@@ -378,19 +405,20 @@ def test_a_missing_or_edited_transcript_is_flagged_never_shown(state: Path, tmp_
     assert "EDITED lodash" in edited.read_text()
     assert read_transcript(copy / "transcripts", edited.stem) is None
     out = htmlreport.build_site(copy, tmp_path / "site").index.parent
-    alpha = _page(out, "cases/alpha.html")
+    alpha = _fragment(out / "transcripts" / f"{edited.stem}.js")
     assert "EDITED" not in alpha
     assert "Bump lodash" not in alpha
     assert 'class="call"' not in alpha
     assert f"transcript {edited.stem[:16]}… is missing from the state directory or no " in alpha
     assert "longer matches its recorded digest" in alpha
     assert not (out / "transcripts" / edited.name).exists()  # no raw copy either
-    beta = _page(out, "cases/beta.html")
+    beta = _fragment(out / "transcripts" / f"{streamed.stem}.js")
     assert "Hello, streamed" not in beta
     assert "no longer matches its recorded digest" in beta
     # the metered numbers are the report's (the chain verifies them) and still shown; the
     # run's latency is then over the attempts, and says so
-    assert "24,400 in" in _text(alpha)
+    (data,) = (out / "tc" / TC / "data").glob("run-*.js")
+    assert '"input_tokens":24400' in data.read_text().replace(" ", "")
     totals = _text(_page(out, "index.html"))
     assert "p50 250 ms, p95 1.50 s (over 3 attempts: the median of their p50s" in totals
 
@@ -538,7 +566,9 @@ def test_the_transcript_pages_render_without_errors_in_chromium(site: Path, brow
     context.on("request", lambda request: requests.append(request.url))
     try:
         for name in ("alpha", "beta", "gamma"):
-            page.goto((site / "tc" / TC / "cases" / f"{name}.html").resolve().as_uri())
+            url = (site / "tc" / TC / "attempt.html").resolve().as_uri()
+            page.goto(f"{url}#case={name}")
+            page.wait_for_selector("#app[data-ready=yes][data-pending='0']", state="attached")
             assert page.locator("body").get_attribute("data-pwned") is None
             assert page.locator("#transcript details.call").count() >= 1
             assert page.locator("#transcript script, #transcript img").count() == 0
@@ -546,7 +576,7 @@ def test_the_transcript_pages_render_without_errors_in_chromium(site: Path, brow
         # the raw transcript the page links to is text too, not a page the agent wrote
         raw = page.locator("#model-usage a", has_text="raw transcript").get_attribute("href")
         assert raw is not None
-        page.goto((site / "tc" / TC / "cases" / raw).resolve().as_uri())
+        page.goto((site / "tc" / TC / raw).resolve().as_uri())
         assert PAYLOAD in page.locator("body").inner_text()
         assert page.evaluate("document.body.getAttribute('data-pwned')") is None
         assert page.locator("script, img").count() == 0
@@ -568,9 +598,11 @@ def test_the_transcript_pages_render_without_errors_in_chromium(site: Path, brow
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     try:
         page = phone.new_page()
-        for name in ("index.html", "cases/alpha.html", "cases/gamma.html"):
-            page.goto((site / "tc" / TC / name).resolve().as_uri())
-            width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        for name in ("index.html", "attempt.html#case=alpha", "attempt.html#case=gamma"):
+            page.goto((site / "tc" / TC).resolve().as_uri() + "/" + name)
+            if "#" in name:
+                page.wait_for_selector("#app[data-ready=yes][data-pending='0']", state="attached")
+            width = page.evaluate("[document.documentElement.scrollWidth, 390]")
             assert width[0] <= width[1], (name, width)  # wide tables scroll in their box
     finally:
         phone.close()

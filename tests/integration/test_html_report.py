@@ -58,8 +58,8 @@ def _url(path: Path, fragment: str = "") -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four runs of ``stub`` (no-op, baseline, a subset, a hostile SUT) and one of ``other``,
-    made once for the module (the tests only read them)."""
+    """Four runs of ``stub`` (no-op, the baseline labelled ``baseline``, a subset of it, a
+    hostile SUT) and one of ``other``, made once for the module (the tests only read them)."""
     root = tmp_path_factory.mktemp("results-page")
     copy_stub(root)
     other = copy_stub(root, "other")
@@ -70,8 +70,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(REPO / "docs" / "trust-tiers.yaml", root / "tiers.yaml")
     for args, code in (
         (("--codegenie-bench=stub", "--codegenie-sut=noop"), cli.EXIT_GENERIC),
-        (("--codegenie-bench=stub",), cli.EXIT_OK),
-        (("--codegenie-bench=stub", "-k", "alpha"), cli.EXIT_OK),
+        (("--codegenie-bench=stub", "--codegenie-label=baseline"), cli.EXIT_OK),
+        (("--codegenie-bench=stub", "--codegenie-label=baseline", "-k", "alpha"), cli.EXIT_OK),
         (("--codegenie-bench=stub", "--codegenie-sut=python hostile.py {workspace}"), 0),
         (("--codegenie-bench=other",), cli.EXIT_OK),
     ):
@@ -90,8 +90,21 @@ def _build(project: Path, state: Path, out: Path) -> Path:
         project, "report", "--out", str(out), "--state-dir", str(state), "--tiers", "tiers.yaml"
     )
     assert built.returncode == cli.EXIT_OK, built.stderr
-    assert "2 task class(es), 5 run(s), 6 case page(s)" in built.stdout
+    assert "2 task class(es), 5 run(s), 13 attempt(s)" in built.stdout
     return out
+
+
+def _ready(page: Any) -> None:
+    """Wait until the page's script has drawn it, fragments and all."""
+    page.wait_for_selector("#app[data-ready=yes][data-pending='0']", state="attached")
+
+
+def _seqs(state: Path, task_class: str = "stub") -> list[int]:
+    return [
+        json.loads(line)["seq"]
+        for line in (state / "audit.jsonl").read_text().splitlines()
+        if json.loads(line)["task_class"] == task_class
+    ]
 
 
 def test_the_site_shows_every_task_class_trend_cases_and_diffs(
@@ -113,10 +126,18 @@ def test_the_site_shows_every_task_class_trend_cases_and_diffs(
         for line in (state / "audit.jsonl").read_text().splitlines()
         if json.loads(line)["task_class"] == "stub"
     ]
-    complete = page.locator(f"#{charts.BOUND_COMPLETE_ID} use").count()
-    partial = page.locator(f"#{charts.BOUND_PARTIAL_ID} use").count()
-    assert (complete, partial) == (3, 1)  # one point per chain record, the subset hollow
-    assert complete + partial == len(records)
+    # one series per agent (noop, baseline, the hostile SUT), the -k run apart and hollow
+    series = page.locator("#trend").get_attribute("data-agents")
+    assert series == "3"
+    points = [
+        (
+            page.locator(f"#{charts.BOUND_COMPLETE_ID.format(index=i)} use").count(),
+            page.locator(f"#{charts.BOUND_PARTIAL_ID.format(index=i)} use").count(),
+        )
+        for i in range(3)
+    ]
+    assert points == [(1, 0), (1, 1), (1, 0)]
+    assert sum(a + b for a, b in points) == len(records)
     assert page.locator("#trend [id^=trend-threshold-]").count() == 3  # bronze, silver, gold
     assert page.locator("table.runs tbody tr").count() == len(records)
 
@@ -131,8 +152,9 @@ def test_the_site_shows_every_task_class_trend_cases_and_diffs(
     page.reload()  # a new fragment alone does not load the page again
     assert page.locator("#cases tbody .c-case").all_inner_texts() == ["gamma", "beta", "alpha"]
 
-    # a case page: breakdown, and the diff the SUT made, highlighted by Pygments
+    # an attempt: breakdown, and the diff the SUT made, highlighted by Pygments
     page.locator("#cases .c-case a", has_text="alpha").click()
+    _ready(page)
     assert page.locator("#case-id").inner_text() == "alpha"
     diff = page.locator("#diff .highlight")
     assert "answer.txt" in diff.inner_text()
@@ -144,11 +166,74 @@ def test_the_site_shows_every_task_class_trend_cases_and_diffs(
     assert all(url.startswith("file://") for url in page.requests), page.requests
 
 
+def test_every_run_opens_to_its_cases(
+    project: Path, state: Path, page: Any, tmp_path: Path
+) -> None:
+    site = _build(project, state, tmp_path / "site")
+    page.goto(_url(site / "tc" / "stub" / "index.html"))
+    rows = page.locator("table.runs tbody tr")
+    for number, expected in enumerate((3, 3, 1, 3)):
+        page.goto(_url(site / "tc" / "stub" / "index.html"))
+        rows.nth(number).locator("a.runid").click()
+        _ready(page)
+        assert page.locator("#run-cases tbody tr").count() == expected
+        assert page.locator("#run-cases").get_attribute("data-list-ready") == str(expected)
+    # the newest stub run is the hostile SUT's: its cases, and an attempt opens from here
+    assert page.locator("#run-summary").inner_text().count("hostile.py") == 1
+    page.locator("#run-cases .r-attempts a", has_text="r1").first.click()
+    _ready(page)
+    assert page.locator("#case-id").inner_text() == "alpha"
+    # the baseline's -k run opens to its one case, and links to compare with its previous run
+    page.goto(_url(site / "tc" / "stub" / "run.html", f"#run={_seqs(state)[2]}"))
+    _ready(page)
+    assert "PARTIAL: subset" in page.locator("#run-summary").inner_text()
+    page.locator("#compare-previous").click()
+    _ready(page)
+    assert (
+        page.locator("#app").get_attribute("data-a"),
+        page.locator("#app").get_attribute("data-b"),
+    ) == (
+        str(_seqs(state)[1]),
+        str(_seqs(state)[2]),
+    )
+    assert all(url.startswith("file://") for url in page.requests), page.requests
+
+
+def test_a_case_history_lists_every_run_of_the_case(
+    project: Path, state: Path, page: Any, tmp_path: Path
+) -> None:
+    site = _build(project, state, tmp_path / "site")
+    page.goto(_url(site / "tc" / "stub" / "index.html"))
+    page.locator("#cases tr", has_text="alpha").locator(".c-history a").click()
+    _ready(page)
+    assert page.locator("#case-id").inner_text() == "alpha"
+    history = page.locator("#case-history tbody tr")
+    assert history.count() == 4  # noop, baseline, baseline -k alpha, hostile
+    assert page.locator("#case-history .h-agent").all_inner_texts().count("baseline") == 2
+    agents = page.locator("#case-agents tbody tr")
+    assert agents.count() == 3
+    baseline = page.locator("#case-agents tr", has_text="baseline")
+    assert baseline.locator(".a-attempts").inner_text() == "2"
+    assert baseline.locator(".a-flaky").inner_text() == "0.00"  # passed both times
+    noop = page.locator("#case-agents tr", has_text="noop")
+    assert noop.locator(".a-rate").inner_text() == "0.0%"
+    # each row links to its attempt
+    history.first.locator(".h-attempts a").click()
+    _ready(page)
+    assert page.locator("#case-id").inner_text() == "alpha"
+    assert "hostile.py" in page.locator("#attempt").inner_text()  # the newest run's attempt
+    beta = page.locator("#case-history tbody tr")
+    page.goto(_url(site / "tc" / "stub" / "case.html", "#case=beta"))
+    _ready(page)
+    assert beta.count() == 3  # the -k run did not run beta
+
+
 def test_a_hostile_sut_output_is_shown_as_text(
     project: Path, state: Path, page: Any, tmp_path: Path
 ) -> None:
     site = _build(project, state, tmp_path / "site")
-    page.goto(_url(site / "tc" / "stub" / "cases" / "alpha.html"))
+    page.goto(_url(site / "tc" / "stub" / "attempt.html", "#case=alpha"))
+    _ready(page)
     assert page.locator("body").get_attribute("data-pwned") is None
     assert page.locator("#stdout").inner_text().strip() == PAYLOAD
     assert page.locator("#stderr").inner_text().strip() == IMG_PAYLOAD
@@ -157,55 +242,45 @@ def test_a_hostile_sut_output_is_shown_as_text(
     # the raw diff the page links to is text too, not a page the SUT wrote
     raw = page.locator("#diff a", has_text="raw diff").get_attribute("href")
     assert raw is not None
-    page.goto(_url(site / "tc" / "stub" / "cases" / raw))
+    page.goto(_url(site / "tc" / "stub" / raw))
     assert PAYLOAD in page.content().replace("&lt;", "<").replace("&gt;", ">")
     assert page.evaluate("document.body && document.body.getAttribute('data-pwned')") is None
     assert page.locator("script, img").count() == 0
 
 
 @pytest.mark.parametrize(
-    ("escape", "csp", "runs"),
+    ("as_text", "csp", "runs"),
     [(False, False, True), (False, True, False), (True, False, False)],
-    ids=["no-defence", "csp-only", "escaping-only"],
+    ids=["no-defence", "csp-only", "text-only"],
 )
 def test_each_defence_alone_stops_the_hostile_output(
-    tmp_path: Path,
+    project: Path,
     state: Path,
     page: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    escape: bool,
+    tmp_path: Path,
+    as_text: bool,
     csp: bool,
     runs: bool,
 ) -> None:
-    """Autoescaping and the Content-Security-Policy each stop the SUT's script; with both
-    removed it runs (the attack is live, so the test above can fail)."""
-    import jinja2
-
-    real = htmlreport._environment
-
-    def weakened() -> Any:
-        env: Any = real()
-        loader = env.loader
-
-        def load(name: str) -> str:
-            source = str(loader.get_source(env, name)[0])
-            return (
-                source if csp else re.sub(r"<meta http-equiv=\"Content-Security[^>]*>", "", source)
-            )
-
-        env = jinja2.Environment(
-            loader=jinja2.FunctionLoader(load),
-            autoescape=escape,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
+    """The page script sets every string from a report as text, and the
+    Content-Security-Policy runs no inline script: each stops the SUT's markup on its own;
+    with both removed it runs (the attack is live, so the test above can fail)."""
+    site = _build(project, state, tmp_path / "site")
+    script = site / "static" / "site.js"
+    source = script.read_text()
+    assert "node.textContent = String(attrs[key]);" in source
+    if not as_text:
+        script.write_text(
+            source.replace("node.textContent = String(attrs[key]);", "node.innerHTML = attrs[key];")
         )
-        return env
-
-    monkeypatch.setattr(htmlreport, "_environment", weakened)
-    out = tmp_path / "weak"
-    htmlreport.build_site(state, out)
-    page.goto(_url(out / "tc" / "stub" / "cases" / "alpha.html"))
+    attempt = site / "tc" / "stub" / "attempt.html"
+    if not csp:
+        attempt.write_text(
+            re.sub(r"<meta http-equiv=\"Content-Security[^>]*>", "", attempt.read_text())
+        )
+    page.goto(_url(attempt, "#case=alpha"))
+    _ready(page)
+    page.wait_for_timeout(200)  # an onerror handler runs once the broken image fails
     pwned = page.locator("body").get_attribute("data-pwned")
     assert (pwned is not None) is runs, pwned
 
@@ -214,22 +289,31 @@ def test_the_pages_fit_a_phone(project: Path, state: Path, browser: Any, tmp_pat
     site = _build(project, state, tmp_path / "site")
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone = context.new_page()
-    for page_path in ("index.html", "tc/stub/index.html", "tc/stub/cases/alpha.html"):
-        phone.goto(_url(site / page_path))
-        width = phone.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for page_path, fragment in (
+        ("index.html", ""),
+        ("tc/stub/index.html", ""),
+        ("tc/stub/run.html", "#run=latest"),
+        ("tc/stub/case.html", "#case=alpha"),
+        ("tc/stub/attempt.html", "#case=alpha"),
+        ("tc/stub/compare.html", ""),
+    ):
+        phone.goto(_url(site / page_path, fragment))
+        if fragment or "compare" in page_path:
+            _ready(phone)
+        width = phone.evaluate("[document.documentElement.scrollWidth, 390]")
         assert width[0] <= width[1], (page_path, width)  # wide tables scroll in their box
-    phone.goto(_url(site / "index.html"))
-    phone.screenshot(path=str(ARTIFACTS / "results-overview-390x844.png"), full_page=True)
+        name = page_path.replace("/", "-").replace(".html", "")
+        phone.screenshot(path=str(ARTIFACTS / f"results-{name}-390x844.png"), full_page=True)
     context.close()
 
 
-def test_compare_page_shows_the_paired_numbers(
+def test_compare_any_two_runs_chosen_in_the_page(
     project: Path, state: Path, page: Any, tmp_path: Path
 ) -> None:
-    """The compare page pairs the runs asked for with the numbers `codegenie-eval compare`
-    prints for them."""
+    """The compare page pairs any two runs picked in it, with the numbers `codegenie-eval
+    compare` prints for them, and its rows link to both attempts."""
     runs = sorted((state / "runs").glob("*-stub.json"))
-    noop, baseline = runs[0], runs[1]
     out = tmp_path / "site"
     built = run_cli(
         project,
@@ -241,26 +325,41 @@ def test_compare_page_shows_the_paired_numbers(
         "--task-class",
         "stub",
         "--compare",
-        str(noop),
-        str(baseline),
+        str(runs[0]),
+        str(runs[1]),
     )
     assert built.returncode == cli.EXIT_OK, built.stderr
-    expected = json.loads(run_cli(project, "compare", str(noop), str(baseline), "--json").stdout)
-    page.goto(_url(out / "tc" / "stub" / "compare.html"))
-    rows = dict(
-        zip(
-            page.locator("#paired th").all_inner_texts(),
-            page.locator("#paired td").all_inner_texts(),
-            strict=True,
-        )
-    )
-    assert rows["paired cases"] == str(expected["paired"])
-    assert rows["mean difference"] == f"{expected['mean_delta']:+.3f}"
-    assert rows["95% lower bound on the difference"].startswith(
-        f"{expected['lower_bound_delta_95']:+.3f}"
-    )
-    assert page.locator("#deltas tbody tr").count() == 3
     assert not (out / "tc" / "other").exists()  # --task-class builds that one only
+    page.goto(_url(out / "tc" / "stub" / "compare.html"))
+    _ready(page)
+    seqs = _seqs(state)
+    assert page.locator("#app").get_attribute("data-a") == str(seqs[0])  # as asked
+    for a, b in ((0, 1), (0, 3), (3, 1), (1, 2)):
+        page.select_option("#pick-a", str(seqs[a]))
+        page.select_option("#pick-b", str(seqs[b]))
+        page.wait_for_selector(f"#app[data-a='{seqs[a]}'][data-b='{seqs[b]}']", state="attached")
+        expected = json.loads(
+            run_cli(project, "compare", str(runs[a]), str(runs[b]), "--json").stdout
+        )
+        rows = dict(
+            zip(
+                page.locator("#paired th").all_inner_texts(),
+                page.locator("#paired td").all_inner_texts(),
+                strict=True,
+            )
+        )
+        assert rows["paired cases"] == str(expected["paired"])
+        assert rows["mean difference"] == f"{expected['mean_delta']:+.3f}"
+        assert rows["95% lower bound on the difference"] == (
+            f"{expected['lower_bound_delta_95']:+.3f} ({expected['bound_method']})"
+        )
+        assert page.locator("#deltas tbody tr").count() == expected["paired"]
+    # a row links to both attempts
+    row = page.locator("#deltas tbody tr").first
+    row.locator(".d-b a").click()
+    _ready(page)
+    assert page.locator("#case-id").inner_text() == "alpha"
+    assert all(url.startswith("file://") for url in page.requests), page.requests
 
 
 def test_session_end_builds_the_page_and_a_missing_state_dir_is_an_error(
@@ -269,7 +368,7 @@ def test_session_end_builds_the_page_and_a_missing_state_dir_is_an_error(
     result = pytester.runpytest_inprocess(*BASE, "--codegenie-bench=stub", "--codegenie-html=html")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([f"results page: {pytester.path / 'html' / 'index.html'}"])
-    assert (pytester.path / "html" / "tc" / "stub" / "cases" / "gamma.html").is_file()
+    assert (pytester.path / "html" / "tc" / "stub" / "attempt.html").is_file()
     missing = run_cli(pytester.path, "report", "--out", "x", "--state-dir", "nowhere")
     assert missing.returncode == cli.EXIT_GENERIC
     assert "state directory nowhere does not exist" in missing.stderr
@@ -293,9 +392,10 @@ def test_a_tampered_report_or_diff_is_flagged_never_shown_as_recorded(
     assert diff.read_text() == "+ an edited diff\n"
     assert read_diff(state / "diffs", alpha["diff_digest"]) is None  # the digest check
     out = htmlreport.build_site(state, tmp_path / "site").index.parent
-    case_page = (out / "tc" / "stub" / "cases" / "alpha.html").read_text()
-    assert "an edited diff" not in case_page
-    assert "no longer matches its recorded digest" in case_page
+    fragment = (out / "diffs" / f"{alpha['diff_digest']}.js").read_text()
+    assert "an edited diff" not in fragment
+    assert "no longer matches its recorded digest" in fragment
+    assert not (out / "diffs" / f"{alpha['diff_digest']}.diff").exists()  # no raw copy either
 
     report["cases"][0]["score"] = 0.5
     newest.write_text(json.dumps(report, indent=2) + "\n")
@@ -333,7 +433,8 @@ def test_a_shard_jobs_page_shows_its_shard(pytester: pytest.Pytester, stub_bench
     result.assert_outcomes(passed=1, deselected=2)
     overview = (pytester.path / "html" / "index.html").read_text()
     assert "shard 2/3" in overview
-    assert (pytester.path / "html" / "tc" / "stub" / "cases" / "gamma.html").is_file()
+    data = (pytester.path / "html" / "tc" / "stub" / "data" / "index.js").read_text()
+    assert '"state":"shard 2/3"' in data
 
 
 def test_the_verdict_is_judged_from_the_chain_not_read_from_a_file(

@@ -4,14 +4,29 @@ A self-contained site (no server, no CDN, no request to anywhere: open ``DIR/ind
 from disk, or keep it as a CI artifact)::
 
     index.html                        overview: the latest run of every task class
-    tc/<task class>/index.html        trend chart, every recorded run, the latest run's cases
-                                      (and what the model gateway metered, where it did)
-    tc/<task class>/cases/<case>.html one attempt: breakdown, failure modes, diff, the model
+    tc/<task class>/index.html        trend per agent, every recorded run (each opens to its
+                                      cases), the latest run's cases, the gateway's metering
+    tc/<task class>/run.html#run=SEQ  one run: its cases, repeats per case (pass rate,
+                                      pass@k, pass^k), links to each attempt
+    tc/<task class>/case.html#case=ID one case over every run of it: score, passed, cost and
+                                      duration per run, flakiness per agent
+    tc/<task class>/attempt.html#run=SEQ&case=ID&attempt=R
+                                      one attempt: breakdown, failure modes, diff, the model
                                       gateway's metering and transcript, output
-    tc/<task class>/compare.html      the two newest runs (or the two asked for), paired
-    diffs/<digest>.diff               the raw diffs the case pages show
-    transcripts/<digest>.jsonl        the raw model transcripts the case pages show
-    static/                           stylesheet, List.js (MIT) and the page script
+    tc/<task class>/compare.html#a=SEQ&b=SEQ
+                                      any two runs chosen in the page, paired
+    tc/<task class>/data/             index.js (every run's summary and per-case figures) and
+                                      run-<seq>.js (each run report's own bytes)
+    diffs/<digest>.diff, .js          the raw diffs and their highlighted fragments
+    transcripts/<digest>.jsonl, .js   the raw model transcripts and their rendered fragments
+    static/                           stylesheet, List.js and jStat (MIT), the page scripts
+
+The overview and the task class page are rendered at build time. The run, case, attempt and
+compare pages are drawn in the browser by ``static/site.js`` from the data files (which is
+what keeps a build linear in runs × cases: no page per attempt is rendered); every string from
+a report is set as text there, and the only markup inserted is the diff and transcript
+fragments the build rendered with escaping. The comparison recomputes the figures
+``codegenie-eval compare`` prints, with the same constants (carried in ``data/index.js``).
 
 Templates are Jinja2 with autoescaping on (every string from a case, a rubric or a SUT is
 text, never markup), diffs are highlighted by Pygments, the trend chart is SVG drawn by
@@ -21,7 +36,10 @@ matplotlib at build time. Those three come with the ``html`` extra
 
 from __future__ import annotations
 
+import gc
 import importlib.resources
+import json
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,14 +52,15 @@ from pytest_codegenie_eval.models import CaseResult
 from pytest_codegenie_eval.output.html.data import (
     SiteData,
     TaskClassView,
-    TranscriptView,
+    agent_of,
     collect,
+    index_payload,
     run_totals,
-    slug,
     transcript_view,
 )
 from pytest_codegenie_eval.registry import TaskClass
 from pytest_codegenie_eval.store.audit import VerifyResult
+from pytest_codegenie_eval.store.reports import read_bytes
 from pytest_codegenie_eval.store.statedir import read_diff
 
 __all__ = ["HtmlDependencyMissing", "SiteSummary", "build_site", "require"]
@@ -69,7 +88,7 @@ class SiteSummary:
     index: Path
     task_classes: int
     runs: int
-    case_pages: int
+    attempts: int  # case attempts the pages show (every run's)
 
 
 def require() -> None:
@@ -98,20 +117,27 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+STATIC_FILES = (
+    "style.css",
+    "report.js",
+    "site.js",
+    "list.min.js",
+    "list.js.LICENSE",
+    "jstat.min.js",
+    "jstat.LICENSE",
+)
+
+
 def _copy_static(out: Path) -> None:
     from pygments.formatters import HtmlFormatter
 
     static = out / "static"
     static.mkdir(parents=True, exist_ok=True)
     source = importlib.resources.files("pytest_codegenie_eval.output.html") / "static"
-    for name in ("style.css", "report.js", "list.min.js", "list.js.LICENSE"):
+    for name in STATIC_FILES:
         (static / name).write_bytes((source / name).read_bytes())
     formatter: Any = HtmlFormatter(style="default")  # get_style_defs is untyped in the stubs
     _write(static / "pygments.css", formatter.get_style_defs(".highlight"))
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.3f}"
 
 
 def _tokens(value: int) -> str:
@@ -136,37 +162,23 @@ FORMATS: dict[str, Any] = {"tokens": _tokens, "usd": _usd, "latency": _latency}
 a page renders the same under any Jinja2 environment)."""
 
 
-def case_page_name(case: CaseResult, repeats: int) -> str:
-    """The file of a case attempt's page, relative to its task class directory."""
-    name = slug(case.case_id)
-    return f"cases/{name}-r{case.repeat}.html" if repeats > 1 else f"cases/{name}.html"
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-def _diff_view(site: SiteData, out: Path, case: CaseResult) -> dict[str, str]:
-    """The highlighted diff of a case attempt, its note and the link to the raw copy."""
-    if not case.diff_digest:
-        note = (
-            "the SUT changed nothing in the workspace"
-            if case.status == "scored"
-            else "no diff: the case did not run"
-        )
-        return {"diff_html": "", "diff_note": note, "diff_link": ""}
-    text = read_diff(site.diffs_dir, case.diff_digest)
-    if text is None:
-        return {
-            "diff_html": "",
-            "diff_note": f"diff {case.diff_digest[:16]}… is missing from the state directory "
-            "or no longer matches its recorded digest",
-            "diff_link": "",
-        }
+def _js(call: str, *args: object) -> str:
+    """A data file: one call of the page script with JSON arguments (a JSON value is a
+    JavaScript expression; the page loads it as a script file of its own origin, since a
+    page opened from disk may not fetch)."""
+    return f"{call}({','.join(json.dumps(a, separators=(',', ':')) for a in args)});\n"
+
+
+def _highlight(text: str) -> tuple[str, str]:
+    """A diff as highlighted markup (Pygments escapes every character of it) and a note
+    when only its first part is shown."""
     from pygments import highlight
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import DiffLexer
 
-    raw = out / "diffs" / f"{case.diff_digest}.diff"
-    if not raw.exists():
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text(text, encoding="utf-8")
     note = ""
     shown = text
     if len(text) > MAX_HIGHLIGHTED_DIFF:
@@ -175,26 +187,48 @@ def _diff_view(site: SiteData, out: Path, case: CaseResult) -> dict[str, str]:
             f"the first {MAX_HIGHLIGHTED_DIFF // 1024} KiB of {len(text) // 1024} KiB; "
             "the raw diff has all of it"
         )
-    html = highlight(shown, DiffLexer(), HtmlFormatter(cssclass="highlight"))
-    return {"diff_html": html, "diff_note": note, "diff_link": f"../../../diffs/{raw.name}"}
+    return highlight(shown, DiffLexer(), HtmlFormatter(cssclass="highlight")), note
 
 
-def _transcript_page(out: Path, view: TranscriptView | None) -> dict[str, Any]:
-    """What a case page shows of its attempt's transcript, and the link to the raw copy
-    (written beside the raw diffs, only from bytes that verified)."""
-    if view is None:
-        return {"tx": None, "transcript_link": ""}
+def _write_diff(site: SiteData, out: Path, digest: str) -> None:
+    """``diffs/<digest>.js`` (the highlighted diff an attempt page shows, or why there is
+    none) and the raw ``diffs/<digest>.diff``, written only from bytes that verified."""
+    text = read_diff(site.diffs_dir, digest)
+    if text is None:
+        fragment = {
+            "missing": f"diff {digest[:16]}… is missing from the state directory or no longer "
+            "matches its recorded digest"
+        }
+    else:
+        (out / "diffs" / f"{digest}.diff").write_text(text, encoding="utf-8")
+        html, note = _highlight(text)
+        fragment = {"html": html, "note": note, "raw": f"{digest}.diff"}
+    _write(out / "diffs" / f"{digest}.js", _js("CG.fragment", "diff", digest, fragment))
+
+
+def _write_transcript(env: Any, site: SiteData, out: Path, case: CaseResult) -> None:
+    """``transcripts/<digest>.js`` (the transcript an attempt page shows: rendered by the
+    autoescaping templates, or why it cannot be) and the raw ``.jsonl``."""
+    view = transcript_view(site.transcripts_dir, case)
+    if view is None or not view.digest:
+        return
     if view.transcript is None:
-        return {"tx": view, "transcript_link": ""}
-    raw = out / "transcripts" / f"{view.digest}.jsonl"
-    if not raw.exists():
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_bytes(view.data)
-    return {"tx": view, "transcript_link": f"../../../transcripts/{raw.name}"}
+        fragment: dict[str, object] = {"missing": view.note}
+    else:
+        (out / "transcripts" / f"{view.digest}.jsonl").write_bytes(view.data)
+        fragment = {
+            "html": env.get_template("_transcript.html.j2").render(tx=view, **FORMATS),
+            "raw": f"{view.digest}.jsonl",
+            "latencies": list(view.latencies) if view.latencies is not None else None,
+        }
+    _write(
+        out / "transcripts" / f"{view.digest}.js",
+        _js("CG.fragment", "transcript", view.digest, fragment),
+    )
 
 
-def _trend(site: SiteData, view: TaskClassView) -> tuple[str, dict[str, float]]:
-    from pytest_codegenie_eval.output.html.charts import TrendPoint, trend_svg
+def _trend(site: SiteData, view: TaskClassView) -> tuple[str, dict[str, float], list[str]]:
+    from pytest_codegenie_eval.output.html.charts import TrendPoint, agents_in_order, trend_svg
 
     points = [
         TrendPoint(
@@ -202,44 +236,62 @@ def _trend(site: SiteData, view: TaskClassView) -> tuple[str, dict[str, float]]:
             lower_bound_95=run.report.lower_bound_95,
             mean=run.report.mean,
             complete=run.report.complete,
+            agent=agent_of(run.report),
         )
         for index, run in enumerate(view.runs, start=1)
         if run.report is not None
     ]
     thresholds = dict(site.tiers.thresholds) if site.tiers is not None else {}
-    return trend_svg(points, thresholds), thresholds
+    return trend_svg(points, thresholds), thresholds, agents_in_order(points)
+
+
+def _compare_default(view: TaskClassView) -> tuple[int, int] | None:
+    if view.compare_a is None or view.compare_b is None:
+        return None
+    return view.compare_a.seq, view.compare_b.seq
 
 
 def _render_task_class(
-    env: Any, site: SiteData, view: TaskClassView, out: Path, common: dict[str, Any]
+    env: Any, site: SiteData, view: TaskClassView, out: Path, common: dict[str, Any], done: set[str]
 ) -> int:
+    """The task class's pages and data files; returns how many attempts they show.
+    ``done`` holds the diff and transcript digests already written (shared by the site)."""
     base = out / "tc" / view.slug
-    chart, thresholds = _trend(site, view)
+    chart, thresholds, agents = _trend(site, view)
+    attempts = 0
+    for run in view.runs:
+        report = run.report
+        if report is None:
+            continue
+        attempts += len(report.cases)
+        try:  # the report's own bytes (JSON, so a script expression): each attempt as recorded
+            text = read_bytes(site.state_dir / run.report_path).decode("utf-8")
+        except (CodegenieEvalError, UnicodeDecodeError):
+            text = "null"  # gone since it was read: the run's page says so
+        _write(base / "data" / f"run-{run.seq}.js", f"CG.run({run.seq},{text});\n")
+        for case in report.cases:
+            digest = case.diff_digest
+            if digest and _HEX_DIGEST.fullmatch(digest) and digest not in done:
+                done.add(digest)
+                _write_diff(site, out, digest)
+            usage = case.model_usage
+            key = f"t:{usage.transcript_digest}" if usage and usage.transcript_digest else ""
+            if key and _HEX_DIGEST.fullmatch(key[2:]) and key not in done:
+                done.add(key)
+                _write_transcript(env, site, out, case)
+    _write(
+        base / "data" / "index.js",
+        _js("CG.index", index_payload(view, _compare_default(view))),
+    )
     latest = view.latest
     report = latest.report if latest is not None else None
-    cases = report.cases if report is not None else ()
-    repeats = report.repeats if report is not None else 1
-    pages = [case_page_name(case, repeats) for case in cases]
-    case_template = env.get_template("case.html.j2")
     latencies: dict[str, tuple[float, ...] | None] = {}
-    for case, page in zip(cases, pages, strict=True):
-        transcript = transcript_view(site.transcripts_dir, case)
-        if transcript is not None and transcript.digest:
-            latencies[transcript.digest] = transcript.latencies
-        _write(
-            base / page,
-            case_template.render(
-                **common,
-                root="../../../",
-                v=view,
-                r=report,
-                c=case,
-                repeats=repeats,
-                **_diff_view(site, out, case),
-                **_transcript_page(out, transcript),
-            ),
-        )
-        del transcript  # one transcript in memory at a time
+    if report is not None:
+        for case in report.cases:
+            if case.model_usage is not None and case.model_usage.transcript_digest:
+                found = transcript_view(site.transcripts_dir, case)
+                if found is not None:
+                    latencies[found.digest] = found.latencies
     _write(
         base / "index.html",
         env.get_template("task_class.html.j2").render(
@@ -247,23 +299,17 @@ def _render_task_class(
             root="../../",
             v=view,
             chart=chart,
+            agents=agents,
             thresholds=thresholds,
-            case_pages=pages,
             gateway=run_totals(report, latencies) if report is not None else None,
         ),
     )
-    if view.comparison is not None:
+    for shell in ("run", "case", "attempt", "compare"):
         _write(
-            base / "compare.html",
-            env.get_template("compare.html.j2").render(
-                **common,
-                root="../../",
-                v=view,
-                counts=view.comparison.counts(),
-                fmt=_fmt,
-            ),
+            base / f"{shell}.html",
+            env.get_template(f"{shell}.html.j2").render(**common, root="../../", v=view),
         )
-    return len(pages)
+    return attempts
 
 
 def build_site(
@@ -283,6 +329,35 @@ def build_site(
     :class:`HtmlDependencyMissing` without the html extra and :class:`CodegenieEvalError`
     for a missing state directory or task class."""
     require()
+    paused = gc.isenabled()
+    gc.disable()  # a build holds every report (100,000 results for 1,000 runs of 100 cases):
+    try:  # the cyclic collector would rescan them all, over and over, for no garbage
+        return _build_site(
+            state_dir,
+            out,
+            task_class=task_class,
+            tiers_path=tiers_path,
+            compare_refs=compare_refs,
+            bench_root=bench_root,
+            check=check,
+            known=known,
+        )
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _build_site(
+    state_dir: Path,
+    out: Path,
+    *,
+    task_class: str | None,
+    tiers_path: Path | None,
+    compare_refs: tuple[str, str] | None,
+    bench_root: Path | None,
+    check: VerifyResult | None,
+    known: Mapping[str, TaskClass] | None,
+) -> SiteSummary:
     from pytest_codegenie_eval import __version__
 
     site = collect(
@@ -294,9 +369,11 @@ def build_site(
         check=check,
         known=known,
     )
-    if (out / "tc").is_dir():
-        shutil.rmtree(out / "tc")  # pages of task classes no longer asked for
-    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("tc", "diffs", "transcripts"):
+        if (out / stale).is_dir():
+            shutil.rmtree(out / stale)  # pages and fragments of an earlier build
+    for made in ("diffs", "transcripts"):
+        (out / made).mkdir(parents=True, exist_ok=True)
     _copy_static(out)
     env = _environment()
     common: dict[str, Any] = {
@@ -309,12 +386,13 @@ def build_site(
         out / "index.html",
         env.get_template("index.html.j2").render(**common, root="", views=site.task_classes),
     )
-    case_pages = 0
+    attempts = 0
+    done: set[str] = set()
     for view in site.task_classes:
-        case_pages += _render_task_class(env, site, view, out, common)
+        attempts += _render_task_class(env, site, view, out, common, done)
     return SiteSummary(
         index=out / "index.html",
         task_classes=len(site.task_classes),
         runs=sum(len(v.runs) for v in site.task_classes),
-        case_pages=case_pages,
+        attempts=attempts,
     )

@@ -401,3 +401,130 @@ def collect(
         diffs_dir=StateDir(state_dir).diffs,
         transcripts_dir=StateDir(state_dir).transcripts,
     )
+
+
+def agent_of(report: BenchRunReport) -> str:
+    """Who a run measured, as the page's per-agent views group it: the run's label
+    (``--codegenie-label``), else its SUT command, else ``"?"``."""
+    return report.label or report.sut or "?"
+
+
+def run_state(report: BenchRunReport) -> str:
+    """A run's state in words: ``complete``, ``shard I/N`` or ``partial: <why>``."""
+    if report.complete:
+        return "complete"
+    if report.incomplete_reason == "shard" and report.shard is not None:
+        return f"shard {report.shard.label}"
+    reason = {"cost_cap": "cost cap", "subset": "subset"}.get(
+        report.incomplete_reason or "", (report.incomplete_reason or "subset").replace("_", " ")
+    )
+    return f"partial: {reason}"
+
+
+def _round(value: float) -> float:
+    return round(value, 6)
+
+
+def index_payload(
+    view: TaskClassView, compare_default: tuple[int, int] | None
+) -> dict[str, object]:
+    """Everything the task class's client-rendered pages (a run's cases, a case's history,
+    any two runs compared) read, in one compact document: each run's summary and, per case
+    (by index into ``cases``), ``[score, passed, passes, attempts, cost, duration, def]``
+    where the score and ``passed`` are the case's as the report counts them
+    (:func:`~pytest_codegenie_eval.evidence.aggregate.case_mean` and ``case_passed``) and
+    ``def`` indexes ``definitions`` (the rubric and the case's digest: a case's history is
+    over the runs of one definition). Linear in runs × cases."""
+    from pytest_codegenie_eval.evidence.aggregate import attempts_by_case, case_mean, case_passed
+
+    case_ids = sorted(
+        {c.case_id for run in view.runs if run.report is not None for c in run.report.cases}
+    )
+    position = {case_id: index for index, case_id in enumerate(case_ids)}
+    definitions: dict[str, int] = {}
+    runs: list[dict[str, object]] = []
+    for number, run in enumerate(view.runs, start=1):
+        entry: dict[str, object] = {
+            "i": number,
+            "seq": run.seq,
+            "kind": run.kind,
+            "run_id": run.run_id,
+            "recorded": run.created_at[:19],
+            "verified": run.report_verified,
+            "evidence": run.is_evidence,
+            "report_path": run.report_path,
+        }
+        report = run.report
+        if report is not None:
+            cells: list[list[float | int] | None] = [None] * len(case_ids)
+            by_case: dict[str, list[CaseResult]] = {}
+            for result in report.cases:
+                if result.status != "skipped_cost_cap":  # as attempts_by_case leaves them
+                    by_case.setdefault(result.case_id, []).append(result)
+            for case_id, attempts in by_case.items():
+                first = attempts[0]
+                if len(attempts) == 1:  # the common case, without the general path's cost
+                    score, passed, passes = first.score, first.passed, int(first.passed)
+                else:
+                    attempts = attempts_by_case(attempts)[case_id]
+                    score, passed = case_mean(attempts), case_passed(attempts)
+                    passes = sum(1 for a in attempts if a.passed)
+                key = f"{first.rubric_digest or report.rubric_digest}/{first.case_digest}"
+                cells[position[case_id]] = [
+                    score,  # unrounded: the comparison pairs on it
+                    int(passed),
+                    passes,
+                    len(attempts),
+                    _round(sum(a.cost_usd for a in attempts)),
+                    _round(sum(a.duration_s for a in attempts)),
+                    definitions.setdefault(key, len(definitions)),
+                ]
+            gateway = run.gateway
+            entry.update(
+                agent=agent_of(report),
+                label=report.label,
+                sut=report.sut,
+                complete=report.complete,
+                state=run_state(report),
+                n=report.n,
+                passed=report.passed_count,
+                mean=report.mean,
+                lb=report.lower_bound_95,
+                method=report.bound.method,
+                cost=report.total_cost_usd,
+                repeats=report.repeats,
+                scores=report.scores,
+                pass_at_k=report.pass_at_k,
+                pass_hat_k=report.pass_hat_k,
+                gateway=None
+                if gateway is None
+                else {
+                    "calls": gateway.calls,
+                    "input": gateway.input_tokens,
+                    "output": gateway.output_tokens,
+                    "cost": gateway.cost_usd,
+                },
+                cells=cells,
+            )
+        runs.append(entry)
+    from pytest_codegenie_eval.evidence import compare as paired
+    from pytest_codegenie_eval.evidence import stats
+
+    return {
+        "task_class": view.name,
+        # what the page's comparison computes with: the constants of evidence/compare.py
+        # and evidence/stats.py, so the page and `codegenie-eval compare` cannot drift apart
+        "exact": {"share": paired._ALPHA_SHARE, "rate": paired._ALPHA_RATE},
+        "betting": {
+            "confidence": paired.CONFIDENCE,
+            "scales": list(stats.BETTING_SCALES),
+            "log_weights": [float(w) for w in stats._LOG_WEIGHTS],
+            "cap": stats.BETTING_CAP,
+            "floor": stats._VARIANCE_FLOOR,
+            "bisections": stats._BISECTIONS,
+        },
+        "cases": case_ids,
+        "definitions": len(definitions),
+        "runs": runs,
+        "compare": list(compare_default) if compare_default is not None else None,
+    }

@@ -1,10 +1,10 @@
 // Sorting and filtering of the tables that ask for it (List.js, shipped alongside).
 // Loaded as a file, never inline: the pages' Content-Security-Policy runs no inline script.
 // A link can carry the view: index.html#filter=axios&sort=c-score:desc
+// Tables drawn later by site.js are made lists by calling window.CGList(element).
 (function () {
   "use strict";
   if (typeof List !== "function") { return; }
-  var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
   // A cell shown formatted ("12,345", "830 ms") carries its number in data-sort-value:
   // two such cells compare as numbers, any others as List.js compares text.
   function sortValue(item, name) {
@@ -12,8 +12,9 @@
     var value = cell ? cell.getAttribute("data-sort-value") : null;
     return value === null ? NaN : parseFloat(value);
   }
-  document.querySelectorAll("[data-list]").forEach(function (el) {
-    if (!el.id) { return; }
+  function listify(el) {
+    if (!el.id || el.getAttribute("data-list-ready") !== null) { return; }
+    var params = new URLSearchParams(window.location.hash.replace(/^#/, ""));
     var names = el.getAttribute("data-list").split(",");
     var list = new List(el.id, {
       valueNames: names,
@@ -44,5 +45,7 @@
     list.on("updated", mark);
     mark();
     el.setAttribute("data-list-ready", String(list.items.length));
-  });
+  }
+  window.CGList = listify;
+  document.querySelectorAll("[data-list]").forEach(listify);
 })();
