@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from _pytest._code.code import (  # no public name: what pytest's own reports are made of
+    ReprExceptionInfo,
+    ReprFileLocation,
+    ReprTracebackNative,
+    TerminalRepr,
+)
 
 from pytest_codegenie_eval.errors import CodegenieEvalError, CostCapReached
 from pytest_codegenie_eval.execution import results
@@ -40,6 +46,20 @@ class CaseFailed(Exception):
     def __init__(self, result: CaseResult) -> None:
         super().__init__(result.case_id)
         self.result = result
+
+
+def short_message(result: CaseResult) -> str:
+    """One line for pytest's short test summary (after the node id, which names the case):
+    the score against the threshold, then the blocking failure codes, most telling first,
+    so the part a narrow terminal keeps says why."""
+    blocking = [fm.code for fm in result.failure_modes if fm.severity == "block"]
+    others = [fm.code for fm in result.failure_modes if fm.severity != "block"]
+    codes = ", ".join(blocking + others)
+    cached = " (cached)" if result.cached else ""
+    return safe_line(
+        f"score {result.score:.3f} {'<' if result.score < result.pass_threshold else '>='} "
+        f"{result.pass_threshold:.3f}{cached}" + (f": {codes}" if codes else "")
+    )
 
 
 def format_result(result: CaseResult, *, style: str = "long") -> str:
@@ -274,10 +294,17 @@ class CaseItem(pytest.Item):
         self,
         excinfo: pytest.ExceptionInfo[BaseException],
         style: Any = None,
-    ) -> str:
+    ) -> str | TerminalRepr:
         if isinstance(excinfo.value, CaseFailed):
             tbstyle = style or self.config.getoption("tbstyle", "auto")
-            return format_result(excinfo.value.result, style=str(tbstyle))
+            result = excinfo.value.result
+            text = format_result(result, style=str(tbstyle))
+            # the report as written, and one line for pytest's short summary and JUnit's
+            # message (a plain string would be the whole report there, on CI)
+            return ReprExceptionInfo(
+                reprtraceback=ReprTracebackNative([text if text.endswith("\n") else text + "\n"]),
+                reprcrash=ReprFileLocation(str(self.path), 0, short_message(result)),
+            )
         # a harness error: its message may still quote what a SUT or a rubric wrote
         headline, _, body = str(super().repr_failure(excinfo, style=style)).partition("\n")
         return printable_report(headline, body)

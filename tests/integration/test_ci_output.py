@@ -140,3 +140,32 @@ def test_a_shard_reads_as_a_shard_in_the_step_summary(
     pytester.runpytest_inprocess(*BASE, "--codegenie-shard=1/3").assert_outcomes(passed=1)
     assert "| shard 1/3 (merge the shards for the run) |" in summary.read_text()
     assert "PARTIAL" not in summary.read_text()
+
+
+@pytest.mark.parametrize("mode", [[], ["-n", "2"]], ids=["in-process", "xdist"])
+def test_the_short_summary_says_why_in_one_line(
+    pytester: pytest.Pytester,
+    stub_bench: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: list[str],
+) -> None:
+    """The short test summary gives each failed case one line that leads with why (pytest
+    prints a failure's whole text there on CI, and cuts it to the terminal elsewhere), and
+    JUnit's failure message is that line."""
+    import xml.etree.ElementTree as ET
+
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_subprocess(
+        *BASE, *mode, "--codegenie-sut=noop", "-rf", "--junitxml=out.xml"
+    )
+    result.assert_outcomes(failed=3)
+    summary = result.stdout.str().split("short test summary info")[1].splitlines()[1:]
+    assert sorted(summary[:3]) == [
+        f"FAILED bench/stub/cases/{case}/case.toml::{case} - score 0.000 < 1.000: answer.wrong"
+        for case in ("alpha", "beta", "gamma")
+    ]
+    assert "breakdown:" not in summary[3]  # the full report is above, not repeated here
+    failure = ET.parse(pytester.path / "out.xml").getroot().find(".//testcase/failure")
+    assert failure is not None
+    assert failure.get("message") == "score 0.000 < 1.000: answer.wrong"
+    assert "breakdown:" in (failure.text or "")  # the whole report is still the body
