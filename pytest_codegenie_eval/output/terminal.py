@@ -150,7 +150,7 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
             state = f"PARTIAL ({r.harness_write_failures} attempt(s) not fully kept)"
         else:
             ran = len({c.case_id for c in r.cases})
-            state = f"PARTIAL (subset: {ran} of {r.cases_total} cases ran)"
+            state = f"PARTIAL (subset: {ran} of {r.cases_total} cases selected)"
         if r.shard is not None:
             empty = " (an empty shard: no case falls in it)" if not r.cases else ""
             lines.append(

@@ -162,7 +162,7 @@ def test_a_subset_of_cases_is_partial_evidence(
 ) -> None:
     result = run_bench("-k", "alpha", "--codegenie-jsonl=out.jsonl")
     assert result.parseoutcomes()["passed"] == 1  # xdist does not report deselections
-    result.stdout.fnmatch_lines(["*PARTIAL (subset: 1 of 3 cases ran)*", "*run id: partial:*"])
+    result.stdout.fnmatch_lines(["*PARTIAL (subset: 1 of 3 cases selected)*", "*run id: partial:*"])
     assert _aggregate(pytester.path / "out.jsonl")["complete"] is False
 
 

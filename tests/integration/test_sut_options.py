@@ -100,6 +100,39 @@ def test_an_agent_installation_is_visible_only_when_listed(
         assert "No module named 'brain'" in _only_case(pytester.path)["stderr_tail"]
 
 
+@needs_bwrap
+def test_an_agent_in_its_own_virtualenv_runs_with_its_packages(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A SUT started by a virtualenv's interpreter (``venv/bin/python``, a symlink inside
+    the venv the sandbox binds whole) runs, and sees the packages installed in it."""
+    import venv
+
+    copy_stub(pytester.path)
+    home = tmp_path_factory.mktemp("agent-venv")
+    home.chmod(0o755)  # installed as a package manager leaves it: readable by every user
+    venv.create(home / "venv", with_pip=False, symlinks=True)
+    (site,) = (home / "venv" / "lib").glob("python3*/site-packages")
+    (site / "agent_brain.py").write_text(
+        "def solve(q):\n    return int(q.split()[-1]) + 1\n", encoding="utf-8"
+    )
+    (home / "run.py").write_text(
+        "import sys\nfrom pathlib import Path\nimport agent_brain\nws = Path(sys.argv[1])\n"
+        "answer = agent_brain.solve((ws / 'question.txt').read_text())\n"
+        "(ws / 'answer.txt').write_text(f'{answer}\\n')\nprint(sys.prefix)\n",
+        encoding="utf-8",
+    )
+    python = home / "venv" / "bin" / "python"
+    assert python.is_symlink()
+    result = run_stub(
+        pytester, "-k", "alpha", f"--codegenie-sut={python} {home / 'run.py'} {{workspace}}"
+    )
+    result.assert_outcomes(passed=1)
+    case = _only_case(pytester.path)
+    assert case["sut_isolation"] == "bwrap"
+    assert case["stdout_tail"].strip() == str(home / "venv")  # the venv's own interpreter
+
+
 @pytest.mark.parametrize("via", ["option", "ini"])
 def test_only_the_named_variables_reach_the_sut(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, via: str

@@ -210,7 +210,10 @@ class Jail:
         # parents before children, so a deeper bind is never hidden by a shallower one
         entries: list[tuple[int, int, str, Path]] = []
         bound_ro: list[Path] = []
-        for order, path in enumerate(self.ro):
+        # shallowest first, so a path inside a folder already bound (a venv's bin/python
+        # inside the venv) is left to that bind: binding it again onto its own symlink in the
+        # bound copy would make bwrap follow that link and fail
+        for order, path in sorted(enumerate(self.ro), key=lambda item: len(item[1].parts)):
             hidden = _under(path, self.masks)
             if _under(path, systems) or (_under(path, bound_ro) and not hidden):
                 continue
