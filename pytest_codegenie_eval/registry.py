@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,12 @@ __all__ = [
 ]
 
 
+BENCH_MODULE_PREFIX = "_codegenie_bench_"
+"""How the names of a task class's modules start when the harness imports them: the prefix,
+the folder's name made safe, a 12-digit tag of its path, then the file's stem."""
+_BENCH_MODULE = re.compile(re.escape(BENCH_MODULE_PREFIX) + r".*_[0-9a-f]{12}_(\w+)")
+
+
 @dataclass(frozen=True, slots=True)
 class TaskClass:
     """A registered task class: its name, promotion floors and where it lives on disk."""
@@ -56,6 +63,17 @@ class TaskClass:
     # what the rubric's scores are: "pass_fail" (every score 0 or 1; the gate's bound is
     # exact Clopper-Pearson) or "graded" (any score in [0, 1]; the betting bound)
     scores: str = "graded"
+
+    @property
+    def where(self) -> str:
+        """Where the class is, for a message: ``<dir>/registration.py::Class`` for one loaded
+        from a task class directory (whose module has a name private to the harness), else
+        its qualified name."""
+        module, _, rest = self.qualname.partition(".")
+        found = _BENCH_MODULE.fullmatch(module)
+        if self.directory is None or found is None or not rest:
+            return self.qualname
+        return f"{self.directory / (found.group(1) + '.py')}::{rest}"
 
     @property
     def baseline_sut_path(self) -> Path | None:
@@ -75,9 +93,7 @@ class TaskClassRegistry:
         if existing is not None:
             if existing == task_class:
                 return existing
-            raise TaskClassAlreadyRegistered(
-                task_class.name, existing.qualname, task_class.qualname
-            )
+            raise TaskClassAlreadyRegistered(task_class.name, existing.where, task_class.where)
         self._by_name[task_class.name] = task_class
         return task_class
 

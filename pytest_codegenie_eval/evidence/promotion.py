@@ -127,7 +127,7 @@ class PromotionGate:
             raise UnknownTier(
                 tier,
                 declared=sorted(floors),
-                where=f"min_cases_for_promotion of {task_class.qualname}",
+                where=f"min_cases_for_promotion of {task_class.where}",
                 task_class=task_class.name,
                 hint="add a floor for it to @register_task_class(..., min_cases_for_promotion=...)",
             )

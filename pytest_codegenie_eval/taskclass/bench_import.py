@@ -30,7 +30,7 @@ from pytest_codegenie_eval.process import (
     harness_import_root,
     run_process,
 )
-from pytest_codegenie_eval.registry import TaskClass
+from pytest_codegenie_eval.registry import BENCH_MODULE_PREFIX, TaskClass
 from pytest_codegenie_eval.taskclass.layout import BREAKDOWN_KEYS, REGISTRATION
 
 DEFAULT_IMPORT_TIMEOUT_S = defaults.IMPORT_TIMEOUT_S
@@ -133,7 +133,7 @@ def module_prefix(directory: Path) -> str:
     """The name prefix of a task class's modules (``qualname`` starts with it)."""
     tag = blake3_hex(str(directory).encode())[:12]
     safe = "".join(c if c.isalnum() else "_" for c in directory.name)
-    return f"_codegenie_bench_{safe}_{tag}_"
+    return f"{BENCH_MODULE_PREFIX}{safe}_{tag}_"
 
 
 def import_modules(

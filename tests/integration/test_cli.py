@@ -170,6 +170,16 @@ def test_promote_verdict(pytester: pytest.Pytester, stub_bench: Path) -> None:
     gold = run_cli(path, "promote-verdict", "--task-class", "stub", "--tier", "gold")
     assert gold.returncode == cli.EXIT_GENERIC
     assert "gold" in gold.stderr
+    # a tier without a floor: the class is named by its file, never by the private name its
+    # module was imported as
+    registration = stub_bench / "registration.py"
+    text = registration.read_text()
+    assert '"silver": 3' in text
+    registration.write_text(text.replace(', "silver": 3', ""))
+    floorless = run_cli(path, "promote-verdict", "--task-class", "stub", "--tier", "silver")
+    assert floorless.returncode == cli.EXIT_GENERIC
+    assert f"min_cases_for_promotion of {registration}::" in floorless.stderr
+    assert "_codegenie_bench_" not in floorless.stderr
 
 
 def test_task_class_without_baseline_fails_each_case_but_reports(
