@@ -17,10 +17,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _CHUNK = 65536
 
@@ -228,18 +230,64 @@ def _children() -> set[int]:
     return found
 
 
+# The children the harness started and has not reaped yet, from any thread (``local:N``
+# runs attempts on several): never taken for an orphan. A child is counted under the lock
+# it is started under, and the orphan hunt lists children under that lock too, so no child
+# is ever seen started but not yet counted.
+_SPAWN_LOCK = threading.RLock()
+_OWNED: set[int] = set()
+
+
+def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """:class:`subprocess.Popen`, the child counted as the harness's own until
+    :func:`release` (call it once the child is reaped)."""
+    with _SPAWN_LOCK:
+        proc: subprocess.Popen[bytes] = subprocess.Popen(list(argv), **kwargs)
+        _OWNED.add(proc.pid)
+    return proc
+
+
+def release(proc: subprocess.Popen[bytes]) -> None:
+    """The harness has reaped ``proc``: stop counting it as its own."""
+    with _SPAWN_LOCK:
+        _OWNED.discard(proc.pid)
+
+
+def run_owned(
+    argv: Sequence[str], *, timeout: float, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """:func:`subprocess.run` with captured output, through :func:`popen` (so another
+    thread's orphan hunt leaves it alone)."""
+    proc = popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise
+    finally:
+        proc.wait()
+        release(proc)
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+
+
 def _kill_orphans(before: set[int]) -> None:
-    """Kill and reap every child that appeared during the run (re-parented orphans)."""
+    """Kill and reap every child that appeared during the run and that the harness did not
+    start (re-parented orphans). With attempts running at once on several threads, an
+    orphan of another attempt that is still running is one too, and dies now rather than
+    when that attempt ends: orphans only reach the harness from a SUT or rubric run
+    without a PID namespace (bubblewrap's and unshare's keep them inside)."""
     for _ in range(20):  # each round may re-parent the next generation
-        strays = _children() - before
-        if not strays:
-            return
-        for pid in strays:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        for pid in strays:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, 0)
+        with _SPAWN_LOCK:
+            strays = _children() - before - _OWNED
+            if not strays:
+                return
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            for pid in strays:
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, 0)
 
 
 def run_process(
@@ -266,7 +314,8 @@ def run_process(
     """
     started = time.monotonic()
     reaping = _become_subreaper()
-    before = _children() if reaping else set()
+    with _SPAWN_LOCK:
+        before = _children() if reaping else set()
     preexec = None
     if limits is not None:
         prefix = limits.command_prefix()
@@ -275,8 +324,8 @@ def run_process(
         else:
             argv = _insert_before_program(argv, prefix)
     try:
-        proc = subprocess.Popen(
-            list(argv),
+        proc = popen(
+            argv,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.PIPE,
@@ -378,6 +427,7 @@ def run_process(
             with contextlib.suppress(OSError):
                 stream.close()
         returncode = proc.wait()
+        release(proc)
         if reaping:
             _kill_orphans(before)
     if timed_out or truncated or stopped is not None:

@@ -200,6 +200,12 @@ def summary_lines(end: Summary, facts: SessionFacts) -> list[str]:
                 f"{sum(1 for c in r.cases if c.executor_attempts)} attempt(s) on {workers} "
                 f"worker(s)" + (f", {lost} lost with their worker and retried" if lost else "")
             )
+        elif facts.executor_label.startswith("local:"):
+            at_once = facts.executor_label.partition(":")[2]
+            lines.append(
+                f"  executor: {facts.executor_label}: up to {at_once} attempts at once in this "
+                "pytest process"
+            )
         if r.rubric_isolation:
             lines.append(f"  rubric isolation: {r.isolation_class} ({r.rubric_isolation})")
         not_kept = [error for c in r.cases for error in c.harness_errors]

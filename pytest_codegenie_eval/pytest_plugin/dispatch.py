@@ -1,10 +1,10 @@
-"""Handing a session's case items to the Dask executor (``--codegenie-executor=dask…``):
-the pytest side of :mod:`~pytest_codegenie_eval.execution.executors.dask_controller`, which
-takes plain jobs and never sees an item."""
+"""Handing a session's case items to its executor (``--codegenie-executor=local:N`` or
+``dask…``): the pytest side of the executors, which take plain jobs and never see an
+item."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
@@ -15,30 +15,30 @@ from pytest_codegenie_eval.execution.executors.dask_worker import (
     bundle_task_class,
     job_for,
 )
+from pytest_codegenie_eval.execution.executors.local import ConcurrentLocalExecutor, LocalJob
+from pytest_codegenie_eval.execution.sut import SutSpec
 from pytest_codegenie_eval.pytest_plugin.items import CaseItem
 from pytest_codegenie_eval.pytest_plugin.session import BenchSession
 
 
 def submit_items(bench: BenchSession, items: Iterable[Any]) -> int:
-    """Submit every runnable, uncached case item of the session; returns how many."""
+    """Submit every runnable, uncached case item of the session to the session's executor
+    (Dask, or ``local:N``); returns how many."""
     runner = bench.executor
     assert runner is not None
     settings = bench.run_settings
+    if isinstance(runner, ConcurrentLocalExecutor):
+        local: list[LocalJob] = []
+        for item, sut in _runnable(bench, items):
+            local.append(item.local_job(sut))
+        runner.submit(local)
+        return len(local)
     bundles: dict[str, TaskClassBundle] = {}
     jobs: list[tuple[CaseJob, TaskClassBundle]] = []
-    for item in items:
-        if not isinstance(item, CaseItem) or item.error is not None:
-            continue
+    for item, sut in _runnable(bench, items):
         loaded, entry = item.task_class, item.entry
-        if loaded is None or entry is None or entry.case is None or entry.error is not None:
-            continue  # runs (and fails) in the item itself
-        try:
-            sut = bench.sut_for(loaded)
-        except CodegenieEvalError:
-            continue
-        key = cache_key(entry, loaded, sut, settings, item.repeat)
-        if cached_result(settings, key, item.nodeid, item.repeat) is not None:
-            continue  # a cache hit costs nothing: the item reads it itself
+        assert loaded is not None
+        assert entry is not None
         if loaded.name not in bundles:
             bundles[loaded.name] = bundle_task_class(loaded)
         job = job_for(
@@ -60,3 +60,24 @@ def submit_items(bench: BenchSession, items: Iterable[Any]) -> int:
         jobs.append((job, bundles[loaded.name]))
     runner.submit(jobs)
     return len(jobs)
+
+
+def _runnable(bench: BenchSession, items: Iterable[Any]) -> Iterator[tuple[CaseItem, SutSpec]]:
+    """The case items an executor runs, with their SUT: loaded, valid and not cached (a
+    broken case runs, and fails, in its item; a cache hit costs nothing: the item reads
+    it itself)."""
+    settings = bench.run_settings
+    for item in items:
+        if not isinstance(item, CaseItem) or item.error is not None:
+            continue
+        loaded, entry = item.task_class, item.entry
+        if loaded is None or entry is None or entry.case is None or entry.error is not None:
+            continue
+        try:
+            sut = bench.sut_for(loaded)
+        except CodegenieEvalError:
+            continue
+        key = cache_key(entry, loaded, sut, settings, item.repeat)
+        if cached_result(settings, key, item.nodeid, item.repeat) is not None:
+            continue
+        yield item, sut

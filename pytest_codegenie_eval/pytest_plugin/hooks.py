@@ -124,8 +124,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """A Dask executor: every selected, uncached case goes to the cluster now; each item
-    then waits for its own result (reported in item order)."""
+    """A Dask or ``local:N`` executor: every selected, uncached case goes to it now; each
+    item then waits for its own result (reported in item order)."""
     bench = session.config.stash.get(SESSION_KEY, None)
     if bench is None or bench.executor is None:
         return

@@ -244,13 +244,14 @@ class CaseItem(pytest.Item):
             hit = cached_result(settings, key, self.nodeid, self.repeat)
             if hit is not None:
                 return hit, 0.0
-            bench.local.submit([self._local_job(sut)])
+            bench.local.submit([self.local_job(sut)])
         outcome = executor.wait(self.nodeid)
         if outcome.attempt is None:
             return None, outcome.spent_usd
         return record_attempt(settings, key, outcome.attempt), 0.0
 
-    def _local_job(self, sut: SutSpec) -> LocalJob:
+    def local_job(self, sut: SutSpec) -> LocalJob:
+        """This attempt as a job for a local executor."""
         assert self.task_class is not None
         assert self.entry is not None
         hook = self.config.pluginmanager.hook

@@ -308,7 +308,8 @@ def add_options(parser: pytest.Parser) -> None:
         "--codegenie-executor",
         default=None,
         metavar="WHERE",
-        help="where cases run: local (default), dask-local[:WORKERS] (a LocalCluster), "
+        help="where cases run: local (default), local:N (N attempts at once in this pytest "
+        "process: for agents that wait on a model), dask-local[:WORKERS] (a LocalCluster), "
         "dask+tls://HOST:PORT (a running scheduler, TLS with Dask's own security config), "
         "dask://HOST:PORT (plain TCP: refused with --codegenie-sut-network=host); needs the "
         "dask extra",
@@ -377,7 +378,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("codegenie_cache", "score cache: on (default) or off", default="")
     parser.addini(
         "codegenie_executor",
-        "local, dask-local[:N], dask+tls://HOST:PORT or dask://HOST:PORT",
+        "local, local:N, dask-local[:N], dask+tls://HOST:PORT or dask://HOST:PORT",
         default="",
     )
     parser.addini("codegenie_html", "results page directory, built at session end", default="")
@@ -590,11 +591,18 @@ def _executor(config: pytest.Config) -> ExecutorSpec | None:
         spec = parse_executor(str(raw))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if spec.kind == "local" and not spec.concurrent_local:
+        return None  # local:1 is local
     workers = config.getoption("numprocesses", None)
     if workers not in (None, 0, "0"):
+        runs = (
+            f"this process runs {spec.workers} attempts at once"
+            if spec.concurrent_local
+            else "the Dask cluster runs the cases in parallel"
+        )
         raise pytest.UsageError(
-            f"--codegenie-executor={spec.label} and -n {workers}: one fan-out at a time (the "
-            "Dask cluster runs the cases in parallel; drop -n)"
+            f"--codegenie-executor={spec.label} and -n {workers}: one fan-out at a time "
+            f"({runs}; drop -n)"
         )
     return spec
 

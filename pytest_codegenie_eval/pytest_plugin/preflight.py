@@ -226,19 +226,30 @@ def check_html(bench: BenchSession) -> None:
 
 
 def start_executor(bench: BenchSession) -> None:
-    """``--codegenie-executor=dask…``: connect to the scheduler (or start the LocalCluster)
-    now, so an unreachable one is a usage error before any case starts."""
+    """``--codegenie-executor``: start ``local:N``'s threads, or connect to the Dask
+    scheduler (or start the LocalCluster) now, so an unreachable one is a usage error
+    before any case starts."""
     spec = bench.settings.executor
     if spec is None or bench.executor is not None:
         return
     hook = bench.config.pluginmanager.hook.pytest_codegenie_eval_run_sut
     hooks = [i for i in hook.get_hookimpls() if i.plugin_name != "codegenie_eval"]
     if bench.settings.sut is None and hooks:
+        where = (
+            "runs pytest's hooks, which are not made to be called from several threads at once"
+            if spec.concurrent_local
+            else "runs inside this pytest process and cannot run on a Dask worker"
+        )
         raise pytest.UsageError(
             f"--codegenie-executor={spec.label}: the SUT is the pytest_codegenie_eval_run_sut "
-            "hook, which runs inside this pytest process and cannot run on a Dask worker; "
-            "give the agent as a command (--codegenie-sut='CMD {workspace}')"
+            f"hook, which {where}; give the agent as a command "
+            "(--codegenie-sut='CMD {workspace}')"
         )
+    if spec.concurrent_local:
+        from pytest_codegenie_eval.execution.executors.local import ConcurrentLocalExecutor
+
+        bench.executor = ConcurrentLocalExecutor(bench.run_settings, spec.workers)
+        return
     from pytest_codegenie_eval.execution.executors.dask_controller import DaskRunner
     from pytest_codegenie_eval.execution.executors.spec import (
         ExecutorUnavailable,

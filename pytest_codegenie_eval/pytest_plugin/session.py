@@ -15,7 +15,10 @@ import pytest
 
 from pytest_codegenie_eval.errors import CodegenieEvalError, TaskClassInvalid
 from pytest_codegenie_eval.execution.attempt import RunSettings
-from pytest_codegenie_eval.execution.executors.local import LocalExecutor
+from pytest_codegenie_eval.execution.executors.local import (
+    ConcurrentLocalExecutor,
+    LocalExecutor,
+)
 from pytest_codegenie_eval.execution.sut import (
     SutSpec,
     hook_identity,
@@ -70,9 +73,9 @@ class BenchSession:
         self.run_scope = run_scope
         self.outcome = Outcome()
         self.compare_reference: BenchRunReport | None = None  # --codegenie-compare-to
-        # a cluster (--codegenie-executor=dask…), once started; every attempt it does not own
-        # runs on the local executor
-        self.executor: DaskRunner | None = None
+        # a cluster (--codegenie-executor=dask…) or N threads here (local:N), once started;
+        # every attempt it does not own runs on the local executor
+        self.executor: DaskRunner | ConcurrentLocalExecutor | None = None
         self._loaded: dict[Path, LoadedTaskClass | CodegenieEvalError] = {}
         self._suts: dict[str, SutSpec] = {}
         self.targets = explicit_targets(config)
@@ -96,7 +99,7 @@ class BenchSession:
 
         self.local = LocalExecutor(self.run_settings)
 
-    def executor_for(self, nodeid: str) -> DaskRunner | LocalExecutor:
+    def executor_for(self, nodeid: str) -> DaskRunner | ConcurrentLocalExecutor | LocalExecutor:
         """The executor that runs the attempt with this node id."""
         if self.executor is not None and self.executor.owns(nodeid):
             return self.executor

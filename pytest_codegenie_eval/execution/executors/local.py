@@ -1,9 +1,14 @@
-"""The local executor: attempts run in this process, one at a time, each when it is
-waited for (so pytest reports it as it runs)."""
+"""The local executors: attempts run in this process, one at a time, each when it is waited
+for (so pytest reports it as it runs), or with ``local:N`` up to N at once on threads, each
+driving its attempt's sandboxed processes (an agent mostly waits on a model: the threads
+wait, the processes work), handed back in the order they are waited for."""
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pytest_codegenie_eval.execution.attempt import RunSettings, attempt_case
@@ -64,4 +69,68 @@ class LocalExecutor:
         self._jobs.clear()
 
 
-__all__ = ["LocalExecutor", "LocalJob"]
+class ConcurrentLocalExecutor:
+    """``--codegenie-executor=local:N``: every submitted attempt starts on one of N threads
+    as soon as one is free, in submission (item) order; :meth:`wait` hands each back when
+    its item asks, so results are reported, recorded (diff, ledger, cache) and chained in
+    item order, exactly as with :class:`LocalExecutor`.
+
+    The cost cap is checked before each attempt starts, against the spend recorded before
+    this session's attempts plus what every attempt run here has cost so far. Attempts
+    already running when the cap is reached finish and are recorded (their spend is real),
+    so under a binding cap up to N - 1 more attempts run than one at a time would; every
+    attempt not yet started is kept from starting. Closing cancels the attempts not yet
+    started and waits for the running ones (each ends by its own timeout at the latest)."""
+
+    def __init__(self, settings: RunSettings, workers: int) -> None:
+        if workers < 2:
+            raise ValueError(f"a concurrent executor needs 2 or more workers, got {workers}")
+        self.settings = settings
+        self.workers = workers
+        self.label = f"local:{workers}"
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="codegenie-attempt")
+        self._futures: dict[str, Future[Outcome]] = {}
+        self._lock = threading.Lock()
+        ledger = settings.ledger
+        self._spent = ledger.total_usd() if ledger is not None else 0.0
+        self._stopped = False
+
+    def submit(self, jobs: Sequence[LocalJob]) -> None:
+        for job in jobs:
+            # each attempt sees this thread's context (the chain key, for one)
+            context = contextvars.copy_context()
+            self._futures[job.nodeid] = self._pool.submit(context.run, self._run, job)
+
+    def _run(self, job: LocalJob) -> Outcome:
+        cap = self.settings.max_cost_usd
+        with self._lock:
+            if self._stopped or (cap is not None and cap_reached(self._spent, cap)):
+                self._stopped = True
+                return Outcome(None, self._spent)
+        attempt = attempt_case(
+            job.task_class,
+            job.entry,
+            job.sut,
+            self.settings,
+            nodeid=job.nodeid,
+            hook=job.hook,
+            repeat=job.repeat,
+        )
+        with self._lock:
+            self._spent += attempt.result.cost_usd
+        return Outcome(attempt)
+
+    def owns(self, nodeid: str) -> bool:
+        return nodeid in self._futures
+
+    def wait(self, nodeid: str) -> Outcome:
+        return self._futures.pop(nodeid).result()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stopped = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._futures.clear()
+
+
+__all__ = ["ConcurrentLocalExecutor", "LocalExecutor", "LocalJob"]

@@ -9,7 +9,10 @@ from typing import Literal
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 
-EXECUTOR_HELP = "local (default), dask-local[:WORKERS], dask://HOST:PORT or dask+tls://HOST:PORT"
+EXECUTOR_HELP = (
+    "local (default), local:N, dask-local[:WORKERS], dask://HOST:PORT or dask+tls://HOST:PORT"
+)
+MAX_LOCAL_CONCURRENCY = 256
 DEFAULT_LOCAL_WORKERS = 2
 DASK_EXTRA = "pip install 'pytest-codegenie-eval[dask]'"
 _DASK_URL = re.compile(
@@ -30,16 +33,22 @@ class ExecutorRefused(ExecutorUnavailable):
 
 @dataclass(frozen=True)
 class ExecutorSpec:
-    """Where cases run: ``local`` (in pytest, or its xdist workers), a ``LocalCluster``
-    this session starts, or an existing scheduler."""
+    """Where cases run: ``local`` (in pytest, or its xdist workers; ``local:N`` runs N
+    attempts at once in the pytest process), a ``LocalCluster`` this session starts, or an
+    existing scheduler."""
 
     kind: Literal["local", "dask-local", "dask"] = "local"
     address: str = ""  # tcp://HOST:PORT or tls://HOST:PORT for "dask"
-    workers: int = DEFAULT_LOCAL_WORKERS  # for "dask-local"
+    workers: int = 1  # attempts at once for "local", workers for "dask-local"
 
     @property
     def is_dask(self) -> bool:
         return self.kind != "local"
+
+    @property
+    def concurrent_local(self) -> bool:
+        """``local:N`` with N > 1: attempts run N at once in the pytest process."""
+        return self.kind == "local" and self.workers > 1
 
     @property
     def plain_tcp(self) -> bool:
@@ -51,7 +60,9 @@ class ExecutorSpec:
     def label(self) -> str:
         if self.kind == "dask-local":
             return f"dask-local:{self.workers}"
-        return self.address if self.kind == "dask" else "local"
+        if self.kind == "local":
+            return f"local:{self.workers}" if self.workers > 1 else "local"
+        return self.address
 
 
 def parse_executor(text: str) -> ExecutorSpec:
@@ -59,6 +70,13 @@ def parse_executor(text: str) -> ExecutorSpec:
     value = text.strip()
     if value in ("", "local"):
         return ExecutorSpec()
+    if value.startswith("local:"):
+        raw = value.partition(":")[2]
+        if raw.isdigit() and 1 <= int(raw) <= MAX_LOCAL_CONCURRENCY:
+            return ExecutorSpec("local", workers=int(raw))
+        raise ValueError(
+            f"local:N takes 1 to {MAX_LOCAL_CONCURRENCY} attempts at once, got {raw!r}"
+        )
     if value == "dask-local" or value.startswith("dask-local:"):
         raw = value.partition(":")[2] or str(DEFAULT_LOCAL_WORKERS)
         if raw.isdigit() and 1 <= int(raw) <= 256:
@@ -93,6 +111,7 @@ def check_sut_network(spec: ExecutorSpec, network: str) -> None:
 __all__ = [
     "DEFAULT_LOCAL_WORKERS",
     "EXECUTOR_HELP",
+    "MAX_LOCAL_CONCURRENCY",
     "ExecutorRefused",
     "ExecutorSpec",
     "ExecutorUnavailable",

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -164,8 +165,10 @@ class ChildCgroups:
 
     @classmethod
     def shared(cls, max_pids: int | None, memory_bytes: int | None) -> ChildCgroups:
-        """One set per process and limits, made on first use and removed at exit."""
-        key = (os.getpid(), max_pids, memory_bytes)
+        """One set per process, thread and limits, made on first use and removed at exit:
+        a set holds one attempt's processes at a time, so attempts running at once on
+        several threads (``local:N``) each have their own limits and their own drain."""
+        key = (os.getpid(), threading.get_ident(), max_pids, memory_bytes)
         known = _shared.get(key)
         if known is not None and not all(d.is_dir() for d in known.directories()):
             del _shared[key]  # removed behind our back: make a new one
@@ -206,4 +209,4 @@ class ChildCgroups:
         self._removed = True
 
 
-_shared: dict[tuple[int, int | None, int | None], ChildCgroups] = {}
+_shared: dict[tuple[int, int, int | None, int | None], ChildCgroups] = {}

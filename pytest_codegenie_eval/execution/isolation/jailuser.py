@@ -38,6 +38,7 @@ from typing import ClassVar
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution.isolation.cgroups import sweep
+from pytest_codegenie_eval.process import popen, release, run_owned
 
 DEFAULT_JAIL_USER = defaults.JAIL_USER
 # nobody:nogroup on Debian and most distributions; used when the name is not in passwd
@@ -216,6 +217,9 @@ def _stage_base() -> Path:
     )
 
 
+_STAGE_LOCK = threading.Lock()
+
+
 class Stage:
     """A private mount namespace, held open by a helper process, holding a bind mount of
     every path a jail started as another user must be shown (see the module docstring).
@@ -233,7 +237,7 @@ class Stage:
         self.directory.chmod(0o755)
         script = 'mount -t tmpfs -o mode=0755,size=1m codegenie-stage "$1" && echo ready && read _'
         argv = ["unshare", "--mount", "--propagation", "slave", "/bin/sh", "-c", script]
-        self._helper = subprocess.Popen(
+        self._helper = popen(  # the harness's own: no orphan hunt takes it for a stray
             [*argv, "sh", str(self.directory)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -260,12 +264,13 @@ class Stage:
     @classmethod
     def for_process(cls) -> Stage:
         """This process's stage, made on first use (an xdist or Dask worker has its own)."""
-        stage = cls._instances.get(os.getpid())
-        if stage is None or not stage.alive():
-            stage = cls(containers=(Path(tempfile.gettempdir()),))
-            cls._instances[os.getpid()] = stage
-            atexit.register(stage.close)
-        return stage
+        with _STAGE_LOCK:  # attempts on several threads (local:N) share one stage
+            stage = cls._instances.get(os.getpid())
+            if stage is None or not stage.alive():
+                stage = cls(containers=(Path(tempfile.gettempdir()),))
+                cls._instances[os.getpid()] = stage
+                atexit.register(stage.close)
+            return stage
 
     def alive(self) -> bool:
         return self._helper.poll() is None
@@ -331,11 +336,8 @@ class Stage:
                 commands.append(f'{make} "${dst}" && mount --bind "${src}" "${dst}"')
                 args += [str(path), str(target)]
             enter = ["nsenter", f"--mount={self.namespace}", "--", "/bin/sh", "-c"]
-            done = subprocess.run(
-                [*enter, " && ".join(commands), "sh", *args],
-                capture_output=True,
-                timeout=_HELPER_TIMEOUT_S,
-                check=False,
+            done = run_owned(
+                [*enter, " && ".join(commands), "sh", *args], timeout=_HELPER_TIMEOUT_S
             )
             if done.returncode != 0:
                 said = done.stderr.decode("utf-8", "replace").strip()
@@ -355,6 +357,7 @@ class Stage:
         if self._helper.poll() is None:
             self._helper.kill()
             self._helper.wait()
+        release(self._helper)
         for stream in (self._helper.stdout, self._helper.stderr):
             with contextlib.suppress(OSError):
                 if stream is not None:
