@@ -49,10 +49,20 @@ def _abs(path: Path | str) -> Path:
 
 
 def _under(path: Path, roots: Iterable[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
+    """Whether ``path`` is one of ``roots`` or inside one. The paths are absolute and
+    normalised (as :func:`_abs` makes them), so this compares strings: ``Path.is_relative_to``
+    parses both sides again, and a jail asks this thousands of times per attempt."""
+    text = str(path)
+    for root in roots:
+        prefix = str(root)
+        if text == prefix or text.startswith(prefix if prefix.endswith("/") else prefix + "/"):
+            return True
+    return False
 
 
+@functools.cache
 def system_dirs() -> tuple[Path, ...]:
+    """The host's system directories a jail binds (those that exist here; looked up once)."""
     return tuple(Path(d) for d in SYSTEM_DIRS if os.path.lexists(d))
 
 
@@ -246,9 +256,15 @@ def ro_sources_that_exist(paths: Iterable[Path]) -> tuple[Path, ...]:
 def sandbox_path(extra_bins: Iterable[Path], visible: Iterable[Path]) -> str:
     """The ``PATH`` inside a sandbox: the interpreter's ``bin`` first, then the harness's
     entries that are visible inside, then the usual system directories."""
+    return _sandbox_path(tuple(extra_bins), tuple(visible), os.environ.get("PATH", ""))
+
+
+@functools.lru_cache(maxsize=64)
+def _sandbox_path(extra_bins: tuple[Path, ...], visible: tuple[Path, ...], path: str) -> str:
+    # the same for every attempt of a SUT (its mounts and PATH do not change): made once
     roots = [*system_dirs(), *visible]
     entries = [str(b) for b in extra_bins]
-    for entry in os.environ.get("PATH", "").split(os.pathsep):
+    for entry in path.split(os.pathsep):
         if entry and os.path.isabs(entry) and _under(_abs(entry), roots):
             entries.append(entry)
     entries += list(SANDBOX_PATH_TAIL)
@@ -275,10 +291,16 @@ INSTALL_HINT = (
 )
 
 
+@functools.lru_cache(maxsize=8)
+def _which_bwrap(path: str | None) -> str | None:
+    # asked several times per attempt: looked up once per PATH
+    return shutil.which("bwrap", path=path)
+
+
 def bwrap_status(user: JailUser | None = None) -> BwrapStatus:
     """Find ``bwrap`` on ``PATH`` and check, once per binary and jail user, that it can
     start a jail (as ``user`` through this process's :class:`Stage` when one is given)."""
-    path = shutil.which("bwrap")
+    path = _which_bwrap(os.environ.get("PATH"))
     cached = _status_cache.get((path, user))
     if cached is not None:
         return cached
