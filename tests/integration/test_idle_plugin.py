@@ -59,3 +59,32 @@ def test_a_run_without_a_bench_loads_no_heavy_module(
     else:
         assert "pydantic" in loaded["heavy"]
         assert "pytest_codegenie_eval.execution.sut" in loaded["harness"]
+
+
+@pytest.mark.parametrize(
+    ("scores", "extra", "scipy"),
+    [
+        ("graded", (), False),  # the betting bound and the BCa diagnostic need no scipy
+        ("pass_fail", (), True),  # Clopper-Pearson: scipy.special, when the bound is made
+        ("graded", ("--codegenie-compare-to=latest:stub",), True),  # a comparison: scipy
+    ],
+)
+def test_a_bench_run_imports_scipy_only_when_it_needs_it(
+    pytester: pytest.Pytester, scores: str, extra: tuple[str, ...], scipy: bool
+) -> None:
+    """Importing scipy costs a session about a third of a second: only a pass/fail bound, a
+    comparison or a plan needs it."""
+    stub = copy_stub(pytester.path)
+    registration = stub / "registration.py"
+    text = registration.read_text()
+    assert 'scores="pass_fail"' in text
+    registration.write_text(text.replace('scores="pass_fail"', f'scores="{scores}"'))
+    pytester.makeconftest(_PROBE)
+    base = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--codegenie-bench=stub")
+    if extra:  # something to compare with
+        pytester.runpytest_subprocess(*base).assert_outcomes(passed=3)
+    result = pytester.runpytest_subprocess(*base, *extra)
+    result.assert_outcomes(passed=3)
+    loaded = json.loads((pytester.path / "loaded.json").read_text())
+    assert ("scipy" in loaded["heavy"]) is scipy, loaded["heavy"]
+    assert "numpy" in loaded["heavy"]

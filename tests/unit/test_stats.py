@@ -333,9 +333,11 @@ def test_golden_bound() -> None:
     assert result.seed == 0x3F9A0C2E
     assert result.method == "bca"
     assert result.resamples == 1000
-    assert result.value.hex() == "0x1.2384cbd37be08p-1"  # 0.5693725295695353, interpolated
+    # 0.5693725295695354, interpolated (Φ and Φ⁻¹ from the standard library's NormalDist
+    # since the bound stopped importing scipy: one ulp from scipy's ndtr/ndtri)
+    assert result.value.hex() == "0x1.2384cbd37be09p-1"
     assert result.z0 is not None
-    assert result.z0.hex() == "-0x1.9aba9f4786912p-6"
+    assert result.z0.hex() == "-0x1.9aba9f4786911p-6"
     assert result.acceleration is not None
     assert result.acceleration.hex() == "-0x1.7ecacfb1a0252p-5"
 
