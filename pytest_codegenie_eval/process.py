@@ -312,7 +312,31 @@ def run_process(
     returns kills the child and becomes ``stopped`` (a workspace growing past its cap).
     ``on_start`` is told the child's pid as soon as it runs.
     """
-    started = time.monotonic()
+    started = start_process(argv, cwd=cwd, env=env, limits=limits, on_start=on_start)
+    if isinstance(started, ProcessResult):
+        return started
+    return started.finish(
+        stdin=stdin,
+        timeout_s=timeout_s,
+        max_stdout=max_stdout,
+        max_stderr=max_stderr,
+        watch=watch,
+        watch_every_s=watch_every_s,
+    )
+
+
+def start_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    limits: ResourceLimits | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> StartedProcess | ProcessResult:
+    """Start ``argv`` now and drive it later (:meth:`StartedProcess.finish`): a child that
+    can get going (an interpreter starting, its imports) while the harness does something
+    else, and is given its input when that is done. A :class:`ProcessResult` when it could
+    not be started."""
     reaping = _become_subreaper()
     with _SPAWN_LOCK:
         before = _children() if reaping else set()
@@ -340,109 +364,159 @@ def run_process(
         raise RuntimeError("pipes were not created")
     if on_start is not None:
         on_start(proc.pid)
-    deadline = started + timeout_s
-    out = bytearray()
-    err = bytearray()
-    truncated = False
-    timed_out = False
-    pending = memoryview(stdin)
-    sel = selectors.DefaultSelector()
-    os.set_blocking(proc.stdout.fileno(), False)
-    os.set_blocking(proc.stderr.fileno(), False)
-    sel.register(proc.stdout, selectors.EVENT_READ, "out")
-    sel.register(proc.stderr, selectors.EVENT_READ, "err")
-    if pending:
-        os.set_blocking(proc.stdin.fileno(), False)
-        sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
-    else:
-        proc.stdin.close()
-    exited_at: float | None = None
-    stopped: str | None = None
-    next_watch = started + watch_every_s
-    try:
-        while sel.get_map() and not truncated:
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = proc.poll() is None
-                break
-            if watch is not None and exited_at is None and now >= next_watch:
-                next_watch = now + watch_every_s
-                stopped = watch()
-                if stopped is not None:
-                    break
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-                # the child is gone: anything still holding its pipes is a straggler
-                _kill_group(proc)
-            wait = min(deadline - now, 0.05 if exited_at is None else 0.5)
-            events = sel.select(wait)
-            if not events and exited_at is not None and now - exited_at > 0.5:
-                break
-            for key, _mask in events:
-                if key.data == "in":
-                    try:
-                        written = os.write(key.fd, pending[:_CHUNK])
-                        pending = pending[written:]
-                    except (BrokenPipeError, BlockingIOError) as exc:
-                        if isinstance(exc, BrokenPipeError):
-                            pending = pending[len(pending) :]
-                    if not pending:
-                        sel.unregister(key.fileobj)
-                        with contextlib.suppress(BrokenPipeError):
-                            proc.stdin.close()
-                    continue
-                try:
-                    chunk = os.read(key.fd, _CHUNK)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    continue
-                if key.data == "out":
-                    out += chunk
-                    if len(out) > max_stdout:
-                        truncated = True
-                        del out[max_stdout:]
-                        break
-                else:
-                    err += chunk
-                    if len(err) > 2 * max_stderr:
-                        del err[: len(err) - max_stderr]
-        # The pipes reached EOF, but the child may still be exiting (a group kill now would
-        # turn a clean exit 0 into -9) or may have closed its streams and gone on working:
-        # either way it has until the deadline, watched as before.
-        while not (timed_out or truncated or stopped is not None) and proc.poll() is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=min(left, watch_every_s))
-            if watch is not None and proc.poll() is None:
-                stopped = watch()
-    finally:
-        sel.close()
+    return StartedProcess(proc, before if reaping else None)
+
+
+class StartedProcess:
+    """A child :func:`start_process` started; :meth:`finish` runs it to its end (the
+    timeout counts from then), :meth:`kill` ends it unused."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], before: set[int] | None) -> None:
+        self.proc = proc
+        self._before = before
+        self._done = False
+
+    def kill(self) -> None:
+        """End the child and everything it started, unused (idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        proc = self.proc
         _kill_group(proc)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
-                stream.close()
-        returncode = proc.wait()
+                if stream is not None:
+                    stream.close()
+        proc.wait()
         release(proc)
-        if reaping:
-            _kill_orphans(before)
-    if timed_out or truncated or stopped is not None:
-        returncode_out: int | None = None
-    else:
-        returncode_out = returncode
-    return ProcessResult(
-        returncode=returncode_out,
-        stdout=bytes(out),
-        stderr=bytes(err[-max_stderr:]),
-        timed_out=timed_out,
-        stdout_truncated=truncated,
-        duration_s=time.monotonic() - started,
-        stopped=stopped,
-    )
+        if self._before is not None:
+            _kill_orphans(self._before)
+
+    def finish(
+        self,
+        *,
+        stdin: bytes = b"",
+        timeout_s: float,
+        max_stdout: int = 16 * 1024 * 1024,
+        max_stderr: int = 64 * 1024,
+        watch: Callable[[], str | None] | None = None,
+        watch_every_s: float = 1.0,
+    ) -> ProcessResult:
+        """Give the child ``stdin`` and run it to completion or timeout (as
+        :func:`run_process` does)."""
+        if self._done:
+            raise RuntimeError("the process was finished or killed already")
+        self._done = True
+        proc = self.proc
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        started = time.monotonic()
+        reaping = self._before is not None
+        before = self._before or set()
+        deadline = started + timeout_s
+        out = bytearray()
+        err = bytearray()
+        truncated = False
+        timed_out = False
+        pending = memoryview(stdin)
+        sel = selectors.DefaultSelector()
+        os.set_blocking(proc.stdout.fileno(), False)
+        os.set_blocking(proc.stderr.fileno(), False)
+        sel.register(proc.stdout, selectors.EVENT_READ, "out")
+        sel.register(proc.stderr, selectors.EVENT_READ, "err")
+        if pending:
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
+        else:
+            proc.stdin.close()
+        exited_at: float | None = None
+        stopped: str | None = None
+        next_watch = started + watch_every_s
+        try:
+            while sel.get_map() and not truncated:
+                now = time.monotonic()
+                if now >= deadline:
+                    timed_out = proc.poll() is None
+                    break
+                if watch is not None and exited_at is None and now >= next_watch:
+                    next_watch = now + watch_every_s
+                    stopped = watch()
+                    if stopped is not None:
+                        break
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                    # the child is gone: anything still holding its pipes is a straggler
+                    _kill_group(proc)
+                wait = min(deadline - now, 0.05 if exited_at is None else 0.5)
+                events = sel.select(wait)
+                if not events and exited_at is not None and now - exited_at > 0.5:
+                    break
+                for key, _mask in events:
+                    if key.data == "in":
+                        try:
+                            written = os.write(key.fd, pending[:_CHUNK])
+                            pending = pending[written:]
+                        except (BrokenPipeError, BlockingIOError) as exc:
+                            if isinstance(exc, BrokenPipeError):
+                                pending = pending[len(pending) :]
+                        if not pending:
+                            sel.unregister(key.fileobj)
+                            with contextlib.suppress(BrokenPipeError):
+                                proc.stdin.close()
+                        continue
+                    try:
+                        chunk = os.read(key.fd, _CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    if key.data == "out":
+                        out += chunk
+                        if len(out) > max_stdout:
+                            truncated = True
+                            del out[max_stdout:]
+                            break
+                    else:
+                        err += chunk
+                        if len(err) > 2 * max_stderr:
+                            del err[: len(err) - max_stderr]
+            # The pipes reached EOF, but the child may still be exiting (a group kill now would
+            # turn a clean exit 0 into -9) or may have closed its streams and gone on working:
+            # either way it has until the deadline, watched as before.
+            while not (timed_out or truncated or stopped is not None) and proc.poll() is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=min(left, watch_every_s))
+                if watch is not None and proc.poll() is None:
+                    stopped = watch()
+        finally:
+            sel.close()
+            _kill_group(proc)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    stream.close()
+            returncode = proc.wait()
+            release(proc)
+            if reaping:
+                _kill_orphans(before)
+        if timed_out or truncated or stopped is not None:
+            returncode_out: int | None = None
+        else:
+            returncode_out = returncode
+        return ProcessResult(
+            returncode=returncode_out,
+            stdout=bytes(out),
+            stderr=bytes(err[-max_stderr:]),
+            timed_out=timed_out,
+            stdout_truncated=truncated,
+            duration_s=time.monotonic() - started,
+            stopped=stopped,
+        )
 
 
 def tail(data: bytes | str, limit: int = 4000) -> str:

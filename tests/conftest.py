@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import scipy.special  # noqa: F401  (imported only when a pass/fail bound is made)
 from hypothesis import HealthCheck, settings
 
 # In-process pytester runs drop modules first imported during the run; numpy cannot be

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from pytest_codegenie_eval.execution.isolation.jailuser import hand_over
 from pytest_codegenie_eval.execution.rubric_runner import (
     ValidatedScore,
     rubric_isolation,
-    run_rubric,
+    start_rubric,
 )
 from pytest_codegenie_eval.execution.sut import HookRunner, SutPolicy, SutRun, SutSpec, run_sut
 from pytest_codegenie_eval.execution.tamper import tamper_failures
@@ -226,8 +226,19 @@ def attempt_case(
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
     jail_user = settings.sut_policy.jail_user
+    rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
+    later = ExitStack()
     try:
         workspace = prepare_workspace(task_class, entry, run_dir)
+        # the rubric's jail and interpreter start now and wait for their request while the
+        # SUT runs (its jail user must enter the run directory to reach the workspace)
+        if rubric_mode == "bwrap" and jail_user is not None:
+            hand_over(run_dir, jail_user)
+        pending = later.enter_context(
+            start_rubric(
+                task_class, case, entry.directory, workspace, settings.rubric_sandbox, jail_user
+            )
+        )
         with tag_invocation(
             settings.ledger, settings.run_scope, task_class.name, case.case_id
         ) as invocation:
@@ -257,7 +268,6 @@ def attempt_case(
         modes += tamper_failures(task_class, entry)
         if sut_run.workspace_overflow is None:  # never walk an oversized tree
             modes += escape_failures(run_dir, workspace)
-        rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
         # the rubric's jail user must enter the run directory to reach the workspace; a
         # rubric outside bubblewrap runs as the harness, which then owns it again
         hand_over(run_dir, jail_user if rubric_mode == "bwrap" else None)
@@ -280,14 +290,7 @@ def attempt_case(
                 "cost_usd": sut_run.cost_usd,
                 "duration_s": round(sut_run.duration_s, 6),
             }
-            verdict = run_rubric(
-                task_class,
-                case,
-                entry.directory,
-                harness_output,
-                settings.rubric_sandbox,
-                jail_user,
-            )
+            verdict = pending.score(harness_output)
         if not any(m.code == "sut.tampered_bench" for m in modes):
             # a rubric outside bubblewrap can write the case it reads
             modes += tamper_failures(task_class, entry, "rubric.tampered_bench")
@@ -321,6 +324,7 @@ def attempt_case(
             diff_digest=diff_digest(diff) if diff else "",
         )
     finally:
+        later.close()  # a rubric never asked (the SUT overflowed, or an error) ends here
         if not settings.keep_workspaces:
             shutil.rmtree(run_dir, ignore_errors=True)
         elif settings.kept_dir is not None:

@@ -31,12 +31,14 @@ from pytest_codegenie_eval.execution.isolation.sandbox import (
 )
 from pytest_codegenie_eval.models import BenchCase, FailureMode, Severity
 from pytest_codegenie_eval.process import (
+    ProcessResult,
     ResourceLimits,
+    StartedProcess,
     allowlisted_environment,
     harness_package_dir,
     isolated_script,
-    run_process,
     sandbox_prefix,
+    start_process,
     tail,
 )
 from pytest_codegenie_eval.taskclass.layout import CASES
@@ -243,36 +245,104 @@ def run_rubric(
     """Run ``python -I rubric.py`` isolated: temp cwd, allowlisted env, limits, timeout,
     inside bubblewrap (or namespaces) as ``mode`` and the machine allow; a bubblewrap jail
     runs as ``user`` when one is given (a root harness), with its cwd handed to it."""
-    payload = json.dumps(
-        {
-            "case": case.model_dump(mode="json"),
-            "case_dir": str(case_dir.resolve()),
-            "harness_output": dict(harness_output),
-        }
-    ).encode("utf-8")
+    workspace = Path(str(harness_output["workspace"]))
+    with start_rubric(task_class, case, case_dir, workspace, mode, user) as pending:
+        return pending.score(harness_output)
+
+
+class PendingRubric:
+    """A rubric started before it is needed (:func:`start_rubric`): its jail is up, its
+    interpreter has started and imported ``rubric.py``, and it waits for its request on
+    stdin, which :meth:`score` sends. Its timeout counts from then. Use it as a context
+    manager: leaving it ends a rubric that was never asked, and removes its directory."""
+
+    def __init__(
+        self,
+        task_class: LoadedTaskClass,
+        case: BenchCase,
+        case_dir: Path,
+        cwd: tempfile.TemporaryDirectory[str],
+        started: StartedProcess | ProcessResult,
+    ) -> None:
+        self.task_class = task_class
+        self.case = case
+        self.case_dir = case_dir
+        self._cwd = cwd
+        self._started = started
+
+    def __enter__(self) -> PendingRubric:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if isinstance(self._started, StartedProcess):
+            self._started.kill()
+        self._cwd.cleanup()
+
+    def score(self, harness_output: Mapping[str, Any]) -> ValidatedScore:
+        """Send the request and read the rubric's score (validated), once."""
+        case = self.case
+        payload = json.dumps(
+            {
+                "case": case.model_dump(mode="json"),
+                "case_dir": str(self.case_dir.resolve()),
+                "harness_output": dict(harness_output),
+            }
+        ).encode("utf-8")
+        started = self._started
+        if isinstance(started, StartedProcess):
+            result = started.finish(
+                stdin=payload, timeout_s=case.rubric_timeout_s, max_stdout=MAX_RUBRIC_STDOUT
+            )
+        else:
+            result = started  # it could not be started: the spawn error
+        return _validated(result, case, self.task_class)
+
+
+def start_rubric(
+    task_class: LoadedTaskClass,
+    case: BenchCase,
+    case_dir: Path,
+    workspace: Path,
+    mode: str = "auto",
+    user: JailUser | None = None,
+) -> PendingRubric:
+    """Start the case's rubric isolated as :func:`run_rubric` runs it (the workspace bound
+    read-only into its jail, live: what the SUT writes there later is what it reads), so
+    that its jail and interpreter start while the SUT runs. A rubric's module therefore runs
+    before the SUT has finished; only ``score()``, called when the request arrives, sees the
+    workspace's path and what the SUT left there."""
     isolation = rubric_isolation(mode, user)
-    with tempfile.TemporaryDirectory(prefix="codegenie-rubric-") as cwd:
+    cwd = tempfile.TemporaryDirectory(prefix="codegenie-rubric-")
+    try:
         argv = isolated_script(task_class.rubric_path, with_harness=True)
         env = rubric_env()
         if isolation == "bwrap":
             bwrap = bwrap_status(user).path
             assert bwrap is not None
-            workspace = Path(str(harness_output["workspace"]))
             if user is not None:
-                os.chown(cwd, user.uid, user.gid)
-            jail = _rubric_jail(task_class, case_dir, workspace, Path(cwd), env, user)
+                os.chown(cwd.name, user.uid, user.gid)
+            jail = _rubric_jail(task_class, case_dir, workspace, Path(cwd.name), env, user)
             argv, env = jail.argv(bwrap, argv), jail.spawn_env()
         elif isolation == "namespaces":
             argv = [*sandbox_prefix(), *argv]
-        result = run_process(
+        started = start_process(
             argv,
-            cwd=Path(cwd),
+            cwd=Path(cwd.name),
             env=env,
-            stdin=payload,
-            timeout_s=case.rubric_timeout_s,
-            max_stdout=MAX_RUBRIC_STDOUT,
             limits=default_rubric_limits(case.rubric_timeout_s),
         )
+    except BaseException:
+        cwd.cleanup()
+        raise
+    return PendingRubric(task_class, case, case_dir, cwd, started)
+
+
+def _validated(
+    result: ProcessResult, case: BenchCase, task_class: LoadedTaskClass
+) -> ValidatedScore:
     if result.timed_out:
         return ValidatedScore(
             0.0,
