@@ -215,7 +215,8 @@ def inspect_per_sample(
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(_last_line(done.stderr + done.stdout))
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def _ms(seconds: float) -> str:
