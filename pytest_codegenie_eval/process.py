@@ -42,9 +42,15 @@ _SCRIPT_BOOTSTRAP = (
 # The same, with the harness's own import root after the script's directory: a rubric then
 # imports the very pytest_codegenie_eval the controller imported (a checkout run by pytest,
 # not whatever is installed), as the task-class import child does.
+# Before any of the script runs it applies the rlimits it is given (``RESOURCE=VALUE,…``, as
+# prlimit would before exec'ing the interpreter, one process fewer to start) and drops the
+# PWD bubblewrap exports, so the script's environment is exactly the allowlisted one.
 _ROOTED_BOOTSTRAP = (
-    "import os, runpy, sys; "
-    "root, script = sys.argv[1], sys.argv[2]; sys.argv = sys.argv[2:]; "
+    "import os, resource, runpy, sys; "
+    "limits, root, script = sys.argv[1], sys.argv[2], sys.argv[3]; sys.argv = sys.argv[3:]; "
+    "[resource.setrlimit(int(w), (int(v), int(v))) "
+    "for w, v in (p.split('=') for p in limits.split(',') if p)]; "
+    "os.environ.pop('PWD', None); "
     "sys.path[:0] = [os.path.dirname(os.path.abspath(script)), root]; "
     "runpy.run_path(script, run_name='__main__')"
 )
@@ -67,12 +73,19 @@ def harness_import_root() -> Path:
     return harness_package_dir().parent
 
 
-def isolated_script(script: Path | str, *args: str, with_harness: bool = False) -> list[str]:
+def isolated_script(
+    script: Path | str,
+    *args: str,
+    with_harness: bool = False,
+    limits: ResourceLimits | None = None,
+) -> list[str]:
     """argv running ``script`` under ``python -I`` with its own directory importable, and
-    with ``with_harness`` this process's own ``pytest_codegenie_eval`` (a rubric)."""
+    with ``with_harness`` this process's own ``pytest_codegenie_eval`` (a rubric), its
+    ``limits`` applied by the interpreter before the script runs."""
     if with_harness:
         root = str(harness_import_root())
-        return [sys.executable, "-I", "-c", _ROOTED_BOOTSTRAP, root, str(script), *args]
+        given = limits.as_argument() if limits is not None else ""
+        return [sys.executable, "-I", "-c", _ROOTED_BOOTSTRAP, given, root, str(script), *args]
     return [sys.executable, "-I", "-c", _SCRIPT_BOOTSTRAP, str(script), *args]
 
 
@@ -127,6 +140,15 @@ class ResourceLimits:
                 capped = _within_hard_limit(which, value)
                 args.append(f"{flag}={capped}:{capped}")
         return (*args, "--")
+
+    def as_argument(self) -> str:
+        """The limits as ``RESOURCE=VALUE`` pairs joined by commas (the rubric bootstrap's
+        first argument), each within the hard limit this process inherited."""
+        return ",".join(
+            f"{which}={_within_hard_limit(which, value)}"
+            for _flag, which, value in self._values()
+            if value is not None
+        )
 
     def preexec(self) -> Callable[[], None]:
         def apply() -> None:

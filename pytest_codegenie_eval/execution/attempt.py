@@ -45,6 +45,7 @@ from pytest_codegenie_eval.execution.workspace import (
     keep,
     kept_name,
     prepare_workspace,
+    workspace_of,
 )
 from pytest_codegenie_eval.models import (
     BenchCase,
@@ -229,9 +230,10 @@ def attempt_case(
     rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
     later = ExitStack()
     try:
-        workspace = prepare_workspace(task_class, entry, run_dir)
-        # the rubric's jail and interpreter start now and wait for their request while the
-        # SUT runs (its jail user must enter the run directory to reach the workspace)
+        # the rubric's jail and interpreter start first and wait for their request while the
+        # workspace is filled and the SUT runs (its jail user must enter the run directory to
+        # reach the workspace, which it binds live)
+        workspace = workspace_of(run_dir)
         if rubric_mode == "bwrap" and jail_user is not None:
             hand_over(run_dir, jail_user)
         pending = later.enter_context(
@@ -239,6 +241,7 @@ def attempt_case(
                 task_class, case, entry.directory, workspace, settings.rubric_sandbox, jail_user
             )
         )
+        prepare_workspace(task_class, entry, run_dir)
         with tag_invocation(
             settings.ledger, settings.run_scope, task_class.name, case.case_id
         ) as invocation:

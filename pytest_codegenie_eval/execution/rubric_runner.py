@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -317,7 +317,10 @@ def start_rubric(
     isolation = rubric_isolation(mode, user)
     cwd = tempfile.TemporaryDirectory(prefix="codegenie-rubric-")
     try:
-        argv = isolated_script(task_class.rubric_path, with_harness=True)
+        # the interpreter applies the limits itself, before the rubric runs: one process fewer
+        # on the way to the rubric than prlimit
+        limits = default_rubric_limits(case.rubric_timeout_s)
+        argv = isolated_script(task_class.rubric_path, with_harness=True, limits=limits)
         env = rubric_env()
         if isolation == "bwrap":
             bwrap = bwrap_status(user).path
@@ -325,15 +328,11 @@ def start_rubric(
             if user is not None:
                 os.chown(cwd.name, user.uid, user.gid)
             jail = _rubric_jail(task_class, case_dir, workspace, Path(cwd.name), env, user)
+            jail = replace(jail, keep_pwd=True)  # the bootstrap drops it
             argv, env = jail.argv(bwrap, argv), jail.spawn_env()
         elif isolation == "namespaces":
             argv = [*sandbox_prefix(), *argv]
-        started = start_process(
-            argv,
-            cwd=Path(cwd.name),
-            env=env,
-            limits=default_rubric_limits(case.rubric_timeout_s),
-        )
+        started = start_process(argv, cwd=Path(cwd.name), env=env)
     except BaseException:
         cwd.cleanup()
         raise

@@ -40,16 +40,23 @@ def _copy_input(source: Path, workspace: Path) -> None:
     """Copy ``input/`` into the workspace, links as links (never followed out of it: the
     loader refuses a link that leaves ``input/``, and this re-checks just before copying)."""
     check_input_links(source)
-    shutil.copytree(source, workspace, symlinks=True)
+    shutil.copytree(source, workspace, symlinks=True, dirs_exist_ok=True)
+
+
+def workspace_of(run_dir: Path) -> Path:
+    """The attempt's workspace directory, made empty (what a rubric started early binds)."""
+    workspace = run_dir / "workspace"
+    workspace.mkdir(exist_ok=True)
+    return workspace
 
 
 def prepare_workspace(task_class: LoadedTaskClass, entry: CaseEntry, run_dir: Path) -> Path:
-    workspace = run_dir / "workspace"
+    """Fill the attempt's workspace (made here, or empty from :func:`workspace_of`): the
+    case's ``input/`` and the task file."""
+    workspace = workspace_of(run_dir)
     source = entry.directory / "input"
     if source.is_dir():
         _copy_input(source, workspace)
-    else:
-        workspace.mkdir()
     meta = workspace / CODEGENIE_DIR
     meta.mkdir(exist_ok=True)
     task_text = (entry.case.instructions if entry.case else None) or task_class.task_md

@@ -60,6 +60,13 @@ def test_rubric_sees_only_the_allowlisted_environment(
     assert report["environ"]["PYTHONHASHSEED"] == "0"
     assert report["secret_names_seen"] == []
     assert case["breakdown"]["SECRETS_ABSENT"] == 1.0
+    # its limits were applied before it ran: CPU a second past its 20 s timeout, 4 GiB of
+    # address space, 64 MiB files (soft and hard)
+    assert report["rlimits"] == {
+        "cpu": [21, 21],
+        "as": [4 * 1024**3] * 2,
+        "fsize": [64 * 1024**2] * 2,
+    }
     # no sentinel value reached the rubric under any name
     line = json.dumps(case)
     assert not [name for name, value in secrets.items() if value in line]

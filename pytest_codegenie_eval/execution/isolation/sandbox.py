@@ -171,6 +171,7 @@ class Jail:
     scratch_bytes: int = 256 * 1024 * 1024
     user: JailUser | None = None
     readonly_proc: bool = True
+    keep_pwd: bool = False  # the command drops bwrap's PWD itself (the rubric bootstrap)
 
     def spawn_env(self) -> dict[str, str]:
         """The environment to start ``bwrap`` with: it passes it on unchanged."""
@@ -242,7 +243,7 @@ class Jail:
                 args += [flag, source(path), str(path)]
         # nothing else is writable: the sandbox's own root tmpfs becomes read-only
         args += ["--remount-ro", "/", "--chdir", str(self.chdir), "--"]
-        if os.path.exists(_ENV):
+        if os.path.exists(_ENV) and not self.keep_pwd:
             # bwrap exports PWD after --chdir; the environment is exactly what was set
             args += [_ENV, "-u", "PWD"]
         return [*args, *command]
