@@ -345,7 +345,7 @@ def test_an_unjailed_agent_without_the_attempts_token_is_refused(
     assert upstream.requests == []
 
 
-@pytest.mark.parametrize("mode", ["-n2", "dask"])
+@pytest.mark.parametrize("mode", ["-n2", "dask", "local3"])
 def test_each_worker_runs_its_own_gateway_that_records_and_replays(
     pytester: pytest.Pytester, project: Path, upstream: FakeUpstream, mode: str
 ) -> None:
@@ -353,7 +353,12 @@ def test_each_worker_runs_its_own_gateway_that_records_and_replays(
         # not importorskip: importing distributed here would leave this process unable to
         # load the plugin in the in-process pytester runs of the tests after this one
         pytest.skip("distributed is not installed")
-    fan_out = ["-n", "2"] if mode == "-n2" else ["--codegenie-executor=dask-local:2"]
+    fan_out = {
+        "-n2": ["-n", "2"],
+        "dask": ["--codegenie-executor=dask-local:2"],
+        # three attempts at once in one process, through its one gateway
+        "local3": ["--codegenie-executor=local:3"],
+    }[mode]
     cassettes = project / "cassettes"
 
     def run(gateway: str) -> pytest.RunResult:
