@@ -56,9 +56,14 @@ _ROOTED_BOOTSTRAP = (
 )
 
 
+def which(program: str) -> str | None:
+    """``shutil.which(program)``, looked up once per value of ``PATH`` (the harness asks
+    for prlimit and bwrap for every child it starts)."""
+    return _which(os.environ.get("PATH"), program)
+
+
 @functools.lru_cache(maxsize=16)
 def _which(path: str | None, program: str) -> str | None:
-    # asked for every child the harness starts: looked up once per PATH
     return shutil.which(program, path=path)
 
 
@@ -131,13 +136,13 @@ class ResourceLimits:
         (about 3.5 ms for a process with numpy loaded, against 0.7 ms for the ``vfork``
         path); exec'ing ``prlimit`` first costs about 0.8 ms.
         """
-        tool = _which(os.environ.get("PATH"), "prlimit")
+        tool = which("prlimit")
         if tool is None:
             return None
         args = [tool]
-        for flag, which, value in self._values():
+        for flag, resource_id, value in self._values():
             if value is not None:
-                capped = _within_hard_limit(which, value)
+                capped = _within_hard_limit(resource_id, value)
                 args.append(f"{flag}={capped}:{capped}")
         return (*args, "--")
 
@@ -410,16 +415,22 @@ class StartedProcess:
         if self._done:
             return
         self._done = True
+        self._reap()
+
+    def _reap(self) -> int:
+        """Kill the child's group, close its pipes, reap it and whatever it left; its exit
+        status."""
         proc = self.proc
         _kill_group(proc)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 if stream is not None:
                     stream.close()
-        proc.wait()
+        returncode = proc.wait()
         release(proc)
         if self._before is not None:
             _kill_orphans(self._before)
+        return returncode
 
     def finish(
         self,
@@ -441,8 +452,6 @@ class StartedProcess:
         assert proc.stdout is not None
         assert proc.stderr is not None
         started = time.monotonic()
-        reaping = self._before is not None
-        before = self._before or set()
         deadline = started + timeout_s
         out = bytearray()
         err = bytearray()
@@ -525,14 +534,7 @@ class StartedProcess:
                     stopped = watch()
         finally:
             sel.close()
-            _kill_group(proc)
-            for stream in (proc.stdin, proc.stdout, proc.stderr):
-                with contextlib.suppress(OSError):
-                    stream.close()
-            returncode = proc.wait()
-            release(proc)
-            if reaping:
-                _kill_orphans(before)
+            returncode = self._reap()
         if timed_out or truncated or stopped is not None:
             returncode_out: int | None = None
         else:

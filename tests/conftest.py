@@ -53,6 +53,17 @@ def repin(task_class_dir: Path) -> None:
     write_digests(task_class_dir / "cases")
 
 
+def grow_stub(task_class_dir: Path, more: int) -> None:
+    """Add ``more`` copies of the stub's ``alpha`` case (``more0``, ``more1`` …), each with a
+    canary pin of its own, and repin."""
+    for i in range(more):
+        case = task_class_dir / "cases" / f"more{i}"
+        shutil.copytree(task_class_dir / "cases" / "alpha", case)
+        toml = (case / "case.toml").read_text().replace('"alpha"', f'"more{i}"')
+        (case / "case.toml").write_text(toml.replace("0011223344556611", f"00112233445566a{i}"))
+    repin(task_class_dir)
+
+
 def run_stub(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pytest.RunResult:
     """Run the stub bench (``bench/stub`` under the pytester directory) in a subprocess."""
     return pytester.runpytest_subprocess(

@@ -9,7 +9,6 @@ case (and, without that check, would have scored the agent with the other rubric
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from pytest_codegenie_eval.execution.executors.dask_worker import (
 from pytest_codegenie_eval.execution.executors.spec import ExecutorSpec, parse_executor
 from pytest_codegenie_eval.execution.sut import SutPolicy, resolve_sut
 from pytest_codegenie_eval.taskclass.loader import load_task_class, rubric_digest
-from tests.conftest import REPO, copy_stub, newest_report, repin, run_cli
+from tests.conftest import REPO, copy_stub, grow_stub, newest_report, run_cli
 
 pytest.importorskip("distributed")
 
@@ -148,12 +147,7 @@ def test_a_case_whose_retry_dies_too_is_recorded_as_worker_lost(
 def test_the_cost_cap_stops_submission_across_the_cluster(
     pytester: pytest.Pytester, stub_bench: Path
 ) -> None:
-    for i in range(5):  # eight cases in all
-        case = stub_bench / "cases" / f"more{i}"
-        shutil.copytree(stub_bench / "cases" / "alpha", case)
-        toml = (case / "case.toml").read_text().replace('"alpha"', f'"more{i}"')
-        (case / "case.toml").write_text(toml.replace("0011223344556611", f"00112233445566a{i}"))
-    repin(stub_bench)
+    grow_stub(stub_bench, 5)  # eight cases in all
     (pytester.path / "spender.py").write_text(SPENDER)
     done = run_cli(
         pytester.path,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 
 from pytest_codegenie_eval.cli import main as cli
 from pytest_codegenie_eval.execution.executors.spec import parse_executor
-from tests.conftest import newest_report, repin, run_cli
+from tests.conftest import grow_stub, newest_report, run_cli
 
 LOCAL = "--codegenie-executor=local:4"
 RUN = ("run", "-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-no-cache")
@@ -121,12 +120,7 @@ def test_attempts_overlap_and_give_the_sequential_results(
 def test_the_cost_cap_stops_attempts_from_starting(
     pytester: pytest.Pytester, stub_bench: Path
 ) -> None:
-    for i in range(5):  # eight cases in all
-        case = stub_bench / "cases" / f"more{i}"
-        shutil.copytree(stub_bench / "cases" / "alpha", case)
-        toml = (case / "case.toml").read_text().replace('"alpha"', f'"more{i}"')
-        (case / "case.toml").write_text(toml.replace("0011223344556611", f"00112233445566a{i}"))
-    repin(stub_bench)
+    grow_stub(stub_bench, 5)  # eight cases in all
     (pytester.path / "spender.py").write_text(SPENDER)
     done = run_cli(
         pytester.path,

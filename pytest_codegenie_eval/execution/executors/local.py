@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pytest_codegenie_eval.execution.attempt import RunSettings, attempt_case
+from pytest_codegenie_eval.execution.attempt import Attempt, RunSettings, attempt_case
 from pytest_codegenie_eval.execution.executors.protocol import Outcome
 from pytest_codegenie_eval.execution.sut import HookRunner, SutSpec
 from pytest_codegenie_eval.store.cost_ledger import cap_reached
@@ -28,6 +28,19 @@ class LocalJob:
     sut: SutSpec
     repeat: int = 1
     hook: HookRunner | None = None  # runs a SUT given as a pytest hook
+
+
+def run_job(job: LocalJob, settings: RunSettings) -> Attempt:
+    """Run one job's attempt here, in the calling thread."""
+    return attempt_case(
+        job.task_class,
+        job.entry,
+        job.sut,
+        settings,
+        nodeid=job.nodeid,
+        hook=job.hook,
+        repeat=job.repeat,
+    )
 
 
 class LocalExecutor:
@@ -54,16 +67,7 @@ class LocalExecutor:
             spent = settings.ledger.total_usd()
             if cap_reached(spent, settings.max_cost_usd):
                 return Outcome(None, spent)
-        attempt = attempt_case(
-            job.task_class,
-            job.entry,
-            job.sut,
-            settings,
-            nodeid=job.nodeid,
-            hook=job.hook,
-            repeat=job.repeat,
-        )
-        return Outcome(attempt)
+        return Outcome(run_job(job, settings))
 
     def close(self) -> None:
         self._jobs.clear()
@@ -107,15 +111,7 @@ class ConcurrentLocalExecutor:
             if self._stopped or (cap is not None and cap_reached(self._spent, cap)):
                 self._stopped = True
                 return Outcome(None, self._spent)
-        attempt = attempt_case(
-            job.task_class,
-            job.entry,
-            job.sut,
-            self.settings,
-            nodeid=job.nodeid,
-            hook=job.hook,
-            repeat=job.repeat,
-        )
+        attempt = run_job(job, self.settings)
         with self._lock:
             self._spent += attempt.result.cost_usd
         return Outcome(attempt)

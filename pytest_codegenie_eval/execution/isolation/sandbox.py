@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Literal
 
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution.isolation.jailuser import JailUser, Stage, missing_tools
+from pytest_codegenie_eval.process import which
 
 SandboxMode = Literal["bwrap", "none"]
 NetworkMode = Literal["none", "host"]
@@ -292,16 +292,10 @@ INSTALL_HINT = (
 )
 
 
-@functools.lru_cache(maxsize=8)
-def _which_bwrap(path: str | None) -> str | None:
-    # asked several times per attempt: looked up once per PATH
-    return shutil.which("bwrap", path=path)
-
-
 def bwrap_status(user: JailUser | None = None) -> BwrapStatus:
     """Find ``bwrap`` on ``PATH`` and check, once per binary and jail user, that it can
     start a jail (as ``user`` through this process's :class:`Stage` when one is given)."""
-    path = _which_bwrap(os.environ.get("PATH"))
+    path = which("bwrap")
     cached = _status_cache.get((path, user))
     if cached is not None:
         return cached

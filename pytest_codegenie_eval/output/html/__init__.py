@@ -41,7 +41,8 @@ import importlib.resources
 import json
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ from pytest_codegenie_eval.output.html.data import (
     agent_of,
     collect,
     index_payload,
+    run_state,
     run_totals,
     transcript_view,
 )
@@ -206,12 +208,15 @@ def _write_diff(site: SiteData, out: Path, digest: str) -> None:
     _write(out / "diffs" / f"{digest}.js", _js("CG.fragment", "diff", digest, fragment))
 
 
-def _write_transcript(env: Any, site: SiteData, out: Path, case: CaseResult) -> None:
+def _write_transcript(
+    env: Any, site: SiteData, out: Path, case: CaseResult
+) -> tuple[float, ...] | None:
     """``transcripts/<digest>.js`` (the transcript an attempt page shows: rendered by the
-    autoescaping templates, or why it cannot be) and the raw ``.jsonl``."""
+    autoescaping templates, or why it cannot be) and the raw ``.jsonl``; returns its calls'
+    latencies (``None`` when it cannot be read or a call has none)."""
     view = transcript_view(site.transcripts_dir, case)
     if view is None or not view.digest:
-        return
+        return None
     if view.transcript is None:
         fragment: dict[str, object] = {"missing": view.note}
     else:
@@ -219,12 +224,12 @@ def _write_transcript(env: Any, site: SiteData, out: Path, case: CaseResult) -> 
         fragment = {
             "html": env.get_template("_transcript.html.j2").render(tx=view, **FORMATS),
             "raw": f"{view.digest}.jsonl",
-            "latencies": list(view.latencies) if view.latencies is not None else None,
         }
     _write(
         out / "transcripts" / f"{view.digest}.js",
         _js("CG.fragment", "transcript", view.digest, fragment),
     )
+    return view.latencies
 
 
 def _trend(site: SiteData, view: TaskClassView) -> tuple[str, dict[str, float], list[str]]:
@@ -252,10 +257,17 @@ def _compare_default(view: TaskClassView) -> tuple[int, int] | None:
 
 
 def _render_task_class(
-    env: Any, site: SiteData, view: TaskClassView, out: Path, common: dict[str, Any], done: set[str]
+    env: Any,
+    site: SiteData,
+    view: TaskClassView,
+    out: Path,
+    common: dict[str, Any],
+    diffs: set[str],
+    latencies: dict[str, tuple[float, ...] | None],
 ) -> int:
     """The task class's pages and data files; returns how many attempts they show.
-    ``done`` holds the diff and transcript digests already written (shared by the site)."""
+    ``diffs`` holds the diffs already written, ``latencies`` the transcripts already written
+    and their calls' latencies (both shared by the site)."""
     base = out / "tc" / view.slug
     chart, thresholds, agents = _trend(site, view)
     attempts = 0
@@ -271,27 +283,19 @@ def _render_task_class(
         _write(base / "data" / f"run-{run.seq}.js", f"CG.run({run.seq},{text});\n")
         for case in report.cases:
             digest = case.diff_digest
-            if digest and _HEX_DIGEST.fullmatch(digest) and digest not in done:
-                done.add(digest)
+            if digest and _HEX_DIGEST.fullmatch(digest) and digest not in diffs:
+                diffs.add(digest)
                 _write_diff(site, out, digest)
             usage = case.model_usage
-            key = f"t:{usage.transcript_digest}" if usage and usage.transcript_digest else ""
-            if key and _HEX_DIGEST.fullmatch(key[2:]) and key not in done:
-                done.add(key)
-                _write_transcript(env, site, out, case)
+            told = usage.transcript_digest if usage is not None else ""
+            if told and _HEX_DIGEST.fullmatch(told) and told not in latencies:
+                latencies[told] = _write_transcript(env, site, out, case)
     _write(
         base / "data" / "index.js",
         _js("CG.index", index_payload(view, _compare_default(view))),
     )
     latest = view.latest
     report = latest.report if latest is not None else None
-    latencies: dict[str, tuple[float, ...] | None] = {}
-    if report is not None:
-        for case in report.cases:
-            if case.model_usage is not None and case.model_usage.transcript_digest:
-                found = transcript_view(site.transcripts_dir, case)
-                if found is not None:
-                    latencies[found.digest] = found.latencies
     _write(
         base / "index.html",
         env.get_template("task_class.html.j2").render(
@@ -329,12 +333,9 @@ def build_site(
     :class:`HtmlDependencyMissing` without the html extra and :class:`CodegenieEvalError`
     for a missing state directory or task class."""
     require()
-    paused = gc.isenabled()
-    gc.disable()  # a build holds every report (100,000 results for 1,000 runs of 100 cases):
-    try:  # the cyclic collector would rescan them all, over and over, for no garbage
-        return _build_site(
+    with _gc_paused():
+        site = collect(
             state_dir,
-            out,
             task_class=task_class,
             tiers_path=tiers_path,
             compare_refs=compare_refs,
@@ -342,33 +343,26 @@ def build_site(
             check=check,
             known=known,
         )
+        return _render_site(site, out)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off: a build holds every report (100,000 results for
+    1,000 runs of 100 cases), and the collector would rescan them all, over and over, for
+    no garbage."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if paused:
             gc.enable()
 
 
-def _build_site(
-    state_dir: Path,
-    out: Path,
-    *,
-    task_class: str | None,
-    tiers_path: Path | None,
-    compare_refs: tuple[str, str] | None,
-    bench_root: Path | None,
-    check: VerifyResult | None,
-    known: Mapping[str, TaskClass] | None,
-) -> SiteSummary:
+def _render_site(site: SiteData, out: Path) -> SiteSummary:
     from pytest_codegenie_eval import __version__
 
-    site = collect(
-        state_dir,
-        task_class=task_class,
-        tiers_path=tiers_path,
-        compare_refs=compare_refs,
-        bench_root=bench_root,
-        check=check,
-        known=known,
-    )
     for stale in ("tc", "diffs", "transcripts"):
         if (out / stale).is_dir():
             shutil.rmtree(out / stale)  # pages and fragments of an earlier build
@@ -380,6 +374,9 @@ def _build_site(
         "site": site,
         "version": __version__,
         "built_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        # the page's rules, the ones the data files carry too: one place for each
+        "agent": agent_of,
+        "run_state": run_state,
         **FORMATS,
     }
     _write(
@@ -387,9 +384,10 @@ def _build_site(
         env.get_template("index.html.j2").render(**common, root="", views=site.task_classes),
     )
     attempts = 0
-    done: set[str] = set()
+    diffs: set[str] = set()
+    latencies: dict[str, tuple[float, ...] | None] = {}
     for view in site.task_classes:
-        attempts += _render_task_class(env, site, view, out, common, done)
+        attempts += _render_task_class(env, site, view, out, common, diffs, latencies)
     return SiteSummary(
         index=out / "index.html",
         task_classes=len(site.task_classes),

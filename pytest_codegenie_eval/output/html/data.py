@@ -415,9 +415,12 @@ def run_state(report: BenchRunReport) -> str:
         return "complete"
     if report.incomplete_reason == "shard" and report.shard is not None:
         return f"shard {report.shard.label}"
-    reason = {"cost_cap": "cost cap", "subset": "subset"}.get(
-        report.incomplete_reason or "", (report.incomplete_reason or "subset").replace("_", " ")
-    )
+    reason = {
+        "cost_cap": "cost cap",
+        "subset": "subset",
+        "infrastructure": "infrastructure",
+        "harness_write": "not all kept",
+    }.get(report.incomplete_reason or "", "subset")
     return f"partial: {reason}"
 
 
@@ -457,16 +460,11 @@ def index_payload(
         report = run.report
         if report is not None:
             cells: list[list[float | int] | None] = [None] * len(case_ids)
-            by_case: dict[str, list[CaseResult]] = {}
-            for result in report.cases:
-                if result.status != "skipped_cost_cap":  # as attempts_by_case leaves them
-                    by_case.setdefault(result.case_id, []).append(result)
-            for case_id, attempts in by_case.items():
+            for case_id, attempts in attempts_by_case(report.cases).items():
                 first = attempts[0]
                 if len(attempts) == 1:  # the common case, without the general path's cost
                     score, passed, passes = first.score, first.passed, int(first.passed)
                 else:
-                    attempts = attempts_by_case(attempts)[case_id]
                     score, passed = case_mean(attempts), case_passed(attempts)
                     passes = sum(1 for a in attempts if a.passed)
                 key = f"{first.rubric_digest or report.rubric_digest}/{first.case_digest}"
