@@ -33,6 +33,7 @@ from pytest_codegenie_eval.execution.diff import unified_diff
 from pytest_codegenie_eval.execution.gateway.settings import GatewaySettings
 from pytest_codegenie_eval.execution.isolation.jailuser import hand_over
 from pytest_codegenie_eval.execution.rubric_runner import (
+    PendingRubric,
     ValidatedScore,
     rubric_isolation,
     start_rubric,
@@ -207,6 +208,51 @@ def _why(exc: OSError) -> str:
     return f"{exc.strerror or type(exc).__name__}" + (f" ({exc.filename})" if exc.filename else "")
 
 
+@dataclass
+class StagedAttempt:
+    """An attempt's run directory with its rubric already started (:func:`stage_attempt`):
+    what an attempt can set up before it runs, ahead of time. :func:`attempt_case` takes it
+    over; one never used is closed (:meth:`close`: its rubric ended unasked, its directory
+    removed)."""
+
+    nodeid: str
+    run_dir: Path
+    workspace: Path
+    rubric_mode: str
+    pending: PendingRubric
+
+    def close(self) -> None:
+        self.pending.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def stage_attempt(
+    task_class: LoadedTaskClass, entry: CaseEntry, settings: RunSettings, nodeid: str = ""
+) -> StagedAttempt:
+    """Make an attempt's run directory and empty workspace and start its rubric: the
+    rubric's jail and interpreter come up and wait for their request while the workspace is
+    filled and the SUT runs (or, started ahead, while the attempt before it runs). The
+    rubric's jail user must enter the run directory to reach the workspace, which it binds
+    live."""
+    case = entry.case
+    if case is None or entry.error is not None:
+        raise ValueError(f"case {entry.name} did not load: {entry.error}")
+    run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
+    try:
+        jail_user = settings.sut_policy.jail_user
+        rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
+        workspace = workspace_of(run_dir)
+        if rubric_mode == "bwrap" and jail_user is not None:
+            hand_over(run_dir, jail_user)
+        pending = start_rubric(
+            task_class, case, entry.directory, workspace, settings.rubric_sandbox, jail_user
+        )
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return StagedAttempt(nodeid, run_dir, workspace, rubric_mode, pending)
+
+
 def attempt_case(
     task_class: LoadedTaskClass,
     entry: CaseEntry,
@@ -216,31 +262,26 @@ def attempt_case(
     nodeid: str = "",
     hook: HookRunner | None = None,
     repeat: int = 1,
+    staged: StagedAttempt | None = None,
 ) -> Attempt:
     """Run one attempt of a loaded case: workspace, SUT, checks, rubric. Nothing is kept
     but the ledger entry of the SUT's cost, written as the SUT ends when ``settings`` has a
     ledger (so a cost-capped session counts it even if scoring then fails);
-    :func:`record_attempt` keeps the rest."""
+    :func:`record_attempt` keeps the rest. ``staged`` is this attempt's run directory and
+    rubric, started ahead (:func:`stage_attempt`); the attempt takes it over."""
     case = entry.case
     if case is None or entry.error is not None:
+        if staged is not None:
+            staged.close()
         raise ValueError(f"case {entry.name} did not load: {entry.error}")
     started = time.monotonic()
-    run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
     jail_user = settings.sut_policy.jail_user
-    rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
+    if staged is None:
+        staged = stage_attempt(task_class, entry, settings, nodeid)
+    run_dir, workspace, rubric_mode = staged.run_dir, staged.workspace, staged.rubric_mode
     later = ExitStack()
     try:
-        # the rubric's jail and interpreter start first and wait for their request while the
-        # workspace is filled and the SUT runs (its jail user must enter the run directory to
-        # reach the workspace, which it binds live)
-        workspace = workspace_of(run_dir)
-        if rubric_mode == "bwrap" and jail_user is not None:
-            hand_over(run_dir, jail_user)
-        pending = later.enter_context(
-            start_rubric(
-                task_class, case, entry.directory, workspace, settings.rubric_sandbox, jail_user
-            )
-        )
+        pending = later.enter_context(staged.pending)
         prepare_workspace(task_class, entry, run_dir)
         with tag_invocation(
             settings.ledger, settings.run_scope, task_class.name, case.case_id

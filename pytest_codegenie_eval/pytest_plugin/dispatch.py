@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pytest_codegenie_eval.errors import CodegenieEvalError
-from pytest_codegenie_eval.execution.attempt import cache_key, cached_result
 from pytest_codegenie_eval.execution.executors.dask_worker import (
     CaseJob,
     TaskClassBundle,
@@ -63,21 +61,9 @@ def submit_items(bench: BenchSession, items: Iterable[Any]) -> int:
 
 
 def _runnable(bench: BenchSession, items: Iterable[Any]) -> Iterator[tuple[CaseItem, SutSpec]]:
-    """The case items an executor runs, with their SUT: loaded, valid and not cached (a
-    broken case runs, and fails, in its item; a cache hit costs nothing: the item reads
-    it itself)."""
-    settings = bench.run_settings
+    """The case items an executor runs, with their SUT (:meth:`CaseItem.runnable_sut`)."""
     for item in items:
-        if not isinstance(item, CaseItem) or item.error is not None:
-            continue
-        loaded, entry = item.task_class, item.entry
-        if loaded is None or entry is None or entry.case is None or entry.error is not None:
-            continue
-        try:
-            sut = bench.sut_for(loaded)
-        except CodegenieEvalError:
-            continue
-        key = cache_key(entry, loaded, sut, settings, item.repeat)
-        if cached_result(settings, key, item.nodeid, item.repeat) is not None:
-            continue
-        yield item, sut
+        if isinstance(item, CaseItem):
+            sut = item.runnable_sut(bench)
+            if sut is not None:
+                yield item, sut

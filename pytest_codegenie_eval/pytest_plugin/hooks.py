@@ -134,8 +134,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     submit_items(bench, session.items)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Note which item runs next: the local executor starts its rubric alongside this one."""
+    bench = item.config.stash.get(SESSION_KEY, None)
+    if bench is not None:
+        bench.next_item = nextitem
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     bench = config.stash.get(SESSION_KEY, None)
+    if bench is not None:
+        bench.local.close()  # a rubric started for an item that never ran ends here
     if bench is not None and bench.executor is not None:
         bench.executor.close()
         bench.executor = None

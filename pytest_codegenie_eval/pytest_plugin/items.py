@@ -245,10 +245,40 @@ class CaseItem(pytest.Item):
             if hit is not None:
                 return hit, 0.0
             bench.local.submit([self.local_job(sut)])
+            bench.local.expect(self._next_local_job(bench))
         outcome = executor.wait(self.nodeid)
         if outcome.attempt is None:
             return None, outcome.spent_usd
         return record_attempt(settings, key, outcome.attempt), 0.0
+
+    def runnable_sut(self, bench: BenchSession) -> SutSpec | None:
+        """This item's SUT when an executor is to run its attempt: the case loaded and valid,
+        and not cached (a broken case runs, and fails, in its item; a cache hit costs
+        nothing: the item reads it itself)."""
+        loaded, entry = self.task_class, self.entry
+        if self.error is not None or loaded is None or entry is None:
+            return None
+        if entry.case is None or entry.error is not None:
+            return None
+        try:
+            sut = bench.sut_for(loaded)
+        except CodegenieEvalError:
+            return None
+        settings = bench.run_settings
+        key = cache_key(entry, loaded, sut, settings, self.repeat)
+        if cached_result(settings, key, self.nodeid, self.repeat) is not None:
+            return None
+        return sut
+
+    def _next_local_job(self, bench: BenchSession) -> LocalJob | None:
+        """The attempt pytest runs after this one, when the local executor will run it."""
+        upcoming = bench.next_item
+        if not isinstance(upcoming, CaseItem) or upcoming is self:
+            return None
+        if bench.executor_for(upcoming.nodeid) is not bench.local:
+            return None
+        sut = upcoming.runnable_sut(bench)
+        return upcoming.local_job(sut) if sut is not None else None
 
     def local_job(self, sut: SutSpec) -> LocalJob:
         """This attempt as a job for a local executor."""

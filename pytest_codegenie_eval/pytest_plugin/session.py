@@ -98,6 +98,8 @@ class BenchSession:
         )
 
         self.local = LocalExecutor(self.run_settings)
+        # the item pytest runs after the one running now (its rubric may start early)
+        self.next_item: pytest.Item | None = None
 
     def executor_for(self, nodeid: str) -> DaskRunner | ConcurrentLocalExecutor | LocalExecutor:
         """The executor that runs the attempt with this node id."""

@@ -4,6 +4,7 @@ In every isolation this machine offers, as a root harness drops it to the sandbo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from pytest_codegenie_eval.execution.isolation.jailuser import default_jail_user
 from pytest_codegenie_eval.execution.rubric_runner import start_rubric
 from pytest_codegenie_eval.process import StartedProcess
 from pytest_codegenie_eval.taskclass.loader import LoadedTaskClass, load_task_class
-from tests.conftest import copy_stub
+from tests.conftest import copy_stub, newest_report, run_stub
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,99 @@ def test_a_rubric_never_asked_is_ended_and_its_directory_removed(
     pending.close()
     assert started.proc.poll() is not None
     assert not cwd.exists()
+
+
+# -- the next attempt's rubric starts while this one runs (sequential local executor) -----
+
+# Loaded by the session under test: logs every child the harness starts, in order, as
+# ``kind case run_dir`` (a rubric names its case directory, a SUT its workspace).
+SPAWN_LOG = """
+import json, os, re, time
+from pytest_codegenie_eval import process
+
+_popen = process.popen
+LOG = os.path.join(os.path.dirname(__file__), "spawns.jsonl")
+
+
+def popen(argv, **kwargs):
+    text = " ".join(argv)
+    # the last of each: a root harness's jail binds staged sources onto the real paths
+    run_dirs = re.findall(r"(/[^ ]*?codegenie-(?!stage-)[a-z0-9]+-[^/ ]+)/workspace", text)
+    if "runpy" in text:
+        case = re.findall(r"/cases/([a-z0-9]+)\\b", text)[-1]
+        kind = "rubric"
+    elif "answer.py" in text and run_dirs:
+        case = re.search(r"codegenie-([a-z0-9]+)-[^/]+$", run_dirs[-1]).group(1)
+        kind = "sut"
+    else:
+        return _popen(argv, **kwargs)
+    run_dir = run_dirs[-1]
+    with open(LOG, "a") as fh:
+        fh.write(json.dumps({"kind": kind, "case": case, "run_dir": run_dir}) + "\\n")
+    return _popen(argv, **kwargs)
+
+
+process.popen = popen
+"""
+# Answers the question, except for the case named in its second argument.
+ANSWER = """
+import pathlib, sys
+workspace = pathlib.Path(sys.argv[1])
+n = int((workspace / "question.txt").read_text().split()[-1])
+wrong = len(sys.argv) > 2 and workspace.parent.name.startswith(f"codegenie-{sys.argv[2]}-")
+(workspace / "answer.txt").write_text(f"{n + (2 if wrong else 1)}\\n")
+"""
+
+
+def _spawns(root: Path) -> list[tuple[str, str, str]]:
+    log = root / "spawns.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return [(s["kind"], s["case"], s["run_dir"]) for s in map(json.loads, lines)]
+
+
+def test_the_next_rubric_starts_while_this_attempt_runs(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    (pytester.path / "conftest.py").write_text(SPAWN_LOG)
+    (pytester.path / "answer.py").write_text(ANSWER)
+    done = run_stub(
+        pytester, "--codegenie-no-cache", "--codegenie-sut=python answer.py {workspace}"
+    )
+    done.assert_outcomes(passed=3)
+    spawns = _spawns(pytester.path)
+    # each rubric once, the next one started before this attempt's SUT
+    assert [(kind, case) for kind, case, _ in spawns] == [
+        ("rubric", "alpha"),
+        ("rubric", "beta"),
+        ("sut", "alpha"),
+        ("rubric", "gamma"),
+        ("sut", "beta"),
+        ("sut", "gamma"),
+    ]
+    # and scored the attempt it was started for: the SUT's workspace is the rubric's
+    for case in ("alpha", "beta", "gamma"):
+        dirs = {run_dir for _, c, run_dir in spawns if c == case}
+        assert len(dirs) == 1, spawns
+    report = newest_report(pytester.path)
+    assert [c["score"] for c in report["cases"]] == [1.0, 1.0, 1.0]
+
+
+def test_a_rubric_started_for_an_attempt_that_never_runs_is_ended(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    (pytester.path / "conftest.py").write_text(SPAWN_LOG)
+    (pytester.path / "answer.py").write_text(ANSWER)
+    # alpha fails and -x stops the session: beta's rubric was started and is never asked
+    done = run_stub(
+        pytester, "-x", "--codegenie-no-cache", "--codegenie-sut=python answer.py {workspace} alpha"
+    )
+    done.assert_outcomes(failed=1)
+    spawns = _spawns(pytester.path)
+    assert [(kind, case) for kind, case, _ in spawns] == [
+        ("rubric", "alpha"),
+        ("rubric", "beta"),
+        ("sut", "alpha"),
+    ]
+    # nothing of either attempt is left behind: run directories removed
+    for _, _, run_dir in spawns:
+        assert not Path(run_dir).exists(), run_dir

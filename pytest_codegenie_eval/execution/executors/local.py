@@ -1,7 +1,8 @@
 """The local executors: attempts run in this process, one at a time, each when it is waited
-for (so pytest reports it as it runs), or with ``local:N`` up to N at once on threads, each
-driving its attempt's sandboxed processes (an agent mostly waits on a model: the threads
-wait, the processes work), handed back in the order they are waited for."""
+for (so pytest reports it as it runs; the next one's rubric starts alongside), or with
+``local:N`` up to N at once on threads, each driving its attempt's sandboxed processes (an
+agent mostly waits on a model: the threads wait, the processes work), handed back in the
+order they are waited for."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pytest_codegenie_eval.execution.attempt import Attempt, RunSettings, attempt_case
+from pytest_codegenie_eval.execution.attempt import (
+    Attempt,
+    RunSettings,
+    StagedAttempt,
+    attempt_case,
+    stage_attempt,
+)
 from pytest_codegenie_eval.execution.executors.protocol import Outcome
 from pytest_codegenie_eval.execution.sut import HookRunner, SutSpec
 from pytest_codegenie_eval.store.cost_ledger import cap_reached
@@ -30,8 +37,9 @@ class LocalJob:
     hook: HookRunner | None = None  # runs a SUT given as a pytest hook
 
 
-def run_job(job: LocalJob, settings: RunSettings) -> Attempt:
-    """Run one job's attempt here, in the calling thread."""
+def run_job(job: LocalJob, settings: RunSettings, staged: StagedAttempt | None = None) -> Attempt:
+    """Run one job's attempt here, in the calling thread (taking over ``staged``, its run
+    directory and rubric started ahead, when there is one)."""
     return attempt_case(
         job.task_class,
         job.entry,
@@ -40,37 +48,73 @@ def run_job(job: LocalJob, settings: RunSettings) -> Attempt:
         nodeid=job.nodeid,
         hook=job.hook,
         repeat=job.repeat,
+        staged=staged,
     )
 
 
 class LocalExecutor:
     """Runs each submitted attempt in the calling thread when it is waited for; an attempt
-    that would start after the run's recorded spend passed the cost cap does not start."""
+    that would start after the run's recorded spend passed the cost cap does not start.
+
+    The session may say which attempt it will ask for next (:meth:`expect`): that attempt's
+    run directory and rubric are then staged as the current attempt starts, so its rubric's
+    jail and interpreter come up while the current one runs, and it is scored without
+    waiting for them. At most one attempt is staged ahead; one the session does not ask for
+    next after all (the cost cap, ``-x``, an interrupted run) is ended unused."""
 
     label = "local"
 
     def __init__(self, settings: RunSettings) -> None:
         self.settings = settings
         self._jobs: dict[str, LocalJob] = {}
+        self._expected: LocalJob | None = None
+        self._staged: StagedAttempt | None = None
 
     def submit(self, jobs: Sequence[LocalJob]) -> None:
         for job in jobs:
             self._jobs[job.nodeid] = job
+
+    def expect(self, job: LocalJob | None) -> None:
+        """The attempt the session will ask for after the next :meth:`wait` (``None``: none
+        known)."""
+        self._expected = job
 
     def owns(self, nodeid: str) -> bool:
         return nodeid in self._jobs
 
     def wait(self, nodeid: str) -> Outcome:
         job = self._jobs.pop(nodeid)
+        staged, self._staged = self._staged, None
+        if staged is not None and staged.nodeid != nodeid:
+            staged.close()
+            staged = None
         settings = self.settings
         if settings.max_cost_usd is not None and settings.ledger is not None:
             spent = settings.ledger.total_usd()
             if cap_reached(spent, settings.max_cost_usd):
+                if staged is not None:
+                    staged.close()
+                self._expected = None
                 return Outcome(None, spent)
-        return Outcome(run_job(job, settings))
+        if staged is None:
+            staged = self._stage(job)  # this attempt's rubric first, then the next one's
+        upcoming, self._expected = self._expected, None
+        if upcoming is not None and upcoming.nodeid != nodeid:
+            self._staged = self._stage(upcoming)
+        return Outcome(run_job(job, settings, staged))
+
+    def _stage(self, job: LocalJob) -> StagedAttempt | None:
+        try:
+            return stage_attempt(job.task_class, job.entry, self.settings, job.nodeid)
+        except Exception:  # the attempt meets it again as it runs, and reports it
+            return None
 
     def close(self) -> None:
         self._jobs.clear()
+        self._expected = None
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            staged.close()
 
 
 class ConcurrentLocalExecutor:
