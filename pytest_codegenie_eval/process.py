@@ -146,6 +146,22 @@ class ResourceLimits:
                 args.append(f"{flag}={capped}:{capped}")
         return (*args, "--")
 
+    def shell_commands(self) -> str | None:
+        """These limits as ``/bin/sh`` ``ulimit`` commands joined by ``&&`` (``""`` for none),
+        for a shell that starts the child anyway (the cgroup wrapper), so no ``prlimit`` is
+        started; ``None`` where this machine's shell cannot set every one of them (probed
+        once: each value read back, soft and hard, from ``/proc/self/limits``)."""
+        flags = _shell_limit_flags()
+        if flags is None:
+            return None
+        commands = []
+        for _flag, which, value in self._values():
+            if value is not None:
+                flag, unit = flags[which]
+                capped = _within_hard_limit(which, value)
+                commands.append(f"ulimit -{flag} {capped // unit}")
+        return " && ".join(commands)
+
     def as_argument(self) -> str:
         """The limits as ``RESOURCE=VALUE`` pairs joined by commas (the rubric bootstrap's
         first argument), each within the hard limit this process inherited."""
@@ -163,6 +179,66 @@ class ResourceLimits:
                     resource.setrlimit(which, (cap, cap))
 
         return apply
+
+
+# How /bin/sh's ``ulimit`` names each limit and in what unit it counts (POSIX fixes only
+# ``-f``, in 512-byte blocks; dash, bash as ``sh`` and busybox agree on -t, -v in KiB and -f,
+# and differ on the process count: -p in dash and busybox, -u in bash).
+_SHELL_LIMITS: dict[int, tuple[str, int]] = {
+    resource.RLIMIT_CPU: ("t", 1),
+    resource.RLIMIT_AS: ("v", 1024),
+    resource.RLIMIT_FSIZE: ("f", 512),
+}
+_LIMITS_FILE_ROWS = {
+    resource.RLIMIT_CPU: "Max cpu time",
+    resource.RLIMIT_AS: "Max address space",
+    resource.RLIMIT_FSIZE: "Max file size",
+    resource.RLIMIT_NPROC: "Max processes",
+}
+
+
+@functools.cache
+def _shell_limit_flags() -> dict[int, tuple[str, int]] | None:
+    """The ``ulimit`` flag and unit for each limit :class:`ResourceLimits` sets, as this
+    machine's ``/bin/sh`` applies them, or ``None`` if it does not set them all exactly."""
+    if not sys.platform.startswith("linux") or not os.access("/bin/sh", os.X_OK):
+        return None
+    wanted = {
+        resource.RLIMIT_CPU: 7,
+        resource.RLIMIT_AS: 1 << 32,
+        resource.RLIMIT_FSIZE: 1 << 21,
+        resource.RLIMIT_NPROC: 4093,
+    }
+    wanted = {which: _within_hard_limit(which, value) for which, value in wanted.items()}
+    for nproc in ("p", "u"):
+        flags = {**_SHELL_LIMITS, resource.RLIMIT_NPROC: (nproc, 1)}
+        script = " && ".join(
+            f"ulimit -{flags[which][0]} {value // flags[which][1]}"
+            for which, value in wanted.items()
+        )
+        try:
+            probe = subprocess.run(
+                ["/bin/sh", "-c", f"{script} && exec cat /proc/self/limits"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+                env={"PATH": os.defpath},
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if probe.returncode == 0 and _limits_read_back(probe.stdout, wanted):
+            return flags
+    return None
+
+
+def _limits_read_back(table: bytes, wanted: Mapping[int, int]) -> bool:
+    """Whether ``/proc/<pid>/limits`` text holds each wanted value as soft and hard limit."""
+    rows = {}
+    for line in table.decode("ascii", "replace").splitlines():
+        for which, label in _LIMITS_FILE_ROWS.items():
+            if line.startswith(label):
+                rows[which] = line[len(label) :].split()[:2]
+    return all(rows.get(which) == [str(value)] * 2 for which, value in wanted.items())
 
 
 @dataclass(frozen=True)

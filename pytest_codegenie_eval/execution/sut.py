@@ -9,9 +9,11 @@ changes whenever its code or command changes, so cached scores never outlive the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -48,6 +50,7 @@ from pytest_codegenie_eval.execution.isolation.sandbox import (
 )
 from pytest_codegenie_eval.hashing import blake3_hex, hash_parts
 from pytest_codegenie_eval.process import (
+    ProcessResult,
     ResourceLimits,
     allowlisted_environment,
     isolated_script,
@@ -496,10 +499,18 @@ def _overflow_message(used: int, limits: SutLimits) -> str:
 
 
 def sut_environment(
-    contract: Mapping[str, str], policy: SutPolicy, *, home: str, tmpdir: str, path: str | None
+    contract: Mapping[str, str],
+    policy: SutPolicy,
+    *,
+    home: str,
+    tmpdir: str,
+    path: str | None,
+    cwd: Path,
 ) -> dict[str, str]:
     """The SUT's whole environment: the allowlist, the contract variables, and only the
-    variables the user named with ``--codegenie-sut-env``."""
+    variables the user named with ``--codegenie-sut-env``; ``HOME``, ``TMPDIR`` and ``PWD``
+    (its working directory, as a shell would export it, and as bubblewrap sets it after
+    entering it: the same value either way, so no helper has to unset it)."""
     env = allowlisted_environment()
     for name in policy.env_names:
         if name in os.environ:
@@ -507,6 +518,7 @@ def sut_environment(
     env.update(contract)
     env["HOME"] = home
     env["TMPDIR"] = tmpdir
+    env["PWD"] = str(cwd)
     if path is not None:
         env["PATH"] = path
     return env
@@ -538,6 +550,22 @@ def _memory_message(limits: SutLimits, kills: int) -> str:
         f"the SUT's processes together needed more than {limits.memory_mb} MiB "
         f"(--codegenie-sut-max-memory-mb); the kernel killed {kills} of them"
     )
+
+
+# bubblewrap runs the SUT's program itself: where it cannot, it says why and exits 1. That is
+# the shell's 127 (not found) or 126 (found, not executable), as an unjailed SUT's is.
+_EXEC_FAILED = re.compile(
+    rb"bwrap: execvp [^\n]*: (No such file or directory|Permission denied)\n?"
+)
+
+
+def _exec_failure_status(result: ProcessResult) -> ProcessResult:
+    """``result`` with the shell's exit status for a program bubblewrap could not start."""
+    found = _EXEC_FAILED.fullmatch(result.stderr)
+    if result.returncode != 1 or found is None or result.stdout:
+        return result
+    status = 127 if found.group(1) == b"No such file or directory" else 126
+    return dataclasses.replace(result, returncode=status)
 
 
 def run_sut(
@@ -598,6 +626,7 @@ def run_sut(
             home=SANDBOX_HOME,
             tmpdir=SANDBOX_TMP,
             path=sandbox_path(bins, visible),
+            cwd=workspace,
         )
         if policy.jail_user is not None:
             give_to(policy.jail_user, workspace)
@@ -611,6 +640,7 @@ def run_sut(
             scratch_bytes=policy.limits.max_workspace_bytes,
             user=policy.jail_user,
             readonly_proc=policy.readonly_proc,
+            keep_pwd=True,  # PWD is the workspace already, the value bwrap sets
         )
         argv = jail.argv(status.path, argv)
         child_env: Mapping[str, str] = jail.spawn_env()
@@ -620,12 +650,21 @@ def run_sut(
         tmp.mkdir(exist_ok=True)
         if gateway is not None:
             env = {**env, **gateway.env()}
-        child_env = sut_environment(env, policy, home=str(home), tmpdir=str(tmp), path=None)
+        child_env = sut_environment(
+            env, policy, home=str(home), tmpdir=str(tmp), path=None, cwd=workspace
+        )
 
     watch = _Watch(workspace, policy.limits, jailed=isolation == "bwrap")
     with _child_cgroups(policy) as cgroups:
+        limits: ResourceLimits | None = _limits(
+            policy, case, nproc=cgroups.pids is None, address_space=cgroups.memory is None
+        )
         if cgroups.directories():
-            argv = cgroups.wrap(argv)
+            # the shell that moves the SUT into its cgroups sets its limits too, where it can
+            ulimits = limits.shell_commands() if limits is not None else None
+            argv = cgroups.wrap(argv, ulimits or "")
+            if ulimits is not None:
+                limits = None
         kills_before = cgroups.oom_kills()
         result = run_process(
             argv,
@@ -634,14 +673,14 @@ def run_sut(
             timeout_s=case.sut_timeout_s,
             max_stdout=8 * MiB,
             max_stderr=256 * 1024,
-            limits=_limits(
-                policy, case, nproc=cgroups.pids is None, address_space=cgroups.memory is None
-            ),
+            limits=limits,
             watch=watch,
             on_start=watch.started,
         )
         kills = cgroups.oom_kills() - kills_before
     watch.pid = None  # the jail is gone: what is left to check is the workspace
+    if isolation == "bwrap":
+        result = _exec_failure_status(result)
     overflow = result.stopped or watch()
     cost, cost_error = _read_cost(workspace)
     error = result.spawn_error or cost_error

@@ -143,6 +143,7 @@ def test_only_the_named_variables_reach_the_sut(
     pytester.makepyfile(
         agent="import json, os\nprint(json.dumps(sorted(os.environ)))\n"
         "print(os.environ.get('MY_AGENT_KEY', ''))\n"
+        "print(os.environ.get('PWD') == os.getcwd())\n"
     )
     args = ["--codegenie-sut-env=MY_AGENT_KEY"] if via == "option" else []
     if via == "ini":
@@ -157,6 +158,7 @@ def test_only_the_named_variables_reach_the_sut(
     out = _only_case(pytester.path)["stdout_tail"].splitlines()
     names = set(json.loads(out[0]))
     assert out[1] == "key-given-on-purpose"
+    assert out[2] == "True"  # PWD is the working directory, jailed or not
     assert "OTHER_SECRET" not in names
     assert names <= {
         "PATH",
@@ -166,6 +168,7 @@ def test_only_the_named_variables_reach_the_sut(
         "TZ",
         "HOME",
         "TMPDIR",
+        "PWD",
         "MY_AGENT_KEY",
         "CODEGENIE_CANARY",
         "CODEGENIE_BENCH_INVOCATION_TAG",

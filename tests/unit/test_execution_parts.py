@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -201,6 +202,42 @@ def test_run_process_limits_apply_to_the_child(tmp_path: Path) -> None:
         limits=ResourceLimits(file_size_bytes=12345),
     )
     assert result.stdout.strip() == b"12345"
+
+
+def _limit_rows(table: bytes) -> dict[str, list[str]]:
+    wanted = ("Max cpu time", "Max address space", "Max file size", "Max processes")
+    rows = {}
+    for line in table.decode().splitlines():
+        for label in wanted:
+            if line.startswith(label):
+                rows[label] = line[len(label) :].split()[:2]
+    return rows
+
+
+def test_the_shells_ulimits_set_what_prlimit_sets(tmp_path: Path) -> None:
+    # the cgroup wrapper's shell sets the SUT's limits itself (no prlimit started): the
+    # child must get exactly the limits prlimit gives it, soft and hard
+    limits = ResourceLimits(
+        cpu_seconds=33, address_space_bytes=512 << 20, file_size_bytes=8 << 20, processes=777
+    )
+    commands = limits.shell_commands()
+    prefix = limits.command_prefix()
+    if commands is None or prefix is None:
+        pytest.skip("this machine's /bin/sh cannot set every limit, or there is no prlimit")
+    cat = ["cat", "/proc/self/limits"]
+    by_shell = subprocess.run(
+        ["/bin/sh", "-c", f'{commands} && exec "$@"', "sh", *cat], capture_output=True
+    )
+    by_prlimit = subprocess.run([*prefix, *cat], capture_output=True)
+    assert by_shell.returncode == 0, by_shell.stderr
+    rows = _limit_rows(by_shell.stdout)
+    assert rows == _limit_rows(by_prlimit.stdout)
+    assert rows == {
+        "Max cpu time": ["33", "33"],
+        "Max address space": [str(512 << 20)] * 2,
+        "Max file size": [str(8 << 20)] * 2,
+        "Max processes": ["777", "777"],
+    }
 
 
 def test_a_child_that_closes_its_streams_keeps_its_own_exit_code(tmp_path: Path) -> None:

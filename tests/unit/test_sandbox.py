@@ -153,7 +153,12 @@ def test_sut_environment_is_an_allowlist(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("LANG", "C.UTF-8")
     policy = SutPolicy(env_names=("MY_AGENT_TOKEN", "NOT_SET_ANYWHERE"))
     env = sut_environment(
-        {"CODEGENIE_CASE_ID": "c"}, policy, home="/home/sut", tmpdir="/tmp", path="/usr/bin"
+        {"CODEGENIE_CASE_ID": "c"},
+        policy,
+        home="/home/sut",
+        tmpdir="/tmp",
+        path="/usr/bin",
+        cwd=Path("/work/ws"),
     )
     inherited = {name: os.environ[name] for name in ("LC_ALL", "TZ") if name in os.environ}
     assert env == {
@@ -163,6 +168,7 @@ def test_sut_environment_is_an_allowlist(monkeypatch: pytest.MonkeyPatch) -> Non
         "CODEGENIE_CASE_ID": "c",
         "HOME": "/home/sut",
         "TMPDIR": "/tmp",
+        "PWD": "/work/ws",
         **inherited,
     }
 

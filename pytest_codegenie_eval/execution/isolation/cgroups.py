@@ -182,13 +182,16 @@ class ChildCgroups:
     def directories(self) -> list[Path]:
         return list(dict.fromkeys(d for d in (self.pids, self.memory) if d is not None))
 
-    def wrap(self, argv: list[str]) -> list[str]:
-        """``argv`` started from inside the cgroups (a shell moves itself in, then execs)."""
+    def wrap(self, argv: list[str], then: str = "") -> list[str]:
+        """``argv`` started from inside the cgroups: a shell moves itself in, runs the shell
+        commands ``then`` (the ``ulimit`` commands of the child's limits), then execs."""
         procs = [str(d / "cgroup.procs") for d in self.directories()]
         if not procs:
             return list(argv)
-        moves = " && ".join(f'echo 0 > "${i + 1}"' for i in range(len(procs)))
-        script = f'{moves} && shift {len(procs)} && exec "$@"'
+        steps = [f'echo 0 > "${i + 1}"' for i in range(len(procs))]
+        if then:
+            steps.append(then)
+        script = f'{" && ".join(steps)} && shift {len(procs)} && exec "$@"'
         return ["/bin/sh", "-c", script, "sh", *procs, *argv]
 
     def oom_kills(self) -> int:
