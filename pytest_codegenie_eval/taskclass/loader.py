@@ -217,13 +217,23 @@ def parse_case_toml(path: Path) -> BenchCase:
         raise BenchCaseLoadError(path, message, field=fld) from exc
 
 
-def load_cases(cases_dir: Path) -> tuple[tuple[CaseEntry, ...], tuple[str, ...]]:
-    """Load every case directory; returns the entries and pins naming no directory."""
+Pins = tuple[dict[str, str], DigestsFileInvalid | None]
+
+
+def read_pins(cases_dir: Path) -> Pins:
+    """The pins of ``cases_dir/digests.yaml``, or none and why that file is refused."""
     try:
-        pins = read_digests(cases_dir)
-        pins_error: CodegenieEvalError | None = None
+        return read_digests(cases_dir), None
     except DigestsFileInvalid as exc:
-        pins, pins_error = {}, exc
+        return {}, exc
+
+
+def load_cases(
+    cases_dir: Path, pins_read: Pins | None = None
+) -> tuple[tuple[CaseEntry, ...], tuple[str, ...]]:
+    """Load every case directory; returns the entries and pins naming no directory. The
+    pins are read from ``cases_dir`` unless ``pins_read`` holds them already."""
+    pins, pins_error = pins_read if pins_read is not None else read_pins(cases_dir)
     entries: list[CaseEntry] = []
     seen: dict[str, Path] = {}
     children = sorted(p for p in cases_dir.iterdir() if p.is_dir() and p.name not in NOT_CASE_DIRS)

@@ -26,7 +26,7 @@ from pytest_codegenie_eval.execution.executors.dask_worker import (
 from pytest_codegenie_eval.execution.executors.spec import ExecutorSpec, parse_executor
 from pytest_codegenie_eval.execution.sut import SutPolicy, resolve_sut
 from pytest_codegenie_eval.taskclass.loader import load_task_class, rubric_digest
-from tests.conftest import REPO, copy_stub, grow_stub, newest_report, run_cli
+from tests.conftest import REPO, copy_stub, grow_stub, newest_report, repin, run_cli
 
 pytest.importorskip("distributed")
 
@@ -281,3 +281,37 @@ def test_an_existing_scheduler_is_used_by_its_address(
     ran_on = {t["worker"] for c in report["cases"] for t in c["executor_attempts"]}
     assert ran_on <= workers
     assert ran_on  # the cases ran on that cluster's workers, not in pytest
+
+
+def test_a_worker_checks_a_re_pinned_case_against_its_new_pins(tmp_path: Path) -> None:
+    # one long-lived worker, two sessions: between them a case was edited and re-pinned; the
+    # definition (rubric digest) is the same, the pins are not. Run here, in this process,
+    # as a worker runs it.
+    task_class = copy_stub(tmp_path)
+
+    def attempt() -> Any:
+        loaded = load_task_class(task_class)
+        job = job_for(
+            nodeid="alpha",
+            loaded=loaded,
+            entry=loaded.by_dir["alpha"],
+            sut=resolve_sut("noop", baseline_script=None, rootdir=tmp_path, hook_identity=None),
+            sut_option="noop",
+            policy=SutPolicy(),
+            rubric_sandbox="auto",
+            cassette_dir=None,
+            cassette_digest="",
+            run_scope="t",
+            repeat=1,
+            import_timeout_s=60,
+            stop_event="",
+        )
+        return run_on_worker(bundle_task_class(loaded), job).result
+
+    first = attempt()
+    assert first.status == "scored", first.failure_modes
+    (task_class / "cases" / "alpha" / "input" / "question.txt").write_text("What is 1 + 41?\n")
+    repin(task_class)
+    second = attempt()
+    assert second.status == "scored", second.failure_modes
+    assert second.case_digest != first.case_digest

@@ -85,11 +85,25 @@ _TLS_KEYS = (
 
 
 def _warm_up() -> str:
-    """Import what a case needs on a worker (run on every worker when the runner starts)."""
+    """Make a worker ready for its first case, run on every worker as the runner starts:
+    import what a case needs, and find out once what isolation the worker has (bubblewrap,
+    as the default jail user through its staging namespace for a root worker, the rlimits
+    its shell sets), so the first case pays none of it."""
+    import pytest_codegenie_eval.execution.attempt
     import pytest_codegenie_eval.execution.executors.dask_worker
     import pytest_codegenie_eval.rubric  # noqa: F401
     from pytest_codegenie_eval import __version__
+    from pytest_codegenie_eval.execution.isolation.jailuser import Stage, default_jail_user
+    from pytest_codegenie_eval.execution.isolation.sandbox import bwrap_status
+    from pytest_codegenie_eval.process import ResourceLimits, sandbox_prefix
 
+    user = default_jail_user()
+    if bwrap_status(user).usable:
+        if user is not None:
+            Stage.for_process()
+    else:
+        sandbox_prefix()
+    ResourceLimits(cpu_seconds=1).shell_commands()
     return __version__
 
 

@@ -15,6 +15,7 @@ knows nothing of the controller.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
 import tempfile
@@ -35,9 +36,11 @@ from pytest_codegenie_eval.taskclass.layout import CASES, DIGESTS_FILE
 from pytest_codegenie_eval.taskclass.loader import (
     CaseEntry,
     LoadedTaskClass,
+    Pins,
     definition_files,
     load_cases,
     load_task_class,
+    read_pins,
     rubric_digest,
 )
 
@@ -150,15 +153,19 @@ def _mismatch(job: CaseJob, detail: str, worker: str) -> WorkerReply:
 
 
 # A worker loads each task class definition once (its registration is imported in a child
-# interpreter, ~50 ms): by rubric digest, in a directory of its own, re-checked before use.
-_DEFINITIONS: dict[str, LoadedTaskClass] = {}
+# interpreter, ~50 ms): by rubric digest and case pins (the pins are not part of the rubric
+# digest: a bench re-pinned between two sessions on one cluster has the same definition and
+# other pins), in a directory of its own, re-checked before use.
+_DEFINITIONS: dict[tuple[str, bytes], LoadedTaskClass] = {}
 _DEFINITIONS_LOCK = threading.Lock()
 
 
 def _definition(bundle: TaskClassBundle, import_timeout_s: float) -> LoadedTaskClass | str:
     """The loaded definition of ``bundle`` on this worker, or why its bytes are refused."""
+    pins = b"".join(data for rel, data in bundle.files if rel == f"{CASES}/{DIGESTS_FILE}")
+    key = (bundle.rubric_digest, hashlib.blake2b(pins).digest())
     with _DEFINITIONS_LOCK:
-        known = _DEFINITIONS.get(bundle.rubric_digest)
+        known = _DEFINITIONS.get(key)
         if known is not None and rubric_digest(known.directory) == bundle.rubric_digest:
             return known
         root = Path(tempfile.mkdtemp(prefix="codegenie-dask-definition-"))
@@ -174,8 +181,21 @@ def _definition(bundle: TaskClassBundle, import_timeout_s: float) -> LoadedTaskC
                 "another rubric"
             )
         loaded = load_task_class(tc_dir, import_timeout_s=import_timeout_s)
-        _DEFINITIONS[bundle.rubric_digest] = loaded
+        _DEFINITIONS[key] = loaded
         return loaded
+
+
+# The pins of each loaded definition's digests.yaml, read once per worker (every case of a
+# task class is checked against them; the file grows with the bench).
+_PINS: dict[Path, Pins] = {}
+
+
+def _pins_of(loaded: LoadedTaskClass) -> Pins:
+    with _DEFINITIONS_LOCK:
+        pins = _PINS.get(loaded.directory)
+        if pins is None:
+            pins = _PINS[loaded.directory] = read_pins(loaded.directory / CASES)
+        return pins
 
 
 def _case_entry(loaded: LoadedTaskClass, job: CaseJob, scratch: Path) -> CaseEntry | str:
@@ -184,16 +204,13 @@ def _case_entry(loaded: LoadedTaskClass, job: CaseJob, scratch: Path) -> CaseEnt
     cases_dir = scratch / CASES
     case_dir = cases_dir / job.case.dir_name
     _write_files(case_dir, job.case.files)
-    pins = loaded.directory / CASES / DIGESTS_FILE
-    if pins.is_file():
-        shutil.copyfile(pins, cases_dir / DIGESTS_FILE)
     got = case_digest(case_dir)
     if got != job.case.case_digest:
         return (
             f"case {job.case_id}: the worker's copy digests to {got[:16]}…, the "
             f"controller's to {job.case.case_digest[:16]}…"
         )
-    entries, _ = load_cases(cases_dir)
+    entries, _ = load_cases(cases_dir, _pins_of(loaded))
     return next(e for e in entries if e.name == job.case.dir_name)
 
 
