@@ -12,7 +12,9 @@ Both sides do the same trivial work per case: spawn ``/bin/true`` (the SUT) and
   the eval call alone, after an untimed warm-up). Once with a no-op solver, once with a
   solver spawning the two processes through ``sandbox().exec`` in the ``local`` sandbox.
   Samples run one at a time (``max_samples=1``), as our session does without ``-n``.
-- own cost = per-case time minus the spawn floor.
+- own cost = per-case time minus the spawn floor. Wall time hides work done while something
+  else waits, so the CPU time of every process (user and system, per case, measured the same
+  three ways) is printed too.
 
 Runs alternate (ours, inspect, ours, inspect, ...) ``--repeat`` times; medians are printed.
 If inspect_ai cannot be installed (it needs PyPI), only our figures are printed.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +57,8 @@ from inspect_ai.dataset import Sample
 from inspect_ai.scorer import Score, accuracy, scorer
 from inspect_ai.solver import solver
 from inspect_ai.util import sandbox
+
+import resource
 
 cfg = json.loads(sys.argv[1])
 payload = cfg["payload"].encode()
@@ -87,6 +92,12 @@ def one():
     return score
 
 
+def cpu():
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def timed(n, spawning):
     task = Task(
         dataset=[Sample(input="x", target="y") for _ in range(n)],
@@ -94,22 +105,24 @@ def timed(n, spawning):
         scorer=one(),
         sandbox="local" if spawning else None,
     )
-    started = time.perf_counter()
+    started, used = time.perf_counter(), cpu()
     logs = inspect_eval(
         task, model="mockllm/model", display="none", log_dir=cfg["log_dir"], max_samples=1
     )
-    elapsed = time.perf_counter() - started
+    elapsed, used = time.perf_counter() - started, cpu() - used
     if logs[0].status != "success":
         sys.exit(f"inspect eval ({n} samples) ended {logs[0].status}: {logs[0].error}")
-    return elapsed
+    return elapsed, used
 
 
 timed(1, True)  # warm-up: first-call initialisation, not timed
 n = cfg["cases"]
 out = {}
 for name, spawning in (("noop", False), ("spawn", True)):
-    one_sample = timed(1, spawning)
-    out[name] = (timed(n, spawning) - one_sample) / (n - 1)
+    one_wall, one_cpu = timed(1, spawning)
+    wall, used = timed(n, spawning)
+    out[name] = (wall - one_wall) / (n - 1)
+    out[name + "_cpu"] = (used - one_cpu) / (n - 1)
 print(json.dumps(out))
 """
 
@@ -124,34 +137,42 @@ def _payload(case_dir: Path) -> bytes:
     ).encode()
 
 
-def spawn_floor(rubric: Path, n: int, case_dir: Path) -> float:
-    """Seconds per case of a bare loop spawning the SUT and the rubric."""
+def _children_cpu() -> float:
+    """CPU seconds (user and system) of every child this process has waited for."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def spawn_floor(rubric: Path, n: int, case_dir: Path) -> tuple[float, float]:
+    """Seconds per case of a bare loop spawning the SUT and the rubric, and CPU seconds."""
     payload = _payload(case_dir)
     sut = ["/bin/true", str(case_dir / "input")]
-    started = time.perf_counter()
+    started, used = time.perf_counter(), _children_cpu()
     for _ in range(n):
         subprocess.run(sut, check=True, capture_output=True)
         subprocess.run(
             [sys.executable, "-I", str(rubric)], input=payload, env=RUBRIC_ENV, check=True,
             capture_output=True,
         )  # fmt: skip
-    return (time.perf_counter() - started) / n
+    return (time.perf_counter() - started) / n, (_children_cpu() - used) / n
 
 
-def _session(extra: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -> float:
-    started = time.perf_counter()
+def _session(extra: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
+    """Wall and CPU seconds of a pytest session (CPU of it and all it started)."""
+    started, used = time.perf_counter(), _children_cpu()
     proc = subprocess.run([*PYTEST, *extra], cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
+    elapsed, used = time.perf_counter() - started, _children_cpu() - used
     if proc.returncode not in ok:
         sys.exit(f"pytest session exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr}")
-    return elapsed
+    return elapsed, used
 
 
-def ours_per_case(root: Path, n: int) -> float:
-    """Seconds per case of a real session, start-up and collection (an empty session) removed."""
+def ours_per_case(root: Path, n: int) -> tuple[float, float]:
+    """Wall and CPU seconds per case of a real session, start-up and collection (an empty
+    session) removed."""
     empty = _session(["-k", "nothing_matches_xyz"], root, ok=(5,))
     full = _session([], root)
-    return (full - empty) / n
+    return (full[0] - empty[0]) / n, (full[1] - empty[1]) / n
 
 
 def _venv_dir() -> Path:
@@ -241,6 +262,7 @@ def main() -> None:
     ours: list[float] = []
     noop: list[float] = []
     spawning: list[float] = []
+    cpu: dict[str, list[float]] = {"floor": [], "ours": [], "inspect": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "project"
         rubric = generate(root, n)
@@ -249,8 +271,12 @@ def main() -> None:
         script.parent.mkdir()
         script.write_text(INSPECT_SCRIPT)
         for r in range(repeat):
-            floors.append(spawn_floor(rubric, n, case_dir))
-            ours.append(ours_per_case(root, n))
+            wall, used = spawn_floor(rubric, n, case_dir)
+            floors.append(wall)
+            cpu["floor"].append(used)
+            wall, used = ours_per_case(root, n)
+            ours.append(wall)
+            cpu["ours"].append(used)
             line = f"run {r + 1}/{repeat}: floor {_ms(floors[-1])}, ours {_ms(ours[-1])}"
             if python is not None:
                 try:
@@ -263,6 +289,7 @@ def main() -> None:
                 else:
                     noop.append(got["noop"])
                     spawning.append(got["spawn"])
+                    cpu["inspect"].append(got["spawn_cpu"])
                     line += f", inspect no-op {_ms(noop[-1])}, spawning {_ms(spawning[-1])}"
             print(line, flush=True)
     floor = statistics.median(floors)
@@ -281,6 +308,14 @@ def main() -> None:
         theirs = f"n/a (skipped: {skipped})"
     print(f"own cost per case: ours {_ms(our - floor)}, inspect_ai {theirs} "
           f"(target: ours <= inspect_ai and <= 10 ms)")  # fmt: skip
+    # wall time hides work done while something else waits (the next rubric starting while
+    # this attempt runs): the CPU every process spent says what the work itself costs
+    busy = {name: statistics.median(v) for name, v in cpu.items() if v}
+    line = f"CPU per case (user + system, every process): floor {_ms(busy['floor'])}, "
+    line += f"ours {_ms(busy['ours'])} (own {_ms(busy['ours'] - busy['floor'])})"
+    if "inspect" in busy:
+        line += f", inspect_ai {_ms(busy['inspect'])} (own {_ms(busy['inspect'] - busy['floor'])})"
+    print(line)
 
 
 if __name__ == "__main__":
