@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import resource
 import selectors
@@ -413,6 +414,7 @@ def run_process(
     watch: Callable[[], str | None] | None = None,
     watch_every_s: float = 1.0,
     on_start: Callable[[int], None] | None = None,
+    after: tuple[float, Callable[[], None]] | None = None,
 ) -> ProcessResult:
     """Run ``argv`` to completion or timeout; never raises for the child's behaviour.
 
@@ -420,7 +422,9 @@ def run_process(
     only its last ``max_stderr`` bytes. On exit or timeout the whole process group is killed.
     ``watch`` is called about every ``watch_every_s`` while the child runs; a message it
     returns kills the child and becomes ``stopped`` (a workspace growing past its cap).
-    ``on_start`` is told the child's pid as soon as it runs.
+    ``on_start`` is told the child's pid as soon as it runs. ``after`` is ``(seconds,
+    callback)``: the callback is called once, in this thread, when the child has run that
+    long (never if it ends sooner).
     """
     started = start_process(argv, cwd=cwd, env=env, limits=limits, on_start=on_start)
     if isinstance(started, ProcessResult):
@@ -432,6 +436,7 @@ def run_process(
         max_stderr=max_stderr,
         watch=watch,
         watch_every_s=watch_every_s,
+        after=after,
     )
 
 
@@ -517,6 +522,7 @@ class StartedProcess:
         max_stderr: int = 64 * 1024,
         watch: Callable[[], str | None] | None = None,
         watch_every_s: float = 1.0,
+        after: tuple[float, Callable[[], None]] | None = None,
     ) -> ProcessResult:
         """Give the child ``stdin`` and run it to completion or timeout (as
         :func:`run_process` does)."""
@@ -547,6 +553,19 @@ class StartedProcess:
         exited_at: float | None = None
         stopped: str | None = None
         next_watch = started + watch_every_s
+        call_at, callback = (started + after[0], after[1]) if after is not None else (0.0, None)
+
+        def due(now: float) -> float:
+            """Call ``after``'s callback if it is due; seconds until it is (inf once called)."""
+            nonlocal callback
+            if callback is None:
+                return math.inf
+            if now < call_at:
+                return call_at - now
+            call, callback = callback, None
+            call()
+            return math.inf
+
         try:
             while sel.get_map() and not truncated:
                 now = time.monotonic()
@@ -563,6 +582,8 @@ class StartedProcess:
                     # the child is gone: anything still holding its pipes is a straggler
                     _kill_group(proc)
                 wait = min(deadline - now, 0.05 if exited_at is None else 0.5)
+                if exited_at is None:
+                    wait = min(wait, due(now))
                 events = sel.select(wait)
                 if not events and exited_at is not None and now - exited_at > 0.5:
                     break
@@ -605,7 +626,7 @@ class StartedProcess:
                     timed_out = True
                     break
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=min(left, watch_every_s))
+                    proc.wait(timeout=min(left, watch_every_s, due(time.monotonic())))
                 if watch is not None and proc.poll() is None:
                     stopped = watch()
         finally:

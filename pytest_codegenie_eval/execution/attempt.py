@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -208,49 +208,103 @@ def _why(exc: OSError) -> str:
     return f"{exc.strerror or type(exc).__name__}" + (f" ({exc.filename})" if exc.filename else "")
 
 
+# An attempt whose rubric was not started ahead (local:N, a Dask worker) starts it once its
+# SUT has run this long, or as the SUT ends if sooner. Attempts side by side start at once:
+# four SUTs and four rubric interpreters starting together on two cores held every SUT back
+# (dask-local:4, 40 cases of a 1 s SUT: 12.3-12.9 s with the rubric started first, 11.8-12.0
+# s 0.3 s later). An agent takes longer than that to start; a SUT done sooner waits for its
+# rubric's start (about 50 ms) instead.
+RUBRIC_START_DELAY_S = 0.3
+
+
 @dataclass
 class StagedAttempt:
-    """An attempt's run directory with its rubric already started (:func:`stage_attempt`):
-    what an attempt can set up before it runs, ahead of time. :func:`attempt_case` takes it
-    over; one never used is closed (:meth:`close`: its rubric ended unasked, its directory
-    removed)."""
+    """An attempt's run directory and empty workspace, with its rubric started or to be
+    started (:func:`stage_attempt`): what an attempt can set up before it runs, ahead of
+    time. :func:`attempt_case` takes it over; one never used is closed (:meth:`close`: its
+    rubric ended unasked, its directory removed)."""
 
     nodeid: str
     run_dir: Path
     workspace: Path
     rubric_mode: str
-    pending: PendingRubric
+    task_class: LoadedTaskClass
+    case: BenchCase
+    case_dir: Path
+    settings: RunSettings
+    pending: PendingRubric | None = None
+    _failed: Exception | None = None
+
+    def start_rubric(self) -> PendingRubric:
+        """Start the rubric (once); raises what starting it met, now or before."""
+        if self._failed is not None:
+            raise self._failed
+        if self.pending is None:
+            jail_user = self.settings.sut_policy.jail_user
+            if self.rubric_mode == "bwrap" and jail_user is not None:
+                hand_over(self.run_dir, jail_user)
+            self.pending = start_rubric(
+                self.task_class,
+                self.case,
+                self.case_dir,
+                self.workspace,
+                self.settings.rubric_sandbox,
+                jail_user,
+            )
+        return self.pending
+
+    def start_rubric_quietly(self) -> None:
+        """:meth:`start_rubric`, keeping what it raises for the next call to raise (it is
+        called from the SUT's wait loop, which must not be broken out of)."""
+        try:
+            self.start_rubric()
+        except Exception as exc:
+            self._failed = exc
+
+    def end_rubric(self) -> None:
+        if self.pending is not None:
+            self.pending.close()
 
     def close(self) -> None:
-        self.pending.close()
+        self.end_rubric()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def stage_attempt(
-    task_class: LoadedTaskClass, entry: CaseEntry, settings: RunSettings, nodeid: str = ""
+    task_class: LoadedTaskClass,
+    entry: CaseEntry,
+    settings: RunSettings,
+    nodeid: str = "",
+    *,
+    rubric: bool = True,
 ) -> StagedAttempt:
-    """Make an attempt's run directory and empty workspace and start its rubric: the
-    rubric's jail and interpreter come up and wait for their request while the workspace is
-    filled and the SUT runs (or, started ahead, while the attempt before it runs). The
-    rubric's jail user must enter the run directory to reach the workspace, which it binds
-    live."""
+    """Make an attempt's run directory and empty workspace and, with ``rubric``, start its
+    rubric: the rubric's jail and interpreter come up and wait for their request while the
+    workspace is filled and the SUT runs (or, started ahead, while the attempt before it
+    runs). The rubric's jail user must enter the run directory to reach the workspace,
+    which it binds live."""
     case = entry.case
     if case is None or entry.error is not None:
         raise ValueError(f"case {entry.name} did not load: {entry.error}")
     run_dir = Path(tempfile.mkdtemp(prefix=f"codegenie-{case.case_id[:40]}-"))
     try:
-        jail_user = settings.sut_policy.jail_user
-        rubric_mode = rubric_isolation(settings.rubric_sandbox, jail_user)
-        workspace = workspace_of(run_dir)
-        if rubric_mode == "bwrap" and jail_user is not None:
-            hand_over(run_dir, jail_user)
-        pending = start_rubric(
-            task_class, case, entry.directory, workspace, settings.rubric_sandbox, jail_user
+        rubric_mode = rubric_isolation(settings.rubric_sandbox, settings.sut_policy.jail_user)
+        staged = StagedAttempt(
+            nodeid,
+            run_dir,
+            workspace_of(run_dir),
+            rubric_mode,
+            task_class,
+            case,
+            entry.directory,
+            settings,
         )
+        if rubric:
+            staged.start_rubric()
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    return StagedAttempt(nodeid, run_dir, workspace, rubric_mode, pending)
+    return staged
 
 
 def attempt_case(
@@ -276,12 +330,16 @@ def attempt_case(
         raise ValueError(f"case {entry.name} did not load: {entry.error}")
     started = time.monotonic()
     jail_user = settings.sut_policy.jail_user
+    # not staged ahead: the rubric starts once the SUT is under way (from this thread: a
+    # jail dies with the thread that started it)
+    after: tuple[float, Callable[[], None]] | None = None
     if staged is None:
-        staged = stage_attempt(task_class, entry, settings, nodeid)
+        staged = stage_attempt(task_class, entry, settings, nodeid, rubric=False)
+        after = (RUBRIC_START_DELAY_S, staged.start_rubric_quietly)
     run_dir, workspace, rubric_mode = staged.run_dir, staged.workspace, staged.rubric_mode
     later = ExitStack()
     try:
-        pending = later.enter_context(staged.pending)
+        later.callback(staged.end_rubric)
         prepare_workspace(task_class, entry, run_dir)
         with tag_invocation(
             settings.ledger, settings.run_scope, task_class.name, case.case_id
@@ -302,6 +360,7 @@ def attempt_case(
                     extra_ro=extra_ro,
                     hook=hook,
                     gateway=way[0] if way else None,
+                    after=after,
                 )
             metered = _metered(way[1]) if way else None
             cost = metered[0].cost_usd if metered else sut_run.cost_usd
@@ -334,7 +393,8 @@ def attempt_case(
                 "cost_usd": sut_run.cost_usd,
                 "duration_s": round(sut_run.duration_s, 6),
             }
-            verdict = pending.score(harness_output)
+            # started now if the SUT ended before it was
+            verdict = staged.start_rubric().score(harness_output)
         if not any(m.code == "sut.tampered_bench" for m in modes):
             # a rubric outside bubblewrap can write the case it reads
             modes += tamper_failures(task_class, entry, "rubric.tampered_bench")

@@ -579,6 +579,7 @@ def run_sut(
     extra_ro: tuple[Path, ...] = (),
     hook: HookRunner | None = None,
     gateway: GatewayAccess | None = None,
+    after: tuple[float, Callable[[], None]] | None = None,
 ) -> SutRun:
     """Run the SUT on the workspace under the case's timeout; never raises for its behaviour.
 
@@ -589,6 +590,7 @@ def run_sut(
     With ``gateway`` the SUT reaches models only through the attempt's gateway: its key
     variables hold the attempt's token, its URL variables point at the gateway, and a jailed
     SUT runs behind the forwarder that offers the gateway's socket inside the jail.
+    ``after`` goes to :func:`run_process` (a callback once the SUT has run a while).
     """
     policy = policy or SutPolicy()
     isolation = policy.isolation(spec)
@@ -676,6 +678,7 @@ def run_sut(
             limits=limits,
             watch=watch,
             on_start=watch.started,
+            after=after,
         )
         kills = cgroups.oom_kills() - kills_before
     watch.pid = None  # the jail is gone: what is left to check is the workspace

@@ -176,3 +176,26 @@ def test_a_rubric_started_for_an_attempt_that_never_runs_is_ended(
     # nothing of either attempt is left behind: run directories removed
     for _, _, run_dir in spawns:
         assert not Path(run_dir).exists(), run_dir
+
+
+def test_side_by_side_each_rubric_starts_once_its_sut_is_under_way(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    # local:N (and a Dask worker) stage nothing ahead: attempts start together, and each
+    # rubric starts only after its SUT has (0.3 s in, or as it ends), so the SUTs do not
+    # start competing with three rubric interpreters for the CPU
+    (pytester.path / "conftest.py").write_text(SPAWN_LOG)
+    (pytester.path / "answer.py").write_text(ANSWER)
+    done = run_stub(
+        pytester,
+        "--codegenie-no-cache",
+        "--codegenie-executor=local:3",
+        "--codegenie-sut=python answer.py {workspace}",
+    )
+    done.assert_outcomes(passed=3)
+    spawns = [(kind, case) for kind, case, _ in _spawns(pytester.path)]
+    assert sorted(spawns) == sorted(
+        (kind, case) for kind in ("rubric", "sut") for case in ("alpha", "beta", "gamma")
+    )
+    for case in ("alpha", "beta", "gamma"):
+        assert spawns.index(("sut", case)) < spawns.index(("rubric", case)), spawns

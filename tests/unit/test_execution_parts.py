@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,24 @@ def test_run_process_limits_apply_to_the_child(tmp_path: Path) -> None:
         limits=ResourceLimits(file_size_bytes=12345),
     )
     assert result.stdout.strip() == b"12345"
+
+
+def test_after_calls_back_once_when_the_child_has_run_that_long(tmp_path: Path) -> None:
+    calls: list[float] = []
+    started = time.monotonic()
+    slow = run_process(
+        ["/bin/sh", "-c", "sleep 0.6"], cwd=tmp_path, env={}, timeout_s=10,
+        after=(0.2, lambda: calls.append(time.monotonic() - started)),
+    )  # fmt: skip
+    assert slow.returncode == 0
+    assert len(calls) == 1
+    assert 0.2 <= calls[0] < 0.6
+    # a child done sooner: never called (the caller does what it had to do itself)
+    quick = run_process(
+        ["/bin/true"], cwd=tmp_path, env={}, timeout_s=10, after=(5.0, lambda: calls.append(0))
+    )
+    assert quick.returncode == 0
+    assert len(calls) == 1
 
 
 def _limit_rows(table: bytes) -> dict[str, list[str]]:
