@@ -11,6 +11,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +26,9 @@ from pytest_codegenie_eval.pytest_plugin.options import Settings
 from pytest_codegenie_eval.pytest_plugin.session import BenchSession
 from pytest_codegenie_eval.store.audit import verify
 from pytest_codegenie_eval.taskclass.loader import load_registration
+
+if TYPE_CHECKING:
+    from pytest_codegenie_eval.execution.executors.dask_controller import DaskRunner
 
 
 def check_chain(bench: BenchSession) -> None:
@@ -264,12 +268,14 @@ def start_executor(bench: BenchSession) -> None:
             what = "starting" if spec.label.startswith("dask-local") else "connecting to"
             terminal.write_line(f"codegenie: {what} the Dask executor {spec.label} ...")
         started = time.monotonic()
-        bench.executor = DaskRunner(
+        runner = DaskRunner(
             spec, max_cost_usd=bench.settings.max_cost_usd, run_scope=bench.run_scope
         )
+        bench.executor = runner
         if terminal is not None:
             took = time.monotonic() - started
             terminal.write_line(f"codegenie: Dask executor {spec.label} ready ({took:.1f} s)")
+        _load_on_workers(bench, runner)
     except ExecutorUnavailable as exc:
         raise pytest.UsageError(str(exc)) from exc
 
@@ -287,6 +293,20 @@ def check_gateway(bench: BenchSession) -> None:
             f"--codegenie-model-gateway={gateway.mode} needs aiohttp, which is not installed: "
             "pip install 'pytest-codegenie-eval[gateway]'"
         )
+
+
+def _load_on_workers(bench: BenchSession, runner: DaskRunner) -> None:
+    """Have the workers load the named task classes while pytest collects (each loaded here
+    once, for collection too). One that does not load is left to collection to report."""
+    from pytest_codegenie_eval.execution.executors.dask_worker import bundle_task_class
+
+    bundles = []
+    for name in bench.settings.benches:
+        try:
+            bundles.append(bundle_task_class(bench.load(bench.settings.bench_root / name)))
+        except (CodegenieEvalError, OSError):
+            continue
+    runner.prepare(bundles, bench.settings.import_timeout_s)
 
 
 def run_all(bench: BenchSession) -> None:

@@ -9,6 +9,7 @@ case (and, without that check, would have scored the agent with the other rubric
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -315,3 +316,30 @@ def test_a_worker_checks_a_re_pinned_case_against_its_new_pins(tmp_path: Path) -
     second = attempt()
     assert second.status == "scored", second.failure_modes
     assert second.case_digest != first.case_digest
+
+
+def _loaded_digests() -> list[str]:
+    from pytest_codegenie_eval.execution.executors import dask_worker
+
+    return sorted(digest for digest, _pins in dask_worker._DEFINITIONS)
+
+
+def test_workers_load_the_task_class_before_its_first_case(
+    tmp_path: Path, runner: DaskRunner
+) -> None:
+    # started as the session starts: each worker loads in the background while pytest
+    # collects, so no first case waits for the load
+    task_class = copy_stub(tmp_path)
+    (task_class / "rubric.py").write_text((task_class / "rubric.py").read_text() + "\n# v2\n")
+    bundle = bundle_task_class(load_task_class(task_class))
+    before = runner.client.run(_loaded_digests)
+    assert all(bundle.rubric_digest not in got for got in before.values())
+    runner.prepare([bundle], import_timeout_s=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        loaded = runner.client.run(_loaded_digests)
+        if all(bundle.rubric_digest in got for got in loaded.values()):
+            break
+        time.sleep(0.1)
+    assert all(bundle.rubric_digest in got for got in loaded.values()), loaded
+    assert len(loaded) == 2  # every worker

@@ -49,6 +49,7 @@ Needs the ``dask`` extra (``pip install 'pytest-codegenie-eval[dask]'``), which 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -63,6 +64,7 @@ from pytest_codegenie_eval.execution.executors.dask_worker import (
     CaseJob,
     TaskClassBundle,
     WorkerReply,
+    load_in_background,
     run_on_worker,
 )
 from pytest_codegenie_eval.execution.executors.protocol import Outcome
@@ -278,6 +280,14 @@ class DaskRunner:
         self._closed = False
 
     # -- submission ----------------------------------------------------------------------
+    def prepare(self, bundles: Sequence[TaskClassBundle], import_timeout_s: float) -> None:
+        """Have every worker start loading these task class definitions now, in the
+        background (while pytest collects), so no first case waits for it. Best effort: a
+        worker that cannot load one says so when its first case of it runs."""
+        for bundle in bundles:
+            with contextlib.suppress(Exception):
+                self.client.run(load_in_background, bundle, import_timeout_s)
+
     def capacity(self) -> int:
         info = self.client.scheduler_info()
         return max(1, sum(int(w.get("nthreads", 1)) for w in info["workers"].values()))

@@ -198,6 +198,16 @@ def _pins_of(loaded: LoadedTaskClass) -> Pins:
         return pins
 
 
+def load_in_background(bundle: TaskClassBundle, import_timeout_s: float) -> None:
+    """Start loading ``bundle`` on this worker in a thread of its own and return at once (run
+    on every worker as the session starts, while pytest collects): the first case then finds
+    it loaded, or waits for the load under way. What the load meets, the first case meets
+    again and reports."""
+    threading.Thread(
+        target=_definition, args=(bundle, import_timeout_s), name="codegenie-load", daemon=True
+    ).start()
+
+
 def _case_entry(loaded: LoadedTaskClass, job: CaseJob, scratch: Path) -> CaseEntry | str:
     """The job's case written under ``scratch``, loaded as the loader loads any case (its
     pin checked against the task class's ``digests.yaml``), or why it is refused."""
