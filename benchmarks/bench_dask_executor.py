@@ -107,6 +107,10 @@ class Runner:
             "-q",
             "-p",
             "no:cacheprovider",
+            # hypothesis's pytest plugin imports all of hypothesis (~0.6 s a session), and
+            # hypothesis is a test dependency of this repository, not the plugin's: not ours
+            "-p",
+            "no:hypothesispytest",
             "--codegenie-bench=stub",
             "--codegenie-no-cache",
             f"--codegenie-state-dir={state}",

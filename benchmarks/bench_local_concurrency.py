@@ -114,7 +114,10 @@ def main() -> None:
             _project(grown, cases)
             (grown / "sleeper.py").write_text(SLEEPER.format(sleep=args.sleep))
             argv = [
+                # hypothesis's pytest plugin (a test dependency here, not the plugin's)
+                # imports all of hypothesis in every session: not ours to time
                 sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                "-p", "no:hypothesispytest",
                 "--codegenie-bench=stub", "--codegenie-no-cache",
                 f"--codegenie-state-dir={root / f'state-many-{cases}'}",
                 f"--codegenie-sut=python {grown / 'sleeper.py'} {{workspace}}",
