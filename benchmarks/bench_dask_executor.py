@@ -4,7 +4,9 @@ executor and against pytest-xdist (``-n N``). Prints figures, asserts nothing.
 The stub task class is copied into a temporary project and grown to ``--cases`` cases
 (default 40). Every session is a real ``python -m pytest`` subprocess in that project,
 with ``--codegenie-no-cache``, a fresh state directory each, and the SUT in its default
-sandbox (bubblewrap). The short sessions run ``--repeat`` times (default 3; medians count).
+sandbox (bubblewrap). The short sessions run ``--repeat`` times (default 3; medians count),
+the sleeping local and Dask sessions ``--repeat-sleepers`` times (default 1; medians count,
+and every ratio is printed).
 
 1. **Speed-up.** A SUT that answers right and then sleeps ``--sleep`` seconds per case
    (default 1 s; I/O-bound, like an agent waiting on a model) runs once with the local
@@ -21,7 +23,7 @@ sandbox (bubblewrap). The short sessions run ``--repeat`` times (default 3; medi
    against local.
 
     .venv/bin/python benchmarks/bench_dask_executor.py [--cases 40] [--workers 4]
-        [--sleep 1.0] [--repeat 3]
+        [--sleep 1.0] [--repeat 3] [--repeat-sleepers 1]
 """
 
 from __future__ import annotations
@@ -163,6 +165,12 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each short session (the median counts)"
     )
+    parser.add_argument(
+        "--repeat-sleepers",
+        type=int,
+        default=1,
+        help="runs of the sleeping local and Dask sessions, alternating (the median counts)",
+    )
     args = parser.parse_args()
     cases, workers, repeat = args.cases, args.workers, args.repeat
     dask = f"--codegenie-executor=dask-local:{workers}"
@@ -185,8 +193,11 @@ def main() -> None:
         try:
             empty_local = short("0 cases, local", sleepy, *none, expect=EXIT_NO_TESTS)
             empty_dask = short(f"0 cases, {on}", sleepy, dask, *none, expect=EXIT_NO_TESTS)
-            local = runner.run("sleeper, local", sleepy).wall_s
-            on_dask = runner.run(f"sleeper, {on}", sleepy, dask).wall_s
+            locals_, dasks = [], []
+            for _ in range(max(1, args.repeat_sleepers)):
+                locals_.append(runner.run("sleeper, local", sleepy).wall_s)
+                dasks.append(runner.run(f"sleeper, {on}", sleepy, dask).wall_s)
+            local, on_dask = statistics.median(locals_), statistics.median(dasks)
             xdist = {
                 n: runner.run(f"sleeper, -n {n}", sleepy, "-n", str(n)).wall_s
                 for n in sorted({workers, 2}, reverse=True)
@@ -210,6 +221,11 @@ def main() -> None:
     )
     print()
     bare = on_dask - startup
+    if len(dasks) > 1:
+        each = ", ".join(
+            f"{lo / (da - startup):.2f}x" for lo, da in zip(locals_, dasks, strict=True)
+        )
+        print(f"w/o start-up, each pair of sleeping sessions in turn: {each}")
     print(f"1. sleeping SUT, {cases} cases ({cases * args.sleep:g} s of sleep in all):")
     print(f"  local:                        {local:7.2f} s")
     print(f"  {on}, with start-up:  {on_dask:7.2f} s   ratio local/dask {local / on_dask:.2f}x")
