@@ -343,3 +343,44 @@ def test_workers_load_the_task_class_before_its_first_case(
         time.sleep(0.1)
     assert all(bundle.rubric_digest in got for got in loaded.values()), loaded
     assert len(loaded) == 2  # every worker
+
+
+def test_a_root_worker_stages_nothing_new_per_case(tmp_path: Path) -> None:
+    # a root worker's jails start inside one staging namespace that binds what they read;
+    # each case's copy on the worker must be reachable through what is staged already, or
+    # every case adds a mount that lives as long as the worker (and that every later jail
+    # copies)
+    from pytest_codegenie_eval.execution.isolation.jailuser import Stage, default_jail_user
+    from pytest_codegenie_eval.execution.isolation.sandbox import bwrap_status
+
+    user = default_jail_user()
+    if user is None or not bwrap_status(user).usable:
+        pytest.skip("needs a root harness with bubblewrap (a jail user and its staging)")
+    task_class = copy_stub(tmp_path)
+    tmp_path.chmod(0o755)  # the sandbox user reads the task class
+    loaded = load_task_class(task_class)
+    job = job_for(
+        nodeid="alpha",
+        loaded=loaded,
+        entry=loaded.by_dir["alpha"],
+        sut=resolve_sut("noop", baseline_script=None, rootdir=tmp_path, hook_identity=None),
+        sut_option="noop",
+        policy=SutPolicy(),
+        rubric_sandbox="auto",
+        cassette_dir=None,
+        cassette_digest="",
+        run_scope="t",
+        repeat=1,
+        import_timeout_s=60,
+        stop_event="",
+    )
+    bundle = bundle_task_class(loaded)
+    first = run_on_worker(bundle, job).result
+    assert first is not None
+    assert first.rubric_isolation == "bwrap"
+    staged = len(Stage.for_process()._staged)
+    for _ in range(3):
+        again = run_on_worker(bundle, job).result
+        assert again is not None
+        assert again.status == "scored"
+    assert len(Stage.for_process()._staged) == staged

@@ -29,6 +29,7 @@ from typing import Any
 from pytest_codegenie_eval.errors import CodegenieEvalError
 from pytest_codegenie_eval.execution import results
 from pytest_codegenie_eval.execution.gateway.settings import GatewaySettings
+from pytest_codegenie_eval.execution.isolation.jailuser import hand_over
 from pytest_codegenie_eval.execution.sut import SutPolicy, SutSpec, resolve_sut
 from pytest_codegenie_eval.models import CaseResult
 from pytest_codegenie_eval.taskclass.digests import case_digest, case_files
@@ -235,6 +236,10 @@ def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
     if isinstance(definition, str):
         return _mismatch(job, definition, worker)
     scratch = Path(tempfile.mkdtemp(prefix="codegenie-dask-"))
+    if job.policy.jail_user is not None:
+        # the rubric's jail binds the case from here: its user must be able to enter it, or
+        # every case would be staged on its own (a mount per case, kept for the worker's life)
+        hand_over(scratch, job.policy.jail_user)
     try:
         entry = _case_entry(definition, job, scratch)
         if isinstance(entry, str):
