@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import multiprocessing
 import os
 import threading
 from collections.abc import Sequence
@@ -175,6 +176,11 @@ def start_local_cluster(workers: int, *, insecure_for_tests: bool = False) -> tu
     # a worker that dies fails its task at once: the controller retries it itself, once,
     # so that both tries are known and recorded
     config: dict[str, Any] = {"distributed.scheduler.allowed-failures": 0}
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        # the nannies fork their workers from one server that imported distributed once,
+        # instead of starting N interpreters that each import it (1.4 s against 1.8-2.1 s
+        # for 4 workers on 2 cores); the server's socket is its user's alone
+        config["distributed.worker.multiprocessing-method"] = "forkserver"
     worker_config: dict[str, Any] = {}
     if not insecure_for_tests:
         config["distributed.scheduler.http.routes"] = []
