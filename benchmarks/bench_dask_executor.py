@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import shlex
 import shutil
 import statistics
@@ -55,12 +56,15 @@ n = int((workspace / "question.txt").read_text().split()[-1])
 time.sleep({sleep!r})
 """
 EXIT_OK, EXIT_FAILED, EXIT_NO_TESTS = 0, 1, 5
+READY = re.compile(r"Dask executor \S+ ready \((\d+(?:\.\d+)?) s\)")
 
 
 @dataclass(frozen=True)
 class Session:
     wall_s: float
     summary: str  # pytest's last line, e.g. "40 passed in 12.3s"
+    # how long this session's Dask executor took to start, as the plugin printed it
+    cluster_start_s: float | None = None
 
 
 class SessionFailed(RuntimeError):
@@ -134,7 +138,8 @@ class Runner:
             )
             raise SessionFailed(label)
         print(f"  {label:<44} {wall:7.2f} s   [{summary}]", flush=True)
-        return Session(wall, summary)
+        ready = READY.search(done.stdout)
+        return Session(wall, summary, float(ready.group(1)) if ready else None)
 
 
 def _runner_startup(workers: int, repeat: int) -> tuple[float, float, float]:
@@ -192,11 +197,16 @@ def main() -> None:
         print(f"{cases} cases, SUT sleeps {args.sleep:g} s; sessions (wall time):")
         try:
             empty_local = short("0 cases, local", sleepy, *none, expect=EXIT_NO_TESTS)
-            empty_dask = short(f"0 cases, {on}", sleepy, dask, *none, expect=EXIT_NO_TESTS)
-            locals_, dasks = [], []
+            empties = [
+                runner.run(f"0 cases, {on}", sleepy, dask, *none, expect=EXIT_NO_TESTS)
+                for _ in range(repeat)
+            ]
+            empty_dask = statistics.median(e.wall_s for e in empties)
+            locals_, dask_runs = [], []
             for _ in range(max(1, args.repeat_sleepers)):
                 locals_.append(runner.run("sleeper, local", sleepy).wall_s)
-                dasks.append(runner.run(f"sleeper, {on}", sleepy, dask).wall_s)
+                dask_runs.append(runner.run(f"sleeper, {on}", sleepy, dask))
+            dasks = [d.wall_s for d in dask_runs]
             local, on_dask = statistics.median(locals_), statistics.median(dasks)
             xdist = {
                 n: runner.run(f"sleeper, -n {n}", sleepy, "-n", str(n)).wall_s
@@ -226,6 +236,21 @@ def main() -> None:
             f"{lo / (da - startup):.2f}x" for lo, da in zip(locals_, dasks, strict=True)
         )
         print(f"w/o start-up, each pair of sleeping sessions in turn: {each}")
+    # the cluster's start varies from session to session (1.4 to 2.3 s here): take each
+    # session's own, as it printed it, and the rest of the cluster's cost (its stop, the
+    # task classes loaded on the workers) from the zero-case sessions
+    starts = [e.cluster_start_s for e in empties] + [d.cluster_start_s for d in dask_runs]
+    if all(start is not None for start in starts):
+        rest = (
+            statistics.median(e.wall_s - (e.cluster_start_s or 0.0) for e in empties) - empty_local
+        )
+        own = [d.wall_s - (d.cluster_start_s or 0.0) - rest for d in dask_runs]
+        each = ", ".join(f"{lo / o:.2f}x" for lo, o in zip(locals_, own, strict=True))
+        print(
+            f"w/o start-up, each session's own cluster start subtracted (and {rest:.2f} s of "
+            f"stop from the zero-case sessions): median {statistics.median(own):.2f} s, ratio "
+            f"{local / statistics.median(own):.2f}x; each pair in turn: {each}"
+        )
     print(f"1. sleeping SUT, {cases} cases ({cases * args.sleep:g} s of sleep in all):")
     print(f"  local:                        {local:7.2f} s")
     print(f"  {on}, with start-up:  {on_dask:7.2f} s   ratio local/dask {local / on_dask:.2f}x")
