@@ -20,13 +20,18 @@ import pytest
 from pytest_codegenie_eval.cli import main as cli
 from pytest_codegenie_eval.execution.executors.dask_controller import DaskRunner
 from pytest_codegenie_eval.execution.executors.dask_worker import (
+    CaseJob,
     bundle_task_class,
     job_for,
     run_on_worker,
 )
 from pytest_codegenie_eval.execution.executors.spec import ExecutorSpec, parse_executor
 from pytest_codegenie_eval.execution.sut import SutPolicy, resolve_sut
-from pytest_codegenie_eval.taskclass.loader import load_task_class, rubric_digest
+from pytest_codegenie_eval.taskclass.loader import (
+    LoadedTaskClass,
+    load_task_class,
+    rubric_digest,
+)
 from tests.conftest import REPO, copy_stub, grow_stub, newest_report, repin, run_cli
 
 pytest.importorskip("distributed")
@@ -187,17 +192,13 @@ if __name__ == "__main__":
 """
 
 
-def test_a_worker_refuses_task_class_bytes_the_controller_did_not_digest(
-    tmp_path: Path, runner: DaskRunner
-) -> None:
-    loaded = load_task_class(copy_stub(tmp_path))
-    bundle = bundle_task_class(loaded)
-    entry = loaded.by_dir["alpha"]
-    job = job_for(
+def _noop_job(loaded: LoadedTaskClass, rootdir: Path, stop_event: str = "") -> CaseJob:
+    """A job for the stub's ``alpha`` with the no-op SUT (it answers nothing: score 0)."""
+    return job_for(
         nodeid="alpha",
         loaded=loaded,
-        entry=entry,
-        sut=resolve_sut("noop", baseline_script=None, rootdir=tmp_path, hook_identity=None),
+        entry=loaded.by_dir["alpha"],
+        sut=resolve_sut("noop", baseline_script=None, rootdir=rootdir, hook_identity=None),
         sut_option="noop",
         policy=SutPolicy(),
         rubric_sandbox="auto",
@@ -206,8 +207,16 @@ def test_a_worker_refuses_task_class_bytes_the_controller_did_not_digest(
         run_scope="t",
         repeat=1,
         import_timeout_s=60,
-        stop_event=runner.stop_event,
+        stop_event=stop_event,
     )
+
+
+def test_a_worker_refuses_task_class_bytes_the_controller_did_not_digest(
+    tmp_path: Path, runner: DaskRunner
+) -> None:
+    loaded = load_task_class(copy_stub(tmp_path))
+    bundle = bundle_task_class(loaded)
+    job = _noop_job(loaded, tmp_path, runner.stop_event)
     honest = runner.client.submit(run_on_worker, bundle, job, pure=False).result()
     assert honest.result.score == 0.0  # the no-op agent answers nothing
     swapped = tuple(
@@ -292,21 +301,7 @@ def test_a_worker_checks_a_re_pinned_case_against_its_new_pins(tmp_path: Path) -
 
     def attempt() -> Any:
         loaded = load_task_class(task_class)
-        job = job_for(
-            nodeid="alpha",
-            loaded=loaded,
-            entry=loaded.by_dir["alpha"],
-            sut=resolve_sut("noop", baseline_script=None, rootdir=tmp_path, hook_identity=None),
-            sut_option="noop",
-            policy=SutPolicy(),
-            rubric_sandbox="auto",
-            cassette_dir=None,
-            cassette_digest="",
-            run_scope="t",
-            repeat=1,
-            import_timeout_s=60,
-            stop_event="",
-        )
+        job = _noop_job(loaded, tmp_path)
         return run_on_worker(bundle_task_class(loaded), job).result
 
     first = attempt()
@@ -359,21 +354,7 @@ def test_a_root_worker_stages_nothing_new_per_case(tmp_path: Path) -> None:
     task_class = copy_stub(tmp_path)
     tmp_path.chmod(0o755)  # the sandbox user reads the task class
     loaded = load_task_class(task_class)
-    job = job_for(
-        nodeid="alpha",
-        loaded=loaded,
-        entry=loaded.by_dir["alpha"],
-        sut=resolve_sut("noop", baseline_script=None, rootdir=tmp_path, hook_identity=None),
-        sut_option="noop",
-        policy=SutPolicy(),
-        rubric_sandbox="auto",
-        cassette_dir=None,
-        cassette_digest="",
-        run_scope="t",
-        repeat=1,
-        import_timeout_s=60,
-        stop_event="",
-    )
+    job = _noop_job(loaded, tmp_path)
     bundle = bundle_task_class(loaded)
     first = run_on_worker(bundle, job).result
     assert first is not None

@@ -124,6 +124,15 @@ wrong = len(sys.argv) > 2 and workspace.parent.name.startswith(f"codegenie-{sys.
 """
 
 
+@pytest.fixture
+def logged(pytester: pytest.Pytester, stub_bench: Path) -> Path:
+    """The stub bench with ``answer.py`` beside it and every child the session starts
+    logged (:func:`_spawns` reads the log)."""
+    (pytester.path / "conftest.py").write_text(SPAWN_LOG)
+    (pytester.path / "answer.py").write_text(ANSWER)
+    return stub_bench
+
+
 def _spawns(root: Path) -> list[tuple[str, str, str]]:
     log = root / "spawns.jsonl"
     lines = log.read_text().splitlines() if log.is_file() else []
@@ -131,10 +140,8 @@ def _spawns(root: Path) -> list[tuple[str, str, str]]:
 
 
 def test_the_next_rubric_starts_while_this_attempt_runs(
-    pytester: pytest.Pytester, stub_bench: Path
+    pytester: pytest.Pytester, logged: Path
 ) -> None:
-    (pytester.path / "conftest.py").write_text(SPAWN_LOG)
-    (pytester.path / "answer.py").write_text(ANSWER)
     done = run_stub(
         pytester, "--codegenie-no-cache", "--codegenie-sut=python answer.py {workspace}"
     )
@@ -158,10 +165,8 @@ def test_the_next_rubric_starts_while_this_attempt_runs(
 
 
 def test_a_rubric_started_for_an_attempt_that_never_runs_is_ended(
-    pytester: pytest.Pytester, stub_bench: Path
+    pytester: pytest.Pytester, logged: Path
 ) -> None:
-    (pytester.path / "conftest.py").write_text(SPAWN_LOG)
-    (pytester.path / "answer.py").write_text(ANSWER)
     # alpha fails and -x stops the session: beta's rubric was started and is never asked
     done = run_stub(
         pytester, "-x", "--codegenie-no-cache", "--codegenie-sut=python answer.py {workspace} alpha"
@@ -179,13 +184,11 @@ def test_a_rubric_started_for_an_attempt_that_never_runs_is_ended(
 
 
 def test_side_by_side_each_rubric_starts_once_its_sut_is_under_way(
-    pytester: pytest.Pytester, stub_bench: Path
+    pytester: pytest.Pytester, logged: Path
 ) -> None:
     # local:N (and a Dask worker) stage nothing ahead: attempts start together, and each
     # rubric starts only after its SUT has (0.3 s in, or as it ends), so the SUTs do not
     # start competing with three rubric interpreters for the CPU
-    (pytester.path / "conftest.py").write_text(SPAWN_LOG)
-    (pytester.path / "answer.py").write_text(ANSWER)
     done = run_stub(
         pytester,
         "--codegenie-no-cache",

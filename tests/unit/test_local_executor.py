@@ -13,6 +13,7 @@ import pytest
 from pytest_codegenie_eval.execution.attempt import Attempt, RunSettings
 from pytest_codegenie_eval.execution.executors import local
 from pytest_codegenie_eval.execution.executors.local import LocalExecutor, LocalJob
+from pytest_codegenie_eval.execution.executors.protocol import Outcome
 from pytest_codegenie_eval.models import CaseResult
 from pytest_codegenie_eval.store.cost_ledger import CostLedger, Invocation
 
@@ -54,6 +55,13 @@ def _job(nodeid: str) -> LocalJob:
     return LocalJob(nodeid, task_class=None, entry=None, sut=None)  # type: ignore[arg-type]
 
 
+def _attempt(executor: LocalExecutor, nodeid: str, upcoming: str | None = None) -> Outcome:
+    """What an item does: submit its job, say which one runs next, wait for its outcome."""
+    executor.submit([_job(nodeid)])
+    executor.expect(_job(upcoming) if upcoming else None)
+    return executor.wait(nodeid)
+
+
 def _settings(tmp_path: Path, cap: float | None = None) -> RunSettings:
     ledger = CostLedger(tmp_path / "ledger.jsonl")
     return RunSettings(cache=None, ledger=ledger, run_scope="s", max_cost_usd=cap)
@@ -62,9 +70,7 @@ def _settings(tmp_path: Path, cap: float | None = None) -> RunSettings:
 def test_the_next_attempt_is_staged_as_this_one_starts(events: list[str], tmp_path: Path) -> None:
     executor = LocalExecutor(_settings(tmp_path))
     for nodeid, upcoming in (("a", "b"), ("b", "c"), ("c", None)):
-        executor.submit([_job(nodeid)])
-        executor.expect(_job(upcoming) if upcoming else None)
-        executor.wait(nodeid)
+        _attempt(executor, nodeid, upcoming)
     executor.close()
     assert events == [
         "stage a",  # its own first, then the next one's
@@ -78,16 +84,11 @@ def test_the_next_attempt_is_staged_as_this_one_starts(events: list[str], tmp_pa
 
 def test_a_staged_attempt_not_asked_for_is_ended(events: list[str], tmp_path: Path) -> None:
     executor = LocalExecutor(_settings(tmp_path))
-    executor.submit([_job("a")])
-    executor.expect(_job("b"))
-    executor.wait("a")
+    _attempt(executor, "a", "b")
     # pytest ran something else next (b was deselected, or another plugin reordered)
-    executor.submit([_job("c")])
-    executor.wait("c")
+    _attempt(executor, "c")
     # and the session ends with one staged
-    executor.submit([_job("d")])
-    executor.expect(_job("e"))
-    executor.wait("d")
+    _attempt(executor, "d", "e")
     executor.close()
     assert events == [
         "stage a",
@@ -106,14 +107,10 @@ def test_a_staged_attempt_not_asked_for_is_ended(events: list[str], tmp_path: Pa
 def test_the_cost_cap_ends_a_staged_attempt(events: list[str], tmp_path: Path) -> None:
     settings = _settings(tmp_path, cap=1.0)
     executor = LocalExecutor(settings)
-    executor.submit([_job("a")])
-    executor.expect(_job("b"))
-    executor.wait("a")
+    _attempt(executor, "a", "b")
     assert settings.ledger is not None
     settings.ledger.record(Invocation("s:t:a", "t", "a", 2.0))  # a spent past the cap
-    executor.submit([_job("b")])
-    executor.expect(_job("c"))
-    outcome = executor.wait("b")
+    outcome = _attempt(executor, "b", "c")
     assert outcome.attempt is None
     assert outcome.spent_usd == 2.0
     executor.close()
@@ -124,9 +121,6 @@ def test_staging_that_fails_leaves_the_attempt_to_meet_it(
     events: list[str], tmp_path: Path
 ) -> None:
     executor = LocalExecutor(_settings(tmp_path))
-    executor.submit([_job("a")])
-    executor.expect(_job("broken"))
-    executor.wait("a")
-    executor.submit([_job("broken")])
-    executor.wait("broken")
+    _attempt(executor, "a", "broken")
+    _attempt(executor, "broken")
     assert events == ["stage a", "run a with a", "run broken with None"]
