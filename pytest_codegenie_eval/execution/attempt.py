@@ -209,11 +209,10 @@ def _why(exc: OSError) -> str:
 
 
 # An attempt whose rubric was not started ahead (local:N, a Dask worker) starts it once its
-# SUT has run this long, or as the SUT ends if sooner. Attempts side by side start at once:
-# four SUTs and four rubric interpreters starting together on two cores held every SUT back
-# (dask-local:4, 40 cases of a 1 s SUT: 12.3-12.9 s with the rubric started first, 11.8-12.0
-# s 0.3 s later). An agent takes longer than that to start; a SUT done sooner waits for its
-# rubric's start (about 50 ms) instead.
+# SUT has run this long, or as the SUT ends if sooner: attempts side by side start at once,
+# and their SUTs should not start competing for the CPU with as many rubric interpreters
+# starting too. An agent takes longer than this to start; a SUT done sooner waits for its
+# rubric's start (about 50 ms) instead (docs/adr/0026-when-a-rubric-starts.md).
 RUBRIC_START_DELAY_S = 0.3
 
 

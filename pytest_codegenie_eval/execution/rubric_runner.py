@@ -311,9 +311,9 @@ def start_rubric(
 ) -> PendingRubric:
     """Start the case's rubric isolated as :func:`run_rubric` runs it (the workspace bound
     read-only into its jail, live: what the SUT writes there later is what it reads), so
-    that its jail and interpreter start while the SUT runs. A rubric's module therefore runs
-    before the SUT has finished; only ``score()``, called when the request arrives, sees the
-    workspace's path and what the SUT left there."""
+    that its jail and interpreter come up before they are needed. A rubric's module
+    therefore runs before the SUT has finished; only ``score()``, called when the request
+    arrives, sees the workspace's path and what the SUT left there."""
     isolation = rubric_isolation(mode, user)
     cwd = tempfile.TemporaryDirectory(prefix="codegenie-rubric-")
     try:
