@@ -51,10 +51,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,9 @@ def _warm_up() -> str:
     as the default jail user through its staging namespace for a root worker, the rlimits
     its shell sets), so the first case pays none of it."""
     import pytest_codegenie_eval.execution.attempt
-    import pytest_codegenie_eval.execution.executors.dask_worker
     import pytest_codegenie_eval.rubric  # noqa: F401
     from pytest_codegenie_eval import __version__
+    from pytest_codegenie_eval.execution.executors.dask_worker import quiet_shutdown
     from pytest_codegenie_eval.execution.isolation.jailuser import Stage, default_jail_user
     from pytest_codegenie_eval.execution.isolation.sandbox import bwrap_status
     from pytest_codegenie_eval.process import ResourceLimits, sandbox_prefix
@@ -107,6 +108,7 @@ def _warm_up() -> str:
     else:
         sandbox_prefix()
     ResourceLimits(cpu_seconds=1).shell_commands()
+    quiet_shutdown()
     return __version__
 
 
@@ -202,6 +204,31 @@ def start_local_cluster(workers: int, *, insecure_for_tests: bool = False) -> tu
             config=worker_config,
         )
     return cluster, security
+
+
+class _ClosingListener(logging.Filter):
+    """Drops the TLS handshake warnings of one scheduler's listener: installed only while
+    its ``dask-local`` cluster closes, when workers die with a connection half open. At any
+    other time such a warning may be a client without the session's certificate, and it
+    stays."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.prefix = f"Listener on {address!r}: TLS handshake failed"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def _quiet_listener(address: str) -> Iterator[None]:
+    log = logging.getLogger("distributed.comm.tcp")
+    quiet = _ClosingListener(address)
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 @dataclass
@@ -433,7 +460,8 @@ class DaskRunner:
                 client.cancel(futures, force=True)
             client.close()
         if self.cluster is not None:
-            self.cluster.close()
+            with _quiet_listener(str(self.cluster.scheduler_address)):
+                self.cluster.close()
             self.cluster = None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -128,6 +129,40 @@ def _worker_address() -> str:
         return f"pid {os.getpid()}"
 
 
+# What a worker logs, with a traceback, when the heartbeat it had in flight meets the
+# connection its own shutdown closed (dask/distributed#7105): noise at the end of a session
+# that passed, never a failure.
+_HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat."
+_CLOSING = frozenset({"closing", "closing_gracefully", "closed"})
+
+
+class _ShutdownNoise(logging.Filter):
+    """Drops :data:`_HEARTBEAT_FAILED` while this worker is closing; the same failure
+    while it runs is still logged."""
+
+    def __init__(self, worker: Any) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(getattr(self.worker, "status", None), "value", None)
+        return not (status in _CLOSING and record.getMessage() == _HEARTBEAT_FAILED)
+
+
+def quiet_shutdown() -> None:
+    """Keep this worker's shutdown from logging :data:`_HEARTBEAT_FAILED` (idempotent; run
+    as the worker warms up and before each case, so a worker its nanny restarted has it)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not on a worker
+        return
+    log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _ShutdownNoise) for f in log.filters):
+        log.addFilter(_ShutdownNoise(worker))
+
+
 def _stopped(name: str) -> bool:
     if not name:  # no cost cap: nothing can stop a case
         return False
@@ -229,6 +264,7 @@ def run_on_worker(bundle: TaskClassBundle, job: CaseJob) -> WorkerReply:
     """Run one attempt on a Dask worker, exactly as a local case runs (module docstring)."""
     from pytest_codegenie_eval.execution.attempt import RunSettings, attempt_case
 
+    quiet_shutdown()
     worker = _worker_address()
     if _stopped(job.stop_event):
         return WorkerReply(None, "", worker)
