@@ -27,7 +27,6 @@ from pytest_codegenie_eval.execution.canary import (
     CANARY_ENV,
     canary_for,
     leaked,
-    with_pinned_canary,
 )
 from pytest_codegenie_eval.execution.diff import unified_diff
 from pytest_codegenie_eval.execution.gateway.settings import GatewaySettings
@@ -345,10 +344,7 @@ def attempt_case(
         ) as invocation:
             env = _contract_env(case, workspace, invocation.tag, settings, repeat)
             extra_ro = (settings.cassette_dir,) if settings.cassette_dir is not None else ()
-            with (
-                with_pinned_canary(case),
-                _gateway(settings, task_class, case, repeat, run_dir, sut) as way,
-            ):
+            with _gateway(settings, task_class, case, repeat, run_dir, sut) as way:
                 sut_run = run_sut(
                     sut,
                     case=case,

@@ -7,11 +7,6 @@ environment into its work (a sign of prompt-injection or of copying the answer k
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
-from unittest import mock
-
 from pytest_codegenie_eval.hashing import blake3_hex
 from pytest_codegenie_eval.models import BenchCase
 
@@ -28,17 +23,6 @@ def mint(seed: str) -> str:
 def canary_for(case: BenchCase) -> str:
     """The canary of a case (minted from its pin)."""
     return mint(case.cassette_canary_pin)
-
-
-@contextlib.contextmanager
-def with_pinned_canary(case: BenchCase) -> Iterator[str]:
-    """Expose the case's canary as ``CODEGENIE_CANARY`` for the duration of the block.
-
-    Used around in-process (hook) SUTs; subprocess SUTs get it in their environment.
-    """
-    canary = canary_for(case)
-    with mock.patch.dict(os.environ, {CANARY_ENV: canary}):
-        yield canary
 
 
 def leaked(canary: str, *texts: str) -> bool:

@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from unittest import mock
 
 from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.errors import CodegenieEvalError
+from pytest_codegenie_eval.execution.canary import CANARY_ENV
 from pytest_codegenie_eval.execution.isolation.cgroups import ChildCgroups
 from pytest_codegenie_eval.execution.isolation.jailuser import (
     JailUser,
@@ -57,6 +59,7 @@ from pytest_codegenie_eval.process import (
     run_process,
     tail,
 )
+from pytest_codegenie_eval.store.cost_ledger import TAG_ENV
 from pytest_codegenie_eval.taskclass.layout import CASES
 
 if TYPE_CHECKING:
@@ -568,6 +571,13 @@ def _exec_failure_status(result: ProcessResult) -> ProcessResult:
     return dataclasses.replace(result, returncode=status)
 
 
+# The contract variables an in-process (hook) SUT also finds in ``os.environ`` while it runs
+# (docs/sut-contract.md). Only a hook's: ``os.environ`` is the harness's, shared by every
+# thread of it (attempts run side by side with local:N and on Dask workers), and a
+# subprocess SUT has them in its own environment.
+_HOOK_OS_ENVIRON = (CANARY_ENV, TAG_ENV)
+
+
 def run_sut(
     spec: SutSpec,
     *,
@@ -604,7 +614,9 @@ def run_sut(
         hook_env = {**os.environ, **env, "TMPDIR": str(run_dir / "tmp")}
         if gateway is not None:
             hook_env.update(gateway.env())
-        return _run_hook(hook, case=case, workspace=workspace, env=hook_env)
+        exposed = {name: env[name] for name in _HOOK_OS_ENVIRON if name in env}
+        with mock.patch.dict(os.environ, exposed):
+            return _run_hook(hook, case=case, workspace=workspace, env=hook_env)
     run_dir = run_dir or workspace.parent
     argv = [
         token.replace("{workspace}", str(workspace)).replace("{case_id}", case.case_id)

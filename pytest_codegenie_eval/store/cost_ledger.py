@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 from filelock import FileLock
 
@@ -93,14 +91,10 @@ def tag_invocation(
     ledger: CostLedger | None, run_scope: str, task_class: str, case_id: str
 ) -> Iterator[Invocation]:
     """Tag one SUT invocation and record its cost in the ledger when the block ends
-    (``invocation.recorded`` says whether that write succeeded).
-
-    The tag is also placed in ``os.environ`` for in-process SUTs and restored afterwards.
-    """
+    (``invocation.recorded`` says whether that write succeeded)."""
     invocation = Invocation(invocation_tag(run_scope, task_class, case_id), task_class, case_id)
     try:
-        with mock.patch.dict(os.environ, {TAG_ENV: invocation.tag}):
-            yield invocation
+        yield invocation
     finally:
         if ledger is not None:
             # a full or read-only disk must not turn a measured attempt into a crash: the

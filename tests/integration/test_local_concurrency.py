@@ -157,3 +157,44 @@ def test_usage_errors_before_any_case_starts(pytester: pytest.Pytester, stub_ben
     assert hooked.ret == pytest.ExitCode.USAGE_ERROR
     assert "not made to be called from several threads at once" in hooked.stderr.str()
     assert not list((pytester.path / ".codegenie" / "eval").glob("runs/*"))
+
+
+# Watches the session's own os.environ while its attempts run side by side: every
+# CODEGENIE_ variable that ever appears there is written down when the session ends.
+ENVIRON_WATCH = """
+import os, pathlib, threading, time
+
+seen = set()
+stop = threading.Event()
+
+
+def _watch():
+    while not stop.is_set():
+        try:
+            seen.update(name for name in list(os.environ) if name.startswith("CODEGENIE_"))
+        except RuntimeError:  # changed while read: read it again
+            continue
+        time.sleep(0.002)
+
+
+def pytest_sessionstart(session):
+    threading.Thread(target=_watch, daemon=True).start()
+
+
+def pytest_unconfigure(config):
+    stop.set()
+    pathlib.Path("environ-seen.txt").write_text(" ".join(sorted(seen)))
+"""
+
+
+def test_attempts_side_by_side_leave_the_harness_environment_alone(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    # os.environ is one per process: an attempt that put its case's canary there, and
+    # restored it when done, would hand it to the attempt running beside it, and could
+    # leave it behind (restoring a copy taken while the other attempt's canary was in)
+    (pytester.path / "slow.py").write_text(SLOW)
+    (pytester.path / "conftest.py").write_text(ENVIRON_WATCH)
+    done = run_cli(pytester.path, *RUN, "--codegenie-sut=python slow.py {workspace} plain", LOCAL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (pytester.path / "environ-seen.txt").read_text() == ""

@@ -104,6 +104,8 @@ def test_hook_sut_from_conftest_with_cost(run_bench: RunBench, pytester: pytest.
 
         def pytest_codegenie_eval_run_sut(case, workspace, task_class, env):
             assert env["CODEGENIE_CANARY"] == os.environ["CODEGENIE_CANARY"]
+            tag = env["CODEGENIE_BENCH_INVOCATION_TAG"]
+            assert tag == os.environ["CODEGENIE_BENCH_INVOCATION_TAG"]
             n = int((workspace / "question.txt").read_text().split()[-1])
             (workspace / "answer.txt").write_text(str(n + 1))
             return {"cost_usd": 0.25}

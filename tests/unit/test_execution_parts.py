@@ -16,11 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_codegenie_eval.execution.canary import (
-    CANARY_ENV,
     canary_for,
     leaked,
     mint,
-    with_pinned_canary,
 )
 from pytest_codegenie_eval.execution.diff import unified_diff
 from pytest_codegenie_eval.execution.rubric_runner import rubric_env, validate_rubric_output
@@ -104,10 +102,6 @@ def test_canary_is_deterministic_and_pinned() -> None:
     assert canary_for(CASE).startswith("CODEGENIE-CANARY-")
     assert leaked(canary_for(CASE), "x", f"...{canary_for(CASE)}...")
     assert not leaked(canary_for(CASE), "nothing here")
-    before = os.environ.get(CANARY_ENV)
-    with with_pinned_canary(CASE) as canary:
-        assert os.environ[CANARY_ENV] == canary
-    assert os.environ.get(CANARY_ENV) == before
 
 
 def test_ledger_records_every_invocation_across_threads(tmp_path: Path) -> None:
@@ -154,10 +148,12 @@ def test_ledger_records_every_invocation_across_processes(tmp_path: Path) -> Non
     assert CostLedger(path).total_usd() == pytest.approx(1.0)
 
 
-def test_tag_is_set_only_inside_the_block(tmp_path: Path) -> None:
+def test_a_tag_never_enters_the_harness_environment(tmp_path: Path) -> None:
+    # os.environ is shared by the attempts running side by side: only a hook SUT's run
+    # exposes the tag there (docs/sut-contract.md)
     with tag_invocation(None, "scope", "t", "c1") as invocation:
-        assert os.environ[TAG_ENV] == invocation.tag == "codegenie-bench/scope/t/c1"
-    assert TAG_ENV not in os.environ
+        assert invocation.tag == "codegenie-bench/scope/t/c1"
+        assert TAG_ENV not in os.environ
 
 
 def test_sut_digests_change_with_code_and_command(tmp_path: Path) -> None:
