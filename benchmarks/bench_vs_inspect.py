@@ -14,7 +14,9 @@ Both sides do the same trivial work per case: spawn ``/bin/true`` (the SUT) and
   Samples run one at a time (``max_samples=1``), as our session does without ``-n``.
 - own cost = per-case time minus the spawn floor. Wall time hides work done while something
   else waits, so the CPU time of every process (user and system, per case, measured the same
-  three ways) is printed too.
+  three ways) is printed too, and once more for our session with both jails off
+  (``--codegenie-sut-sandbox=none --codegenie-rubric-sandbox=none``): the same processes as
+  the floor and inspect_ai's local sandbox, so what is left is the harness's own work.
 
 Runs alternate (ours, inspect, ours, inspect, ...) ``--repeat`` times; medians are printed.
 If inspect_ai cannot be installed (it needs PyPI), only our figures are printed.
@@ -167,11 +169,16 @@ def _session(extra: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -> tuple[f
     return elapsed, used
 
 
-def ours_per_case(root: Path, n: int) -> tuple[float, float]:
+# Our session doing exactly the floor's work: the SUT and the rubric without their
+# bubblewrap jails, which neither the floor nor inspect_ai's local sandbox has.
+UNJAILED = ["--codegenie-sut-sandbox=none", "--codegenie-rubric-sandbox=none"]
+
+
+def ours_per_case(root: Path, n: int, extra: tuple[str, ...] = ()) -> tuple[float, float]:
     """Wall and CPU seconds per case of a real session, start-up and collection (an empty
     session) removed."""
-    empty = _session(["-k", "nothing_matches_xyz"], root, ok=(5,))
-    full = _session([], root)
+    empty = _session(["-k", "nothing_matches_xyz", *extra], root, ok=(5,))
+    full = _session([*extra], root)
     return (full[0] - empty[0]) / n, (full[1] - empty[1]) / n
 
 
@@ -262,7 +269,7 @@ def main() -> None:
     ours: list[float] = []
     noop: list[float] = []
     spawning: list[float] = []
-    cpu: dict[str, list[float]] = {"floor": [], "ours": [], "inspect": []}
+    cpu: dict[str, list[float]] = {"floor": [], "ours": [], "unjailed": [], "inspect": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "project"
         rubric = generate(root, n)
@@ -277,6 +284,7 @@ def main() -> None:
             wall, used = ours_per_case(root, n)
             ours.append(wall)
             cpu["ours"].append(used)
+            cpu["unjailed"].append(ours_per_case(root, n, tuple(UNJAILED))[1])
             line = f"run {r + 1}/{repeat}: floor {_ms(floors[-1])}, ours {_ms(ours[-1])}"
             if python is not None:
                 try:
@@ -316,6 +324,12 @@ def main() -> None:
     if "inspect" in busy:
         line += f", inspect_ai {_ms(busy['inspect'])} (own {_ms(busy['inspect'] - busy['floor'])})"
     print(line)
+    # the same processes on both sides: ours without the two jails inspect_ai does not have
+    line = f"CPU per case, ours without the jails ({' '.join(UNJAILED)}): "
+    line += f"{_ms(busy['unjailed'])} (own {_ms(busy['unjailed'] - busy['floor'])}"
+    if "inspect" in busy:
+        line += f"; inspect_ai own {_ms(busy['inspect'] - busy['floor'])}"
+    print(line + "); the jails cost " + _ms(busy["ours"] - busy["unjailed"]))
 
 
 if __name__ == "__main__":
