@@ -9,6 +9,8 @@ case (and, without that check, would have scored the agent with the other rubric
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -365,3 +367,47 @@ def test_a_root_worker_stages_nothing_new_per_case(tmp_path: Path) -> None:
         assert again is not None
         assert again.status == "scored"
     assert len(Stage.for_process()._staged) == staged
+
+
+# A driver script of a user's that calls pytest.main() with no `if __name__ == "__main__":`
+# guard, kills one worker mid-case (so that its nanny starts another), and prints its own
+# path once the session is over.
+UNGUARDED = """
+import sys
+import pytest
+
+code = pytest.main(["-p", "no:cacheprovider", "--codegenie-bench=stub", "--codegenie-no-cache",
+                    "--codegenie-sut-sandbox=none",
+                    "--codegenie-sut=python killer.py {workspace} MARKERS once", "DASK",
+                    "-k", "alpha"])
+print("after the session:", __file__, int(code))
+"""
+
+
+def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(
+    pytester: pytest.Pytester, stub_bench: Path
+) -> None:
+    # workers start as multiprocessing's spawn and forkserver start a process: by importing
+    # the main module again, which runs a whole session of pytest in each of them when the
+    # script calling pytest.main() is not guarded
+    (pytester.path / "killer.py").write_text(KILLER)
+    (pytester.path / "markers").mkdir()
+    script = pytester.path / "drive.py"
+    script.write_text(
+        UNGUARDED.replace("DASK", DASK).replace("MARKERS", str(pytester.path / "markers"))
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.stdout.count("starting the Dask executor") == 1, done.stdout[-4000:]
+    assert "INTERNALERROR" not in done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == f"after the session: {script} 0"
+    report = _report_of(pytester.path / ".codegenie" / "eval", "stub")
+    # the case lost its first worker, and its retry ran where a nanny had started another
+    (case,) = report["cases"]
+    assert [t["outcome"] for t in case["executor_attempts"]] == ["lost", "completed"]

@@ -54,8 +54,9 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,32 @@ def start_local_cluster(workers: int, *, insecure_for_tests: bool = False) -> tu
     return cluster, security
 
 
+def _hide_main_script() -> Callable[[], None]:
+    """Keep the workers of a ``dask-local`` cluster from running the script that started
+    this process, until the returned function puts it back; nothing when pytest was not
+    started from a script of the user's.
+
+    Dask starts workers the way ``multiprocessing`` does without ``fork``: each new process
+    imports the main module again, by its file when it was run as ``python script.py``. A
+    script that calls ``pytest.main()`` without an ``if __name__ == "__main__":`` guard then
+    runs a whole pytest session in every worker (each starting a cluster of its own, and
+    failing with an INTERNALERROR). The workers run only this package's functions and never
+    need that module; without its ``__file__`` they skip it. Console scripts (``pytest``)
+    and ``python -m pytest`` lose nothing either.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return lambda: None  # -m or an interactive session: children import no file
+    path = main.__dict__.pop("__file__", None)
+    if path is None:
+        return lambda: None
+
+    def restore() -> None:
+        main.__dict__.setdefault("__file__", path)
+
+    return restore
+
+
 class _ClosingListener(logging.Filter):
     """Drops the TLS handshake warnings of one scheduler's listener: installed only while
     its ``dask-local`` cluster closes, when workers die with a connection half open. At any
@@ -271,8 +298,11 @@ class DaskRunner:
         # without a cap there is nothing to stop, and no worker asks the scheduler
         self.stop_event = f"codegenie-eval-cost-cap-{run_scope}" if max_cost_usd is not None else ""
         self.cluster: Any = None
+        self._restore_main: Callable[[], None] = lambda: None
         try:
             if spec.kind == "dask-local":
+                # kept hidden while the cluster lives: a nanny restarts a worker it lost
+                self._restore_main = _hide_main_script()
                 self.cluster, security = start_local_cluster(
                     spec.workers, insecure_for_tests=insecure_for_tests
                 )
@@ -463,6 +493,7 @@ class DaskRunner:
             with _quiet_listener(str(self.cluster.scheduler_address)):
                 self.cluster.close()
             self.cluster = None
+        self._restore_main()
 
 
 __all__ = [
