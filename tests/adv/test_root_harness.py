@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from pytest_codegenie_eval import defaults
 from pytest_codegenie_eval.execution.isolation.jailuser import (
     JailUser,
     Stage,
@@ -30,7 +31,7 @@ from pytest_codegenie_eval.execution.isolation.jailuser import (
 from pytest_codegenie_eval.execution.isolation.sandbox import Jail, bwrap_status, python_prefixes
 from pytest_codegenie_eval.execution.sut import SutLimits, SutPolicy, SutSpec, run_sut
 from pytest_codegenie_eval.models import BenchCase
-from tests.conftest import REPO, copy_stub
+from tests.conftest import CHILD_ADDOPTS, REPO, copy_stub
 
 ROOT = os.geteuid() == 0
 NOBODY = resolve_jail_user(None)
@@ -276,14 +277,17 @@ def test_a_sut_making_too_many_files_is_stopped_before_the_harness_walks_them(
     run, workspace = _run_sut(tmp_path / "free", spec, free)
     assert run.workspace_overflow is None
     assert len(os.listdir(workspace)) == 30000
-    # the default limit stops 300,000 files, typed, and the harness counts no further
+    # the limit stops 300,000 files, typed, and the harness counts no further. The default
+    # limit (200,000) works the same way; a smaller one spares the test making 200,000 files
+    assert SutPolicy().limits.max_files == defaults.SUT_MAX_FILES == 200_000
     spec = SutSpec(
         "command", "files", "d", (sys.executable, "-I", "-c", _MAKE_FILES, "300000", "30")
     )
-    run, workspace = _run_sut(tmp_path / "capped", spec, SutPolicy(), timeout=120)
+    capped = SutPolicy(limits=SutLimits(max_files=20_000))
+    run, workspace = _run_sut(tmp_path / "capped", spec, capped, timeout=120)
     assert not run.timed_out
     assert run.workspace_overflow is not None
-    assert f"more than {SutLimits().max_files} files" in run.workspace_overflow
+    assert "more than 20000 files" in run.workspace_overflow
     assert "--codegenie-sut-max-files" in run.workspace_overflow
     assert len(os.listdir(workspace)) < 300000
 
@@ -401,8 +405,9 @@ def test_a_harness_that_is_not_root_runs_its_jails_as_itself(unprivileged_projec
     }
     python = str(Path(sys.executable))
     argv = _as_unprivileged(
-        [python, "-m", "pytest", "-p", "no:cacheprovider", "--codegenie-bench=stub",
-         "--codegenie-require-sandbox", "-q", f"--rootdir={unprivileged_project}"],
+        [python, "-m", "pytest", "-p", "no:cacheprovider", *CHILD_ADDOPTS.split(),
+         "--codegenie-bench=stub", "--codegenie-require-sandbox", "-q",
+         f"--rootdir={unprivileged_project}"],
         unprivileged_project,
         env,
     )  # fmt: skip
