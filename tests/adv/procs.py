@@ -29,12 +29,17 @@ def survivors(pids: list[int], within_s: float = 2.0) -> list[int]:
     return living
 
 
-# ``python -c RSS_PROBE <pytest args>``: a pytest run that prints its own peak RSS.
+# ``python -c RSS_PROBE <pytest args>``: a pytest run that prints its own peak RSS. That is
+# VmHWM, the peak of its own memory: ``ru_maxrss`` starts at the peak of the process that
+# started it (Linux keeps the old memory's high-water mark across exec), and an xdist worker
+# that ran other tests first has one far above any limit a test could check.
 RSS_PROBE = """\
-import resource, sys
+import sys
 import pytest
 code = pytest.main(sys.argv[1:])
-print("ADV-MAXRSS-KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+with open("/proc/self/status") as status:
+    peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+print("ADV-MAXRSS-KB", peak)
 sys.exit(int(code))
 """
 
