@@ -7,26 +7,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import Enum
+from typing import Any
 
 import pytest
 
 from pytest_codegenie_eval.execution.executors import dask_worker
 from pytest_codegenie_eval.execution.executors.dask_controller import _quiet_listener
 
+# the statuses a worker really has: a value renamed upstream fails here, not in silence
+Status: Any = pytest.importorskip("distributed.core").Status
+
 ADDRESS = "tls://127.0.0.1:42477"
 HANDSHAKE = "Listener on %r: TLS handshake failed with remote %r: %s"
 
 
-class _Status(Enum):  # distributed.core.Status's values
-    running = "running"
-    closing = "closing"
-    closed = "closed"
-
-
 @dataclass
 class _Worker:
-    status: _Status
+    status: Any
 
 
 def _heartbeat_failure() -> logging.LogRecord:
@@ -37,12 +34,18 @@ def _heartbeat_failure() -> logging.LogRecord:
 
 @pytest.mark.parametrize(
     ("status", "logged"),
-    [(_Status.running, True), (_Status.closing, False), (_Status.closed, False)],
+    [
+        ("running", True),
+        ("paused", True),
+        ("closing", False),
+        ("closing_gracefully", False),
+        ("closed", False),
+    ],
 )
 def test_a_heartbeat_failure_is_dropped_only_while_the_worker_closes(
-    status: _Status, logged: bool
+    status: str, logged: bool
 ) -> None:
-    noise = dask_worker._ShutdownNoise(_Worker(status))
+    noise = dask_worker._ShutdownNoise(_Worker(Status(status)))
     assert noise.filter(_heartbeat_failure()) is logged
     other = logging.LogRecord(
         "distributed.worker", logging.ERROR, __file__, 1, "Compute Failed", (), None
