@@ -385,17 +385,13 @@ print("after the session:", __file__, int(code))
 
 
 def test_a_script_without_a_main_guard_is_not_run_again_by_the_workers(
-    pytester: pytest.Pytester, stub_bench: Path
+    pytester: pytest.Pytester, killer: Path
 ) -> None:
     # workers start as multiprocessing's spawn and forkserver start a process: by importing
     # the main module again, which runs a whole session of pytest in each of them when the
     # script calling pytest.main() is not guarded
-    (pytester.path / "killer.py").write_text(KILLER)
-    (pytester.path / "markers").mkdir()
     script = pytester.path / "drive.py"
-    script.write_text(
-        UNGUARDED.replace("DASK", DASK).replace("MARKERS", str(pytester.path / "markers"))
-    )
+    script.write_text(UNGUARDED.replace("DASK", DASK).replace("MARKERS", str(killer)))
     done = subprocess.run(
         [sys.executable, str(script)],
         cwd=pytester.path,
