@@ -44,9 +44,6 @@ def run_fixture_bench(pytester: pytest.Pytester) -> Callable[..., BenchRun]:
         argv = [
             "-p",
             "no:cacheprovider",
-            # hypothesis' terminal summary costs ~1 s per session and is irrelevant here
-            "-p",
-            "no:hypothesispytest",
             f"--codegenie-bench={bench}",
             f"--codegenie-bench-root={root}",
             f"--codegenie-state-dir={pytester.path / f'state-{n}'}",

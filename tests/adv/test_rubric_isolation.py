@@ -203,8 +203,6 @@ def _harness_peak_rss_kb(pytester: pytest.Pytester, case: str, tag: str) -> int:
     root = Path(__file__).resolve().parents[1] / "fixtures" / "bench"
     _result, peak = run_measuring_rss(
         pytester,
-        "-p",
-        "no:hypothesispytest",
         f"--codegenie-bench={BENCH}",
         f"--codegenie-bench-root={root}",
         f"--codegenie-state-dir={pytester.path / tag}",

@@ -60,8 +60,6 @@ class Project:
         command = shlex.join([sys.executable, "-I", str(SPY)]) + f" {{workspace}} {plan_file}"
         result = run_stub(
             self.pytester,
-            "-p",
-            "no:hypothesispytest",
             f"--codegenie-sut={command}",
             f"--codegenie-sut-sandbox={mode}",
             "--codegenie-no-cache",

@@ -120,8 +120,6 @@ def _run(
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
-        "-p",
-        "no:hypothesispytest",
         "--codegenie-bench=stub",
         "--codegenie-no-cache",
         f"--codegenie-sut={sys.executable} sut.py {{workspace}}",
